@@ -1,0 +1,33 @@
+// Softmax<Dim>: exp(x - max) / sum(exp(x - max)) along Dim (torch.nn.Softmax). Dim counts the batch dim as
+// PyTorch does (Softmax<1> on [N, C] is over C); negative dims count from the end.
+#pragma once
+
+#include <kiln/dsl/layer.hpp>
+
+#include <fmt/format.h>
+
+namespace kiln::nn {
+
+template <int Dim>
+struct Softmax {
+  static constexpr int dim = Dim;
+
+  static constexpr Text name() { return Text{"Softmax<"} + Dim + ">"; }
+  static constexpr Shaped infer(Dims in) {
+    const int d = sample_dim(Dim, in.rank);
+    if (d == -2)
+      return Shaped::fails(Text{"has dim "} + Dim + ", out of range for an input of rank " + (in.rank + 1) + " " +
+                           in.text());
+    if (d == -1)
+      return Shaped::fails(Text{"would normalise over the batch dim of "} + in.text() +
+                           "; in a network Softmax works per sample (use kiln::F::softmax for dim 0)");
+    return Shaped::fits(in);
+  }
+  // The per-sample dim the softmax runs along, for an input of the given per-sample rank.
+  static constexpr int axis(Dims in) { return sample_dim(Dim, in.rank); }
+  constexpr ParamList params(Dims) const { return {}; }
+  constexpr index_t flops(Dims in) const { return in.numel() * 5; }
+  std::string repr() const { return fmt::format("Softmax(dim={})", Dim); }
+};
+
+}  // namespace kiln::nn

@@ -1,0 +1,78 @@
+// The constexpr queries on a network value: its parameter schema (PyTorch state_dict names, shapes, init),
+// parameter count, FLOPs and activation bytes per sample.
+#pragma once
+
+#include <kiln/dsl/sequential.hpp>
+
+#include <utility>
+
+namespace kiln {
+
+// One parameter or buffer of a network: the layer's ParamSpec with its full name ("1.weight"), and the
+// index of the leaf layer that owns it.
+struct SchemaEntry {
+  ParamSpec spec;
+  std::size_t leaf = 0;
+};
+
+template <std::size_t Capacity>
+struct Schema {
+  std::array<SchemaEntry, Capacity> entries{};
+  std::size_t count = 0;
+  constexpr const SchemaEntry* begin() const { return entries.data(); }
+  constexpr const SchemaEntry* end() const { return entries.data() + count; }
+  constexpr std::size_t size() const { return count; }
+};
+
+// Calls f(index_constant, layer) for every leaf layer of the network, in order.
+template <Network Net, class F>
+constexpr void for_each_leaf(const Net& net, F&& f) {
+  const auto leaves = leaf_values(net);
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (f(std::integral_constant<std::size_t, I>{}, std::get<I>(leaves)), ...);
+  }(std::make_index_sequence<network_traits<Net>::leaf_count>{});
+}
+
+template <Network Net>
+constexpr auto schema(const Net& net) {
+  using T = network_traits<Net>;
+  Schema<T::leaf_count * ParamList::capacity> s;
+  for_each_leaf(net, [&](auto i, const auto& layer) {
+    for (const ParamSpec& p : layer.params(T::analysis.in[i])) {
+      SchemaEntry e{p, i};
+      e.spec.name = T::analysis.path[i] + "." + p.name;
+      s.entries[s.count++] = e;
+    }
+  });
+  return s;
+}
+
+template <Network Net>
+constexpr index_t parameter_count(const Net& net) {
+  index_t n = 0;
+  for (const SchemaEntry& e : schema(net))
+    if (!e.spec.buffer) n += e.spec.shape.numel();
+  return n;
+}
+
+template <Network Net>
+constexpr index_t flops_per_sample(const Net& net) {
+  index_t n = 0;
+  for_each_leaf(net, [&](auto i, const auto& layer) { n += layer.flops(network_traits<Net>::analysis.in[i]); });
+  return n;
+}
+
+// Bytes of all layer outputs for one sample: what an unfused evaluator writes to memory per sample.
+template <Network Net>
+constexpr index_t activation_bytes_per_sample(const Net&) {
+  index_t n = 0;
+  for (const Dims& d : network_traits<Net>::analysis.out) n += d.numel() * static_cast<index_t>(sizeof(float));
+  return n;
+}
+
+template <Network Net>
+constexpr Dims output_shape(const Net&) {
+  return network_traits<Net>::output_dims;
+}
+
+}  // namespace kiln
