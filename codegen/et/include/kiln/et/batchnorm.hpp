@@ -1,0 +1,100 @@
+// BatchNorm1d's forward. On a tile it is y = x * scale[c] + shift[c]; the driver computes scale and shift
+// per call: from the running stats (eval), or from the statistics of the whole batch (train mode, or without
+// running stats), in which case it also updates the running stats as PyTorch does.
+#pragma once
+
+#include <kiln/dsl/layers/batchnorm.hpp>
+#include <kiln/et/eval.hpp>
+#include <kiln/runtime/error.hpp>
+
+#include <cmath>
+#include <vector>
+
+namespace kiln::et {
+
+// Mean and biased variance per channel of x viewed as [n, channels, length], accumulated in double.
+inline void batchnorm_batch_stats(const float* x, index_t n, index_t channels, index_t length, double* mean,
+                                  double* var) {
+  const double count = static_cast<double>(n * length);
+  for (index_t c = 0; c < channels; ++c) {
+    double sum = 0;
+    for (index_t s = 0; s < n; ++s)
+      for (index_t l = 0; l < length; ++l) sum += x[(s * channels + c) * length + l];
+    const double m = sum / count;
+    double sq = 0;
+    for (index_t s = 0; s < n; ++s)
+      for (index_t l = 0; l < length; ++l) {
+        const double d = x[(s * channels + c) * length + l] - m;
+        sq += d * d;
+      }
+    mean[c] = m;
+    var[c] = sq / count;
+  }
+}
+
+// scale = weight / sqrt(var + eps), shift = bias - mean * scale (weight 1, bias 0 without affine).
+inline void batchnorm_scale_shift(index_t channels, const double* mean, const double* var, float eps,
+                                  const float* weight, const float* bias, float* scale, float* shift) {
+  for (index_t c = 0; c < channels; ++c) {
+    const double invstd = 1.0 / std::sqrt(var[c] + static_cast<double>(eps));
+    const double s = (weight ? weight[c] : 1.0) * invstd;
+    scale[c] = static_cast<float>(s);
+    shift[c] = static_cast<float>((bias ? bias[c] : 0.0) - mean[c] * s);
+  }
+}
+
+// running = (1 - m) running + m batch, with the unbiased variance; m = 1 / num_batches_tracked when
+// momentum is None (a cumulative average).
+template <index_t C>
+void batchnorm_update_running_stats(const nn::BatchNorm1d<C>& bn, const LayerParams& p, const double* mean,
+                                    const double* var, index_t count) {
+  if (!bn.track_running_stats) return;
+  *p.num_batches_tracked += 1;
+  const double m = bn.momentum ? static_cast<double>(*bn.momentum) : 1.0 / static_cast<double>(*p.num_batches_tracked);
+  const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+  for (index_t c = 0; c < C; ++c) {
+    p.running_mean[c] = static_cast<float>((1 - m) * p.running_mean[c] + m * mean[c]);
+    p.running_var[c] = static_cast<float>((1 - m) * p.running_var[c] + m * var[c] * unbias);
+  }
+}
+
+template <index_t C>
+struct Eval<nn::BatchNorm1d<C>> {
+  using Layer = nn::BatchNorm1d<C>;
+  static bool passes_through(const Layer&, bool) { return false; }
+
+  // Values per channel in a batch of `samples` (N, or N * L).
+  static index_t values_per_channel(Dims in, index_t samples) { return samples * (in.rank == 2 ? in.sizes[1] : 1); }
+
+  // Fills scale and shift (C floats each) for this call. `x` is the whole batch, needed only when the layer
+  // uses batch statistics.
+  static void prepare(const Layer& bn, Dims in, const LayerParams& p, bool training, const float* x, index_t samples,
+                      float* scale, float* shift) {
+    std::vector<double> mean(C), var(C);
+    if (bn.uses_batch_stats(training)) {
+      batchnorm_batch_stats(x, samples, C, in.rank == 2 ? in.sizes[1] : 1, mean.data(), var.data());
+      if (training) batchnorm_update_running_stats(bn, p, mean.data(), var.data(), values_per_channel(in, samples));
+    } else {
+      for (index_t c = 0; c < C; ++c) {
+        mean[c] = p.running_mean[c];
+        var[c] = p.running_var[c];
+      }
+    }
+    batchnorm_scale_shift(C, mean.data(), var.data(), bn.eps, bn.affine ? p.weight : nullptr,
+                          bn.affine ? p.bias : nullptr, scale, shift);
+  }
+
+  static void forward(const Layer&, Dims in, const LayerParams& p, const float* x, float* y, index_t samples,
+                      const TileContext&) {
+    const index_t length = in.rank == 2 ? in.sizes[1] : 1;
+    for (index_t s = 0; s < samples; ++s)
+      for (index_t c = 0; c < C; ++c) {
+        const float a = p.scale[c], b = p.shift[c];
+        const float* xs = x + (s * C + c) * length;
+        float* ys = y + (s * C + c) * length;
+        for (index_t l = 0; l < length; ++l) ys[l] = xs[l] * a + b;
+      }
+  }
+};
+
+}  // namespace kiln::et

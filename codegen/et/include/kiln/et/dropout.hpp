@@ -1,0 +1,36 @@
+// Dropout's forward in train mode: keep element e iff its Philox draw is >= p, scale survivors by 1/(1-p).
+// e counts over the whole batch, so the mask does not depend on how the batch is tiled.
+#pragma once
+
+#include <kiln/dsl/layers/dropout.hpp>
+#include <kiln/et/eval.hpp>
+
+namespace kiln::et {
+
+inline void dropout_forward(const float* x, float* y, index_t count, std::uint64_t first_element, float p,
+                            const DropoutStream& rng) {
+  if (p >= 1.0f) {
+    for (index_t i = 0; i < count; ++i) y[i] = 0.0f;
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+  index_t i = 0;
+  while (i < count) {
+    const std::uint64_t e = first_element + static_cast<std::uint64_t>(i);
+    const auto words = rng.block(e / 4);
+    for (std::uint64_t w = e % 4; w < 4 && i < count; ++w, ++i)
+      y[i] = Philox4x32::to_unit_float(words[w]) >= p ? x[i] * scale : 0.0f;
+  }
+}
+
+template <>
+struct Eval<nn::Dropout> {
+  static bool passes_through(const nn::Dropout& d, bool training) { return !training || d.p == 0.0f; }
+  static void forward(const nn::Dropout& d, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
+                      const TileContext& ctx) {
+    const DropoutStream rng(ctx.seed, ctx.dropout_stream, ctx.step);
+    dropout_forward(x, y, samples * in.numel(), static_cast<std::uint64_t>(ctx.first_sample * in.numel()), d.p, rng);
+  }
+};
+
+}  // namespace kiln::et

@@ -1,0 +1,249 @@
+// The fused forward pass: the whole network as one kernel over tiles of batch rows.
+//
+// A tile of `tile_rows` samples walks through every layer with its intermediates in two per-thread scratch
+// buffers (ping-pong) that stay in cache; only the network's output is written to memory. Views (Flatten,
+// Unflatten) and eval-mode Dropout pass the tile on without work.
+//
+// BatchNorm1d with batch statistics (train mode, or no running stats) needs the mean and variance over the
+// whole batch before it can normalise any row. The kernel splits there: the layers before it run fused over
+// all tiles into one full-batch buffer (its input), the statistics are computed from that buffer, and the
+// next fused segment starts at the BatchNorm. In eval mode BatchNorm is a per-channel affine map and the
+// network is a single segment.
+//
+// forward_reference runs the same network one layer at a time over the whole batch (plain loops for Linear):
+// the unfused baseline the fused kernel is tested and measured against.
+#pragma once
+
+#include <kiln/dsl/sequential.hpp>
+#include <kiln/et/activations.hpp>
+#include <kiln/et/batchnorm.hpp>
+#include <kiln/et/bilinear.hpp>
+#include <kiln/et/dropout.hpp>
+#include <kiln/et/linear.hpp>
+#include <kiln/et/norms.hpp>
+#include <kiln/et/reshape.hpp>
+#include <kiln/et/softmax.hpp>
+#include <kiln/runtime/error.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <span>
+#include <vector>
+
+namespace kiln::et {
+
+// One forward call: the network, its parameters (one LayerParams per leaf layer), the inputs and output
+// ([batch, per-sample] row-major), and the state that dropout and batch norm need.
+template <Network Net>
+struct ForwardCall {
+  const Net& net;
+  std::span<const LayerParams> params;
+  const float* x = nullptr;
+  const float* x2 = nullptr;  // the second input, for a network that starts with Bilinear
+  float* y = nullptr;
+  index_t batch = 0;
+  bool training = false;
+  std::uint64_t seed = 0;
+  std::uint32_t step = 0;
+};
+
+namespace detail {
+
+template <class Layer>
+inline constexpr bool is_batchnorm = requires { Layer::num_features; } && requires(const Layer& l) {
+  l.uses_batch_stats(true);
+};
+
+template <class Layer>
+inline constexpr bool takes_two_inputs = requires { Layer::takes_two_inputs; };
+
+template <Network Net>
+struct Plan {
+  using T = network_traits<Net>;
+  static constexpr std::size_t L = T::leaf_count;
+
+  static constexpr index_t max_width() {
+    index_t w = std::max(T::input_dims.numel(), T::input2_dims.numel());
+    for (std::size_t i = 0; i < L; ++i) w = std::max({w, T::analysis.in[i].numel(), T::analysis.out[i].numel()});
+    return w;
+  }
+  // Rows per tile: two scratch buffers of about 128 KiB each, a multiple of the micro-kernel's 4 rows.
+  static constexpr index_t tile_rows = std::clamp<index_t>(32768 / max_width() / 4 * 4, 4, 256);
+
+  // The ordinal of leaf I among the network's Dropouts (its RNG stream).
+  template <std::size_t I>
+  static constexpr std::uint32_t dropout_stream() {
+    return [&]<std::size_t... J>(std::index_sequence<J...>) {
+      return (0u + ... + (std::is_same_v<typename T::template leaf<J>, nn::Dropout> ? 1u : 0u));
+    }(std::make_index_sequence<I>{});
+  }
+};
+
+// Calls f(index_constant) for each leaf index in [first, last).
+template <std::size_t L, class F>
+void for_leaves_in(std::size_t first, std::size_t last, F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((I >= first && I < last ? f(std::integral_constant<std::size_t, I>{}) : void()), ...);
+  }(std::make_index_sequence<L>{});
+}
+
+// The batch-statistics checks PyTorch makes, done before anything runs so a failed call changes nothing.
+template <Network Net, class Leaves>
+void check_batch_stats(const Leaves& leaves, index_t batch, bool training) {
+  using T = network_traits<Net>;
+  for_leaves_in<T::leaf_count>(0, T::leaf_count, [&](auto i) {
+    using Layer = typename T::template leaf<i>;
+    if constexpr (is_batchnorm<Layer>) {
+      const auto& bn = std::get<i>(leaves);
+      if (bn.uses_batch_stats(training) && Eval<Layer>::values_per_channel(T::analysis.in[i], batch) <= 1)
+        throw Error(fmt::format("layer {} ({}): expected more than 1 value per channel when training, got input of "
+                                "size [{}{}]",
+                                T::analysis.path[i].view(), Layer::name().view(), batch,
+                                [&] {
+                                  std::string s;
+                                  for (int d = 0; d < T::analysis.in[i].rank; ++d)
+                                    s += fmt::format(", {}", T::analysis.in[i].sizes[d]);
+                                  return s;
+                                }()));
+    }
+  });
+}
+
+}  // namespace detail
+
+template <Network Net>
+void forward_fused(const ForwardCall<Net>& call) {
+  using T = network_traits<Net>;
+  using P = detail::Plan<Net>;
+  constexpr std::size_t L = T::leaf_count;
+  const auto leaves = leaf_values(call.net);
+  const index_t batch = call.batch;
+
+  if constexpr (L == 0) {
+    std::memcpy(call.y, call.x, sizeof(float) * static_cast<std::size_t>(batch * T::input_dims.numel()));
+    return;
+  } else {
+    detail::check_batch_stats<Net>(leaves, batch, call.training);
+
+    // Per leaf: does the tile pass through unchanged, does it need batch statistics.
+    std::array<LayerParams, L> params;
+    std::array<bool, L> passes{}, batch_stats{};
+    std::array<std::vector<float>, L> scale_shift;
+    for (std::size_t i = 0; i < L; ++i) params[i] = call.params[i];
+    detail::for_leaves_in<L>(0, L, [&](auto i) {
+      using Layer = typename T::template leaf<i>;
+      const auto& layer = std::get<i>(leaves);
+      passes[i] = Eval<Layer>::passes_through(layer, call.training);
+      if constexpr (detail::is_batchnorm<Layer>) {
+        batch_stats[i] = layer.uses_batch_stats(call.training);
+        scale_shift[i].resize(2 * Layer::num_features);
+        params[i].scale = scale_shift[i].data();
+        params[i].shift = scale_shift[i].data() + Layer::num_features;
+        if (!batch_stats[i])
+          Eval<Layer>::prepare(layer, T::analysis.in[i], params[i], call.training, nullptr, batch,
+                               scale_shift[i].data(), scale_shift[i].data() + Layer::num_features);
+      }
+    });
+
+    constexpr index_t tile = P::tile_rows;
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<std::size_t>(2 * tile * P::max_width()));
+    float* const buffers[2] = {scratch.data(), scratch.data() + tile * P::max_width()};
+
+    // Runs leaves [first, last) over the whole batch, reading src (the input of `first`) and writing dst.
+    auto run_segment = [&](std::size_t first, std::size_t last, const float* src, float* dst) {
+      const index_t in_width = T::analysis.in[first].numel(), out_width = T::analysis.out[last - 1].numel();
+      std::size_t last_compute = L;
+      for (std::size_t i = first; i < last; ++i)
+        if (!passes[i]) last_compute = i;
+      if (last_compute == L) {  // only views: the data is unchanged
+        if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
+        return;
+      }
+      for (index_t r0 = 0; r0 < batch; r0 += tile) {
+        const index_t rows = std::min(tile, batch - r0);
+        const float* cur = src + r0 * in_width;
+        TileContext ctx{call.training, r0, call.seed, call.step, 0};
+        detail::for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
+          using Layer = typename T::template leaf<i>;
+          if (passes[i]) return;
+          float* out = i == last_compute ? dst + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
+          ctx.dropout_stream = P::template dropout_stream<i>();
+          if constexpr (detail::takes_two_inputs<Layer>)
+            Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
+                                  call.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
+          else
+            Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
+          cur = out;
+        });
+      }
+    };
+
+    // Segments end where a BatchNorm needs the statistics of its whole input.
+    const float* src = call.x;
+    std::vector<float> stage;
+    std::size_t first = 0;
+    while (first < L) {
+      if (batch_stats[first])
+        detail::for_leaves_in<L>(first, first + 1, [&](auto i) {
+          using Layer = typename T::template leaf<i>;
+          if constexpr (detail::is_batchnorm<Layer>)
+            Eval<Layer>::prepare(std::get<i>(leaves), T::analysis.in[i], params[i], call.training, src, batch,
+                                 scale_shift[i].data(), scale_shift[i].data() + Layer::num_features);
+        });
+      std::size_t last = first + 1;
+      while (last < L && !batch_stats[last]) ++last;
+      float* dst = call.y;
+      std::vector<float> next_stage;
+      if (last < L) {
+        next_stage.resize(static_cast<std::size_t>(batch * T::analysis.in[last].numel()));
+        dst = next_stage.data();
+      }
+      run_segment(first, last, src, dst);
+      stage = std::move(next_stage);
+      src = stage.empty() ? nullptr : stage.data();
+      first = last;
+    }
+  }
+}
+
+template <Network Net>
+void forward_reference(const ForwardCall<Net>& call) {
+  using T = network_traits<Net>;
+  using P = detail::Plan<Net>;
+  constexpr std::size_t L = T::leaf_count;
+  const auto leaves = leaf_values(call.net);
+  const index_t batch = call.batch;
+  detail::check_batch_stats<Net>(leaves, batch, call.training);
+
+  std::vector<float> current(call.x, call.x + batch * T::input_dims.numel()), next;
+  detail::for_leaves_in<L>(0, L, [&](auto i) {
+    using Layer = typename T::template leaf<i>;
+    const auto& layer = std::get<i>(leaves);
+    LayerParams p = call.params[i];
+    std::vector<float> scale_shift;
+    if constexpr (detail::is_batchnorm<Layer>) {
+      scale_shift.resize(2 * Layer::num_features);
+      p.scale = scale_shift.data();
+      p.shift = scale_shift.data() + Layer::num_features;
+      Eval<Layer>::prepare(layer, T::analysis.in[i], p, call.training, current.data(), batch, scale_shift.data(),
+                           scale_shift.data() + Layer::num_features);
+    }
+    if (Eval<Layer>::passes_through(layer, call.training)) return;
+    next.assign(static_cast<std::size_t>(batch * T::analysis.out[i].numel()), 0.0f);
+    const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<i>()};
+    if constexpr (detail::takes_two_inputs<Layer>)
+      Eval<Layer>::forward2(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
+    else if constexpr (requires { Eval<Layer>::forward_reference; })
+      Eval<Layer>::forward_reference(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
+    else
+      Eval<Layer>::forward(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
+    std::swap(current, next);
+  });
+  std::memcpy(call.y, current.data(), sizeof(float) * current.size());
+}
+
+}  // namespace kiln::et

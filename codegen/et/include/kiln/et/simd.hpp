@@ -1,0 +1,23 @@
+// The portable SIMD vector the kernels are written in: GCC/clang vector extensions, which both compilers
+// lower to AVX-512, AVX2 or SSE depending on the target flags (-march). No intrinsics, no extra dependency.
+#pragma once
+
+namespace kiln::et {
+
+#if defined(__AVX512F__)
+inline constexpr int simd_width = 16;
+#elif defined(__AVX__)
+inline constexpr int simd_width = 8;
+#else
+inline constexpr int simd_width = 4;
+#endif
+
+using vfloat = float __attribute__((vector_size(simd_width * sizeof(float))));
+// The same vector at float alignment, for loads and stores at any address.
+using vfloat_unaligned = float __attribute__((vector_size(simd_width * sizeof(float)), aligned(alignof(float))));
+
+inline vfloat load(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
+inline void store(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
+inline vfloat broadcast(float x) { return vfloat{} + x; }
+
+}  // namespace kiln::et

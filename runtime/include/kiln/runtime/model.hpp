@@ -1,0 +1,265 @@
+// kiln::Model: a network's parameters and buffers, laid out from its schema, and the fused kernel that runs it.
+//
+//   kiln::Model model{net, /*seed=*/42};   // PyTorch's default init, drawn from the seed
+//   model.load_safetensors("weights.safetensors");
+//   model.eval();
+//   kiln::Tensor y = model(x);            // x: [N, per-sample dims...]
+//
+// Like torch.nn.Module, a new model is in train mode. state_dict() returns copies under PyTorch's names; the
+// model changes only through load_state_dict / load_safetensors (which repack the weights for the kernel).
+#pragma once
+
+#include <kiln/dsl/schema.hpp>
+#include <kiln/et/fused.hpp>
+#include <kiln/runtime/error.hpp>
+#include <kiln/runtime/philox.hpp>
+#include <kiln/runtime/tensor.hpp>
+#include <kiln/runtime/tensor_file.hpp>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kiln {
+
+namespace detail {
+// Shape of a schema entry as a runtime Shape.
+inline Shape shape_of(const Dims& d) { return Shape(d.sizes, d.sizes + d.rank); }
+
+// "[N, 1, 28, 28]" for a tensor of `shape` that has a batch dim; the tensor's shape otherwise.
+inline std::string batched_text(const Dims& d) { return std::string{d.text().view()}; }
+}  // namespace detail
+
+template <Network Net>
+class Model {
+  using Traits = network_traits<Net>;
+  static constexpr std::size_t L = Traits::leaf_count;
+
+ public:
+  // One parameter or buffer: its state_dict name, its storage, and which layer owns it.
+  struct Entry {
+    std::string name;
+    Tensor tensor;
+    std::size_t leaf = 0;
+    bool buffer = false;
+  };
+
+  explicit Model(const Net& net, std::uint64_t seed = 0) : net_(net), seed_(seed) {
+    std::uint32_t index = 0;
+    for (const SchemaEntry& s : schema(net_)) {
+      Entry e{std::string{s.spec.name.view()}, Tensor(detail::shape_of(s.spec.shape), s.spec.dtype), s.leaf,
+              s.spec.buffer};
+      initialise(e.tensor, s.spec, index++);
+      entries_.push_back(std::move(e));
+    }
+    bind();
+  }
+  Model(const Model& other) : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_) {
+    for (const Entry& e : other.entries_) entries_.push_back({e.name, e.tensor.clone(), e.leaf, e.buffer});
+    bind();
+  }
+  Model& operator=(const Model&) = delete;
+
+  const Net& network() const { return net_; }
+  std::uint64_t seed() const { return seed_; }
+
+  // torch.nn.Module.train() / eval(): switch Dropout and BatchNorm1d.
+  void train(bool on = true) { training_ = on; }
+  void eval() { training_ = false; }
+  bool is_training() const { return training_; }
+
+  // Dropout draws from Philox keyed by the seed, at counter (element, dropout ordinal, step); every forward
+  // in train mode advances the step.
+  std::uint64_t step() const { return step_; }
+  void set_step(std::uint64_t step) { step_ = step; }
+
+  Tensor operator()(const Tensor& x) {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: call model(x1, x2)");
+    Tensor y(output_shape(x));
+    run(x, nullptr, y, false);
+    return y;
+  }
+  Tensor operator()(const Tensor& x1, const Tensor& x2) {
+    static_assert(Traits::input_count == 2, "this network takes one input: call model(x)");
+    Tensor y(output_shape(x1));
+    run(x1, &x2, y, false);
+    return y;
+  }
+  // Into a preallocated output [N, output dims...].
+  void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y, false); }
+  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, false); }
+
+  // The unfused evaluator (one layer at a time over the whole batch), for tests and benchmarks.
+  Tensor forward_reference(const Tensor& x, const Tensor* x2 = nullptr) {
+    Tensor y(output_shape(x));
+    run(x, x2, y, true);
+    return y;
+  }
+
+  // Parameters and buffers under PyTorch's state_dict names, as copies.
+  TensorMap state_dict() const {
+    TensorMap m;
+    for (const Entry& e : entries_) m.emplace(e.name, e.tensor.clone());
+    return m;
+  }
+  // Parameters only (no buffers), in the order of the network, as copies.
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (const Entry& e : entries_)
+      if (!e.buffer) out.emplace_back(e.name, e.tensor.clone());
+    return out;
+  }
+  const std::vector<Entry>& entries() const { return entries_; }
+
+  // Copies the tensors into the model. strict (as in PyTorch): every key of the model must be present and no
+  // other key. Everything is checked before anything is copied, so a failed load leaves the model as it was.
+  // `source` names where the tensors came from, in errors.
+  void load_state_dict(const TensorMap& tensors, bool strict = true, const std::string& source = "state_dict") {
+    std::vector<std::string> problems;
+    for (const Entry& e : entries_) {
+      auto it = tensors.find(e.name);
+      if (it == tensors.end()) {
+        if (strict)
+          problems.push_back(fmt::format("missing key \"{}\" (expected {} {})", e.name, dtype_name(e.tensor.dtype()),
+                                         shape_text(e.tensor.shape())));
+        continue;
+      }
+      const Tensor& t = it->second;
+      if (t.shape() != e.tensor.shape() || t.dtype() != e.tensor.dtype())
+        problems.push_back(fmt::format("key \"{}\": expected {} {}, got {} {}", e.name, dtype_name(e.tensor.dtype()),
+                                       shape_text(e.tensor.shape()), dtype_name(t.dtype()), shape_text(t.shape())));
+    }
+    if (strict)
+      for (const auto& [name, t] : tensors)
+        if (!find(name)) problems.push_back(fmt::format("unexpected key \"{}\"", name));
+    if (!problems.empty())
+      throw Error(fmt::format("{}: cannot load into {}: {}", source, describe(), fmt::join(problems, "; ")));
+    for (Entry& e : entries_)
+      if (auto it = tensors.find(e.name); it != tensors.end()) e.tensor.copy_from(it->second);
+    pack();
+  }
+  void load_safetensors(const std::filesystem::path& path, bool strict = true) {
+    load_state_dict(load_tensors(path), strict, path.string());
+  }
+  void save_safetensors(const std::filesystem::path& path, const Metadata& metadata = {}) const {
+    save_tensors(path, state_dict(), metadata);
+  }
+
+ private:
+  std::string describe() const {
+    return fmt::format("a network with input {} and output {}", detail::batched_text(Traits::input_dims),
+                       detail::batched_text(Traits::output_dims));
+  }
+  const Entry* find(const std::string& name) const {
+    for (const Entry& e : entries_)
+      if (e.name == name) return &e;
+    return nullptr;
+  }
+
+  // PyTorch's default distributions; uniform draws come from Philox keyed by the seed, counter
+  // (element / 4, entry index, 0xFFFFFFFF), a stream apart from dropout's.
+  void initialise(Tensor& t, const ParamSpec& spec, std::uint32_t index) {
+    if (spec.dtype == DType::int64) return;  // num_batches_tracked starts at 0
+    float* d = t.data();
+    const index_t n = t.numel();
+    switch (spec.init) {
+      case Init::zeros: break;
+      case Init::ones: t.fill(1.0f); break;
+      case Init::uniform: {
+        const auto key = Philox4x32::key_of(seed_);
+        for (index_t i = 0; i < n; i += 4) {
+          const auto b = static_cast<std::uint64_t>(i / 4);
+          const auto words = Philox4x32::generate(
+              {static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), index, 0xFFFFFFFFu}, key);
+          for (index_t k = 0; k < 4 && i + k < n; ++k)
+            d[i + k] = -spec.bound + 2.0f * spec.bound * Philox4x32::to_unit_float(words[k]);
+        }
+        break;
+      }
+    }
+  }
+
+  // Points each layer's LayerParams at its entries, and packs the weights.
+  void bind() {
+    params_ = {};
+    for (Entry& e : entries_) {
+      et::LayerParams& p = params_[e.leaf];
+      const std::string_view local = std::string_view{e.name}.substr(e.name.rfind('.') + 1);
+      if (local == "weight") p.weight = e.tensor.data();
+      else if (local == "bias") p.bias = e.tensor.data();
+      else if (local == "running_mean") p.running_mean = e.tensor.data();
+      else if (local == "running_var") p.running_var = e.tensor.data();
+      else if (local == "num_batches_tracked") p.num_batches_tracked = e.tensor.data_i64();
+    }
+    for_each_leaf(net_, [&](auto i, const auto&) {
+      using Layer = typename Traits::template leaf<i>;
+      if constexpr (requires { et::Eval<Layer>::packed_size; }) {
+        packed_[i] = Tensor({et::Eval<Layer>::packed_size});
+        params_[i].packed_weight = packed_[i].data();
+      }
+    });
+    pack();
+  }
+  void pack() {
+    for_each_leaf(net_, [&](auto i, const auto&) {
+      using Layer = typename Traits::template leaf<i>;
+      if constexpr (requires { et::Eval<Layer>::packed_size; }) et::Eval<Layer>::pack(params_[i].weight, packed_[i].data());
+    });
+  }
+
+  // Checks an input against the network's per-sample shape; names the first layer in the error.
+  void check_input(const Tensor& x, const Dims& expected, const char* which) const {
+    bool ok = x.defined() && x.dtype() == DType::float32 && x.dim() == expected.rank + 1;
+    for (int d = 0; ok && d < expected.rank; ++d) ok = x.size(d + 1) == expected.sizes[d];
+    if (!ok) {
+      std::string first = "the output";
+      if constexpr (L > 0)
+        first = fmt::format("layer {} ({})", Traits::analysis.path[0].view(),
+                            Traits::template leaf<0>::name().view());
+      throw Error(fmt::format("{} input: {} expects {} {} but got {} {}", which, first, "F32",
+                              detail::batched_text(expected), dtype_name(x.dtype()), shape_text(x.shape())));
+    }
+  }
+  Shape output_shape(const Tensor& x) const {
+    check_input(x, Traits::input_dims, Traits::input_count == 2 ? "first" : "the");
+    Shape s{x.size(0)};
+    for (int d = 0; d < Traits::output_dims.rank; ++d) s.push_back(Traits::output_dims.sizes[d]);
+    return s;
+  }
+
+  void run(const Tensor& x, const Tensor* x2, Tensor& y, bool reference) {
+    const Shape out_shape = output_shape(x);
+    if (x2) {
+      check_input(*x2, Traits::input2_dims, "second");
+      if (x2->size(0) != x.size(0))
+        throw Error(fmt::format("second input: batch of {} but the first input has a batch of {}", x2->size(0),
+                                x.size(0)));
+    }
+    if (y.shape() != out_shape || y.dtype() != DType::float32)
+      throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(out_shape), dtype_name(y.dtype()),
+                              shape_text(y.shape())));
+    const et::ForwardCall<Net> call{net_,          params_,   x.data(), x2 ? x2->data() : nullptr, y.data(),
+                                    x.size(0),     training_, seed_,    static_cast<std::uint32_t>(step_)};
+    if (reference) et::forward_reference(call);
+    else et::forward_fused(call);
+    if (training_) ++step_;
+  }
+
+  Net net_;
+  std::uint64_t seed_ = 0;
+  std::uint64_t step_ = 0;
+  bool training_ = true;
+  std::vector<Entry> entries_;
+  std::array<et::LayerParams, L> params_{};
+  std::array<Tensor, L> packed_{};
+};
+
+template <Network Net>
+Model(const Net&, std::uint64_t) -> Model<Net>;
+template <Network Net>
+Model(const Net&) -> Model<Net>;
+
+}  // namespace kiln

@@ -1,0 +1,58 @@
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11): a counter-based RNG.
+// A draw depends only on (key, counter), so any backend and any tiling of the batch can reproduce a dropout
+// mask or an initialisation exactly. Known answer: counter 0, key 0 -> 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace kiln {
+
+struct Philox4x32 {
+  using Counter = std::array<std::uint32_t, 4>;
+  using Key = std::array<std::uint32_t, 2>;
+
+  static constexpr Counter generate(Counter c, Key k) {
+    constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u, w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        k[0] += w0;
+        k[1] += w1;
+      }
+      const std::uint64_t p0 = std::uint64_t{m0} * c[0];
+      const std::uint64_t p1 = std::uint64_t{m1} * c[2];
+      c = {static_cast<std::uint32_t>(p1 >> 32) ^ c[1] ^ k[0], static_cast<std::uint32_t>(p1),
+           static_cast<std::uint32_t>(p0 >> 32) ^ c[3] ^ k[1], static_cast<std::uint32_t>(p0)};
+    }
+    return c;
+  }
+  static constexpr Key key_of(std::uint64_t seed) {
+    return {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+  }
+  // A uniform float in [0, 1) with 24 random bits: exact in float32, so every backend gets the same value.
+  static constexpr float to_unit_float(std::uint32_t word) {
+    return static_cast<float>(word >> 8) * (1.0f / 16777216.0f);
+  }
+};
+
+// The dropout mask: element e (row-major over the whole batch) of the Dropout with ordinal `stream` among
+// the network's Dropouts, at training step `step`, is kept iff its uniform draw is >= p.
+// Counter (e / 4 low, e / 4 high, stream, step), key = the seed; the draw is word e % 4.
+struct DropoutStream {
+  Philox4x32::Key key{};
+  std::uint32_t stream = 0, step = 0;
+
+  constexpr DropoutStream(std::uint64_t seed, std::uint32_t stream_, std::uint32_t step_)
+      : key(Philox4x32::key_of(seed)), stream(stream_), step(step_) {}
+
+  // The four uniform draws of elements 4*block .. 4*block+3.
+  constexpr Philox4x32::Counter block(std::uint64_t b) const {
+    return Philox4x32::generate({static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), stream, step},
+                                key);
+  }
+  constexpr float uniform(std::uint64_t element) const {
+    return Philox4x32::to_unit_float(block(element / 4)[element % 4]);
+  }
+};
+
+}  // namespace kiln
