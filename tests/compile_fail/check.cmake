@@ -1,0 +1,37 @@
+# Runs one compile-fail case (see CMakeLists.txt). Arguments: COMPILER, SOURCE, MODE (ok|ko), INCLUDES (|-separated).
+file(STRINGS ${SOURCE} expect_line REGEX "^// expect: " LIMIT_COUNT 1)
+string(REGEX REPLACE "^// expect: " "" expected "${expect_line}")
+if(expected STREQUAL "")
+  message(FATAL_ERROR "${SOURCE} has no '// expect: <regex>' line")
+endif()
+
+string(REPLACE "|" ";" includes "${INCLUDES}")
+set(args -std=c++20 -fsyntax-only)
+foreach(dir ${includes})
+  list(APPEND args -I${dir})
+endforeach()
+if(MODE STREQUAL "ko")
+  list(APPEND args -DKILN_KO)
+endif()
+execute_process(COMMAND ${COMPILER} ${args} ${SOURCE} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+
+if(MODE STREQUAL "ok")
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "the compiling twin of ${SOURCE} does not compile:\n${out}")
+  endif()
+  return()
+endif()
+
+if(result EQUAL 0)
+  message(FATAL_ERROR "${SOURCE} compiled with -DKILN_KO; it must fail with: ${expected}")
+endif()
+# The first error must be on the first screen: look for the sentence in the first 12 lines.
+string(REGEX MATCHALL "[^\n]*\n?" lines "${out}")
+list(SUBLIST lines 0 12 first_lines)
+string(JOIN "" head ${first_lines})
+# clang prints a long string template argument in pieces (FixedString<N>{"..."}, ...): join them again.
+string(REGEX REPLACE "\"}, (kiln::)?FixedString<[0-9]+>{\"" "" joined "${head}")
+if(NOT joined MATCHES "${expected}")
+  message(FATAL_ERROR "${SOURCE}: the first lines of the error do not say\n  ${expected}\nThe compiler said:\n${out}")
+endif()
+message(STATUS "failed as expected: ${expected}")

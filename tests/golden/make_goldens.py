@@ -1,0 +1,559 @@
+#!/usr/bin/env python3
+"""Generate Kiln's PyTorch golden vectors (one .safetensors file per case).
+
+Usage (from the repo root; see regenerate.sh):
+    PYTHONPATH=$BUILD/pydeps /usr/bin/python3 tests/golden/make_goldens.py tests/golden/data
+
+Needs torch (Debian's 1.13 is fine), numpy and the `safetensors` package.
+Weights and inputs are float32; the expected outputs and running stats are computed by PyTorch in float64
+from them and stored rounded to float32 (the exact answer, so the tolerance measures Kiln alone).
+One CPU thread, so the output is deterministic.
+"""
+import copy
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+BATCH_SIZES = (1, 3, 64, 1000)
+# 20-digit decimal, > 2**63: both Philox key words are non-zero and a reader
+# has to parse it as an unsigned 64-bit integer.
+DROPOUT_SEED_BASE = 12345670000000000000
+CASE_SEED_BASE = 1000
+
+# --------------------------------------------------------------------------
+# Kiln's counter-based dropout mask: Philox4x32-10 (Random123)
+# --------------------------------------------------------------------------
+M0, M1 = 0xD2511F53, 0xCD9E8D57
+W0, W1 = 0x9E3779B9, 0xBB67AE85
+MASK32 = 0xFFFFFFFF
+
+
+def philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Vectorised Philox4x32-10.  Arguments are uint64 arrays (or ints) holding
+    32-bit values; returns four uint64 arrays holding the 32-bit output words."""
+    c0, c1, c2, c3 = (np.asarray(v, dtype=np.uint64) for v in (c0, c1, c2, c3))
+    k0 = np.uint64(k0)
+    k1 = np.uint64(k1)
+    m0, m1, m32 = np.uint64(M0), np.uint64(M1), np.uint64(MASK32)
+    s32 = np.uint64(32)
+    for r in range(10):
+        if r:
+            k0 = (k0 + np.uint64(W0)) & m32
+            k1 = (k1 + np.uint64(W1)) & m32
+        p0 = m0 * c0  # < 2**64, exact in uint64
+        p1 = m1 * c2
+        c0, c1, c2, c3 = ((p1 >> s32) ^ c1 ^ k0, p1 & m32,
+                          (p0 >> s32) ^ c3 ^ k1, p0 & m32)
+    return c0, c1, c2, c3
+
+
+def philox4x32_10_scalar(c, k):
+    """Straight-line reference used only to cross-check the vectorised one."""
+    c, k = list(c), list(k)
+    for r in range(10):
+        if r:
+            k = [(k[0] + W0) & MASK32, (k[1] + W1) & MASK32]
+        p0, p1 = M0 * c[0], M1 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k[0], p1 & MASK32, (p0 >> 32) ^ c[3] ^ k[1], p0 & MASK32]
+    return tuple(c)
+
+
+def self_test_philox():
+    kat = tuple(int(v) for v in philox4x32_10(0, 0, 0, 0, 0, 0))
+    assert kat == (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8), [hex(v) for v in kat]
+    assert philox4x32_10_scalar((0, 0, 0, 0), (0, 0)) == kat
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        c = [int(v) for v in rng.integers(0, 2**32, 4, dtype=np.uint64)]
+        k = [int(v) for v in rng.integers(0, 2**32, 2, dtype=np.uint64)]
+        got = tuple(int(v) for v in philox4x32_10(*c, *k))
+        assert got == philox4x32_10_scalar(c, k)
+
+
+def kiln_dropout_keep(numel, p, seed, stream, step):
+    """Boolean keep-mask for a Dropout output of `numel` elements (flat row-major)."""
+    e = np.arange(numel, dtype=np.uint64)
+    block = e >> np.uint64(2)
+    word = (e & np.uint64(3)).astype(np.int64)
+    nblocks = (numel + 3) // 4
+    b = np.arange(nblocks, dtype=np.uint64)
+    words = np.stack(philox4x32_10(
+        b & np.uint64(MASK32), b >> np.uint64(32),
+        np.full(nblocks, stream, dtype=np.uint64), np.full(nblocks, step, dtype=np.uint64),
+        seed & MASK32, seed >> 32))  # [4, nblocks]
+    w = words[word, block.astype(np.int64)]
+    u = (w >> np.uint64(8)).astype(np.float32) * np.float32(2.0 ** -24)
+    return u >= np.float32(p)
+
+
+def kiln_dropout(x, p, seed, stream, step):
+    xn = x.detach().contiguous().numpy()
+    if p == 1:
+        return torch.zeros_like(x)
+    keep = kiln_dropout_keep(xn.size, p, seed, stream, step).reshape(xn.shape)
+    scale = np.float32(1) / (np.float32(1) - np.float32(p))
+    out = np.where(keep, xn * scale, np.zeros_like(xn))
+    return torch.from_numpy(out)
+
+
+class KilnDropout(nn.Module):
+    """Train-mode stand-in for nn.Dropout using Kiln's mask (eval: identity)."""
+
+    def __init__(self, p, seed, stream, step=0):
+        super().__init__()
+        self.p, self.seed, self.stream, self.step = p, seed, stream, step
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return kiln_dropout(x, self.p, self.seed, self.stream, self.step)
+
+
+def replace_dropouts(model, seed, step=0):
+    """Swap every nn.Dropout for KilnDropout; stream = depth-first ordinal."""
+    counter = [0]
+
+    def visit(mod):
+        for name, child in mod.named_children():
+            if isinstance(child, nn.Dropout):
+                setattr(mod, name, KilnDropout(child.p, seed, counter[0], step))
+                counter[0] += 1
+            else:
+                visit(child)
+
+    visit(model)
+    return counter[0]
+
+
+# --------------------------------------------------------------------------
+# Modules torch 1.13 lacks
+# --------------------------------------------------------------------------
+def _shape_tuple(shape):
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+class RMSNorm(nn.Module):
+    """Default: x * rsqrt(mean(x^2) + eps) * weight (as torch>=2.4 nn.RMSNorm);
+    eps=None means finfo(float32).eps.  tutorial=True: x / (sqrt(mean(x^2)) + eps) * weight."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, tutorial=False):
+        super().__init__()
+        self.normalized_shape = _shape_tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self.tutorial = tutorial
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(self.normalized_shape))
+        else:
+            self.register_parameter("weight", None)
+
+    def forward(self, x):
+        eps = torch.finfo(torch.float32).eps if self.eps is None else self.eps
+        dims = tuple(range(-len(self.normalized_shape), 0))
+        ms = x.pow(2).mean(dims, keepdim=True)
+        if self.tutorial:
+            y = x / (torch.sqrt(ms) + eps)
+        else:
+            y = x * torch.rsqrt(ms + eps)
+        if self.weight is not None:
+            y = y * self.weight
+        return y
+
+    def extra_repr(self):
+        s = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return s + (", variant=tutorial" if self.tutorial else "")
+
+
+class LayerNormNoBias(nn.Module):
+    """LayerNorm(..., bias=False) of torch>=2.1: only `weight`."""
+
+    def __init__(self, normalized_shape, eps=1e-5):
+        super().__init__()
+        self.normalized_shape = _shape_tuple(normalized_shape)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.normalized_shape))
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, None, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine=True, bias=False"
+
+
+def LayerNorm(shape, eps=1e-5, elementwise_affine=True, bias=True):
+    if not bias:
+        assert elementwise_affine
+        return LayerNormNoBias(shape, eps)
+    return nn.LayerNorm(shape, eps=eps, elementwise_affine=elementwise_affine)
+
+
+# --------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------
+class Seq(nn.Sequential):
+    """nn.Sequential whose first layer may take several inputs (Bilinear).
+    Same state_dict keys and repr as nn.Sequential."""
+
+    def forward(self, *inputs):
+        x = None
+        for i, m in enumerate(self):
+            x = m(*inputs) if i == 0 else m(x)
+        return x
+
+    def _get_name(self):
+        return "Sequential"
+
+
+def S(*layers):
+    return Seq(*layers)
+SPECIAL = [0.0, 1e-3, 1.0, 10.0, 30.0, 50.0, 90.0, 200.0]
+
+
+def gen_randn(shape):
+    return torch.randn(shape) * 1.5
+
+
+def gen_special(shape):
+    x = torch.randn(shape) * 1.5
+    vals = []
+    for v in SPECIAL:
+        vals += [v, -v]  # 0.0, -0.0, 1e-3, -1e-3, ...
+    x[:, :16] = torch.tensor(vals, dtype=torch.float32)
+    return x
+
+
+def gen_large(shape):
+    return torch.randn(shape) * 100
+
+
+def gen_rand(shape):
+    return torch.rand(shape)
+
+
+# (name, builder, [per-sample shapes], input generator)
+CASES = [
+    ("linear", lambda: S(nn.Linear(20, 30)), [(20,)], gen_randn),
+    ("linear_nobias", lambda: S(nn.Linear(20, 30, bias=False)), [(20,)], gen_randn),
+    ("linear_3d", lambda: S(nn.Linear(20, 7)), [(5, 20)], gen_randn),
+    ("bilinear", lambda: S(nn.Bilinear(6, 5, 4)), [(6,), (5,)], gen_randn),
+    ("bilinear_nobias", lambda: S(nn.Bilinear(6, 5, 4, bias=False)), [(6,), (5,)], gen_randn),
+    ("relu", lambda: S(nn.ReLU()), [(3, 17)], gen_randn),
+    ("sigmoid", lambda: S(nn.Sigmoid()), [(50,)], gen_special),
+    ("tanh", lambda: S(nn.Tanh()), [(50,)], gen_special),
+    ("softmax_dim1", lambda: S(nn.Softmax(dim=1)), [(10,)], gen_randn),
+    ("softmax_3d_dim1", lambda: S(nn.Softmax(dim=1)), [(4, 6)], gen_randn),
+    ("softmax_3d_last", lambda: S(nn.Softmax(dim=-1)), [(4, 6)], gen_randn),
+    ("softmax_large", lambda: S(nn.Softmax(dim=-1)), [(10,)], gen_large),
+    ("flatten", lambda: S(nn.Flatten()), [(2, 3, 4)], gen_randn),
+    ("flatten_mid", lambda: S(nn.Flatten(2, 3)), [(2, 3, 4)], gen_randn),
+    ("unflatten", lambda: S(nn.Unflatten(1, (2, 3, 4))), [(24,)], gen_randn),
+    ("unflatten_last", lambda: S(nn.Unflatten(-1, (3, 4))), [(2, 12)], gen_randn),
+    ("dropout_p0", lambda: S(nn.Dropout(0.0)), [(32,)], gen_randn),
+    ("dropout_p1", lambda: S(nn.Dropout(1.0)), [(32,)], gen_randn),
+    ("dropout_p05", lambda: S(nn.Dropout(0.5)), [(32,)], gen_randn),
+    ("batchnorm", lambda: S(nn.BatchNorm1d(8)), [(8,)], gen_randn),
+    ("batchnorm_3d", lambda: S(nn.BatchNorm1d(8)), [(8, 5)], gen_randn),
+    ("batchnorm_cumulative", lambda: S(nn.BatchNorm1d(8, momentum=None)), [(8,)], gen_randn),
+    ("batchnorm_noaffine", lambda: S(nn.BatchNorm1d(8, affine=False)), [(8,)], gen_randn),
+    ("batchnorm_nostats", lambda: S(nn.BatchNorm1d(8, track_running_stats=False)), [(8,)], gen_randn),
+    ("batchnorm_custom", lambda: S(nn.BatchNorm1d(8, eps=1e-3, momentum=0.3)), [(8,)], gen_randn),
+    ("layernorm", lambda: S(LayerNorm(16)), [(16,)], gen_randn),
+    ("layernorm_2d", lambda: S(LayerNorm((3, 8))), [(3, 8)], gen_randn),
+    ("layernorm_last", lambda: S(LayerNorm(8)), [(3, 8)], gen_randn),
+    ("layernorm_noaffine", lambda: S(LayerNorm(16, elementwise_affine=False)), [(16,)], gen_randn),
+    ("layernorm_nobias", lambda: S(LayerNorm(16, bias=False)), [(16,)], gen_randn),
+    ("layernorm_eps", lambda: S(LayerNorm(16, eps=1e-3)), [(16,)], gen_randn),
+    ("rmsnorm", lambda: S(RMSNorm(16)), [(16,)], gen_randn),
+    ("rmsnorm_eps", lambda: S(RMSNorm(16, eps=1e-6)), [(16,)], gen_randn),
+    ("rmsnorm_2d", lambda: S(RMSNorm((3, 8))), [(3, 8)], gen_randn),
+    ("rmsnorm_noaffine", lambda: S(RMSNorm(16, elementwise_affine=False)), [(16,)], gen_randn),
+    ("rmsnorm_tutorial", lambda: S(RMSNorm(16, eps=1e-6, tutorial=True)), [(16,)], gen_randn),
+    ("net_seed", lambda: S(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(),
+                           nn.Dropout(0.2), nn.Linear(256, 10)), [(1, 28, 28)], gen_rand),
+    ("net_bilinear", lambda: S(nn.Bilinear(64, 48, 32), nn.ReLU(), nn.Linear(32, 8), nn.Softmax(-1)),
+     [(64,), (48,)], gen_randn),
+    ("net_mlp_norm", lambda: S(nn.Linear(32, 64), LayerNorm(64), nn.Tanh(), nn.Linear(64, 64),
+                               RMSNorm(64), nn.Sigmoid(), nn.Linear(64, 10), nn.Softmax(1)),
+     [(32,)], gen_randn),
+    ("net_3d", lambda: S(nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
+                         nn.Unflatten(1, (4, 8)), LayerNorm((4, 8)), nn.Softmax(-1), nn.Flatten(),
+                         nn.Linear(32, 5)), [(4, 16)], gen_randn),
+    ("net_nested", lambda: S(S(nn.Linear(20, 30), nn.ReLU()), S(nn.Linear(30, 30), nn.Dropout(0.5), nn.Tanh()),
+                             nn.Linear(30, 3)), [(20,)], gen_randn),
+    ("net_mixed", lambda: S(nn.Linear(16, 32, bias=False), RMSNorm(32, eps=1e-6, tutorial=True), nn.ReLU(),
+                            nn.Dropout(0.5), nn.BatchNorm1d(32, momentum=None, affine=False),
+                            nn.Linear(32, 4), nn.Softmax(-1)), [(16,)], gen_randn),
+    ("net_rank3", lambda: S(nn.Linear(10, 12), nn.BatchNorm1d(3), nn.Sigmoid(), nn.Dropout(0.3),
+                            nn.Flatten(), nn.Linear(36, 6)), [(3, 10)], gen_randn),
+    # Appended (cases are seeded by position): covers Dropout stream 1.
+    ("net_two_dropouts", lambda: S(nn.Linear(24, 24), nn.Dropout(0.5), nn.ReLU(), nn.Dropout(0.25),
+                                   nn.Linear(24, 4)), [(24,)], gen_randn),
+]
+
+
+# --------------------------------------------------------------------------
+# Kiln declaration of a case (metadata `kiln_network`; documentation only)
+# --------------------------------------------------------------------------
+def _cf(v):
+    """float -> C++ float literal (repr of the Python float, e.g. 0.2f, 1e-05f)."""
+    return repr(float(v)) + "f"
+
+
+def _inits(fields):
+    """Designated initializers for the non-default members, in declaration order."""
+    return "{" + ", ".join(f".{k} = {v}" for k, v in fields) + "}"
+
+
+def kiln_layer(m):
+    if isinstance(m, nn.Sequential):
+        return "nn::Sequential{" + ", ".join(kiln_layer(c) for c in m) + "}"
+    if isinstance(m, nn.Linear):
+        return f"nn::Linear<{m.in_features}, {m.out_features}{'' if m.bias is not None else ', false'}>{{}}"
+    if isinstance(m, nn.Bilinear):
+        return (f"nn::Bilinear<{m.in1_features}, {m.in2_features}, {m.out_features}"
+                f"{'' if m.bias is not None else ', false'}>{{}}")
+    if isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Tanh)):
+        return f"nn::{type(m).__name__}{{}}"
+    if isinstance(m, nn.Softmax):
+        return f"nn::Softmax<{m.dim}>{{}}"
+    if isinstance(m, nn.Flatten):
+        if (m.start_dim, m.end_dim) == (1, -1):
+            return "nn::Flatten{}"
+        return f"nn::Flatten<{m.start_dim}, {m.end_dim}>{{}}"
+    if isinstance(m, nn.Unflatten):
+        return f"nn::Unflatten<{m.dim}, {', '.join(str(d) for d in m.unflattened_size)}>{{}}"
+    if isinstance(m, nn.Dropout):
+        return f"nn::Dropout{{{_cf(m.p)}}}"
+    if isinstance(m, nn.BatchNorm1d):
+        f = []
+        if m.eps != 1e-5:
+            f.append(("eps", _cf(m.eps)))
+        if m.momentum is None:
+            f.append(("momentum", "std::nullopt"))
+        elif m.momentum != 0.1:
+            f.append(("momentum", _cf(m.momentum)))
+        if not m.affine:
+            f.append(("affine", "false"))
+        if not m.track_running_stats:
+            f.append(("track_running_stats", "false"))
+        return f"nn::BatchNorm1d<{m.num_features}>{_inits(f)}"
+    if isinstance(m, (nn.LayerNorm, LayerNormNoBias)):
+        f = []
+        if m.eps != 1e-5:
+            f.append(("eps", _cf(m.eps)))
+        if isinstance(m, nn.LayerNorm) and not m.elementwise_affine:
+            f.append(("elementwise_affine", "false"))
+        if isinstance(m, LayerNormNoBias):
+            f.append(("bias", "false"))
+        return f"nn::LayerNorm<{', '.join(str(d) for d in m.normalized_shape)}>{_inits(f)}"
+    if isinstance(m, RMSNorm):
+        f = []
+        if m.eps is not None:
+            f.append(("eps", _cf(m.eps)))
+        if not m.elementwise_affine:
+            f.append(("elementwise_affine", "false"))
+        if m.tutorial:
+            f.append(("eps_placement", "nn::RMSNormEps::added_to_rms"))
+        return f"nn::RMSNorm<{', '.join(str(d) for d in m.normalized_shape)}>{_inits(f)}"
+    raise TypeError(f"no Kiln spelling for {type(m).__name__}")
+
+
+def kiln_network(model, shapes):
+    inputs = [f"kiln::input<{', '.join(str(d) for d in s)}>" for s in shapes]
+    return "kiln::nn::Sequential{" + ", ".join(inputs + [kiln_layer(c) for c in model]) + "}"
+
+
+def perturb(model):
+    """Make norm parameters / running stats non-trivial (torch RNG, fixed order)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0.0, 0.2)
+                if m.track_running_stats:
+                    m.running_mean.normal_(0.0, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.num_batches_tracked.fill_(7)
+            elif isinstance(m, (nn.LayerNorm, LayerNormNoBias, RMSNorm)):
+                if getattr(m, "weight", None) is not None:
+                    m.weight.uniform_(0.5, 1.5)
+                if getattr(m, "bias", None) is not None:
+                    m.bias.normal_(0.0, 0.2)
+
+
+def tensor_out(t):
+    t = t.detach().contiguous().clone()
+    if t.dtype.is_floating_point:
+        t = t.float()  # outputs are computed in float64 (see forward) and stored rounded to float32
+    return t
+
+
+def forward(model, inputs):
+    """The exact answer for float32 weights and inputs: PyTorch in float64 (the caller rounds it to float32).
+    A float32 PyTorch output carries its own rounding error (~1e-6 after a 784-wide matmul and a train-mode
+    BatchNorm); against the float64 answer the 1e-5 tolerance measures Kiln's error alone."""
+    with torch.no_grad():
+        return model.double()(*[x.double() for x in inputs])
+
+
+def canonicalize_header(path):
+    """safetensors' Rust writer keeps __metadata__ in a HashMap, so the order of
+    metadata keys changes from run to run.  Rewrite the JSON header with the
+    metadata keys sorted (tensor entries and data bytes untouched)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    meta = header.pop("__metadata__", None)
+    new = {}
+    if meta is not None:
+        new["__metadata__"] = dict(sorted(meta.items()))
+    new.update(header)
+    text = json.dumps(new, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data)
+
+
+def make_case(idx, name, builder, shapes, gen, outdir):
+    case_seed = CASE_SEED_BASE + idx
+    dropout_seed = DROPOUT_SEED_BASE + idx
+    torch.manual_seed(case_seed)
+    model = builder()
+    perturb(model)
+    model.eval()
+    init = {k: tensor_out(v) for k, v in model.state_dict().items()}
+    buffer_keys = [k for k, _ in model.named_buffers()]
+    assert all(k in init for k in buffer_keys)
+    # Size rules (see README): train.out.b{B} is stored only when train mode
+    # differs from eval (a BatchNorm1d or Dropout is present); eval.out.b{B} is
+    # omitted when every layer is a Dropout (eval is the identity on in0).
+    leaves = [m for m in model.modules() if not list(m.children())]
+    train_differs = any(isinstance(m, (nn.BatchNorm1d, nn.Dropout)) for m in leaves)
+    eval_is_identity = all(isinstance(m, nn.Dropout) for m in leaves)
+    if not train_differs:
+        assert not buffer_keys, (name, buffer_keys)
+
+    tensors = dict(init)
+    meta = {
+        "dropout_seed": str(dropout_seed),
+        "case_seed": str(case_seed),
+        "network": str(model),
+        "kiln_network": kiln_network(model, shapes),
+        "batch_sizes": ",".join(str(b) for b in BATCH_SIZES),
+        "per_sample_shape": ",".join(str(d) for d in shapes[0]),
+    }
+    for i, s in enumerate(shapes[1:], start=1):
+        meta[f"per_sample_shape{i}"] = ",".join(str(d) for d in s)
+
+    for B in BATCH_SIZES:
+        inputs = [gen((B,) + tuple(s)) for s in shapes]
+        for i, x in enumerate(inputs):
+            tensors[f"in{i}.b{B}"] = tensor_out(x)
+
+        # eval forward on the initial state
+        m = copy.deepcopy(model).eval()
+        eval_out = None
+        try:
+            eval_out = tensor_out(forward(m, inputs))
+        except ValueError as e:
+            meta[f"eval_error.b{B}"] = str(e)
+        else:
+            if eval_is_identity:
+                assert len(inputs) == 1 and torch.equal(eval_out, inputs[0]), (name, B)
+            else:
+                tensors[f"eval.out.b{B}"] = eval_out
+
+        # one train forward from a fresh copy of the initial state
+        m = copy.deepcopy(model)
+        replace_dropouts(m, dropout_seed, step=0)
+        m.train()
+        try:
+            out = forward(m, inputs)
+        except ValueError as e:
+            meta[f"train_error.b{B}"] = str(e)
+        else:
+            if not train_differs:
+                assert eval_out is not None and torch.equal(tensor_out(out), eval_out), (name, B)
+                continue
+            tensors[f"train.out.b{B}"] = tensor_out(out)
+            sd = m.state_dict()
+            for k in buffer_keys:
+                tensors[f"train.state.b{B}.{k}"] = tensor_out(sd[k])
+
+    path = os.path.join(outdir, f"{name}.safetensors")
+    save_file(tensors, path, metadata=meta)
+    canonicalize_header(path)
+    return path, tensors, meta
+
+
+def verify(path, tensors, meta):
+    back = load_file(path)
+    assert set(back) == set(tensors), (path, set(back) ^ set(tensors))
+    for k, v in tensors.items():
+        b = back[k]
+        assert b.dtype == v.dtype and b.shape == v.shape and torch.equal(b, v), (path, k)
+        if k.endswith("num_batches_tracked"):
+            assert b.dtype == torch.int64 and b.shape == torch.Size([]), (path, k)
+        else:
+            assert b.dtype == torch.float32, (path, k)
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        hdr = json.loads(f.read(n))
+    assert hdr["__metadata__"] == meta, path
+
+
+def main():
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "data")
+    os.makedirs(outdir, exist_ok=True)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    assert torch.get_default_dtype() == torch.float32
+    self_test_philox()
+    names = [c[0] for c in CASES]
+    assert len(set(names)) == len(names)
+
+    for idx, (name, builder, shapes, gen) in enumerate(CASES):
+        path, tensors, meta = make_case(idx, name, builder, shapes, gen, outdir)
+        verify(path, tensors, meta)
+        errs = sorted(k for k in meta if k.endswith(tuple(f"error.b{b}" for b in BATCH_SIZES)))
+        print(f"{name:22s} {len(tensors):3d} tensors {os.path.getsize(path):9d} B"
+              + (f"  errors: {', '.join(errs)}" if errs else ""))
+
+    # sanity: Kiln mask keeps ~ (1-p) and the dropout_p05 case matches its mask
+    d = load_file(os.path.join(outdir, "dropout_p05.safetensors"))
+    x, y = d["in0.b1000"], d["train.out.b1000"]
+    kept = (y != 0).float().mean().item()
+    assert 0.48 < kept < 0.52, kept
+    assert torch.equal(y[y != 0], x[y != 0] * 2), "kept values must be x * 2"
+    d1 = load_file(os.path.join(outdir, "dropout_p1.safetensors"))
+    assert all(torch.count_nonzero(d1[f"train.out.b{b}"]) == 0 for b in BATCH_SIZES)
+    d0 = load_file(os.path.join(outdir, "dropout_p0.safetensors"))
+    assert all(torch.equal(d0[f"train.out.b{b}"], d0[f"in0.b{b}"]) for b in BATCH_SIZES)
+    print(f"dropout_p05: fraction kept at B=1000 ({x.numel()} elements) = {kept:.5f}")
+
+    # net_two_dropouts: the second Dropout (p=0.25) must use stream 1
+    idx = names.index("net_two_dropouts")
+    d2 = load_file(os.path.join(outdir, "net_two_dropouts.safetensors"))
+    seed = DROPOUT_SEED_BASE + idx
+    for b in BATCH_SIZES:
+        x = d2[f"in0.b{b}"]
+        with torch.no_grad():
+            h = F.linear(x, d2["0.weight"], d2["0.bias"])
+            h = kiln_dropout(h, 0.5, seed, 0, 0).relu()
+            y = F.linear(kiln_dropout(h, 0.25, seed, 1, 0), d2["4.weight"], d2["4.bias"])
+            y_s0 = F.linear(kiln_dropout(h, 0.25, seed, 0, 0), d2["4.weight"], d2["4.bias"])
+        assert torch.allclose(y, d2[f"train.out.b{b}"], rtol=1e-5, atol=1e-5), b
+        assert b == 1 or not torch.allclose(y_s0, d2[f"train.out.b{b}"], rtol=1e-5, atol=1e-5), b
+
+
+if __name__ == "__main__":
+    main()
