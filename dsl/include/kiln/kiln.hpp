@@ -23,3 +23,4 @@
 #include <kiln/runtime/tensor.hpp>
 #include <kiln/runtime/tensor_file.hpp>
 #include <kiln/runtime/idx.hpp>
+#include <kiln/et/functional.hpp>

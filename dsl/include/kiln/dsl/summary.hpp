@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace kiln {
 
@@ -14,20 +16,28 @@ template <Network Net>
 std::string summary(const Net& net) {
   using T = network_traits<Net>;
   const auto s = schema(net);
-  std::string out = "Sequential(\n";
-  auto row = [&](std::string_view label, const std::string& what, std::string_view shape, index_t params) {
-    fmt::format_to(std::back_inserter(out), "  {:<62} {:<18} {}\n", fmt::format("({}): {}", label, what), shape,
-                   params);
+  // Columns: "(index): repr", the output shape, the parameter count; widths from the longest entries.
+  struct Row {
+    std::string what, shape;
+    index_t params;
   };
-  out += fmt::format("  {:<62} {:<18} {}\n", "(input): " + std::string{T::input_dims.text().view()} +
-                         (T::input_count == 2 ? ", " + std::string{T::input2_dims.text().view()} : ""),
-                     "output", "params");
+  std::vector<Row> rows;
+  rows.push_back({"(input): " + std::string{T::input_dims.text().view()} +
+                      (T::input_count == 2 ? ", " + std::string{T::input2_dims.text().view()} : ""),
+                  "output", -1});
   for_each_leaf(net, [&](auto i, const auto& layer) {
     index_t params = 0;
     for (const SchemaEntry& e : s)
       if (e.leaf == i && !e.spec.buffer) params += e.spec.shape.numel();
-    row(T::analysis.path[i].view(), layer.repr(), T::analysis.out[i].text().view(), params);
+    rows.push_back({fmt::format("({}): {}", T::analysis.path[i].view(), layer.repr()),
+                    std::string{T::analysis.out[i].text().view()}, params});
   });
+  std::size_t what_width = 0, shape_width = 0;
+  for (const Row& r : rows) what_width = std::max(what_width, r.what.size()), shape_width = std::max(shape_width, r.shape.size());
+  std::string out = "Sequential(\n";
+  for (const Row& r : rows)
+    fmt::format_to(std::back_inserter(out), "  {:<{}}  {:<{}}  {}\n", r.what, what_width, r.shape, shape_width,
+                   r.params < 0 ? std::string{"params"} : fmt::format("{}", r.params));
   out += ")\n";
   fmt::format_to(std::back_inserter(out),
                  "parameters: {} ({:.1f} KiB float32), FLOPs per sample: {}, activations per sample: {} bytes\n",

@@ -62,6 +62,7 @@ struct FixedString {
   char text[N + 1]{};
   constexpr FixedString(const char* s) {  // NOLINT: implicit on purpose
     for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
+    text[N] = '\0';  // written, not left to the initializer: clang then prints the argument as a string
   }
   constexpr std::string_view view() const { return {text, N}; }
 };

@@ -30,6 +30,11 @@ inline void pack_linear_weight(const float* w, index_t in, index_t out, float* p
 // chunks of kChunk: each chunk starts from zero and is then added to the total, so rounding errors grow
 // with the chunk length rather than with In (a 784-wide layer stays within PyTorch's 1e-5 after a
 // train-mode BatchNorm amplifies them).
+#if defined(__GNUC__) && !defined(__clang__)
+// g++ -O3 warns that output offsets could overflow for 2^59 blocks; layer sizes are far below that.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 template <int kRows, int kBlocks>
 inline void linear_micro_kernel(const float* x, index_t in, index_t out, const float* packed, const float* bias,
                                 float* y, index_t block0) {
@@ -38,10 +43,10 @@ inline void linear_micro_kernel(const float* x, index_t in, index_t out, const f
   for (int k = 0; k < kBlocks; ++k) {
     vfloat b{};
     if (bias) {
-      const index_t o0 = (block0 + k) * simd_width;
+      const index_t o0 = block0 * simd_width + k * simd_width;
       if (o0 + simd_width <= out) b = load(bias + o0);
       else
-        for (index_t lane = 0; o0 + lane < out; ++lane) b[lane] = bias[o0 + lane];
+        for (index_t lane = 0; lane < simd_width && o0 + lane < out; ++lane) b[lane] = bias[o0 + lane];
     }
     for (int r = 0; r < kRows; ++r) total[r][k] = b;
   }
@@ -65,10 +70,14 @@ inline void linear_micro_kernel(const float* x, index_t in, index_t out, const f
     for (int r = 0; r < kRows; ++r) {
       if (o0 + simd_width <= out) store(y + r * out + o0, total[r][k]);
       else
-        for (index_t lane = 0; o0 + lane < out; ++lane) y[r * out + o0 + lane] = total[r][k][lane];
+        for (index_t lane = 0; lane < simd_width && o0 + lane < out; ++lane) y[r * out + o0 + lane] = total[r][k][lane];
     }
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // y[rows, out] = x[rows, in] W^T + b, with W packed by pack_linear_weight.
 inline void linear_forward(const float* x, index_t rows, index_t in, index_t out, const float* packed,

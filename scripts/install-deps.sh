@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every Debian package Kiln's build, tests and samples need (Debian 12). Idempotent, and quiet when
+# everything is already there. Also the reference `safetensors` Python package (for the interop test) into
+# build/pydeps-interop with the first python3 on the PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(cmake ninja-build g++ clang-19 libfmt-dev nlohmann-json3-dev catch2 zlib1g-dev dataset-fashion-mnist
+          python3 python3-pip)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! PYTHONPATH=build/pydeps-interop python3 -c "import safetensors.numpy, numpy" 2>/dev/null; then
+  echo "installing the safetensors and numpy Python packages into build/pydeps-interop"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --upgrade --target build/pydeps-interop safetensors numpy
+fi
