@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate Kiln's PyTorch golden vectors into tests/golden/data/.
+# Regenerate Kiln's PyTorch golden vectors into tests/golden/data/ and the training goldens
+# (gradients, losses, optimizer steps; read data/) into tests/golden/train_data/.
 # Usage (any directory): tests/golden/regenerate.sh      [BUILD=dir to cache pydeps]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -15,3 +16,6 @@ if ! PYTHONPATH="$BUILD/pydeps" "$TORCH_PY" -c 'import safetensors.torch' 2>/dev
 fi
 rm -f tests/golden/data/*.safetensors
 PYTHONPATH="$BUILD/pydeps" "$TORCH_PY" tests/golden/make_goldens.py tests/golden/data
+mkdir -p tests/golden/train_data
+rm -f tests/golden/train_data/*.safetensors
+PYTHONPATH="$BUILD/pydeps" "$TORCH_PY" tests/golden/make_train_goldens.py tests/golden/data tests/golden/train_data

@@ -56,7 +56,7 @@ inline void linear_micro_kernel(const float* x, index_t in, index_t out, const f
     vfloat acc[kRows][kBlocks] = {};
     for (index_t i = i0; i < i1; ++i) {
       vfloat w[kBlocks];
-      for (int k = 0; k < kBlocks; ++k) w[k] = *reinterpret_cast<const vfloat*>(wp + (k * in + i) * simd_width);
+      for (int k = 0; k < kBlocks; ++k) w[k] = load(wp + (k * in + i) * simd_width);
       for (int r = 0; r < kRows; ++r) {
         const vfloat xr = broadcast(x[r * in + i]);
         for (int k = 0; k < kBlocks; ++k) acc[r][k] += xr * w[k];

@@ -13,11 +13,14 @@ inline constexpr int simd_width = 4;
 #endif
 
 using vfloat = float __attribute__((vector_size(simd_width * sizeof(float))));
-// The same vector at float alignment, for loads and stores at any address.
-using vfloat_unaligned = float __attribute__((vector_size(simd_width * sizeof(float)), aligned(alignof(float))));
 
-inline vfloat load(const float* p) { return *reinterpret_cast<const vfloat_unaligned*>(p); }
-inline void store(float* p, vfloat v) { *reinterpret_cast<vfloat_unaligned*>(p) = v; }
+// Loads and stores at any address (memcpy compiles to one unaligned vector move on every target).
+inline vfloat load(const float* p) {
+  vfloat v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
 inline vfloat broadcast(float x) { return vfloat{} + x; }
 
 }  // namespace kiln::et
