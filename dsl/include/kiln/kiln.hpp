@@ -24,3 +24,4 @@
 #include <kiln/runtime/tensor_file.hpp>
 #include <kiln/runtime/idx.hpp>
 #include <kiln/et/functional.hpp>
+#include <kiln/runtime/threads.hpp>

@@ -57,7 +57,7 @@ class Model {
     }
     bind();
   }
-  Model(const Model& other) : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_) {
+  Model(const Model& other) : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_) {  // NOLINT
     for (const Entry& e : other.entries_) entries_.push_back({e.name, e.tensor.clone(), e.leaf, e.buffer});
     bind();
   }
@@ -79,25 +79,28 @@ class Model {
   Tensor operator()(const Tensor& x) {
     static_assert(Traits::input_count == 1, "this network takes two inputs: call model(x1, x2)");
     Tensor y(output_shape(x));
-    run(x, nullptr, y, false);
+    run(x, nullptr, y, Path::fused);
     return y;
   }
   Tensor operator()(const Tensor& x1, const Tensor& x2) {
     static_assert(Traits::input_count == 2, "this network takes one input: call model(x)");
     Tensor y(output_shape(x1));
-    run(x1, &x2, y, false);
+    run(x1, &x2, y, Path::fused);
     return y;
   }
   // Into a preallocated output [N, output dims...].
-  void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y, false); }
-  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, false); }
+  void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y, Path::fused); }
+  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, Path::fused); }
 
-  // The unfused evaluator (one layer at a time over the whole batch), for tests and benchmarks.
+  // The unfused evaluators (one layer at a time over the whole batch), for tests and benchmarks:
+  // forward_reference with plain loops for Linear, forward_unfused with the fused kernel's per-layer code.
   Tensor forward_reference(const Tensor& x, const Tensor* x2 = nullptr) {
     Tensor y(output_shape(x));
-    run(x, x2, y, true);
+    run(x, x2, y, Path::reference);
     return y;
   }
+  void forward_unfused(const Tensor& x, Tensor& y) { run(x, nullptr, y, Path::unfused); }
+  void forward_unfused(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, Path::unfused); }
 
   // Parameters and buffers under PyTorch's state_dict names, as copies.
   TensorMap state_dict() const {
@@ -230,7 +233,8 @@ class Model {
     return s;
   }
 
-  void run(const Tensor& x, const Tensor* x2, Tensor& y, bool reference) {
+  enum class Path { fused, unfused, reference };
+  void run(const Tensor& x, const Tensor* x2, Tensor& y, Path path) {
     const Shape out_shape = output_shape(x);
     if (x2) {
       check_input(*x2, Traits::input2_dims, "second");
@@ -243,8 +247,11 @@ class Model {
                               shape_text(y.shape())));
     const et::ForwardCall<Net> call{net_,          params_,   x.data(), x2 ? x2->data() : nullptr, y.data(),
                                     x.size(0),     training_, seed_,    static_cast<std::uint32_t>(step_)};
-    if (reference) et::forward_reference(call);
-    else et::forward_fused(call);
+    switch (path) {
+      case Path::fused: et::forward_fused(call, workspace_); break;
+      case Path::unfused: et::forward_unfused(call, et::Unfused::same_kernels); break;
+      case Path::reference: et::forward_unfused(call, et::Unfused::plain_loops); break;
+    }
     if (training_) ++step_;
   }
 
@@ -255,6 +262,7 @@ class Model {
   std::vector<Entry> entries_;
   std::array<et::LayerParams, L> params_{};
   std::array<Tensor, L> packed_{};
+  et::Workspace<Net> workspace_;
 };
 
 template <Network Net>

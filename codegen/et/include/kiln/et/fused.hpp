@@ -10,8 +10,10 @@
 // next fused segment starts at the BatchNorm. In eval mode BatchNorm is a per-channel affine map and the
 // network is a single segment.
 //
-// forward_reference runs the same network one layer at a time over the whole batch (plain loops for Linear):
-// the unfused baseline the fused kernel is tested and measured against.
+// forward_unfused runs the same network one layer at a time over the whole batch, every intermediate a
+// full-batch buffer: with Unfused::same_kernels it uses the fused kernel's per-layer code (the baseline that
+// shows what fusion gains), with Unfused::plain_loops plain loops for Linear (the independent reference the
+// tests compare the fused kernel against).
 #pragma once
 
 #include <kiln/dsl/sequential.hpp>
@@ -24,6 +26,7 @@
 #include <kiln/et/reshape.hpp>
 #include <kiln/et/softmax.hpp>
 #include <kiln/runtime/error.hpp>
+#include <kiln/runtime/threads.hpp>
 
 #include <fmt/format.h>
 
@@ -51,11 +54,30 @@ struct ForwardCall {
 };
 
 namespace detail {
-
 template <class Layer>
 inline constexpr bool is_batchnorm = requires { Layer::num_features; } && requires(const Layer& l) {
   l.uses_batch_stats(true);
 };
+}  // namespace detail
+
+// Memory a forward call reuses from one call to the next, so that a call allocates nothing: per BatchNorm1d
+// its per-channel scale and shift, and the full-batch buffers where the kernel splits.
+template <Network Net>
+struct Workspace {
+  static constexpr std::size_t L = network_traits<Net>::leaf_count;
+  std::array<std::vector<float>, L> batchnorm;
+  std::vector<float> stage[2];
+  Workspace() {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((detail::is_batchnorm<typename network_traits<Net>::template leaf<I>>
+            ? batchnorm[I].resize(2 * static_cast<std::size_t>(network_traits<Net>::analysis.in[I].sizes[0]))
+            : void()),
+       ...);
+    }(std::make_index_sequence<L>{});
+  }
+};
+
+namespace detail {
 
 template <class Layer>
 inline constexpr bool takes_two_inputs = requires { Layer::takes_two_inputs; };
@@ -70,8 +92,18 @@ struct Plan {
     for (std::size_t i = 0; i < L; ++i) w = std::max({w, T::analysis.in[i].numel(), T::analysis.out[i].numel()});
     return w;
   }
-  // Rows per tile: two scratch buffers of about 128 KiB each, a multiple of the micro-kernel's 4 rows.
-  static constexpr index_t tile_rows = std::clamp<index_t>(32768 / max_width() / 4 * 4, 4, 256);
+  // Rows per tile, at most: two scratch buffers of about 128 KiB each, a multiple of the micro-kernel's rows.
+  static constexpr index_t tile_rows =
+      std::clamp<index_t>(32768 / max_width() / linear_rows * linear_rows, linear_rows, 40 * linear_rows);
+
+  // Rows per tile for a batch on `threads` threads: as many rows as fit, in a number of tiles that the
+  // threads share evenly.
+  static index_t rows_per_tile(index_t batch, int threads) {
+    index_t tiles = (batch + tile_rows - 1) / tile_rows;
+    if (threads > 1 && batch >= 2 * linear_rows * threads) tiles = (tiles + threads - 1) / threads * threads;
+    const index_t rows = (batch + tiles - 1) / std::max<index_t>(tiles, 1);
+    return std::min(tile_rows, (rows + linear_rows - 1) / linear_rows * linear_rows);
+  }
 
   // The ordinal of leaf I among the network's Dropouts (its RNG stream).
   template <std::size_t I>
@@ -115,7 +147,7 @@ void check_batch_stats(const Leaves& leaves, index_t batch, bool training) {
 }  // namespace detail
 
 template <Network Net>
-void forward_fused(const ForwardCall<Net>& call) {
+void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
   using T = network_traits<Net>;
   using P = detail::Plan<Net>;
   constexpr std::size_t L = T::leaf_count;
@@ -131,7 +163,6 @@ void forward_fused(const ForwardCall<Net>& call) {
     // Per leaf: does the tile pass through unchanged, does it need batch statistics.
     std::array<LayerParams, L> params;
     std::array<bool, L> passes{}, batch_stats{};
-    std::array<std::vector<float>, L> scale_shift;
     for (std::size_t i = 0; i < L; ++i) params[i] = call.params[i];
     detail::for_leaves_in<L>(0, L, [&](auto i) {
       using Layer = typename T::template leaf<i>;
@@ -139,19 +170,16 @@ void forward_fused(const ForwardCall<Net>& call) {
       passes[i] = Eval<Layer>::passes_through(layer, call.training);
       if constexpr (detail::is_batchnorm<Layer>) {
         batch_stats[i] = layer.uses_batch_stats(call.training);
-        scale_shift[i].resize(2 * Layer::num_features);
-        params[i].scale = scale_shift[i].data();
-        params[i].shift = scale_shift[i].data() + Layer::num_features;
+        params[i].scale = ws.batchnorm[i].data();
+        params[i].shift = ws.batchnorm[i].data() + Layer::num_features;
         if (!batch_stats[i])
           Eval<Layer>::prepare(layer, T::analysis.in[i], params[i], call.training, nullptr, batch,
-                               scale_shift[i].data(), scale_shift[i].data() + Layer::num_features);
+                               ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
       }
     });
 
-    constexpr index_t tile = P::tile_rows;
-    thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<std::size_t>(2 * tile * P::max_width()));
-    float* const buffers[2] = {scratch.data(), scratch.data() + tile * P::max_width()};
+    const index_t tile = P::rows_per_tile(batch, get_num_threads());
+    const index_t tiles = (batch + tile - 1) / tile;
 
     // Runs leaves [first, last) over the whole batch, reading src (the input of `first`) and writing dst.
     auto run_segment = [&](std::size_t first, std::size_t last, const float* src, float* dst) {
@@ -163,8 +191,12 @@ void forward_fused(const ForwardCall<Net>& call) {
         if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
         return;
       }
-      for (index_t r0 = 0; r0 < batch; r0 += tile) {
-        const index_t rows = std::min(tile, batch - r0);
+      parallel_for(tiles, [&](index_t t) {
+        thread_local std::vector<float> scratch;
+        if (scratch.size() < static_cast<std::size_t>(2 * P::tile_rows * P::max_width()))
+          scratch.resize(static_cast<std::size_t>(2 * P::tile_rows * P::max_width()));
+        float* const buffers[2] = {scratch.data(), scratch.data() + P::tile_rows * P::max_width()};
+        const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
         const float* cur = src + r0 * in_width;
         TileContext ctx{call.training, r0, call.seed, call.step, 0};
         detail::for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
@@ -179,39 +211,49 @@ void forward_fused(const ForwardCall<Net>& call) {
             Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
           cur = out;
         });
-      }
+      });
     };
 
-    // Segments end where a BatchNorm needs the statistics of its whole input.
+    // Segments end where a BatchNorm needs the statistics of its whole input; the full-batch input of each
+    // such BatchNorm lives in one of the workspace's two stage buffers.
     const float* src = call.x;
-    std::vector<float> stage;
     std::size_t first = 0;
+    int stage = 0;
     while (first < L) {
       if (batch_stats[first])
         detail::for_leaves_in<L>(first, first + 1, [&](auto i) {
           using Layer = typename T::template leaf<i>;
           if constexpr (detail::is_batchnorm<Layer>)
             Eval<Layer>::prepare(std::get<i>(leaves), T::analysis.in[i], params[i], call.training, src, batch,
-                                 scale_shift[i].data(), scale_shift[i].data() + Layer::num_features);
+                                 ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
         });
       std::size_t last = first + 1;
       while (last < L && !batch_stats[last]) ++last;
       float* dst = call.y;
-      std::vector<float> next_stage;
       if (last < L) {
-        next_stage.resize(static_cast<std::size_t>(batch * T::analysis.in[last].numel()));
-        dst = next_stage.data();
+        auto& buffer = ws.stage[stage];
+        buffer.resize(static_cast<std::size_t>(batch * T::analysis.in[last].numel()));
+        dst = buffer.data();
+        stage ^= 1;
       }
       run_segment(first, last, src, dst);
-      stage = std::move(next_stage);
-      src = stage.empty() ? nullptr : stage.data();
+      src = dst;
       first = last;
     }
   }
 }
 
+// The same, with a workspace of its own (allocates).
 template <Network Net>
-void forward_reference(const ForwardCall<Net>& call) {
+void forward_fused(const ForwardCall<Net>& call) {
+  Workspace<Net> ws;
+  forward_fused(call, ws);
+}
+
+enum class Unfused { plain_loops, same_kernels };
+
+template <Network Net>
+void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
   using T = network_traits<Net>;
   using P = detail::Plan<Net>;
   constexpr std::size_t L = T::leaf_count;
@@ -237,9 +279,12 @@ void forward_reference(const ForwardCall<Net>& call) {
     const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<i>()};
     if constexpr (detail::takes_two_inputs<Layer>)
       Eval<Layer>::forward2(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
-    else if constexpr (requires { Eval<Layer>::forward_reference; })
-      Eval<Layer>::forward_reference(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
-    else
+    else if constexpr (requires { Eval<Layer>::forward_reference; }) {
+      if (how == Unfused::plain_loops)
+        Eval<Layer>::forward_reference(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
+      else
+        Eval<Layer>::forward(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
+    } else
       Eval<Layer>::forward(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
     std::swap(current, next);
   });

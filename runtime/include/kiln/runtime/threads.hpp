@@ -1,0 +1,19 @@
+// Kiln's threads: one process-wide pool, sized like torch.set_num_threads. The fused kernel splits a batch
+// into tiles and hands them to the pool; the calling thread takes part, and a call with one tile runs inline.
+#pragma once
+
+#include <kiln/dsl/dims.hpp>
+
+#include <functional>
+
+namespace kiln {
+
+// The number of threads kernels use (the caller included). Defaults to the machine's hardware threads.
+void set_num_threads(int n);
+int get_num_threads();
+
+// Runs body(i) for every i in [0, count), spread over the pool; returns when all are done. The first
+// exception thrown by a body is rethrown here.
+void parallel_for(index_t count, const std::function<void(index_t)>& body);
+
+}  // namespace kiln
