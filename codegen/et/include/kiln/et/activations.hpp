@@ -3,24 +3,19 @@
 
 #include <kiln/dsl/layers/activations.hpp>
 #include <kiln/et/eval.hpp>
-
-#include <cmath>
+#include <kiln/et/vmath.hpp>
 
 namespace kiln::et {
 
+// Each functor maps a SIMD vector (vmath.hpp has the formulas); map_vectors runs it over any count.
 struct relu_op {
-  float operator()(float x) const { return x > 0.0f ? x : 0.0f; }
+  vfloat operator()(vfloat x) const { return x > 0.0f ? x : 0.0f; }
 };
-// 1 / (1 + exp(-x)); for x < 0 written as exp(x) / (1 + exp(x)) so that exp never overflows.
 struct sigmoid_op {
-  float operator()(float x) const {
-    if (x >= 0.0f) return 1.0f / (1.0f + std::exp(-x));
-    const float e = std::exp(x);
-    return e / (1.0f + e);
-  }
+  vfloat operator()(vfloat x) const { return vsigmoid(x); }
 };
 struct tanh_op {
-  float operator()(float x) const { return std::tanh(x); }
+  vfloat operator()(vfloat x) const { return vtanh(x); }
 };
 
 template <class Layer, class Op>
@@ -28,9 +23,7 @@ struct ElementwiseEval {
   static bool passes_through(const Layer&, bool) { return false; }
   static void forward(const Layer&, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
                       const TileContext&) {
-    const index_t n = samples * in.numel();
-    const Op op;
-    for (index_t i = 0; i < n; ++i) y[i] = op(x[i]);
+    map_vectors(x, y, samples * in.numel(), Op{});
   }
 };
 

@@ -5,6 +5,7 @@
 
 #include <kiln/dsl/layers/batchnorm.hpp>
 #include <kiln/et/eval.hpp>
+#include <kiln/et/vmath.hpp>
 #include <kiln/runtime/error.hpp>
 
 #include <cmath>
@@ -87,12 +88,20 @@ struct Eval<nn::BatchNorm1d<C>> {
   static void forward(const Layer&, Dims in, const LayerParams& p, const float* x, float* y, index_t samples,
                       const TileContext&) {
     const index_t length = in.rank == 2 ? in.sizes[1] : 1;
+    if (length == 1) {  // [N, C]: vectors across channels
+      for (index_t s = 0; s < samples; ++s) {
+        const float* xs = x + s * C;
+        float* ys = y + s * C;
+        index_t c = 0;
+        for (; c + simd_width <= C; c += simd_width) store(ys + c, load(xs + c) * load(p.scale + c) + load(p.shift + c));
+        for (; c < C; ++c) ys[c] = xs[c] * p.scale[c] + p.shift[c];
+      }
+      return;
+    }
     for (index_t s = 0; s < samples; ++s)
       for (index_t c = 0; c < C; ++c) {
         const float a = p.scale[c], b = p.shift[c];
-        const float* xs = x + (s * C + c) * length;
-        float* ys = y + (s * C + c) * length;
-        for (index_t l = 0; l < length; ++l) ys[l] = xs[l] * a + b;
+        map_vectors(x + (s * C + c) * length, y + (s * C + c) * length, length, [a, b](vfloat v) { return v * a + b; });
       }
   }
 };

@@ -1,25 +1,60 @@
-// Bilinear's forward: y_o = b_o + sum_i x1_i sum_j A_oij x2_j, per row.
+// Bilinear's forward: y_o = b_o + sum_i x1_i sum_j A_oij x2_j.
+//
+// The inner sums for every (o, i) are one GEMM: T[r, o*In1 + i] = sum_j x2[r, j] A[o*In1 + i, j], with A
+// viewed as [Out*In1, In2] and packed like a Linear weight (linear.hpp). Then y[r, o] is a dot product of x1[r]
+// with T[r, o*In1 .. o*In1 + In1). T is computed for a few rows at a time so it stays in cache.
 #pragma once
 
 #include <kiln/dsl/layers/bilinear.hpp>
 #include <kiln/et/eval.hpp>
+#include <kiln/et/linear.hpp>
+#include <kiln/et/vmath.hpp>
+
+#include <vector>
 
 namespace kiln::et {
 
 inline void bilinear_forward(const float* x1, const float* x2, index_t rows, index_t in1, index_t in2, index_t out,
-                             const float* a, const float* bias, float* y) {
+                             const float* packed, const float* bias, float* y) {
+  constexpr index_t block = 2 * linear_rows;
+  thread_local std::vector<float> t_buffer;
+  if (t_buffer.size() < static_cast<std::size_t>(block * out * in1))
+    t_buffer.resize(static_cast<std::size_t>(block * out * in1));
+  float* t = t_buffer.data();
+  for (index_t r0 = 0; r0 < rows; r0 += block) {
+    const index_t n = std::min(block, rows - r0);
+    linear_forward(x2 + r0 * in2, n, in2, out * in1, packed, nullptr, t);
+    for (index_t r = 0; r < n; ++r) {
+      const float* u = x1 + (r0 + r) * in1;
+      for (index_t o = 0; o < out; ++o) {
+        const float* tr = t + (r * out + o) * in1;
+        vfloat acc{};
+        index_t i = 0;
+        for (; i + simd_width <= in1; i += simd_width) acc += load(u + i) * load(tr + i);
+        float s = 0;
+        for (int l = 0; l < simd_width; ++l) s += acc[l];
+        for (; i < in1; ++i) s += u[i] * tr[i];
+        y[(r0 + r) * out + o] = s + (bias ? bias[o] : 0.0f);
+      }
+    }
+  }
+}
+
+// The plain loops, for the reference evaluator and kiln::F (which has no packed weight).
+inline void bilinear_forward_reference(const float* x1, const float* x2, index_t rows, index_t in1, index_t in2,
+                                       index_t out, const float* a, const float* bias, float* y) {
   for (index_t r = 0; r < rows; ++r) {
     const float* u = x1 + r * in1;
     const float* v = x2 + r * in2;
     for (index_t o = 0; o < out; ++o) {
-      float acc = 0;
+      double acc = bias ? bias[o] : 0.0;
       for (index_t i = 0; i < in1; ++i) {
         const float* row = a + (o * in1 + i) * in2;
-        float t = 0;
-        for (index_t j = 0; j < in2; ++j) t += row[j] * v[j];
+        double t = 0;
+        for (index_t j = 0; j < in2; ++j) t += static_cast<double>(row[j]) * v[j];
         acc += u[i] * t;
       }
-      y[r * out + o] = acc + (bias ? bias[o] : 0.0f);
+      y[r * out + o] = static_cast<float>(acc);
     }
   }
 }
@@ -27,10 +62,17 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
 template <index_t In1, index_t In2, index_t Out, bool Bias>
 struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
   using Layer = nn::Bilinear<In1, In2, Out, Bias>;
+  static constexpr index_t packed_size = linear_packed_size(In2, Out * In1);
+  static void pack(const float* weight, float* packed) { pack_linear_weight(weight, In2, Out * In1, packed); }
+
   static bool passes_through(const Layer&, bool) { return false; }
   static void forward2(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,
                        index_t samples, const TileContext&) {
-    bilinear_forward(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.weight, p.bias, y);
+    bilinear_forward(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.packed_weight, p.bias, y);
+  }
+  static void forward2_reference(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2,
+                                 float* y, index_t samples, const TileContext&) {
+    bilinear_forward_reference(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.weight, p.bias, y);
   }
 };
 

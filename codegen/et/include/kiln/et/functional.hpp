@@ -130,9 +130,7 @@ struct Unary : Expression<Unary<Op, E>> {
   int depth() const { return x.depth(); }
   void rows(index_t r0, index_t n, float* out) const {
     x.rows(r0, n, out);  // the child writes into our rows; the functor then runs in place
-    const index_t count = n * row_size(shape());
-    const Op op;
-    for (index_t i = 0; i < count; ++i) out[i] = op(out[i]);
+    et::map_vectors(out, out, n * row_size(shape()), Op{});
   }
 };
 
@@ -198,7 +196,7 @@ struct BilinearNode : Expression<BilinearNode<E1, E2>> {
     const float* a = child_rows(x1, r0, n, depth() - 1);
     const float* b = child_rows(x2, r0, n, depth());
     const index_t inner = row_size(x1.shape()) / weight.size(1);
-    et::bilinear_forward(a, b, n * inner, weight.size(1), weight.size(2), weight.size(0), weight.data(),
+    et::bilinear_forward_reference(a, b, n * inner, weight.size(1), weight.size(2), weight.size(0), weight.data(),
                          bias.defined() ? bias.data() : nullptr, out);
   }
 };

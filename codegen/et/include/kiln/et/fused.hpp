@@ -277,9 +277,12 @@ void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
     if (Eval<Layer>::passes_through(layer, call.training)) return;
     next.assign(static_cast<std::size_t>(batch * T::analysis.out[i].numel()), 0.0f);
     const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<i>()};
-    if constexpr (detail::takes_two_inputs<Layer>)
-      Eval<Layer>::forward2(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
-    else if constexpr (requires { Eval<Layer>::forward_reference; }) {
+    if constexpr (detail::takes_two_inputs<Layer>) {
+      if (how == Unfused::plain_loops)
+        Eval<Layer>::forward2_reference(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
+      else
+        Eval<Layer>::forward2(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
+    } else if constexpr (requires { Eval<Layer>::forward_reference; }) {
       if (how == Unfused::plain_loops)
         Eval<Layer>::forward_reference(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
       else

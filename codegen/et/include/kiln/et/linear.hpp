@@ -1,7 +1,9 @@
 // Linear's forward: y = x W^T + b on a tile of rows, as a register-blocked GEMM.
 //
-// The weight [Out, In] (PyTorch's layout) is packed once, when the model's parameters change, into blocks of
-// simd_width outputs: packed[block][i][lane] = W[block * simd_width + lane][i] (zero past Out).
+// The weight [Out, In] (PyTorch's layout) is packed once, when the model's parameters change, into groups of
+// up to linear_block_group blocks of simd_width outputs, the blocks of a group interleaved per input so the
+// micro-kernel reads one contiguous stream: packed[group][i][block in group][lane] = W[o][i] with
+// o = (group * linear_block_group + block) * simd_width + lane (zero past Out).
 // The micro-kernel keeps kRows x kBlocks accumulator vectors in registers; per input feature it loads kBlocks
 // weight vectors and broadcasts one x per row, so every weight load feeds kRows FMAs. The loops around it
 // walk groups of kBlocks blocks, then chunks of kChunk inputs (whose weights stay in L1 while every row
@@ -21,19 +23,24 @@ namespace kiln::et {
 inline constexpr index_t linear_blocks(index_t out) { return (out + simd_width - 1) / simd_width; }
 inline constexpr index_t linear_packed_size(index_t in, index_t out) { return linear_blocks(out) * in * simd_width; }
 
-inline void pack_linear_weight(const float* w, index_t in, index_t out, float* packed) {
-  for (index_t b = 0; b < linear_blocks(out); ++b)
-    for (index_t i = 0; i < in; ++i)
-      for (index_t lane = 0; lane < simd_width; ++lane) {
-        const index_t o = b * simd_width + lane;
-        packed[(b * in + i) * simd_width + lane] = o < out ? w[o * in + i] : 0.0f;
-      }
-}
-
 // Register blocking: kRows x kBlocks accumulators (24 of AVX-512's 32 registers; 8 of AVX2's 16).
 inline constexpr int linear_rows = simd_width == 16 ? 6 : 4;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
 inline constexpr index_t linear_chunk = 128;
+
+inline void pack_linear_weight(const float* w, index_t in, index_t out, float* packed) {
+  const index_t blocks = linear_blocks(out);
+  for (index_t g0 = 0; g0 < blocks; g0 += linear_block_group) {
+    const index_t nb = std::min<index_t>(linear_block_group, blocks - g0);
+    float* group = packed + g0 * in * simd_width;
+    for (index_t i = 0; i < in; ++i)
+      for (index_t k = 0; k < nb; ++k)
+        for (index_t lane = 0; lane < simd_width; ++lane) {
+          const index_t o = (g0 + k) * simd_width + lane;
+          group[(i * nb + k) * simd_width + lane] = o < out ? w[o * in + i] : 0.0f;
+        }
+  }
+}
 
 #if defined(__GNUC__) && !defined(__clang__)
 // g++ -O3 warns that output offsets could overflow for 2^59 blocks; layer sizes are far below that.
@@ -42,8 +49,9 @@ inline constexpr index_t linear_chunk = 128;
 #endif
 
 // One register tile: rows [0, kRows) of x (row stride in), inputs [0, count) of the chunk starting at `x`,
-// output blocks [block0, block0 + kBlocks). `first`: the chunk starts the sum (bias, or zero), and is stored;
-// otherwise it is added to y.
+// the kBlocks output blocks of the group starting at block0 (wp: the group's weights at the chunk's first
+// input). `first`: the chunk starts the sum (bias, or zero), and is stored; otherwise it is added to y.
+// With one row, even and odd inputs go to two accumulator sets: twice the independent FMA chains.
 template <int kRows, int kBlocks>
 inline void linear_micro_kernel(const float* x, index_t in, const float* wp, index_t count, bool first,
                                 const float* bias, float* y, index_t out, index_t block0) {
@@ -58,12 +66,27 @@ inline void linear_micro_kernel(const float* x, index_t in, const float* wp, ind
     }
     for (int r = 0; r < kRows; ++r) acc[r][k] = start;
   }
-  for (index_t i = 0; i < count; ++i) {
-    vfloat w[kBlocks];
-    for (int k = 0; k < kBlocks; ++k) w[k] = load(wp + (k * in + i) * simd_width);
-    for (int r = 0; r < kRows; ++r) {
-      const vfloat xr = broadcast(x[r * in + i]);
-      for (int k = 0; k < kBlocks; ++k) acc[r][k] += xr * w[k];
+  if constexpr (kRows == 1) {
+    vfloat odd[kBlocks] = {};
+    index_t i = 0;
+    for (; i + 2 <= count; i += 2) {
+      const vfloat x0 = broadcast(x[i]), x1 = broadcast(x[i + 1]);
+      for (int k = 0; k < kBlocks; ++k) {
+        acc[0][k] += x0 * load(wp + (i * kBlocks + k) * simd_width);
+        odd[k] += x1 * load(wp + ((i + 1) * kBlocks + k) * simd_width);
+      }
+    }
+    if (i < count)
+      for (int k = 0; k < kBlocks; ++k) acc[0][k] += broadcast(x[i]) * load(wp + (i * kBlocks + k) * simd_width);
+    for (int k = 0; k < kBlocks; ++k) acc[0][k] += odd[k];
+  } else {
+    for (index_t i = 0; i < count; ++i) {
+      vfloat w[kBlocks];
+      for (int k = 0; k < kBlocks; ++k) w[k] = load(wp + (i * kBlocks + k) * simd_width);
+      for (int r = 0; r < kRows; ++r) {
+        const vfloat xr = broadcast(x[r * in + i]);
+        for (int k = 0; k < kBlocks; ++k) acc[r][k] += xr * w[k];
+      }
     }
   }
   for (int k = 0; k < kBlocks; ++k) {
@@ -107,7 +130,7 @@ inline void linear_forward(const float* x, index_t rows, index_t in, index_t out
     const int nb = static_cast<int>(std::min<index_t>(linear_block_group, blocks - b0));
     for (index_t i0 = 0; i0 < in; i0 += linear_chunk) {
       const index_t count = std::min(linear_chunk, in - i0);
-      const float* wp = packed + (b0 * in + i0) * simd_width;
+      const float* wp = packed + (b0 * in + i0 * nb) * simd_width;
       for (index_t r0 = 0; r0 < rows; r0 += linear_rows) {
         const int nr = static_cast<int>(std::min<index_t>(linear_rows, rows - r0));
         linear_dispatch(nr, nb, std::make_integer_sequence<int, linear_block_group>{}, x + r0 * in + i0, in, wp,

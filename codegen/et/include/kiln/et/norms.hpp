@@ -1,29 +1,42 @@
-// LayerNorm's and RMSNorm's forward, over rows of the normalised size (the product of their Sizes).
-// Row statistics are accumulated in double: they are cheap next to the matmuls, and keep Kiln within
-// PyTorch's tolerance for wide rows.
+// LayerNorm's and RMSNorm's forward, over rows of the normalised size (the product of their Sizes). Row
+// statistics are summed in SIMD partial sums (two passes for the variance), which keeps them within
+// PyTorch's tolerance for rows of thousands of values.
 #pragma once
 
 #include <kiln/dsl/layers/norms.hpp>
 #include <kiln/et/eval.hpp>
+#include <kiln/et/vmath.hpp>
 
 #include <cmath>
 
 namespace kiln::et {
 
-// (x - mean) / sqrt(var_biased + eps) * weight + bias, per row of `size` values.
+// (x - mean) / sqrt(var_biased + eps) * weight + bias, per row of `size` values. x and y may be the same.
 inline void layer_norm_forward(const float* x, float* y, index_t rows, index_t size, float eps, const float* weight,
                                const float* bias) {
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     float* yr = y + r * size;
-    double sum = 0;
-    for (index_t i = 0; i < size; ++i) sum += xr[i];
-    const double mean = sum / static_cast<double>(size);
-    double sq = 0;
-    for (index_t i = 0; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
-    const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(size) + eps);
-    for (index_t i = 0; i < size; ++i) {
-      float v = static_cast<float>((xr[i] - mean) * rstd);
+    const float mean = sum_vectors(xr, size) / static_cast<float>(size);
+    vfloat acc{};
+    index_t i = 0;
+    for (; i + simd_width <= size; i += simd_width) {
+      const vfloat d = load(xr + i) - mean;
+      acc += d * d;
+    }
+    float sq = 0;
+    for (int l = 0; l < simd_width; ++l) sq += acc[l];
+    for (; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+    const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(size) + eps);
+    i = 0;
+    for (; i + simd_width <= size; i += simd_width) {
+      vfloat v = (load(xr + i) - mean) * rstd;
+      if (weight) v *= load(weight + i);
+      if (bias) v += load(bias + i);
+      store(yr + i, v);
+    }
+    for (; i < size; ++i) {
+      float v = (xr[i] - mean) * rstd;
       if (weight) v *= weight[i];
       if (bias) v += bias[i];
       yr[i] = v;
@@ -37,15 +50,24 @@ inline void rms_norm_forward(const float* x, float* y, index_t rows, index_t siz
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     float* yr = y + r * size;
-    double sq = 0;
-    for (index_t i = 0; i < size; ++i) sq += static_cast<double>(xr[i]) * xr[i];
-    const double ms = sq / static_cast<double>(size);
-    const double inv = eps_added_to_rms ? 1.0 / (std::sqrt(ms) + eps) : 1.0 / std::sqrt(ms + eps);
-    for (index_t i = 0; i < size; ++i) {
-      float v = static_cast<float>(xr[i] * inv);
-      if (weight) v *= weight[i];
-      yr[i] = v;
+    vfloat acc{};
+    index_t i = 0;
+    for (; i + simd_width <= size; i += simd_width) {
+      const vfloat v = load(xr + i);
+      acc += v * v;
     }
+    float sq = 0;
+    for (int l = 0; l < simd_width; ++l) sq += acc[l];
+    for (; i < size; ++i) sq += xr[i] * xr[i];
+    const float ms = sq / static_cast<float>(size);
+    const float inv = eps_added_to_rms ? 1.0f / (std::sqrt(ms) + eps) : 1.0f / std::sqrt(ms + eps);
+    i = 0;
+    for (; i + simd_width <= size; i += simd_width) {
+      vfloat v = load(xr + i) * inv;
+      if (weight) v *= load(weight + i);
+      store(yr + i, v);
+    }
+    for (; i < size; ++i) yr[i] = weight ? xr[i] * inv * weight[i] : xr[i] * inv;
   }
 }
 

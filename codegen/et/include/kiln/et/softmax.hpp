@@ -3,13 +3,24 @@
 
 #include <kiln/dsl/layers/softmax.hpp>
 #include <kiln/et/eval.hpp>
-
-#include <cmath>
+#include <kiln/et/vmath.hpp>
 
 namespace kiln::et {
 
-// x viewed as [outer, length, inner]; softmax over the middle dim.
+// x viewed as [outer, length, inner]; softmax over the middle dim. x and y may be the same.
 inline void softmax_forward(const float* x, float* y, index_t outer, index_t length, index_t inner) {
+  if (inner == 1) {  // contiguous rows: vectors
+    for (index_t o = 0; o < outer; ++o) {
+      const float* xs = x + o * length;
+      float* ys = y + o * length;
+      float m = xs[0];
+      for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k]);
+      map_vectors(xs, ys, length, [m](vfloat v) { return vexp(v - m); });
+      const float inv = 1.0f / sum_vectors(ys, length);
+      map_vectors(ys, ys, length, [inv](vfloat v) { return v * inv; });
+    }
+    return;
+  }
   for (index_t o = 0; o < outer; ++o)
     for (index_t in = 0; in < inner; ++in) {
       const float* xs = x + o * length * inner + in;
@@ -17,7 +28,7 @@ inline void softmax_forward(const float* x, float* y, index_t outer, index_t len
       float m = xs[0];
       for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k * inner]);
       float sum = 0;
-      for (index_t k = 0; k < length; ++k) sum += ys[k * inner] = std::exp(xs[k * inner] - m);
+      for (index_t k = 0; k < length; ++k) sum += ys[k * inner] = vexp(broadcast(xs[k * inner] - m))[0];
       const float inv = 1.0f / sum;
       for (index_t k = 0; k < length; ++k) ys[k * inner] *= inv;
     }
