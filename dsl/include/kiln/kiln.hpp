@@ -25,3 +25,4 @@
 #include <kiln/runtime/idx.hpp>
 #include <kiln/et/functional.hpp>
 #include <kiln/runtime/threads.hpp>
+#include <kiln/dsl/losses.hpp>

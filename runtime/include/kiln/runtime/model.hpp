@@ -10,7 +10,9 @@
 #pragma once
 
 #include <kiln/dsl/schema.hpp>
+#include <kiln/dsl/losses.hpp>
 #include <kiln/et/fused.hpp>
+#include <kiln/et/train.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/philox.hpp>
 #include <kiln/runtime/tensor.hpp>
@@ -45,20 +47,22 @@ class Model {
     Tensor tensor;
     std::size_t leaf = 0;
     bool buffer = false;
+    Tensor grad;  // parameters only: the accumulated gradient
   };
 
   explicit Model(const Net& net, std::uint64_t seed = 0) : net_(net), seed_(seed) {
     std::uint32_t index = 0;
     for (const SchemaEntry& s : schema(net_)) {
       Entry e{std::string{s.spec.name.view()}, Tensor(detail::shape_of(s.spec.shape), s.spec.dtype), s.leaf,
-              s.spec.buffer};
+              s.spec.buffer, s.spec.buffer ? Tensor{} : Tensor(detail::shape_of(s.spec.shape))};
       initialise(e.tensor, s.spec, index++);
       entries_.push_back(std::move(e));
     }
     bind();
   }
   Model(const Model& other) : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_) {  // NOLINT
-    for (const Entry& e : other.entries_) entries_.push_back({e.name, e.tensor.clone(), e.leaf, e.buffer});
+    for (const Entry& e : other.entries_)
+      entries_.push_back({e.name, e.tensor.clone(), e.leaf, e.buffer, e.grad.defined() ? e.grad.clone() : Tensor{}});
     bind();
   }
   Model& operator=(const Model&) = delete;
@@ -151,11 +155,115 @@ class Model {
     save_tensors(path, state_dict(), metadata);
   }
 
+  // ---- Training ------------------------------------------------------------------------------------------
+  // Gradients accumulate, as in PyTorch, until zero_grad().
+  void zero_grad() {
+    for (Entry& e : entries_)
+      if (e.grad.defined()) e.grad.fill(0.0f);
+  }
+  // The accumulated gradients under the parameters' names, as copies.
+  TensorMap gradients() const {
+    TensorMap m;
+    for (const Entry& e : entries_)
+      if (e.grad.defined()) m.emplace(e.name, e.grad.clone());
+    return m;
+  }
+
+  // Forward, CrossEntropyLoss on the logits against int64 class targets [N], and backward, fused per tile.
+  // Returns the loss; gradients are added to the parameters' gradients. `logits`, when given, receives the
+  // output [N, classes].
+  double forward_backward(const Tensor& x, const Tensor& targets, const nn::CrossEntropyLoss& loss,
+                          Tensor* logits = nullptr) {
+    static_assert(Traits::output_dims.rank == 1, "CrossEntropyLoss takes logits [N, C]: the network's output is not");
+    const index_t n = x.dim() > 0 ? x.size(0) : 0, classes = Traits::output_dims.sizes[0];
+    if (targets.dtype() != DType::int64 || targets.shape() != Shape{n})
+      throw Error(fmt::format("CrossEntropyLoss: targets must be I64 [{}] (one class per sample), got {} {}", n,
+                              dtype_name(targets.dtype()), shape_text(targets.shape())));
+    for (index_t i = 0; i < n; ++i)
+      if (targets.data_i64()[i] < 0 || targets.data_i64()[i] >= classes)
+        throw Error(fmt::format("CrossEntropyLoss: target {} of sample {} is not a class in [0, {})",
+                                targets.data_i64()[i], i, classes));
+    et::LossTerm term{et::LossTerm::Kind::cross_entropy, targets.data_i64(), nullptr, loss.label_smoothing,
+                      loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0};
+    return train(x, nullptr, term, logits, nullptr, nullptr);
+  }
+  // Forward, MSELoss against float targets shaped like the output, and backward.
+  double forward_backward(const Tensor& x, const Tensor& targets, const nn::MSELoss& loss, Tensor* output = nullptr) {
+    const Shape out_shape = output_shape(x);
+    if (targets.dtype() != DType::float32 || targets.shape() != out_shape)
+      throw Error(fmt::format("MSELoss: targets must be F32 {} (the output's shape), got {} {}", shape_text(out_shape),
+                              dtype_name(targets.dtype()), shape_text(targets.shape())));
+    et::LossTerm term{et::LossTerm::Kind::mse, nullptr, targets.data(), 0.0f,
+                      loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(targets.numel()) : 1.0};
+    return train(x, nullptr, term, output, nullptr, nullptr);
+  }
+  // Backward of sum(output * grad_output) (grad_output is dL/d(output), as in y.backward(grad_output)):
+  // adds the parameters' gradients, and writes dL/d(input) into input_grad when given.
+  void backward(const Tensor& x, const Tensor& grad_output, Tensor* input_grad = nullptr) {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: call backward(x1, x2, ...)");
+    upstream_backward(x, nullptr, grad_output, input_grad, nullptr);
+  }
+  void backward(const Tensor& x1, const Tensor& x2, const Tensor& grad_output, Tensor* input1_grad = nullptr,
+                Tensor* input2_grad = nullptr) {
+    static_assert(Traits::input_count == 2, "this network takes one input: call backward(x, ...)");
+    upstream_backward(x1, &x2, grad_output, input1_grad, input2_grad);
+  }
+
+  // What an optimizer updates: each parameter's value and gradient (views into the model), in order.
+  struct ParameterRef {
+    std::string name;
+    Tensor value, grad;
+  };
+  std::vector<ParameterRef> parameter_refs() {
+    std::vector<ParameterRef> refs;
+    for (Entry& e : entries_)
+      if (!e.buffer) refs.push_back({e.name, e.tensor, e.grad});
+    return refs;
+  }
+  // Call after writing parameters through parameter_refs() (optimizers do): repacks the kernel's weights.
+  void parameters_changed() { pack(); }
+
  private:
   std::string describe() const {
     return fmt::format("a network with input {} and output {}", detail::batched_text(Traits::input_dims),
                        detail::batched_text(Traits::output_dims));
   }
+  void upstream_backward(const Tensor& x, const Tensor* x2, const Tensor& grad_output, Tensor* dx, Tensor* dx2) {
+    const Shape out_shape = output_shape(x);
+    if (grad_output.dtype() != DType::float32 || grad_output.shape() != out_shape)
+      throw Error(fmt::format("backward: grad_output must be F32 {} (the output's shape), got {} {}",
+                              shape_text(out_shape), dtype_name(grad_output.dtype()), shape_text(grad_output.shape())));
+    et::LossTerm term{et::LossTerm::Kind::upstream, nullptr, grad_output.data(), 0.0f, 1.0};
+    train(x, x2, term, nullptr, dx, dx2);
+  }
+
+  double train(const Tensor& x, const Tensor* x2, const et::LossTerm& loss, Tensor* y, Tensor* dx, Tensor* dx2) {
+    const Shape out_shape = output_shape(x);
+    if (x2) check_second_input(x, *x2);
+    auto prepare = [&](Tensor* t, const Shape& shape) -> float* {
+      if (!t) return nullptr;
+      if (t->shape() != shape || t->dtype() != DType::float32) *t = Tensor(shape);
+      return t->data();
+    };
+    float* y_data = prepare(y, out_shape);
+    float* dx_data = prepare(dx, x.shape());
+    float* dx2_data = x2 ? prepare(dx2, x2->shape()) : nullptr;
+    std::vector<et::GradSlot> slots;
+    for (Entry& e : entries_)
+      if (!e.buffer) slots.push_back({e.leaf, std::string_view{e.name}.ends_with(".bias"), e.grad.data(), e.grad.numel()});
+    const et::TrainCall<Net> call{{net_, params_, x.data(), x2 ? x2->data() : nullptr, y_data, x.size(0), training_,
+                                   seed_, static_cast<std::uint32_t>(step_)},
+                                  loss, slots, dx_data, dx2_data};
+    const double value = et::train_fused(call, workspace_, train_workspace_);
+    if (training_) ++step_;
+    return value;
+  }
+  void check_second_input(const Tensor& x, const Tensor& x2) const {
+    check_input(x2, Traits::input2_dims, "second");
+    if (x2.size(0) != x.size(0))
+      throw Error(fmt::format("second input: batch of {} but the first input has a batch of {}", x2.size(0), x.size(0)));
+  }
+
   const Entry* find(const std::string& name) const {
     for (const Entry& e : entries_)
       if (e.name == name) return &e;
@@ -203,6 +311,10 @@ class Model {
         packed_[i] = Tensor({et::Eval<Layer>::packed_size});
         params_[i].packed_weight = packed_[i].data();
       }
+      if constexpr (requires { et::Eval<Layer>::packed_t_size; }) {
+        packed_t_[i] = Tensor({et::Eval<Layer>::packed_t_size});
+        params_[i].packed_weight_t = packed_t_[i].data();
+      }
     });
     pack();
   }
@@ -210,6 +322,8 @@ class Model {
     for_each_leaf(net_, [&](auto i, const auto&) {
       using Layer = typename Traits::template leaf<i>;
       if constexpr (requires { et::Eval<Layer>::packed_size; }) et::Eval<Layer>::pack(params_[i].weight, packed_[i].data());
+      if constexpr (requires { et::Eval<Layer>::packed_t_size; })
+        et::Eval<Layer>::pack_t(params_[i].weight, packed_t_[i].data());
     });
   }
 
@@ -236,12 +350,7 @@ class Model {
   enum class Path { fused, unfused, reference };
   void run(const Tensor& x, const Tensor* x2, Tensor& y, Path path) {
     const Shape out_shape = output_shape(x);
-    if (x2) {
-      check_input(*x2, Traits::input2_dims, "second");
-      if (x2->size(0) != x.size(0))
-        throw Error(fmt::format("second input: batch of {} but the first input has a batch of {}", x2->size(0),
-                                x.size(0)));
-    }
+    if (x2) check_second_input(x, *x2);
     if (y.shape() != out_shape || y.dtype() != DType::float32)
       throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(out_shape), dtype_name(y.dtype()),
                               shape_text(y.shape())));
@@ -261,8 +370,9 @@ class Model {
   bool training_ = true;
   std::vector<Entry> entries_;
   std::array<et::LayerParams, L> params_{};
-  std::array<Tensor, L> packed_{};
+  std::array<Tensor, L> packed_{}, packed_t_{};
   et::Workspace<Net> workspace_;
+  et::TrainWorkspace<Net> train_workspace_;
 };
 
 template <Network Net>

@@ -85,6 +85,53 @@ struct Eval<nn::BatchNorm1d<C>> {
                           bn.affine ? p.bias : nullptr, scale, shift);
   }
 
+  // Eval mode with running stats: a per-channel affine map on a tile. dx = dy * scale;
+  // dweight += dy * xhat, dbias += dy, with xhat from the running stats.
+  static void backward(const Layer& bn, Dims in, const LayerParams& p, const LayerGrads& g, const float* x,
+                       const float*, const float* dy, float* dx, index_t samples, const TileContext&) {
+    const index_t length = in.rank == 2 ? in.sizes[1] : 1;
+    for (index_t s = 0; s < samples; ++s)
+      for (index_t c = 0; c < C; ++c) {
+        const double invstd = 1.0 / std::sqrt(static_cast<double>(p.running_var[c]) + bn.eps);
+        for (index_t l = 0; l < length; ++l) {
+          const index_t k = (s * C + c) * length + l;
+          if (dx) dx[k] = dy[k] * p.scale[c];
+          if (bn.affine && g.weight) g.weight[c] += static_cast<float>(dy[k] * (x[k] - p.running_mean[c]) * invstd);
+          if (bn.affine && g.bias) g.bias[c] += dy[k];
+        }
+      }
+  }
+
+  // With batch statistics, over the whole batch: with xhat = (x - mean) invstd, g = dy * weight and M values
+  // per channel, dx = invstd / M (M g - sum(g) - xhat sum(g xhat)); dweight += sum(dy xhat), dbias += sum(dy).
+  static void backward_batch(const Layer& bn, Dims in, const LayerParams& p, const LayerGrads& grads, const float* x,
+                             const float* dy, float* dx, index_t samples) {
+    const index_t length = in.rank == 2 ? in.sizes[1] : 1;
+    std::vector<double> mean(C), var(C);
+    batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
+    const double m = static_cast<double>(samples * length);
+    for (index_t c = 0; c < C; ++c) {
+      const double invstd = 1.0 / std::sqrt(var[c] + bn.eps);
+      const double w = bn.affine ? p.weight[c] : 1.0;
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (index_t s = 0; s < samples; ++s)
+        for (index_t l = 0; l < length; ++l) {
+          const index_t k = (s * C + c) * length + l;
+          sum_dy += dy[k];
+          sum_dy_xhat += dy[k] * (x[k] - mean[c]) * invstd;
+        }
+      if (bn.affine && grads.weight) grads.weight[c] += static_cast<float>(sum_dy_xhat);
+      if (bn.affine && grads.bias) grads.bias[c] += static_cast<float>(sum_dy);
+      if (!dx) continue;
+      for (index_t s = 0; s < samples; ++s)
+        for (index_t l = 0; l < length; ++l) {
+          const index_t k = (s * C + c) * length + l;
+          const double xhat = (x[k] - mean[c]) * invstd;
+          dx[k] = static_cast<float>(w * invstd / m * (m * dy[k] - sum_dy - xhat * sum_dy_xhat));
+        }
+    }
+  }
+
   static void forward(const Layer&, Dims in, const LayerParams& p, const float* x, float* y, index_t samples,
                       const TileContext&) {
     const index_t length = in.rank == 2 ? in.sizes[1] : 1;

@@ -10,6 +10,7 @@
 #include <kiln/et/linear.hpp>
 #include <kiln/et/vmath.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace kiln::et {
@@ -69,6 +70,33 @@ struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
   static void forward2(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,
                        index_t samples, const TileContext&) {
     bilinear_forward(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.packed_weight, p.bias, y);
+  }
+  // dA_oij += dy_o x1_i x2_j; dx1_i = sum_o dy_o (A_o x2)_i; dx2_j = sum_oi dy_o x1_i A_oij; db += dy.
+  static void backward2(const Layer&, Dims in, const LayerParams& p, const LayerGrads& g, const float* x1,
+                        const float* x2, const float* dy, float* dx1, float* dx2, index_t samples, const TileContext&) {
+    const index_t rows = samples * (in.numel() / In1);
+    for (index_t r = 0; r < rows; ++r) {
+      const float* u = x1 + r * In1;
+      const float* v = x2 + r * In2;
+      const float* d = dy + r * Out;
+      if (dx1) std::fill(dx1 + r * In1, dx1 + (r + 1) * In1, 0.0f);
+      if (dx2) std::fill(dx2 + r * In2, dx2 + (r + 1) * In2, 0.0f);
+      for (index_t o = 0; o < Out; ++o) {
+        if (Bias && g.bias) g.bias[o] += d[o];
+        for (index_t i = 0; i < In1; ++i) {
+          const float* a = p.weight + (o * In1 + i) * In2;
+          float* ga = g.weight + (o * In1 + i) * In2;
+          const float du = d[o] * u[i];
+          float av = 0;
+          for (index_t j = 0; j < In2; ++j) {
+            av += a[j] * v[j];
+            ga[j] += du * v[j];
+            if (dx2) dx2[r * In2 + j] += du * a[j];
+          }
+          if (dx1) dx1[r * In1 + i] += d[o] * av;
+        }
+      }
+    }
   }
   static void forward2_reference(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2,
                                  float* y, index_t samples, const TileContext&) {

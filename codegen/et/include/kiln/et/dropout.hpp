@@ -23,8 +23,20 @@ inline void dropout_forward(const float* x, float* y, index_t count, std::uint64
   }
 }
 
+// dx = dy where the element was kept (times 1/(1-p)), 0 where dropped: the mask is drawn again, not stored.
+inline void dropout_backward(const float* dy, float* dx, index_t count, std::uint64_t first_element, float p,
+                             const DropoutStream& rng) {
+  dropout_forward(dy, dx, count, first_element, p, rng);  // the same map: linear in its input
+}
+
 template <>
 struct Eval<nn::Dropout> {
+  static void backward(const nn::Dropout& d, Dims in, const LayerParams&, const LayerGrads&, const float*,
+                       const float*, const float* dy, float* dx, index_t samples, const TileContext& ctx) {
+    if (!dx) return;
+    const DropoutStream rng(ctx.seed, ctx.dropout_stream, ctx.step);
+    dropout_backward(dy, dx, samples * in.numel(), static_cast<std::uint64_t>(ctx.first_sample * in.numel()), d.p, rng);
+  }
   static bool passes_through(const nn::Dropout& d, bool training) { return !training || d.p == 0.0f; }
   static void forward(const nn::Dropout& d, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
                       const TileContext& ctx) {

@@ -18,9 +18,16 @@ struct LayerParams {
   float* running_mean = nullptr;
   float* running_var = nullptr;
   std::int64_t* num_batches_tracked = nullptr;
-  const float* packed_weight = nullptr;  // Linear: the weight in the micro-kernel's layout (linear.hpp)
+  const float* packed_weight = nullptr;    // Linear: the weight in the micro-kernel's layout (linear.hpp)
+  const float* packed_weight_t = nullptr;  // Linear: the transposed weight, same layout (for the backward pass)
   const float* scale = nullptr;          // BatchNorm1d: per-channel y = x * scale + shift for this call
   const float* shift = nullptr;
+};
+
+// Where a layer's parameter gradients accumulate (null where the layer has none).
+struct LayerGrads {
+  float* weight = nullptr;
+  float* bias = nullptr;
 };
 
 // What a tile of samples knows about the forward call it belongs to.
@@ -42,4 +49,8 @@ struct Eval {
 //   static bool passes_through(const Layer&, bool training);  // true: y is x (no work, the pointer passes on)
 //   static void forward(const Layer&, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
 //                       const TileContext&);                   // x and y never alias
+//   static void backward(const Layer&, Dims in, const LayerParams&, const LayerGrads&, const float* x,
+//                        const float* y, const float* dy, float* dx, index_t samples, const TileContext&);
+//       // given the layer's input x, output y and dL/dy on a tile: dL/dx into dx (skipped when dx is null),
+//       // and dL/d(parameters) added to the LayerGrads, as PyTorch accumulates them
 }  // namespace kiln::et

@@ -17,6 +17,7 @@
 #include <kiln/et/simd.hpp>
 
 #include <algorithm>
+#include <vector>
 
 namespace kiln::et {
 
@@ -28,7 +29,10 @@ inline constexpr int linear_rows = simd_width == 16 ? 6 : 4;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
 inline constexpr index_t linear_chunk = 128;
 
-inline void pack_linear_weight(const float* w, index_t in, index_t out, float* packed) {
+// Packs the matrix M [out, in] with M[o][i] = w[o * stride_o + i * stride_i] (PyTorch's weight: stride_o = in,
+// stride_i = 1; its transpose: stride_o = 1, stride_i = the weight's in).
+inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o, index_t stride_i,
+                               float* packed) {
   const index_t blocks = linear_blocks(out);
   for (index_t g0 = 0; g0 < blocks; g0 += linear_block_group) {
     const index_t nb = std::min<index_t>(linear_block_group, blocks - g0);
@@ -37,9 +41,12 @@ inline void pack_linear_weight(const float* w, index_t in, index_t out, float* p
       for (index_t k = 0; k < nb; ++k)
         for (index_t lane = 0; lane < simd_width; ++lane) {
           const index_t o = (g0 + k) * simd_width + lane;
-          group[(i * nb + k) * simd_width + lane] = o < out ? w[o * in + i] : 0.0f;
+          group[(i * nb + k) * simd_width + lane] = o < out ? w[o * stride_o + i * stride_i] : 0.0f;
         }
   }
+}
+inline void pack_linear_weight(const float* w, index_t in, index_t out, float* packed) {
+  pack_linear_matrix(w, in, out, in, 1, packed);
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -122,9 +129,9 @@ inline void linear_dispatch(int rows, int blocks, std::integer_sequence<int, B..
 #pragma GCC diagnostic pop
 #endif
 
-// y[rows, out] = x[rows, in] W^T + b, with W packed by pack_linear_weight.
+// y[rows, out] = x[rows, in] W^T + b, with W packed by pack_linear_weight; with accumulate, y += x W^T.
 inline void linear_forward(const float* x, index_t rows, index_t in, index_t out, const float* packed,
-                           const float* bias, float* y) {
+                           const float* bias, float* y, bool accumulate = false) {
   const index_t blocks = linear_blocks(out);
   for (index_t b0 = 0; b0 < blocks; b0 += linear_block_group) {
     const int nb = static_cast<int>(std::min<index_t>(linear_block_group, blocks - b0));
@@ -134,7 +141,7 @@ inline void linear_forward(const float* x, index_t rows, index_t in, index_t out
       for (index_t r0 = 0; r0 < rows; r0 += linear_rows) {
         const int nr = static_cast<int>(std::min<index_t>(linear_rows, rows - r0));
         linear_dispatch(nr, nb, std::make_integer_sequence<int, linear_block_group>{}, x + r0 * in + i0, in, wp,
-                        count, i0 == 0, bias, y + r0 * out, out, b0);
+                        count, i0 == 0 && !accumulate, bias, y + r0 * out, out, b0);
       }
     }
   }
@@ -154,12 +161,31 @@ inline void linear_forward_reference(const float* x, index_t rows, index_t in, i
 template <index_t In, index_t Out, bool Bias>
 struct Eval<nn::Linear<In, Out, Bias>> {
   static constexpr index_t packed_size = linear_packed_size(In, Out);
+  static constexpr index_t packed_t_size = linear_packed_size(Out, In);
   static void pack(const float* weight, float* packed) { pack_linear_weight(weight, In, Out, packed); }
+  static void pack_t(const float* weight, float* packed) { pack_linear_matrix(weight, Out, In, 1, In, packed); }
 
   static bool passes_through(const nn::Linear<In, Out, Bias>&, bool) { return false; }
   static void forward(const nn::Linear<In, Out, Bias>&, Dims in, const LayerParams& p, const float* x, float* y,
                       index_t samples, const TileContext&) {
     linear_forward(x, samples * (in.numel() / In), In, Out, p.packed_weight, p.bias, y);
+  }
+  // dx = dy W (the transposed weight, packed), dW += dy^T x, db += sum over rows of dy: two GEMMs on the
+  // micro-kernel, the second with the tile's rows as the reduction.
+  static void backward(const nn::Linear<In, Out, Bias>&, Dims in, const LayerParams& p, const LayerGrads& g,
+                       const float* x, const float*, const float* dy, float* dx, index_t samples, const TileContext&) {
+    const index_t rows = samples * (in.numel() / In);
+    if (dx) linear_forward(dy, rows, Out, In, p.packed_weight_t, nullptr, dx);
+    thread_local std::vector<float> dy_t, x_packed;
+    dy_t.resize(static_cast<std::size_t>(Out * rows));
+    x_packed.resize(static_cast<std::size_t>(linear_packed_size(rows, In)));
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t o = 0; o < Out; ++o) dy_t[static_cast<std::size_t>(o * rows + r)] = dy[r * Out + o];
+    pack_linear_matrix(x, rows, In, 1, In, x_packed.data());  // x^T: [In, rows]
+    linear_forward(dy_t.data(), Out, rows, In, x_packed.data(), nullptr, g.weight, /*accumulate=*/true);
+    if (Bias && g.bias)
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t o = 0; o < Out; ++o) g.bias[o] += dy[r * Out + o];
   }
   static void forward_reference(const nn::Linear<In, Out, Bias>&, Dims in, const LayerParams& p, const float* x,
                                 float* y, index_t samples, const TileContext&) {

@@ -10,6 +10,8 @@ template <class Layer>
 struct ViewEval {
   static bool passes_through(const Layer&, bool) { return true; }
   static void forward(const Layer&, Dims, const LayerParams&, const float*, float*, index_t, const TileContext&) {}
+  static void backward(const Layer&, Dims, const LayerParams&, const LayerGrads&, const float*, const float*,
+                       const float*, float*, index_t, const TileContext&) {}
 };
 
 template <int Start, int End>

@@ -34,8 +34,25 @@ inline void softmax_forward(const float* x, float* y, index_t outer, index_t len
     }
 }
 
+// dx = y * (dy - sum(dy * y)) along the softmax's dim.
+inline void softmax_backward(const float* y, const float* dy, float* dx, index_t outer, index_t length, index_t inner) {
+  for (index_t o = 0; o < outer; ++o)
+    for (index_t in = 0; in < inner; ++in) {
+      const index_t base = o * length * inner + in;
+      float dot = 0;
+      for (index_t k = 0; k < length; ++k) dot += dy[base + k * inner] * y[base + k * inner];
+      for (index_t k = 0; k < length; ++k) dx[base + k * inner] = y[base + k * inner] * (dy[base + k * inner] - dot);
+    }
+}
+
 template <int Dim>
 struct Eval<nn::Softmax<Dim>> {
+  static void backward(const nn::Softmax<Dim>&, Dims in, const LayerParams&, const LayerGrads&, const float*,
+                       const float* y, const float* dy, float* dx, index_t samples, const TileContext&) {
+    if (!dx) return;
+    const int axis = nn::Softmax<Dim>::axis(in);
+    softmax_backward(y, dy, dx, samples * in.product(0, axis), in.sizes[axis], in.product(axis + 1, in.rank));
+  }
   static bool passes_through(const nn::Softmax<Dim>&, bool) { return false; }
   static void forward(const nn::Softmax<Dim>&, Dims in, const LayerParams&, const float* x, float* y,
                       index_t samples, const TileContext&) {

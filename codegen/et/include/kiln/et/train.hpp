@@ -1,0 +1,309 @@
+// The fused training pass: forward, loss and backward of a whole network, tile by tile.
+//
+// The network is cut into the same segments as the forward pass (fused.hpp): a segment ends where a BatchNorm1d
+// needs the statistics of its whole input. The forward pass runs every segment but the last as the forward
+// kernel does, keeping each segment's full-batch input. The last segment then runs forward, loss and backward
+// in one pass per tile: its activations stay in the tile's scratch, the loss gradient of the tile's rows is
+// computed there, and the backward pass walks back through the layers while everything is in cache.
+// Where a BatchNorm starts a segment, its backward needs sums over the whole batch: the tiles write dL/d(its
+// output) to a full-batch buffer, the BatchNorm's backward runs over the batch, and the previous segment is
+// walked back tile by tile, recomputing its forward from its stored input (cheaper than storing every
+// activation of the batch). Dropout masks are drawn again from the same Philox counters.
+//
+// Parameter gradients accumulate in one buffer per worker thread, each worker taking a fixed set of tiles,
+// and are added to the model's gradients in worker order: the result does not depend on timing.
+#pragma once
+
+#include <kiln/et/fused.hpp>
+#include <kiln/et/loss.hpp>
+
+#include <vector>
+
+namespace kiln::et {
+
+// Where one parameter's gradient accumulates in the model: leaf `leaf`'s weight (or bias), `numel` floats.
+struct GradSlot {
+  std::size_t leaf = 0;
+  bool bias = false;
+  float* target = nullptr;
+  index_t numel = 0;
+};
+
+template <Network Net>
+struct TrainCall {
+  ForwardCall<Net> forward;          // y may be null: the output is then not kept
+  LossTerm loss;
+  std::span<const GradSlot> grads;   // the model's gradient buffers (added to, as PyTorch accumulates)
+  float* dx = nullptr;               // optional dL/d(input) [batch, input dims]
+  float* dx2 = nullptr;              // optional dL/d(second input), for a network that starts with Bilinear
+};
+
+template <Network Net>
+struct TrainWorkspace {
+  std::vector<std::vector<float>> segment_inputs;  // the full-batch input of every segment after the first
+  std::vector<std::vector<float>> grads;            // full-batch gradients at segment boundaries, two per segment
+  std::vector<std::vector<float>> partials;         // per worker: every parameter's gradient
+};
+
+namespace detail {
+template <class Layer>
+inline constexpr bool has_backward2 = requires { &Eval<Layer>::backward2; };
+}  // namespace detail
+
+// Forward, loss and backward of one batch. Returns the loss (as PyTorch's loss.item()).
+template <Network Net>
+double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw) {
+  using T = network_traits<Net>;
+  using P = detail::Plan<Net>;
+  constexpr std::size_t L = T::leaf_count;
+  static_assert(L > 0, "a network without layers has nothing to train");
+  const ForwardCall<Net>& fc = call.forward;
+  const auto leaves = leaf_values(fc.net);
+  const index_t batch = fc.batch;
+  detail::check_batch_stats<Net>(leaves, batch, fc.training);
+
+  std::array<LayerParams, L> params;
+  std::array<bool, L> passes{}, batch_stats{};
+  for (std::size_t i = 0; i < L; ++i) params[i] = fc.params[i];
+  detail::for_leaves_in<L>(0, L, [&](auto i) {
+    using Layer = typename T::template leaf<i>;
+    const auto& layer = std::get<i>(leaves);
+    passes[i] = Eval<Layer>::passes_through(layer, fc.training);
+    if constexpr (detail::is_batchnorm<Layer>) {
+      batch_stats[i] = layer.uses_batch_stats(fc.training);
+      params[i].scale = ws.batchnorm[i].data();
+      params[i].shift = ws.batchnorm[i].data() + Layer::num_features;
+      if (!batch_stats[i])
+        Eval<Layer>::prepare(layer, T::analysis.in[i], params[i], fc.training, nullptr, batch, ws.batchnorm[i].data(),
+                             ws.batchnorm[i].data() + Layer::num_features);
+    }
+  });
+
+  // Segments: [starts[s], starts[s + 1]).
+  std::vector<std::size_t> starts{0};
+  for (std::size_t i = 1; i < L; ++i)
+    if (batch_stats[i]) starts.push_back(i);
+  starts.push_back(L);
+  const std::size_t segments = starts.size() - 1;
+
+  // Worker gradient buffers: each worker owns a fixed set of tiles.
+  const index_t tile = P::rows_per_tile(batch, get_num_threads());
+  const index_t tiles = (batch + tile - 1) / tile;
+  const index_t workers = std::min<index_t>(tiles, get_num_threads());
+  index_t total_grad = 0;
+  for (const GradSlot& s : call.grads) total_grad += s.numel;
+  tw.partials.resize(static_cast<std::size_t>(workers));
+  std::vector<std::array<LayerGrads, L>> worker_grads(static_cast<std::size_t>(workers));
+  for (index_t w = 0; w < workers; ++w) {
+    auto& buffer = tw.partials[static_cast<std::size_t>(w)];
+    buffer.assign(static_cast<std::size_t>(total_grad), 0.0f);
+    index_t offset = 0;
+    for (const GradSlot& s : call.grads) {
+      (s.bias ? worker_grads[static_cast<std::size_t>(w)][s.leaf].bias : worker_grads[static_cast<std::size_t>(w)][s.leaf].weight) =
+          buffer.data() + offset;
+      offset += s.numel;
+    }
+  }
+  std::array<LayerGrads, L> model_grads{};
+  for (const GradSlot& s : call.grads) (s.bias ? model_grads[s.leaf].bias : model_grads[s.leaf].weight) = s.target;
+
+  // Forward through every segment but the last, keeping each segment's input.
+  tw.segment_inputs.resize(segments);
+  auto segment_input = [&](std::size_t s) -> const float* {
+    return s == 0 ? fc.x : tw.segment_inputs[s].data();
+  };
+  auto prepare_batchnorm = [&](std::size_t i, const float* x) {
+    detail::for_leaves_in<L>(i, i + 1, [&](auto c) {
+      using Layer = typename T::template leaf<c>;
+      if constexpr (detail::is_batchnorm<Layer>)
+        Eval<Layer>::prepare(std::get<c>(leaves), T::analysis.in[c], params[c], fc.training, x, batch,
+                             ws.batchnorm[c].data(), ws.batchnorm[c].data() + Layer::num_features);
+    });
+  };
+  for (std::size_t s = 0; s + 1 < segments; ++s) {
+    if (batch_stats[starts[s]]) prepare_batchnorm(starts[s], segment_input(s));
+    auto& next = tw.segment_inputs[s + 1];
+    next.resize(static_cast<std::size_t>(batch * T::analysis.in[starts[s + 1]].numel()));
+    // Run leaves [starts[s], starts[s + 1]) fused, as the forward kernel does.
+    const index_t in_width = T::analysis.in[starts[s]].numel(), out_width = T::analysis.out[starts[s + 1] - 1].numel();
+    parallel_for(tiles, [&](index_t t) {
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < static_cast<std::size_t>(2 * P::tile_rows * P::max_width()))
+        scratch.resize(static_cast<std::size_t>(2 * P::tile_rows * P::max_width()));
+      float* const buffers[2] = {scratch.data(), scratch.data() + P::tile_rows * P::max_width()};
+      const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
+      const float* cur = segment_input(s) + r0 * in_width;
+      TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
+      detail::for_leaves_in<L>(starts[s], starts[s + 1], [&](auto i) {
+        using Layer = typename T::template leaf<i>;
+        float* out = i + 1 == starts[s + 1] ? next.data() + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
+        ctx.dropout_stream = P::template dropout_stream<i>();
+        if (passes[i]) {
+          if (i + 1 == starts[s + 1]) std::memcpy(out, cur, sizeof(float) * static_cast<std::size_t>(rows * out_width));
+          else return;
+        } else if constexpr (detail::takes_two_inputs<Layer>) {
+          Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur, fc.x2 + r0 * T::input2_dims.numel(),
+                                out, rows, ctx);
+        } else {
+          Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
+        }
+        cur = out;
+      });
+    });
+  }
+  if (batch_stats[starts[segments - 1]]) prepare_batchnorm(starts[segments - 1], segment_input(segments - 1));
+
+  // Backward, from the last segment to the first. `upstream`: dL/d(the segment's output), full batch (null for
+  // the last segment, whose tiles compute it from the loss). `down`: where dL/d(the segment's first layer's
+  // input, or output for a batch-statistics BatchNorm) goes.
+  std::vector<double> losses(static_cast<std::size_t>(workers), 0.0);
+  const float* upstream = nullptr;
+  for (std::size_t s = segments; s-- > 0;) {
+    const std::size_t first = starts[s], last = starts[s + 1];
+    const bool bn_first = batch_stats[first];
+    const std::size_t stop = bn_first ? first + 1 : first;  // the tiles walk back down to this layer
+    tw.grads.resize(2 * segments);
+    std::vector<float>& down_buffer = tw.grads[2 * s];
+    float* down = nullptr;
+    index_t down_width = 0;
+    if (bn_first) {
+      down_width = T::analysis.out[first].numel();
+      down_buffer.resize(static_cast<std::size_t>(batch * down_width));
+      down = down_buffer.data();
+    } else if (s > 0) {
+      down_width = T::analysis.in[first].numel();
+      down_buffer.resize(static_cast<std::size_t>(batch * down_width));
+      down = down_buffer.data();
+    } else {
+      down = call.dx;  // the network's input: only when asked for
+      down_width = T::input_dims.numel();
+    }
+    const index_t in_width = T::analysis.in[first].numel(), out_width = T::analysis.out[last - 1].numel();
+
+    // Tile scratch: every layer's output, and two buffers for the gradient walking back.
+    index_t act_floats = 0;
+    for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
+    const std::size_t scratch_floats = static_cast<std::size_t>(P::tile_rows * (act_floats + 3 * P::max_width()));
+
+    parallel_for(workers, [&](index_t w) {
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
+      for (index_t t = w; t < tiles; t += workers) {
+        const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
+        TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
+        std::array<const float*, L> in_ptr{}, out_ptr{};
+        float* arena = scratch.data();
+        // Forward through the segment, keeping every activation of the tile.
+        const float* cur = segment_input(s) + r0 * in_width;
+        detail::for_leaves_in<L>(first, last, [&](auto i) {
+          using Layer = typename T::template leaf<i>;
+          in_ptr[i] = cur;
+          if (passes[i]) {
+            out_ptr[i] = cur;
+            return;
+          }
+          float* out = arena;
+          arena += P::tile_rows * T::analysis.out[i].numel();
+          ctx.dropout_stream = P::template dropout_stream<i>();
+          if constexpr (detail::takes_two_inputs<Layer>)
+            Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
+                                  fc.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
+          else
+            Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
+          out_ptr[i] = cur = out;
+        });
+        float* grad_buffers[3] = {arena, arena + P::tile_rows * P::max_width(), arena + 2 * P::tile_rows * P::max_width()};
+        // dL/d(segment output) for the tile.
+        const float* dy;
+        if (s + 1 == segments) {
+          if (fc.y) std::memcpy(fc.y + r0 * out_width, cur, sizeof(float) * static_cast<std::size_t>(rows * out_width));
+          float* g = grad_buffers[2];
+          switch (call.loss.kind) {
+            case LossTerm::Kind::cross_entropy:
+              losses[static_cast<std::size_t>(w)] += cross_entropy_tile(cur, call.loss.classes + r0, rows, out_width,
+                                                                        call.loss.label_smoothing, call.loss.scale, g);
+              break;
+            case LossTerm::Kind::mse:
+              losses[static_cast<std::size_t>(w)] +=
+                  mse_tile(cur, call.loss.targets + r0 * out_width, rows * out_width, call.loss.scale, g);
+              break;
+            case LossTerm::Kind::upstream:
+              std::memcpy(g, call.loss.targets + r0 * out_width, sizeof(float) * static_cast<std::size_t>(rows * out_width));
+              for (index_t k = 0; k < rows * out_width; ++k) losses[static_cast<std::size_t>(w)] += cur[k] * g[k];
+              break;
+          }
+          dy = g;
+        } else {
+          dy = upstream + r0 * out_width;
+        }
+        // Backward through layers [stop, last), last first.
+        int next_buffer = 0;
+        detail::for_leaves_in<L>(0, L, [&](auto rev) {
+          constexpr std::size_t i = L - 1 - decltype(rev)::value;
+          if (i < stop || i >= last) return;
+          using Layer = typename T::template leaf<i>;
+          float* dx;
+          if (i == stop) {
+            dx = down ? down + r0 * down_width : nullptr;
+          } else {
+            dx = grad_buffers[next_buffer];
+            if (dx == dy) dx = grad_buffers[next_buffer ^= 1];
+            next_buffer ^= 1;
+          }
+          if (passes[i]) {
+            if (i == stop && dx) std::memcpy(dx, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
+            if (i != stop) dx = const_cast<float*>(dy);
+          } else {
+            ctx.dropout_stream = P::template dropout_stream<i>();
+            const LayerGrads& g = worker_grads[static_cast<std::size_t>(w)][i];
+            if constexpr (detail::has_backward2<Layer>)
+              Eval<Layer>::backward2(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i],
+                                     fc.x2 + r0 * T::input2_dims.numel(), dy, dx,
+                                     call.dx2 ? call.dx2 + r0 * T::input2_dims.numel() : nullptr, rows, ctx);
+            else
+              Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i], out_ptr[i], dy,
+                                    dx, rows, ctx);
+          }
+          dy = dx;
+        });
+        // A segment that is only a batch-statistics BatchNorm: its output's gradient is the tile's dy.
+        if (stop == last && down) std::memcpy(down + r0 * down_width, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
+      }
+    });
+
+    // A batch-statistics BatchNorm at the segment's start: its backward over the whole batch.
+    if (bn_first) {
+      std::vector<float>& bn_down = tw.grads[2 * s + 1];
+      float* bn_dx = nullptr;
+      if (s > 0) {
+        bn_down.resize(static_cast<std::size_t>(batch * T::analysis.in[first].numel()));
+        bn_dx = bn_down.data();
+      } else {
+        bn_dx = call.dx;
+      }
+      detail::for_leaves_in<L>(first, first + 1, [&](auto i) {
+        using Layer = typename T::template leaf<i>;
+        if constexpr (detail::is_batchnorm<Layer>)
+          Eval<Layer>::backward_batch(std::get<i>(leaves), T::analysis.in[i], params[i], model_grads[i],
+                                      segment_input(s), down, bn_dx, batch);
+      });
+      upstream = bn_dx;
+    } else {
+      upstream = down;
+    }
+  }
+
+  // Worker gradients into the model's, in worker order.
+  for (index_t w = 0; w < workers; ++w) {
+    const float* partial = tw.partials[static_cast<std::size_t>(w)].data();
+    for (const GradSlot& slot : call.grads) {
+      for (index_t k = 0; k < slot.numel; ++k) slot.target[k] += partial[k];
+      partial += slot.numel;
+    }
+  }
+  double loss = 0;
+  for (const double l : losses) loss += l;
+  return loss;
+}
+
+}  // namespace kiln::et
