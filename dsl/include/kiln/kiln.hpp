@@ -26,3 +26,4 @@
 #include <kiln/et/functional.hpp>
 #include <kiln/runtime/threads.hpp>
 #include <kiln/dsl/losses.hpp>
+#include <kiln/runtime/optim.hpp>

@@ -171,9 +171,9 @@ class Model {
 
   // Forward, CrossEntropyLoss on the logits against int64 class targets [N], and backward, fused per tile.
   // Returns the loss; gradients are added to the parameters' gradients. `logits`, when given, receives the
-  // output [N, classes].
+  // output [N, classes]; `input_grad`, dL/d(input).
   double forward_backward(const Tensor& x, const Tensor& targets, const nn::CrossEntropyLoss& loss,
-                          Tensor* logits = nullptr) {
+                          Tensor* logits = nullptr, Tensor* input_grad = nullptr) {
     static_assert(Traits::output_dims.rank == 1, "CrossEntropyLoss takes logits [N, C]: the network's output is not");
     const index_t n = x.dim() > 0 ? x.size(0) : 0, classes = Traits::output_dims.sizes[0];
     if (targets.dtype() != DType::int64 || targets.shape() != Shape{n})
@@ -185,17 +185,18 @@ class Model {
                                 targets.data_i64()[i], i, classes));
     et::LossTerm term{et::LossTerm::Kind::cross_entropy, targets.data_i64(), nullptr, loss.label_smoothing,
                       loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0};
-    return train(x, nullptr, term, logits, nullptr, nullptr);
+    return train(x, nullptr, term, logits, input_grad, nullptr);
   }
   // Forward, MSELoss against float targets shaped like the output, and backward.
-  double forward_backward(const Tensor& x, const Tensor& targets, const nn::MSELoss& loss, Tensor* output = nullptr) {
+  double forward_backward(const Tensor& x, const Tensor& targets, const nn::MSELoss& loss, Tensor* output = nullptr,
+                          Tensor* input_grad = nullptr) {
     const Shape out_shape = output_shape(x);
     if (targets.dtype() != DType::float32 || targets.shape() != out_shape)
       throw Error(fmt::format("MSELoss: targets must be F32 {} (the output's shape), got {} {}", shape_text(out_shape),
                               dtype_name(targets.dtype()), shape_text(targets.shape())));
     et::LossTerm term{et::LossTerm::Kind::mse, nullptr, targets.data(), 0.0f,
                       loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(targets.numel()) : 1.0};
-    return train(x, nullptr, term, output, nullptr, nullptr);
+    return train(x, nullptr, term, output, input_grad, nullptr);
   }
   // Backward of sum(output * grad_output) (grad_output is dL/d(output), as in y.backward(grad_output)):
   // adds the parameters' gradients, and writes dL/d(input) into input_grad when given.

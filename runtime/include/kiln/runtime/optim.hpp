@@ -1,0 +1,211 @@
+// Optimizers, gradient clipping and learning-rate schedules, matching torch.optim step for step (torch 1.13):
+//
+//   kiln::optim::SGD opt{model, {.lr = 0.1, .momentum = 0.9}};
+//   for (...) { model.zero_grad(); model.forward_backward(x, y, loss); opt.step(); }
+//
+// Updates run in float32 on the parameters, as PyTorch's do; after each step the model repacks its weights.
+#pragma once
+
+#include <kiln/runtime/error.hpp>
+#include <kiln/runtime/tensor.hpp>
+
+#include <cmath>
+#include <functional>
+#include <numbers>
+#include <string>
+#include <vector>
+
+namespace kiln::optim {
+
+// What every optimizer holds: the model's parameters (value and gradient views) and how to tell the model
+// that they changed.
+class Optimizer {
+ public:
+  double lr;
+
+  void zero_grad() {
+    for (Param& p : params_) p.grad.fill(0.0f);
+  }
+  // The parameters' values and gradients, in the network's order.
+  struct Param {
+    std::string name;
+    Tensor value, grad;
+  };
+  std::vector<Param>& params() { return params_; }
+
+ protected:
+  template <class Model>
+  Optimizer(Model& model, double lr_) : lr(lr_), changed_([&model] { model.parameters_changed(); }) {
+    if (!(lr_ >= 0)) throw Error(fmt::format("optimizer: lr must be >= 0, got {}", lr_));
+    for (auto& r : model.parameter_refs()) params_.push_back({r.name, r.value, r.grad});
+  }
+  void changed() { changed_(); }
+  std::vector<Param> params_;
+
+ private:
+  std::function<void()> changed_;
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+
+// d = g + wd p; with momentum: b = d on the first step, then b = mu b + (1 - dampening) d; nesterov: d = d + mu b,
+// else d = b; p -= lr d.
+class SGD : public Optimizer {
+ public:
+  template <class Model>
+  SGD(Model& model, SGDOptions options) : Optimizer(model, options.lr), o_(options) {
+    if (o_.nesterov && (o_.momentum <= 0 || o_.dampening != 0))
+      throw Error("SGD: nesterov momentum requires a momentum and zero dampening");
+    momentum_.resize(params_.size());
+  }
+  void step() {
+    const float wd = static_cast<float>(o_.weight_decay), mu = static_cast<float>(o_.momentum),
+                damp = static_cast<float>(1 - o_.dampening), rate = static_cast<float>(lr);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      float* p = params_[k].value.data();
+      const float* g = params_[k].grad.data();
+      const index_t n = params_[k].value.numel();
+      const bool first = !momentum_[k].defined();
+      if (mu != 0 && first) momentum_[k] = Tensor(params_[k].value.shape());
+      float* b = mu != 0 ? momentum_[k].data() : nullptr;
+      for (index_t i = 0; i < n; ++i) {
+        float d = g[i] + wd * p[i];
+        if (b) {
+          b[i] = first ? d : mu * b[i] + damp * d;
+          d = o_.nesterov ? d + mu * b[i] : b[i];
+        }
+        p[i] -= rate * d;
+      }
+    }
+    changed();
+  }
+
+ private:
+  SGDOptions o_;
+  std::vector<Tensor> momentum_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+};
+
+// Adam (decoupled = false): g += wd p. AdamW (decoupled = true): p *= 1 - lr wd first.
+// m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+class Adam : public Optimizer {
+ public:
+  template <class Model>
+  Adam(Model& model, AdamOptions options) : Adam(model, options, false) {}
+  void step() {
+    ++t_;
+    const double bias1 = 1 - std::pow(o_.beta1, static_cast<double>(t_));
+    const double bias2_sqrt = std::sqrt(1 - std::pow(o_.beta2, static_cast<double>(t_)));
+    const float b1 = static_cast<float>(o_.beta1), b2 = static_cast<float>(o_.beta2), eps = static_cast<float>(o_.eps),
+                step_size = static_cast<float>(lr / bias1), c2 = static_cast<float>(bias2_sqrt),
+                wd = static_cast<float>(o_.weight_decay), decay = static_cast<float>(1 - lr * o_.weight_decay);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      float* p = params_[k].value.data();
+      const float* g = params_[k].grad.data();
+      float* m = m_[k].data();
+      float* v = v_[k].data();
+      for (index_t i = 0, n = params_[k].value.numel(); i < n; ++i) {
+        float gi = g[i];
+        if (decoupled_) p[i] *= decay;
+        else gi += wd * p[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] -= step_size * m[i] / (std::sqrt(v[i]) / c2 + eps);
+      }
+    }
+    changed();
+  }
+
+ protected:
+  template <class Model>
+  Adam(Model& model, AdamOptions options, bool decoupled) : Optimizer(model, options.lr), o_(options), decoupled_(decoupled) {
+    for (const Param& p : params_) {
+      m_.emplace_back(p.value.shape());
+      v_.emplace_back(p.value.shape());
+    }
+  }
+
+ private:
+  AdamOptions o_;
+  bool decoupled_;
+  long t_ = 0;
+  std::vector<Tensor> m_, v_;
+};
+
+// AdamW: Adam with decoupled weight decay (default 1e-2, as torch.optim.AdamW).
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+class AdamW : public Adam {
+ public:
+  template <class Model>
+  AdamW(Model& model, AdamWOptions o) : Adam(model, AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}, true) {}
+};
+
+// torch.nn.utils.clip_grad_norm_: scales every gradient by min(1, max_norm / (total + 1e-6)), where total is
+// the L2 norm of all gradients together; returns total (before clipping).
+inline double clip_grad_norm(Optimizer& opt, double max_norm) {
+  double total = 0;
+  for (auto& p : opt.params()) {
+    double sq = 0;
+    for (const float g : p.grad.values()) sq += static_cast<double>(g) * g;
+    total += sq;
+  }
+  total = std::sqrt(total);
+  const float coef = static_cast<float>(std::min(1.0, max_norm / (total + 1e-6)));
+  for (auto& p : opt.params())
+    for (float& g : p.grad.values()) g *= coef;
+  return total;
+}
+
+// torch.optim.lr_scheduler.StepLR: lr = base gamma^floor(epoch / step_size); call step() after opt.step().
+class StepLR {
+ public:
+  StepLR(Optimizer& opt, int step_size, double gamma = 0.1) : opt_(opt), base_(opt.lr), step_size_(step_size), gamma_(gamma) {
+    if (step_size < 1) throw Error(fmt::format("StepLR: step_size must be >= 1, got {}", step_size));
+  }
+  void step() { opt_.lr = base_ * std::pow(gamma_, ++epoch_ / step_size_); }
+
+ private:
+  Optimizer& opt_;
+  double base_;
+  int step_size_;
+  double gamma_;
+  int epoch_ = 0;
+};
+
+// torch.optim.lr_scheduler.CosineAnnealingLR: lr = eta_min + (base - eta_min)(1 + cos(pi epoch / T_max)) / 2.
+class CosineAnnealingLR {
+ public:
+  CosineAnnealingLR(Optimizer& opt, int t_max, double eta_min = 0) : opt_(opt), base_(opt.lr), t_max_(t_max), eta_min_(eta_min) {
+    if (t_max < 1) throw Error(fmt::format("CosineAnnealingLR: T_max must be >= 1, got {}", t_max));
+  }
+  void step() {
+    ++epoch_;
+    opt_.lr = eta_min_ + (base_ - eta_min_) * (1 + std::cos(std::numbers::pi * epoch_ / t_max_)) / 2;
+  }
+
+ private:
+  Optimizer& opt_;
+  double base_;
+  int t_max_;
+  double eta_min_;
+  int epoch_ = 0;
+};
+
+}  // namespace kiln::optim

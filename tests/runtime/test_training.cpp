@@ -1,0 +1,164 @@
+// Losses and optimizers against PyTorch, step for step (tests/golden/make_train_goldens.py): 20 full-batch
+// steps of SGD (momentum, dampening, nesterov, weight decay), Adam, AdamW, clipping, StepLR, cosine annealing.
+#include "../support.hpp"
+
+namespace nn = kiln::nn;
+namespace optim = kiln::optim;
+using kiln::Tensor;
+using kiln::testing::check_close;
+
+namespace {
+
+kiln::TensorFile train_golden(const std::string& name) {
+  return kiln::read_tensor_file(std::filesystem::path{KILN_GOLDEN_DIR} / ".." / "train_data" / (name + ".safetensors"));
+}
+
+kiln::TensorMap with_prefix(const kiln::TensorFile& f, const std::string& prefix) {
+  kiln::TensorMap m;
+  for (const auto& [k, t] : f.tensors)
+    if (k.starts_with(prefix)) m.emplace(k.substr(prefix.size()), t);
+  return m;
+}
+
+constexpr nn::Sequential net_a{kiln::input<10>, nn::Linear<10, 16>{}, nn::ReLU{}, nn::Linear<16, 3>{}};
+constexpr nn::Sequential net_b{kiln::input<20>, nn::Linear<20, 32>{}, nn::BatchNorm1d<32>{}, nn::ReLU{},
+                               nn::Dropout{0.2f}, nn::Linear<32, 3>{}};
+
+// Runs the 20 steps of `config` with `make_optimizer` and `loss`, checking each step's loss and lr, and the
+// state after the first and the last step.
+template <class Net, class MakeOptimizer, class Loss, class AfterBackward = std::nullptr_t>
+void check_trajectory(const std::string& config, const Net& net, MakeOptimizer make_optimizer, const Loss& loss,
+                      AfterBackward after_backward = nullptr) {
+  const kiln::TensorFile g = train_golden("optim_" + config);
+  const std::uint64_t seed = g.metadata.contains("dropout_seed") ? std::stoull(g.metadata.at("dropout_seed")) : 0;
+  kiln::Model model{net, seed};
+  model.load_state_dict(with_prefix(g, "init."));
+  model.train();
+  auto opt_and_schedule = make_optimizer(model);
+  auto& opt = *opt_and_schedule.first;
+  const Tensor& x = g.tensors.at("X");
+  const Tensor& y = g.tensors.contains("y") ? g.tensors.at("y") : g.tensors.at("y_float");
+  for (int step = 0; step < 20; ++step) {
+    INFO(config << " step " << step);
+    CHECK(opt.lr == Approx(g.tensors.at("lr")[step]).epsilon(1e-6));
+    opt.zero_grad();
+    const double l = model.forward_backward(x, y, loss);
+    CHECK(l == Approx(g.tensors.at("loss")[step]).epsilon(1e-4));
+    if constexpr (!std::is_same_v<AfterBackward, std::nullptr_t>) after_backward(opt, g, step);
+    opt.step();
+    if (opt_and_schedule.second) opt_and_schedule.second();
+    if (step == 0)
+      for (const auto& [k, t] : with_prefix(g, "step1."))
+        if (t.dtype() == kiln::DType::float32) check_close(model.state_dict().at(k), t, config + " after step 1: " + k, 1e-4, 1e-6);
+  }
+  const auto state = model.state_dict();
+  for (const auto& [k, t] : with_prefix(g, "final.")) {
+    if (t.dtype() == kiln::DType::int64) {
+      INFO(k);
+      CHECK(state.at(k).data_i64()[0] == t.data_i64()[0]);
+    } else {
+      check_close(state.at(k), t, config + " after 20 steps: " + k, 1e-4, 1e-6);
+    }
+  }
+}
+
+template <class O>
+auto plain(O* o) {
+  return std::pair<std::unique_ptr<O>, std::function<void()>>{o, nullptr};
+}
+
+}  // namespace
+
+TEST_CASE("training: CrossEntropyLoss and MSELoss values and gradients match PyTorch", "[training]") {
+  const kiln::TensorFile g = train_golden("losses");
+  static constexpr nn::Sequential identity{kiln::input<10>, nn::Flatten{}};
+  kiln::Model model{identity};
+  const Tensor& logits = g.tensors.at("logits");
+  Tensor grad;
+  auto check = [&](const std::string& name, double value) {
+    INFO(name);
+    CHECK(value == Approx(g.tensors.at(name + ".loss")[0]).epsilon(1e-5));
+    check_close(grad, g.tensors.at(name + ".grad"), name + " gradient");
+  };
+  check("ce_mean", model.forward_backward(logits, g.tensors.at("targets"), nn::CrossEntropyLoss{}, nullptr, &grad));
+  check("ce_sum", model.forward_backward(logits, g.tensors.at("targets"), nn::CrossEntropyLoss{.reduction = nn::Reduction::sum}, nullptr, &grad));
+  check("ce_smooth", model.forward_backward(logits, g.tensors.at("targets"), nn::CrossEntropyLoss{.label_smoothing = 0.1f}, nullptr, &grad));
+  check("mse_mean", model.forward_backward(logits, g.tensors.at("float_targets"), nn::MSELoss{}, nullptr, &grad));
+  check("mse_sum", model.forward_backward(logits, g.tensors.at("float_targets"), nn::MSELoss{.reduction = nn::Reduction::sum}, nullptr, &grad));
+
+  Tensor bad({64}, kiln::DType::int64);
+  bad.data_i64()[5] = 10;
+  CHECK_THROWS_WITH(model.forward_backward(logits, bad, nn::CrossEntropyLoss{}), Catch::Contains("target 10 of sample 5 is not a class in [0, 10)"));
+  CHECK_THROWS_WITH(model.forward_backward(logits, Tensor({64}), nn::CrossEntropyLoss{}), Catch::Contains("targets must be I64 [64]"));
+  CHECK_THROWS_WITH(model.forward_backward(logits, Tensor({64, 9}), nn::MSELoss{}), Catch::Contains("targets must be F32 [64, 10]"));
+}
+
+TEST_CASE("training: SGD, with momentum, dampening, nesterov and weight decay, matches torch.optim.SGD", "[training]") {
+  check_trajectory("sgd_plain", net_a, [](auto& m) { return plain(new optim::SGD(m, {.lr = 0.1})); }, nn::CrossEntropyLoss{});
+  check_trajectory("sgd_momentum", net_a, [](auto& m) {
+    return plain(new optim::SGD(m, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 1e-3}));
+  }, nn::CrossEntropyLoss{});
+  check_trajectory("sgd_nesterov", net_a, [](auto& m) {
+    return plain(new optim::SGD(m, {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = true}));
+  }, nn::CrossEntropyLoss{});
+}
+
+TEST_CASE("training: Adam and AdamW match torch.optim", "[training]") {
+  check_trajectory("adam", net_a, [](auto& m) { return plain(new optim::Adam(m, {.lr = 1e-2, .weight_decay = 1e-3})); },
+                   nn::CrossEntropyLoss{});
+  check_trajectory("adamw", net_a, [](auto& m) { return plain(new optim::AdamW(m, {.lr = 1e-2, .weight_decay = 1e-2})); },
+                   nn::CrossEntropyLoss{});
+}
+
+TEST_CASE("training: gradient clipping and learning-rate schedules match PyTorch", "[training]") {
+  std::unique_ptr<optim::CosineAnnealingLR> cosine;
+  check_trajectory("adam_clip_cosine", net_a, [&](auto& m) {
+    auto* opt = new optim::Adam(m, {.lr = 1e-2});
+    cosine = std::make_unique<optim::CosineAnnealingLR>(*opt, 20);
+    return std::pair<std::unique_ptr<optim::Adam>, std::function<void()>>{opt, [&] { cosine->step(); }};
+  }, nn::CrossEntropyLoss{}, [](optim::Optimizer& opt, const kiln::TensorFile& g, int step) {
+    CHECK(optim::clip_grad_norm(opt, 0.5) == Approx(g.tensors.at("total_norm")[step]).epsilon(1e-4));
+  });
+  std::unique_ptr<optim::StepLR> steplr;
+  check_trajectory("sgd_steplr", net_a, [&](auto& m) {
+    auto* opt = new optim::SGD(m, {.lr = 0.1, .momentum = 0.9});
+    steplr = std::make_unique<optim::StepLR>(*opt, 5, 0.5);
+    return std::pair<std::unique_ptr<optim::SGD>, std::function<void()>>{opt, [&] { steplr->step(); }};
+  }, nn::CrossEntropyLoss{});
+}
+
+TEST_CASE("training: label smoothing, sum reduction and MSE trajectories match PyTorch", "[training]") {
+  check_trajectory("ce_smoothing", net_a, [](auto& m) { return plain(new optim::SGD(m, {.lr = 0.1})); },
+                   nn::CrossEntropyLoss{.label_smoothing = 0.1f});
+  check_trajectory("ce_sum", net_a, [](auto& m) { return plain(new optim::SGD(m, {.lr = 0.01})); },
+                   nn::CrossEntropyLoss{.reduction = nn::Reduction::sum});
+  check_trajectory("mse", net_a, [](auto& m) { return plain(new optim::SGD(m, {.lr = 0.1})); }, nn::MSELoss{});
+}
+
+TEST_CASE("training: BatchNorm and Dropout train step for step (running stats, masks per step)", "[training]") {
+  check_trajectory("bn_dropout", net_b, [](auto& m) { return plain(new optim::SGD(m, {.lr = 0.1, .momentum = 0.9})); },
+                   nn::CrossEntropyLoss{});
+}
+
+TEST_CASE("training: gradients accumulate until zeroed; runs are bit-reproducible for a thread count", "[training]") {
+  const kiln::TensorFile g = train_golden("optim_bn_dropout");
+  auto grads_with = [&](int threads, int calls) {
+    kiln::set_num_threads(threads);
+    kiln::Model model{net_b, 7};
+    for (int c = 0; c < calls; ++c) {
+      model.set_step(0);
+      model.forward_backward(g.tensors.at("X"), g.tensors.at("y"), nn::CrossEntropyLoss{});
+    }
+    return model.gradients();
+  };
+  const auto once = grads_with(1, 1), twice = grads_with(1, 2), threaded = grads_with(2, 1), again = grads_with(2, 1);
+  kiln::set_num_threads(1);
+  for (const auto& [k, t] : once) {
+    Tensor doubled = t.clone();
+    for (float& v : doubled.values()) v *= 2;
+    check_close(twice.at(k), doubled, k + " accumulated twice");
+    check_close(threaded.at(k), t, k + " on 2 threads");  // other tiles, other summation order
+    INFO(k);
+    CHECK(std::memcmp(threaded.at(k).data(), again.at(k).data(), t.nbytes()) == 0);
+  }
+}
