@@ -27,3 +27,4 @@
 #include <kiln/runtime/threads.hpp>
 #include <kiln/dsl/losses.hpp>
 #include <kiln/runtime/optim.hpp>
+#include <kiln/runtime/data.hpp>

@@ -6,6 +6,7 @@
 // Updates run in float32 on the parameters, as PyTorch's do; after each step the model repacks its weights.
 #pragma once
 
+#include <kiln/et/simd.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/tensor.hpp>
 
@@ -112,18 +113,27 @@ class Adam : public Optimizer {
                 step_size = static_cast<float>(lr / bias1), c2 = static_cast<float>(bias2_sqrt),
                 wd = static_cast<float>(o_.weight_decay), decay = static_cast<float>(1 - lr * o_.weight_decay);
     for (std::size_t k = 0; k < params_.size(); ++k) {
-      float* p = params_[k].value.data();
-      const float* g = params_[k].grad.data();
-      float* m = m_[k].data();
-      float* v = v_[k].data();
-      for (index_t i = 0, n = params_[k].value.numel(); i < n; ++i) {
-        float gi = g[i];
-        if (decoupled_) p[i] *= decay;
-        else gi += wd * p[i];
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        p[i] -= step_size * m[i] / (std::sqrt(v[i]) / c2 + eps);
-      }
+      float* __restrict p = params_[k].value.data();
+      const float* __restrict g = params_[k].grad.data();
+      float* __restrict m = m_[k].data();
+      float* __restrict v = v_[k].data();
+      const index_t n = params_[k].value.numel();
+      const float l2 = decoupled_ ? 0.0f : wd, keep = decoupled_ ? decay : 1.0f;
+      // One element per lane; the tail runs through the same vector code.
+      auto update = [&](index_t i, int lanes) {
+        using et::vfloat;
+        vfloat pv{}, gv{}, mv{}, vv{};
+        for (int l = 0; l < lanes; ++l) pv[l] = p[i + l], gv[l] = g[i + l], mv[l] = m[i + l], vv[l] = v[i + l];
+        gv += l2 * pv;
+        pv *= keep;
+        mv = b1 * mv + (1 - b1) * gv;
+        vv = b2 * vv + (1 - b2) * gv * gv;
+        pv -= step_size * mv / (et::vsqrt(vv) / c2 + eps);
+        for (int l = 0; l < lanes; ++l) p[i + l] = pv[l], m[i + l] = mv[l], v[i + l] = vv[l];
+      };
+      index_t i = 0;
+      for (; i + et::simd_width <= n; i += et::simd_width) update(i, et::simd_width);
+      if (i < n) update(i, static_cast<int>(n - i));
     }
     changed();
   }

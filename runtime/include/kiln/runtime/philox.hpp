@@ -53,6 +53,42 @@ struct DropoutStream {
   constexpr float uniform(std::uint64_t element) const {
     return Philox4x32::to_unit_float(block(element / 4)[element % 4]);
   }
+  // The words of blocks b0 .. b0 + kBlocks - 1, element-major: words[4 * k + w] is word w of block b0 + k.
+  // The same rounds as generate(), written over arrays so that the compiler vectorises them.
+  template <int kBlocks>
+  void blocks(std::uint64_t b0, std::uint32_t* words) const {
+    std::uint32_t c0[kBlocks], c1[kBlocks], c2[kBlocks], c3[kBlocks];
+    for (int k = 0; k < kBlocks; ++k) {
+      const std::uint64_t b = b0 + static_cast<std::uint64_t>(k);
+      c0[k] = static_cast<std::uint32_t>(b);
+      c1[k] = static_cast<std::uint32_t>(b >> 32);
+      c2[k] = stream;
+      c3[k] = step;
+    }
+    std::uint32_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+      }
+      for (int k = 0; k < kBlocks; ++k) {
+        const std::uint64_t p0 = std::uint64_t{0xD2511F53u} * c0[k];
+        const std::uint64_t p1 = std::uint64_t{0xCD9E8D57u} * c2[k];
+        const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1[k] ^ k0;
+        const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3[k] ^ k1;
+        c0[k] = n0;
+        c1[k] = static_cast<std::uint32_t>(p1);
+        c2[k] = n2;
+        c3[k] = static_cast<std::uint32_t>(p0);
+      }
+    }
+    for (int k = 0; k < kBlocks; ++k) {
+      words[4 * k] = c0[k];
+      words[4 * k + 1] = c1[k];
+      words[4 * k + 2] = c2[k];
+      words[4 * k + 3] = c3[k];
+    }
+  }
 };
 
 }  // namespace kiln

@@ -15,11 +15,21 @@ inline void dropout_forward(const float* x, float* y, index_t count, std::uint64
   }
   const float scale = 1.0f / (1.0f - p);
   index_t i = 0;
-  while (i < count) {
+  auto one = [&](index_t k, std::uint32_t word) { y[k] = Philox4x32::to_unit_float(word) >= p ? x[k] * scale : 0.0f; };
+  // Up to a block boundary one at a time, then 16 blocks (64 elements) per vectorised Philox call.
+  for (; i < count && (first_element + static_cast<std::uint64_t>(i)) % 4 != 0; ++i) {
     const std::uint64_t e = first_element + static_cast<std::uint64_t>(i);
-    const auto words = rng.block(e / 4);
-    for (std::uint64_t w = e % 4; w < 4 && i < count; ++w, ++i)
-      y[i] = Philox4x32::to_unit_float(words[w]) >= p ? x[i] * scale : 0.0f;
+    one(i, rng.block(e / 4)[e % 4]);
+  }
+  constexpr int kBlocks = 16;
+  std::uint32_t words[4 * kBlocks];
+  for (; i + 4 * kBlocks <= count; i += 4 * kBlocks) {
+    rng.blocks<kBlocks>((first_element + static_cast<std::uint64_t>(i)) / 4, words);
+    for (int k = 0; k < 4 * kBlocks; ++k) one(i + k, words[k]);
+  }
+  for (; i < count; ++i) {
+    const std::uint64_t e = first_element + static_cast<std::uint64_t>(i);
+    one(i, rng.block(e / 4)[e % 4]);
   }
 }
 

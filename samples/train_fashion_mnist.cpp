@@ -1,0 +1,160 @@
+// The main job: train a Fashion-MNIST classifier declared as a C++ type, natively.
+//
+// Flatten -> Linear(784, 256) -> BatchNorm1d -> ReLU -> Dropout(0.2) -> Linear(256, 10), AdamW with a cosine
+// schedule, CrossEntropyLoss with label smoothing. After each epoch: test accuracy; the best weights are saved
+// as safetensors (PyTorch loads them as they are), and the loss and accuracy curves as CSV and SVG.
+//
+//   train_fashion_mnist [--epochs N] [--batch N] [--lr X] [--threads N] [--out DIR] [--data DIR]
+#include "svg_chart.hpp"
+
+#include <kiln/kiln.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+namespace nn = kiln::nn;
+using kiln::index_t;
+using kiln::Tensor;
+
+constexpr nn::Sequential net{kiln::input<1, 28, 28>, nn::Flatten{},     nn::Linear<784, 256>{}, nn::BatchNorm1d<256>{},
+                             nn::ReLU{},             nn::Dropout{0.2f}, nn::Linear<256, 10>{}};
+
+struct Options {
+  int epochs = 10;
+  index_t batch = 64;
+  double lr = 2e-3;
+  int threads = 0;  // 0: all hardware threads
+  std::string out = "fashion_mnist_run";
+  std::string data = kiln::fashion_mnist_dir;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw kiln::Error(fmt::format("{} needs a value", a));
+      return argv[++i];
+    };
+    if (a == "--epochs") o.epochs = std::stoi(value());
+    else if (a == "--batch") o.batch = std::stol(value());
+    else if (a == "--lr") o.lr = std::stod(value());
+    else if (a == "--threads") o.threads = std::stoi(value());
+    else if (a == "--out") o.out = value();
+    else if (a == "--data") o.data = value();
+    else throw kiln::Error(fmt::format("unknown option {} (see the comment at the top of train_fashion_mnist.cpp)", a));
+  }
+  return o;
+}
+
+struct Evaluation {
+  double loss, accuracy;
+};
+
+// Eval-mode loss (the training loss, label smoothing included, so the curves compare) and accuracy on a whole
+// split, in chunks.
+template <class Model>
+Evaluation evaluate(Model& model, const kiln::LabelledImages& data, nn::CrossEntropyLoss loss_fn) {
+  loss_fn.reduction = nn::Reduction::sum;
+  model.eval();
+  const index_t n = data.images.size(0), chunk = 1000;
+  double loss = 0;
+  index_t correct = 0;
+  Tensor logits;
+  for (index_t first = 0; first < n; first += chunk) {
+    const index_t m = std::min(chunk, n - first);
+    const Tensor x = data.images.slice_rows(first, first + m), y = data.labels.slice_rows(first, first + m);
+    // forward_backward in eval mode computes the loss and logits; its gradients are discarded below.
+    loss += model.forward_backward(x, y, loss_fn, &logits);
+    for (index_t i = 0; i < m; ++i) {
+      const float* row = logits.data() + i * 10;
+      correct += std::max_element(row, row + 10) - row == y.data_i64()[i];
+    }
+  }
+  model.zero_grad();
+  return {loss / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+}
+
+int main(int argc, char** argv) try {
+  const Options o = parse(argc, argv);
+  if (o.threads > 0) kiln::set_num_threads(o.threads);
+  std::filesystem::create_directories(o.out);
+  const bool tty = isatty(STDOUT_FILENO);
+
+  fmt::print("{}", net);
+  const kiln::LabelledImages train = kiln::load_fashion_mnist(true, o.data), test = kiln::load_fashion_mnist(false, o.data);
+  fmt::print("Fashion-MNIST: {} training and {} test images; {} epochs of batch {}, {} threads\n\n", train.images.size(0),
+             test.images.size(0), o.epochs, o.batch, kiln::get_num_threads());
+
+  kiln::Model model{net, /*seed=*/2024};
+  kiln::optim::AdamW opt{model, {.lr = o.lr, .weight_decay = 1e-4}};
+  kiln::BatchLoader loader{train.images, train.labels, o.batch, /*seed=*/7};
+  const index_t steps_per_epoch = loader.batches();
+  kiln::optim::CosineAnnealingLR schedule{opt, static_cast<int>(steps_per_epoch * o.epochs)};
+  const nn::CrossEntropyLoss loss_fn{.label_smoothing = 0.05f};
+
+  std::vector<double> train_loss, train_acc, test_loss, test_acc;
+  std::ofstream csv(o.out + "/history.csv");
+  csv << "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,samples_per_second\n";
+  double best = -1;
+  Tensor x, y, logits;
+  for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+    model.train();
+    const auto start = std::chrono::steady_clock::now();
+    double loss_sum = 0;
+    index_t seen = 0, correct = 0;
+    for (index_t step = 0; step < steps_per_epoch; ++step) {
+      loader.batch(epoch, step, x, y);
+      model.zero_grad();
+      const double loss = model.forward_backward(x, y, loss_fn, &logits);
+      opt.step();
+      schedule.step();
+      const index_t n = x.size(0);
+      loss_sum += loss * static_cast<double>(n);
+      seen += n;
+      for (index_t i = 0; i < n; ++i) {
+        const float* row = logits.data() + i * 10;
+        correct += std::max_element(row, row + 10) - row == y.data_i64()[i];
+      }
+      if (tty && (step % 20 == 0 || step + 1 == steps_per_epoch)) {
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const int filled = static_cast<int>(30 * (step + 1) / steps_per_epoch);
+        fmt::print("\repoch {:>2}/{} [{:=<{}}{:<{}}] step {:>4}/{} loss {:.4f} {:>7.0f} samples/s", epoch, o.epochs, "",
+                   filled, "", 30 - filled, step + 1, steps_per_epoch, loss_sum / static_cast<double>(seen),
+                   static_cast<double>(seen) / std::max(seconds, 1e-9));
+        std::fflush(stdout);
+      }
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const Evaluation t = evaluate(model, test, loss_fn);
+    train_loss.push_back(loss_sum / static_cast<double>(seen));
+    train_acc.push_back(static_cast<double>(correct) / static_cast<double>(seen));
+    test_loss.push_back(t.loss);
+    test_acc.push_back(t.accuracy);
+    const bool improved = t.accuracy > best;
+    if (improved) {
+      best = t.accuracy;
+      model.save_safetensors(o.out + "/best.safetensors", {{"test_accuracy", fmt::format("{:.4f}", t.accuracy)},
+                                                           {"epoch", std::to_string(epoch)},
+                                                           {"trained_by", "samples/train_fashion_mnist.cpp"}});
+    }
+    fmt::print("{}epoch {:>2}/{}: train loss {:.4f}, train accuracy {:.2f}%, test loss {:.4f}, test accuracy "
+               "{:.2f}%{} ({:.1f} s, {:.0f} samples/s)\n",
+               tty ? "\r\033[K" : "", epoch, o.epochs, train_loss.back(), 100 * train_acc.back(), t.loss,
+               100 * t.accuracy, improved ? ", best so far: saved" : "", seconds, static_cast<double>(seen) / seconds);
+    csv << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6g},{:.3f},{:.0f}\n", epoch, train_loss.back(), train_acc.back(),
+                       t.loss, t.accuracy, opt.lr, seconds, static_cast<double>(seen) / seconds);
+    csv.flush();
+    samples::write_svg_chart(o.out + "/curves.svg",
+                             {{"Loss (cross-entropy)", "loss", {{"train", "#1f77b4", train_loss}, {"test", "#d62728", test_loss}}},
+                              {"Accuracy", "accuracy", {{"train", "#1f77b4", train_acc}, {"test", "#d62728", test_acc}}, true}});
+  }
+  fmt::print("\nbest test accuracy: {:.2f}%\nwrote {}/best.safetensors, {}/history.csv, {}/curves.svg\n", 100 * best,
+             o.out, o.out, o.out);
+  return 0;
+} catch (const std::exception& e) {
+  fmt::print(stderr, "{}\n", e.what());
+  return 1;
+}
