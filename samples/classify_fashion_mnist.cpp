@@ -44,8 +44,13 @@ int main(int argc, char** argv) try {
   kiln::index_t correct = 0;
   for (kiln::index_t i = 0; i < n; ++i) correct += predicted(i) == labels[i];
   const kiln::TensorFile expected = kiln::read_tensor_file(weights_dir + "/expected_logits.safetensors");
-  fmt::print("\ntest accuracy: {:.2f}% on {} images (PyTorch measured {})\n", 100.0 * correct / n, n,
-             kiln::read_tensor_file(weights).metadata.at("test_accuracy"));
+  const double accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  const std::string pytorch_accuracy = kiln::read_tensor_file(weights).metadata.at("test_accuracy");
+  fmt::print("\ntest accuracy: {:.2f}% on {} images (PyTorch measured {})\n", 100 * accuracy, n, pytorch_accuracy);
+  if (std::abs(accuracy - std::stod(pytorch_accuracy)) > 0.0002) {
+    fmt::print("the accuracy differs from PyTorch's\n");
+    return 1;
+  }
 
   // Kiln's logits for the first 8 images against those PyTorch computed.
   const kiln::Tensor& want = expected.tensors.at("logits");

@@ -64,6 +64,10 @@ inline void write_svg_chart(const std::string& path, const std::vector<Panel>& p
     svg += fmt::format(
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333\" transform=\"rotate(-90 {} {})\">{}</text>\n",
         x0 - 48, (y0 + y1) / 2, x0 - 48, (y0 + y1) / 2, panel.y_label);
+    // The legend goes in the right-hand corner away from where the curves end.
+    double last = 0;
+    for (const Series& s : panel.series) last += s.y.empty() ? 0 : s.y.back() / static_cast<double>(panel.series.size());
+    const bool legend_below = py(last) < (y0 + y1) / 2;
     for (std::size_t k = 0; k < panel.series.size(); ++k) {
       const Series& s = panel.series[k];
       std::string points;
@@ -73,7 +77,8 @@ inline void write_svg_chart(const std::string& path, const std::vector<Panel>& p
       for (std::size_t i = 0; i < s.y.size(); ++i)
         svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", px(static_cast<double>(i + 1)),
                            py(s.y[i]), s.color);
-      const double ly = y1 + 8 + 18 * static_cast<double>(k);  // legend, top right
+      const double ly = legend_below ? y0 - 12 - 18 * static_cast<double>(panel.series.size() - 1 - k)
+                                     : y1 + 8 + 18 * static_cast<double>(k);
       svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"3\"/>\n", x1 - 120,
                          ly, x1 - 100, ly, s.color);
       svg += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#222\">{}</text>\n", x1 - 94, ly + 4, s.name);

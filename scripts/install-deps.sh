@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ clang-19 libfmt-dev nlohmann-json3-dev catch2 zlib1g-dev dataset-fashion-mnist
-          python3 python3-pip)
+          python3 python3-pip python3-torch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,4 +21,10 @@ fi
 if ! PYTHONPATH=build/pydeps-interop python3 -c "import safetensors.numpy, numpy" 2>/dev/null; then
   echo "installing the safetensors and numpy Python packages into build/pydeps-interop"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --upgrade --target build/pydeps-interop safetensors numpy
+fi
+
+if ! PYTHONPATH=build/pydeps-torch /usr/bin/python3 -c "import safetensors.torch" 2>/dev/null; then
+  echo "installing the safetensors Python package into build/pydeps-torch"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --upgrade --no-deps \
+    --target build/pydeps-torch safetensors
 fi

@@ -11,6 +11,11 @@
 
 namespace kiln::et {
 
+#if defined(__GNUC__) && !defined(__clang__)
+// g++ -O3 warns that `i + simd_width` could overflow after 2^62 iterations; row sizes are far below that.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 // (x - mean) / sqrt(var_biased + eps) * weight + bias, per row of `size` values. x and y may be the same.
 inline void layer_norm_forward(const float* x, float* y, index_t rows, index_t size, float eps, const float* weight,
                                const float* bias) {
@@ -129,6 +134,10 @@ inline void rms_norm_backward(const float* x, const float* dy, float* dx, index_
       }
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 template <index_t... Sizes>
 struct Eval<nn::LayerNorm<Sizes...>> {

@@ -13,6 +13,11 @@ namespace kiln::et {
 
 using vint = std::int32_t __attribute__((vector_size(simd_width * sizeof(float))));
 
+#if defined(__GNUC__) && !defined(__clang__)
+// g++ -O3 warns that `i + simd_width` could overflow after 2^62 iterations; row sizes are far below that.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 inline vfloat vmin(vfloat a, vfloat b) { return a < b ? a : b; }
 inline vfloat vmax(vfloat a, vfloat b) { return a > b ? a : b; }
 inline vfloat vabs(vfloat a) { return a < 0.0f ? -a : a; }
@@ -82,5 +87,9 @@ inline float sum_vectors(const float* x, index_t n) {
   for (; i < n; ++i) s += x[i];
   return s;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace kiln::et
