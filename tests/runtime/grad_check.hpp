@@ -3,7 +3,7 @@
 // it), batch 3 and 64, within 1e-4 relative.
 #pragma once
 
-#include "../support.hpp"
+#include "golden_check.hpp"
 
 #include <sstream>
 
@@ -15,8 +15,7 @@ void check_gradients(const std::string& name, const Net& net) {
   const TensorFile grads = read_tensor_file(std::filesystem::path{KILN_GOLDEN_DIR} / ".." / "train_data" / ("grad_" + name + ".safetensors"));
   TensorMap state;
   for (const auto& [k, t] : data.tensors)
-    if (!(k.starts_with("in0.") || k.starts_with("in1.") || k.starts_with("eval.") || k.starts_with("train.")))
-      state.emplace(k, t);
+    if (is_state_key(k)) state.emplace(k, t);
   const std::uint64_t seed = std::stoull(data.metadata.at("dropout_seed"));
   constexpr bool two_inputs = network_traits<Net>::input_count == 2;
   std::stringstream modes(grads.metadata.at("modes"));

@@ -144,6 +144,92 @@ void check_batch_stats(const Leaves& leaves, index_t batch, bool training) {
   });
 }
 
+// What a call knows about each leaf before it runs: its parameters (with BatchNorm's scale and shift, already
+// prepared where the running stats apply), whether it passes the tile on unchanged, whether it needs the
+// statistics of the whole batch.
+template <Network Net>
+struct CallSetup {
+  static constexpr std::size_t L = network_traits<Net>::leaf_count;
+  std::array<LayerParams, L> params;
+  std::array<bool, L> passes{}, batch_stats{};
+};
+
+template <Network Net, class Leaves>
+CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Workspace<Net>& ws) {
+  using T = network_traits<Net>;
+  constexpr std::size_t L = T::leaf_count;
+  check_batch_stats<Net>(leaves, call.batch, call.training);
+  CallSetup<Net> setup;
+  for (std::size_t i = 0; i < L; ++i) setup.params[i] = call.params[i];
+  for_leaves_in<L>(0, L, [&](auto i) {
+    using Layer = typename T::template leaf<i>;
+    const auto& layer = std::get<i>(leaves);
+    setup.passes[i] = Eval<Layer>::passes_through(layer, call.training);
+    if constexpr (is_batchnorm<Layer>) {
+      setup.batch_stats[i] = layer.uses_batch_stats(call.training);
+      setup.params[i].scale = ws.batchnorm[i].data();
+      setup.params[i].shift = ws.batchnorm[i].data() + Layer::num_features;
+      if (!setup.batch_stats[i])
+        Eval<Layer>::prepare(layer, T::analysis.in[i], setup.params[i], call.training, nullptr, call.batch,
+                             ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
+    }
+  });
+  return setup;
+}
+
+// Prepares the batch-statistics BatchNorm at leaf `i` from its whole input x (and updates its running stats).
+template <Network Net, class Leaves>
+void prepare_batch_stats(std::size_t i, const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<Net>& setup,
+                         Workspace<Net>& ws, const float* x) {
+  using T = network_traits<Net>;
+  for_leaves_in<T::leaf_count>(i, i + 1, [&](auto c) {
+    using Layer = typename T::template leaf<c>;
+    if constexpr (is_batchnorm<Layer>)
+      Eval<Layer>::prepare(std::get<c>(leaves), T::analysis.in[c], setup.params[c], call.training, x, call.batch,
+                           ws.batchnorm[c].data(), ws.batchnorm[c].data() + Layer::num_features);
+  });
+}
+
+// Runs leaves [first, last) fused over the whole batch, in tiles of `tile` rows spread over the threads:
+// reads src (the input of `first`, full batch) and writes dst (the output of last - 1, full batch).
+template <Network Net, class Leaves>
+void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& call, const Leaves& leaves,
+                 const CallSetup<Net>& setup, index_t tile, const float* src, float* dst) {
+  using T = network_traits<Net>;
+  using P = Plan<Net>;
+  constexpr std::size_t L = T::leaf_count;
+  const index_t batch = call.batch;
+  const index_t in_width = T::analysis.in[first].numel(), out_width = T::analysis.out[last - 1].numel();
+  std::size_t last_compute = L;
+  for (std::size_t i = first; i < last; ++i)
+    if (!setup.passes[i]) last_compute = i;
+  if (last_compute == L) {  // only views: the data is unchanged
+    if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
+    return;
+  }
+  parallel_for((batch + tile - 1) / tile, [&](index_t t) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < static_cast<std::size_t>(2 * P::tile_rows * P::max_width()))
+      scratch.resize(static_cast<std::size_t>(2 * P::tile_rows * P::max_width()));
+    float* const buffers[2] = {scratch.data(), scratch.data() + P::tile_rows * P::max_width()};
+    const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
+    const float* cur = src + r0 * in_width;
+    TileContext ctx{call.training, r0, call.seed, call.step, 0};
+    for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
+      using Layer = typename T::template leaf<i>;
+      if (setup.passes[i]) return;
+      float* out = i == last_compute ? dst + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
+      ctx.dropout_stream = P::template dropout_stream<i>();
+      if constexpr (takes_two_inputs<Layer>)
+        Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur,
+                              call.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
+      else
+        Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur, out, rows, ctx);
+      cur = out;
+    });
+  });
+}
+
 }  // namespace detail
 
 template <Network Net>
@@ -156,79 +242,18 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
 
   if constexpr (L == 0) {
     std::memcpy(call.y, call.x, sizeof(float) * static_cast<std::size_t>(batch * T::input_dims.numel()));
-    return;
   } else {
-    detail::check_batch_stats<Net>(leaves, batch, call.training);
-
-    // Per leaf: does the tile pass through unchanged, does it need batch statistics.
-    std::array<LayerParams, L> params;
-    std::array<bool, L> passes{}, batch_stats{};
-    for (std::size_t i = 0; i < L; ++i) params[i] = call.params[i];
-    detail::for_leaves_in<L>(0, L, [&](auto i) {
-      using Layer = typename T::template leaf<i>;
-      const auto& layer = std::get<i>(leaves);
-      passes[i] = Eval<Layer>::passes_through(layer, call.training);
-      if constexpr (detail::is_batchnorm<Layer>) {
-        batch_stats[i] = layer.uses_batch_stats(call.training);
-        params[i].scale = ws.batchnorm[i].data();
-        params[i].shift = ws.batchnorm[i].data() + Layer::num_features;
-        if (!batch_stats[i])
-          Eval<Layer>::prepare(layer, T::analysis.in[i], params[i], call.training, nullptr, batch,
-                               ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
-      }
-    });
-
+    detail::CallSetup<Net> setup = detail::setup_call(call, leaves, ws);
     const index_t tile = P::rows_per_tile(batch, get_num_threads());
-    const index_t tiles = (batch + tile - 1) / tile;
-
-    // Runs leaves [first, last) over the whole batch, reading src (the input of `first`) and writing dst.
-    auto run_segment = [&](std::size_t first, std::size_t last, const float* src, float* dst) {
-      const index_t in_width = T::analysis.in[first].numel(), out_width = T::analysis.out[last - 1].numel();
-      std::size_t last_compute = L;
-      for (std::size_t i = first; i < last; ++i)
-        if (!passes[i]) last_compute = i;
-      if (last_compute == L) {  // only views: the data is unchanged
-        if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
-        return;
-      }
-      parallel_for(tiles, [&](index_t t) {
-        thread_local std::vector<float> scratch;
-        if (scratch.size() < static_cast<std::size_t>(2 * P::tile_rows * P::max_width()))
-          scratch.resize(static_cast<std::size_t>(2 * P::tile_rows * P::max_width()));
-        float* const buffers[2] = {scratch.data(), scratch.data() + P::tile_rows * P::max_width()};
-        const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
-        const float* cur = src + r0 * in_width;
-        TileContext ctx{call.training, r0, call.seed, call.step, 0};
-        detail::for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
-          using Layer = typename T::template leaf<i>;
-          if (passes[i]) return;
-          float* out = i == last_compute ? dst + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
-          ctx.dropout_stream = P::template dropout_stream<i>();
-          if constexpr (detail::takes_two_inputs<Layer>)
-            Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
-                                  call.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
-          else
-            Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
-          cur = out;
-        });
-      });
-    };
-
     // Segments end where a BatchNorm needs the statistics of its whole input; the full-batch input of each
     // such BatchNorm lives in one of the workspace's two stage buffers.
     const float* src = call.x;
     std::size_t first = 0;
     int stage = 0;
     while (first < L) {
-      if (batch_stats[first])
-        detail::for_leaves_in<L>(first, first + 1, [&](auto i) {
-          using Layer = typename T::template leaf<i>;
-          if constexpr (detail::is_batchnorm<Layer>)
-            Eval<Layer>::prepare(std::get<i>(leaves), T::analysis.in[i], params[i], call.training, src, batch,
-                                 ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
-        });
+      if (setup.batch_stats[first]) detail::prepare_batch_stats(first, call, leaves, setup, ws, src);
       std::size_t last = first + 1;
-      while (last < L && !batch_stats[last]) ++last;
+      while (last < L && !setup.batch_stats[last]) ++last;
       float* dst = call.y;
       if (last < L) {
         auto& buffer = ws.stage[stage];
@@ -236,7 +261,7 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
         dst = buffer.data();
         stage ^= 1;
       }
-      run_segment(first, last, src, dst);
+      detail::run_segment(first, last, call, leaves, setup, tile, src, dst);
       src = dst;
       first = last;
     }

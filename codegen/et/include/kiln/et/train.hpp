@@ -60,24 +60,10 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   const ForwardCall<Net>& fc = call.forward;
   const auto leaves = leaf_values(fc.net);
   const index_t batch = fc.batch;
-  detail::check_batch_stats<Net>(leaves, batch, fc.training);
-
-  std::array<LayerParams, L> params;
-  std::array<bool, L> passes{}, batch_stats{};
-  for (std::size_t i = 0; i < L; ++i) params[i] = fc.params[i];
-  detail::for_leaves_in<L>(0, L, [&](auto i) {
-    using Layer = typename T::template leaf<i>;
-    const auto& layer = std::get<i>(leaves);
-    passes[i] = Eval<Layer>::passes_through(layer, fc.training);
-    if constexpr (detail::is_batchnorm<Layer>) {
-      batch_stats[i] = layer.uses_batch_stats(fc.training);
-      params[i].scale = ws.batchnorm[i].data();
-      params[i].shift = ws.batchnorm[i].data() + Layer::num_features;
-      if (!batch_stats[i])
-        Eval<Layer>::prepare(layer, T::analysis.in[i], params[i], fc.training, nullptr, batch, ws.batchnorm[i].data(),
-                             ws.batchnorm[i].data() + Layer::num_features);
-    }
-  });
+  detail::CallSetup<Net> setup = detail::setup_call(fc, leaves, ws);
+  const auto& params = setup.params;
+  const auto& passes = setup.passes;
+  const auto& batch_stats = setup.batch_stats;
 
   // Segments: [starts[s], starts[s + 1]).
   std::vector<std::size_t> starts{0};
@@ -112,46 +98,14 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   auto segment_input = [&](std::size_t s) -> const float* {
     return s == 0 ? fc.x : tw.segment_inputs[s].data();
   };
-  auto prepare_batchnorm = [&](std::size_t i, const float* x) {
-    detail::for_leaves_in<L>(i, i + 1, [&](auto c) {
-      using Layer = typename T::template leaf<c>;
-      if constexpr (detail::is_batchnorm<Layer>)
-        Eval<Layer>::prepare(std::get<c>(leaves), T::analysis.in[c], params[c], fc.training, x, batch,
-                             ws.batchnorm[c].data(), ws.batchnorm[c].data() + Layer::num_features);
-    });
-  };
   for (std::size_t s = 0; s + 1 < segments; ++s) {
-    if (batch_stats[starts[s]]) prepare_batchnorm(starts[s], segment_input(s));
+    if (batch_stats[starts[s]]) detail::prepare_batch_stats(starts[s], fc, leaves, setup, ws, segment_input(s));
     auto& next = tw.segment_inputs[s + 1];
     next.resize(static_cast<std::size_t>(batch * T::analysis.in[starts[s + 1]].numel()));
-    // Run leaves [starts[s], starts[s + 1]) fused, as the forward kernel does.
-    const index_t in_width = T::analysis.in[starts[s]].numel(), out_width = T::analysis.out[starts[s + 1] - 1].numel();
-    parallel_for(tiles, [&](index_t t) {
-      thread_local std::vector<float> scratch;
-      if (scratch.size() < static_cast<std::size_t>(2 * P::tile_rows * P::max_width()))
-        scratch.resize(static_cast<std::size_t>(2 * P::tile_rows * P::max_width()));
-      float* const buffers[2] = {scratch.data(), scratch.data() + P::tile_rows * P::max_width()};
-      const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
-      const float* cur = segment_input(s) + r0 * in_width;
-      TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
-      detail::for_leaves_in<L>(starts[s], starts[s + 1], [&](auto i) {
-        using Layer = typename T::template leaf<i>;
-        float* out = i + 1 == starts[s + 1] ? next.data() + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
-        ctx.dropout_stream = P::template dropout_stream<i>();
-        if (passes[i]) {
-          if (i + 1 == starts[s + 1]) std::memcpy(out, cur, sizeof(float) * static_cast<std::size_t>(rows * out_width));
-          else return;
-        } else if constexpr (detail::takes_two_inputs<Layer>) {
-          Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur, fc.x2 + r0 * T::input2_dims.numel(),
-                                out, rows, ctx);
-        } else {
-          Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
-        }
-        cur = out;
-      });
-    });
+    detail::run_segment(starts[s], starts[s + 1], fc, leaves, setup, tile, segment_input(s), next.data());
   }
-  if (batch_stats[starts[segments - 1]]) prepare_batchnorm(starts[segments - 1], segment_input(segments - 1));
+  if (batch_stats[starts[segments - 1]])
+    detail::prepare_batch_stats(starts[segments - 1], fc, leaves, setup, ws, segment_input(segments - 1));
 
   // Backward, from the last segment to the first. `upstream`: dL/d(the segment's output), full batch (null for
   // the last segment, whose tiles compute it from the loss). `down`: where dL/d(the segment's first layer's
