@@ -82,6 +82,21 @@ namespace detail {
 template <class Layer>
 inline constexpr bool takes_two_inputs = requires { Layer::takes_two_inputs; };
 
+// How a batch is cut into tiles: blocks of linear_rows rows (the micro-kernel's), dealt out as evenly as
+// possible to a number of tiles that is a multiple of the thread count (so the threads get equal work), each
+// tile at most max_rows rows. Tile t covers rows [begin(t), begin(t + 1)).
+struct Tiling {
+  index_t batch = 0, blocks = 0, count = 0;
+  Tiling(index_t batch_, index_t max_rows, int threads) : batch(batch_), blocks((batch_ + linear_rows - 1) / linear_rows) {
+    const index_t per_tile = std::max<index_t>(max_rows / linear_rows, 1);
+    count = (blocks + per_tile - 1) / per_tile;
+    if (threads > 1 && blocks >= 2 * threads) count = (count + threads - 1) / threads * threads;
+    count = std::max<index_t>(std::min(count, blocks), batch_ > 0 ? 1 : 0);
+  }
+  index_t begin(index_t t) const { return std::min(batch, t * blocks / count * linear_rows); }
+  index_t rows(index_t t) const { return begin(t + 1) - begin(t); }
+};
+
 template <Network Net>
 struct Plan {
   using T = network_traits<Net>;
@@ -93,17 +108,12 @@ struct Plan {
     return w;
   }
   // Rows per tile, at most: two scratch buffers of about 128 KiB each, a multiple of the micro-kernel's rows.
+  // (A tile of the Tiling has at most one block more than its share: tile_rows + linear_rows.)
   static constexpr index_t tile_rows =
       std::clamp<index_t>(32768 / max_width() / linear_rows * linear_rows, linear_rows, 40 * linear_rows);
+  static constexpr index_t scratch_rows = tile_rows + linear_rows;
 
-  // Rows per tile for a batch on `threads` threads: as many rows as fit, in a number of tiles that the
-  // threads share evenly.
-  static index_t rows_per_tile(index_t batch, int threads) {
-    index_t tiles = (batch + tile_rows - 1) / tile_rows;
-    if (threads > 1 && batch >= 2 * linear_rows * threads) tiles = (tiles + threads - 1) / threads * threads;
-    const index_t rows = (batch + tiles - 1) / std::max<index_t>(tiles, 1);
-    return std::min(tile_rows, (rows + linear_rows - 1) / linear_rows * linear_rows);
-  }
+  static Tiling tiling(index_t batch) { return Tiling(batch, tile_rows, get_num_threads()); }
 
   // The ordinal of leaf I among the network's Dropouts (its RNG stream).
   template <std::size_t I>
@@ -194,7 +204,7 @@ void prepare_batch_stats(std::size_t i, const ForwardCall<Net>& call, const Leav
 // reads src (the input of `first`, full batch) and writes dst (the output of last - 1, full batch).
 template <Network Net, class Leaves>
 void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& call, const Leaves& leaves,
-                 const CallSetup<Net>& setup, index_t tile, const float* src, float* dst) {
+                 const CallSetup<Net>& setup, const Tiling& tiling, const float* src, float* dst) {
   using T = network_traits<Net>;
   using P = Plan<Net>;
   constexpr std::size_t L = T::leaf_count;
@@ -207,12 +217,12 @@ void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& ca
     if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
     return;
   }
-  parallel_for((batch + tile - 1) / tile, [&](index_t t) {
+  parallel_for(tiling.count, [&](index_t t) {
     thread_local std::vector<float> scratch;
-    if (scratch.size() < static_cast<std::size_t>(2 * P::tile_rows * P::max_width()))
-      scratch.resize(static_cast<std::size_t>(2 * P::tile_rows * P::max_width()));
-    float* const buffers[2] = {scratch.data(), scratch.data() + P::tile_rows * P::max_width()};
-    const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
+    if (scratch.size() < static_cast<std::size_t>(2 * P::scratch_rows * P::max_width()))
+      scratch.resize(static_cast<std::size_t>(2 * P::scratch_rows * P::max_width()));
+    float* const buffers[2] = {scratch.data(), scratch.data() + P::scratch_rows * P::max_width()};
+    const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
     const float* cur = src + r0 * in_width;
     TileContext ctx{call.training, r0, call.seed, call.step, 0};
     for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
@@ -244,7 +254,7 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
     std::memcpy(call.y, call.x, sizeof(float) * static_cast<std::size_t>(batch * T::input_dims.numel()));
   } else {
     detail::CallSetup<Net> setup = detail::setup_call(call, leaves, ws);
-    const index_t tile = P::rows_per_tile(batch, get_num_threads());
+    const detail::Tiling tiling = P::tiling(batch);
     // Segments end where a BatchNorm needs the statistics of its whole input; the full-batch input of each
     // such BatchNorm lives in one of the workspace's two stage buffers.
     const float* src = call.x;
@@ -261,7 +271,7 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
         dst = buffer.data();
         stage ^= 1;
       }
-      detail::run_segment(first, last, call, leaves, setup, tile, src, dst);
+      detail::run_segment(first, last, call, leaves, setup, tiling, src, dst);
       src = dst;
       first = last;
     }

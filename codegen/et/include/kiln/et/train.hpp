@@ -73,8 +73,8 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   const std::size_t segments = starts.size() - 1;
 
   // Worker gradient buffers: each worker owns a fixed set of tiles.
-  const index_t tile = P::rows_per_tile(batch, get_num_threads());
-  const index_t tiles = (batch + tile - 1) / tile;
+  const detail::Tiling tiling = P::tiling(batch);
+  const index_t tiles = tiling.count;
   const index_t workers = std::min<index_t>(tiles, get_num_threads());
   index_t total_grad = 0;
   for (const GradSlot& s : call.grads) total_grad += s.numel;
@@ -102,7 +102,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
     if (batch_stats[starts[s]]) detail::prepare_batch_stats(starts[s], fc, leaves, setup, ws, segment_input(s));
     auto& next = tw.segment_inputs[s + 1];
     next.resize(static_cast<std::size_t>(batch * T::analysis.in[starts[s + 1]].numel()));
-    detail::run_segment(starts[s], starts[s + 1], fc, leaves, setup, tile, segment_input(s), next.data());
+    detail::run_segment(starts[s], starts[s + 1], fc, leaves, setup, tiling, segment_input(s), next.data());
   }
   if (batch_stats[starts[segments - 1]])
     detail::prepare_batch_stats(starts[segments - 1], fc, leaves, setup, ws, segment_input(segments - 1));
@@ -137,13 +137,13 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
     // Tile scratch: every layer's output, and two buffers for the gradient walking back.
     index_t act_floats = 0;
     for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
-    const std::size_t scratch_floats = static_cast<std::size_t>(P::tile_rows * (act_floats + 3 * P::max_width()));
+    const std::size_t scratch_floats = static_cast<std::size_t>(P::scratch_rows * (act_floats + 3 * P::max_width()));
 
     parallel_for(workers, [&](index_t w) {
       thread_local std::vector<float> scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
       for (index_t t = w; t < tiles; t += workers) {
-        const index_t r0 = t * tile, rows = std::min(tile, batch - r0);
+        const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
         TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
         std::array<const float*, L> in_ptr{}, out_ptr{};
         float* arena = scratch.data();
@@ -157,7 +157,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
             return;
           }
           float* out = arena;
-          arena += P::tile_rows * T::analysis.out[i].numel();
+          arena += P::scratch_rows * T::analysis.out[i].numel();
           ctx.dropout_stream = P::template dropout_stream<i>();
           if constexpr (detail::takes_two_inputs<Layer>)
             Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
@@ -166,7 +166,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
             Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
           out_ptr[i] = cur = out;
         });
-        float* grad_buffers[3] = {arena, arena + P::tile_rows * P::max_width(), arena + 2 * P::tile_rows * P::max_width()};
+        float* grad_buffers[3] = {arena, arena + P::scratch_rows * P::max_width(), arena + 2 * P::scratch_rows * P::max_width()};
         // dL/d(segment output) for the tile.
         const float* dy;
         if (s + 1 == segments) {
