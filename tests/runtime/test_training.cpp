@@ -141,13 +141,21 @@ TEST_CASE("training: BatchNorm and Dropout train step for step (running stats, m
 }
 
 TEST_CASE("training: gradients accumulate until zeroed; runs are bit-reproducible for a thread count", "[training]") {
+  // 4096 rows (the golden batch repeated): enough work for the kernel to use both threads.
   const kiln::TensorFile g = train_golden("optim_bn_dropout");
+  const Tensor& x32 = g.tensors.at("X");
+  const Tensor& y32 = g.tensors.at("y");
+  Tensor x({4096, 20}), y({4096}, kiln::DType::int64);
+  for (kiln::index_t r = 0; r < 4096; ++r) {
+    std::memcpy(x.data() + r * 20, x32.data() + (r % 32) * 20, 20 * sizeof(float));
+    y.data_i64()[r] = y32.data_i64()[r % 32];
+  }
   auto grads_with = [&](int threads, int calls) {
     kiln::set_num_threads(threads);
     kiln::Model model{net_b, 7};
     for (int c = 0; c < calls; ++c) {
       model.set_step(0);
-      model.forward_backward(g.tensors.at("X"), g.tensors.at("y"), nn::CrossEntropyLoss{});
+      model.forward_backward(x, y, nn::CrossEntropyLoss{});
     }
     return model.gradients();
   };

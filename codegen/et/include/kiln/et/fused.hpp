@@ -16,6 +16,7 @@
 // tests compare the fused kernel against).
 #pragma once
 
+#include <kiln/dsl/schema.hpp>
 #include <kiln/dsl/sequential.hpp>
 #include <kiln/et/activations.hpp>
 #include <kiln/et/batchnorm.hpp>
@@ -87,7 +88,9 @@ inline constexpr bool takes_two_inputs = requires { Layer::takes_two_inputs; };
 // tile at most max_rows rows. Tile t covers rows [begin(t), begin(t + 1)).
 struct Tiling {
   index_t batch = 0, blocks = 0, count = 0;
-  Tiling(index_t batch_, index_t max_rows, int threads) : batch(batch_), blocks((batch_ + linear_rows - 1) / linear_rows) {
+  int threads = 1;
+  Tiling(index_t batch_, index_t max_rows, int threads_)
+      : batch(batch_), blocks((batch_ + linear_rows - 1) / linear_rows), threads(threads_) {
     const index_t per_tile = std::max<index_t>(max_rows / linear_rows, 1);
     count = (blocks + per_tile - 1) / per_tile;
     if (threads > 1 && blocks >= 2 * threads) count = (count + threads - 1) / threads * threads;
@@ -95,6 +98,13 @@ struct Tiling {
   }
   index_t begin(index_t t) const { return std::min(batch, t * blocks / count * linear_rows); }
   index_t rows(index_t t) const { return begin(t + 1) - begin(t); }
+  // Runs body(i) for i in [0, n): on the pool when this tiling uses threads, inline otherwise.
+  template <class Body>
+  void run(index_t n, Body&& body) const {
+    if (threads > 1) parallel_for(n, body);
+    else
+      for (index_t i = 0; i < n; ++i) body(i);
+  }
 };
 
 template <Network Net>
@@ -113,7 +123,13 @@ struct Plan {
       std::clamp<index_t>(32768 / max_width() / linear_rows * linear_rows, linear_rows, 40 * linear_rows);
   static constexpr index_t scratch_rows = tile_rows + linear_rows;
 
-  static Tiling tiling(index_t batch) { return Tiling(batch, tile_rows, get_num_threads()); }
+  // Below this much work per call the threads cost more than they save: one thread runs it.
+  static constexpr double min_parallel_flops = 4e6;
+
+  static Tiling tiling(const Net& net, index_t batch) {
+    const bool parallel = static_cast<double>(batch) * static_cast<double>(flops_per_sample(net)) >= min_parallel_flops;
+    return Tiling(batch, tile_rows, parallel ? get_num_threads() : 1);
+  }
 
   // The ordinal of leaf I among the network's Dropouts (its RNG stream).
   template <std::size_t I>
@@ -217,7 +233,7 @@ void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& ca
     if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
     return;
   }
-  parallel_for(tiling.count, [&](index_t t) {
+  tiling.run(tiling.count, [&](index_t t) {
     thread_local std::vector<float> scratch;
     if (scratch.size() < static_cast<std::size_t>(2 * P::scratch_rows * P::max_width()))
       scratch.resize(static_cast<std::size_t>(2 * P::scratch_rows * P::max_width()));
@@ -254,7 +270,7 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
     std::memcpy(call.y, call.x, sizeof(float) * static_cast<std::size_t>(batch * T::input_dims.numel()));
   } else {
     detail::CallSetup<Net> setup = detail::setup_call(call, leaves, ws);
-    const detail::Tiling tiling = P::tiling(batch);
+    const detail::Tiling tiling = P::tiling(call.net, batch);
     // Segments end where a BatchNorm needs the statistics of its whole input; the full-batch input of each
     // such BatchNorm lives in one of the workspace's two stage buffers.
     const float* src = call.x;

@@ -73,9 +73,9 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   const std::size_t segments = starts.size() - 1;
 
   // Worker gradient buffers: each worker owns a fixed set of tiles.
-  const detail::Tiling tiling = P::tiling(batch);
+  const detail::Tiling tiling = P::tiling(fc.net, batch);
   const index_t tiles = tiling.count;
-  const index_t workers = std::min<index_t>(tiles, get_num_threads());
+  const index_t workers = std::min<index_t>(tiles, tiling.threads);
   index_t total_grad = 0;
   for (const GradSlot& s : call.grads) total_grad += s.numel;
   tw.partials.resize(static_cast<std::size_t>(workers));
@@ -139,7 +139,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
     for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
     const std::size_t scratch_floats = static_cast<std::size_t>(P::scratch_rows * (act_floats + 3 * P::max_width()));
 
-    parallel_for(workers, [&](index_t w) {
+    tiling.run(workers, [&](index_t w) {
       thread_local std::vector<float> scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
       for (index_t t = w; t < tiles; t += workers) {
