@@ -50,9 +50,6 @@ struct DropoutStream {
     return Philox4x32::generate({static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), stream, step},
                                 key);
   }
-  constexpr float uniform(std::uint64_t element) const {
-    return Philox4x32::to_unit_float(block(element / 4)[element % 4]);
-  }
   // The words of blocks b0 .. b0 + kBlocks - 1, element-major: words[4 * k + w] is word w of block b0 + k.
   // The same rounds as generate(), written over arrays so that the compiler vectorises them.
   template <int kBlocks>

@@ -294,13 +294,6 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
   }
 }
 
-// The same, with a workspace of its own (allocates).
-template <Network Net>
-void forward_fused(const ForwardCall<Net>& call) {
-  Workspace<Net> ws;
-  forward_fused(call, ws);
-}
-
 enum class Unfused { plain_loops, same_kernels };
 
 template <Network Net>
