@@ -8,29 +8,35 @@
 #include <kiln/et/vmath.hpp>
 #include <kiln/runtime/error.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 namespace kiln::et {
 
-// Mean and biased variance per channel of x viewed as [n, channels, length], accumulated in double.
+// Mean and biased variance per channel of x viewed as [n, channels, length], accumulated in double. The loops
+// walk memory in order (sample, channel, position) with one accumulator per channel.
 inline void batchnorm_batch_stats(const float* x, index_t n, index_t channels, index_t length, double* mean,
                                   double* var) {
   const double count = static_cast<double>(n * length);
-  for (index_t c = 0; c < channels; ++c) {
-    double sum = 0;
-    for (index_t s = 0; s < n; ++s)
-      for (index_t l = 0; l < length; ++l) sum += x[(s * channels + c) * length + l];
-    const double m = sum / count;
-    double sq = 0;
-    for (index_t s = 0; s < n; ++s)
-      for (index_t l = 0; l < length; ++l) {
-        const double d = x[(s * channels + c) * length + l] - m;
-        sq += d * d;
-      }
-    mean[c] = m;
-    var[c] = sq / count;
-  }
+  std::fill(mean, mean + channels, 0.0);
+  std::fill(var, var + channels, 0.0);
+  for (index_t s = 0; s < n; ++s)
+    for (index_t c = 0; c < channels; ++c) {
+      const float* xs = x + (s * channels + c) * length;
+      double sum = 0;
+      for (index_t l = 0; l < length; ++l) sum += xs[l];
+      mean[c] += sum;
+    }
+  for (index_t c = 0; c < channels; ++c) mean[c] /= count;
+  for (index_t s = 0; s < n; ++s)
+    for (index_t c = 0; c < channels; ++c) {
+      const float* xs = x + (s * channels + c) * length;
+      double sq = 0;
+      for (index_t l = 0; l < length; ++l) sq += (xs[l] - mean[c]) * (xs[l] - mean[c]);
+      var[c] += sq;
+    }
+  for (index_t c = 0; c < channels; ++c) var[c] /= count;
 }
 
 // scale = weight / sqrt(var + eps), shift = bias - mean * scale (weight 1, bias 0 without affine).
@@ -107,29 +113,31 @@ struct Eval<nn::BatchNorm1d<C>> {
   static void backward_batch(const Layer& bn, Dims in, const LayerParams& p, const LayerGrads& grads, const float* x,
                              const float* dy, float* dx, index_t samples) {
     const index_t length = in.rank == 2 ? in.sizes[1] : 1;
-    std::vector<double> mean(C), var(C);
+    std::vector<double> mean(C), var(C), invstd(C), sum_dy(C, 0.0), sum_dy_xhat(C, 0.0);
     batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
-    const double m = static_cast<double>(samples * length);
+    for (index_t c = 0; c < C; ++c) invstd[c] = 1.0 / std::sqrt(var[c] + bn.eps);
+    for (index_t s = 0; s < samples; ++s)  // memory order, one accumulator per channel
+      for (index_t c = 0; c < C; ++c)
+        for (index_t l = 0; l < length; ++l) {
+          const index_t k = (s * C + c) * length + l;
+          sum_dy[c] += dy[k];
+          sum_dy_xhat[c] += dy[k] * (x[k] - mean[c]) * invstd[c];
+        }
     for (index_t c = 0; c < C; ++c) {
-      const double invstd = 1.0 / std::sqrt(var[c] + bn.eps);
-      const double w = bn.affine ? p.weight[c] : 1.0;
-      double sum_dy = 0, sum_dy_xhat = 0;
-      for (index_t s = 0; s < samples; ++s)
-        for (index_t l = 0; l < length; ++l) {
-          const index_t k = (s * C + c) * length + l;
-          sum_dy += dy[k];
-          sum_dy_xhat += dy[k] * (x[k] - mean[c]) * invstd;
-        }
-      if (bn.affine && grads.weight) grads.weight[c] += static_cast<float>(sum_dy_xhat);
-      if (bn.affine && grads.bias) grads.bias[c] += static_cast<float>(sum_dy);
-      if (!dx) continue;
-      for (index_t s = 0; s < samples; ++s)
-        for (index_t l = 0; l < length; ++l) {
-          const index_t k = (s * C + c) * length + l;
-          const double xhat = (x[k] - mean[c]) * invstd;
-          dx[k] = static_cast<float>(w * invstd / m * (m * dy[k] - sum_dy - xhat * sum_dy_xhat));
-        }
+      if (bn.affine && grads.weight) grads.weight[c] += static_cast<float>(sum_dy_xhat[c]);
+      if (bn.affine && grads.bias) grads.bias[c] += static_cast<float>(sum_dy[c]);
     }
+    if (!dx) return;
+    const double m = static_cast<double>(samples * length);
+    for (index_t s = 0; s < samples; ++s)
+      for (index_t c = 0; c < C; ++c) {
+        const double w = bn.affine ? p.weight[c] : 1.0, k1 = w * invstd[c] / m;
+        for (index_t l = 0; l < length; ++l) {
+          const index_t k = (s * C + c) * length + l;
+          const double xhat = (x[k] - mean[c]) * invstd[c];
+          dx[k] = static_cast<float>(k1 * (m * dy[k] - sum_dy[c] - xhat * sum_dy_xhat[c]));
+        }
+      }
   }
 
   static void forward(const Layer&, Dims in, const LayerParams& p, const float* x, float* y, index_t samples,
