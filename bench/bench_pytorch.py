@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+"""The four networks of kiln_vs_torch in Python PyTorch (Debian's python3-torch), eager and TorchScript.
+
+  eager  m.eval() under torch.no_grad()
+  jit    torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(m).eval())), under torch.no_grad()
+
+For batches 1, 32, 256, 4096 and 1 and 2 threads (torch.set_num_threads, and openblas_set_num_threads when the
+process has OpenBLAS; torch.set_num_interop_threads(1)). Each case is timed as Google Benchmark does: a few
+repetitions of back-to-back calls for at least --min-time seconds each, the mean per call of each repetition,
+and the median of those. Also the cores other processes kept busy meanwhile ("others"), and with --wait-quiet
+(KILN_BENCH_WAIT_QUIET) it waits for a quiet machine before each repetition. Prints a table; --json writes
+the medians.
+
+With --combine FILE... (kiln_vs_torch's --benchmark_out JSON files) it measures nothing and prints one table of
+Kiln, libtorch, and eager and jit from the --json files of earlier runs of this script, side by side.
+
+  bench/run.sh runs it with the environment bench/README.md describes; by hand:
+  /usr/bin/python3 bench/bench_pytorch.py --threads 1 --repetitions 5
+"""
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+BATCHES = [1, 32, 256, 4096]
+
+
+class RMSNorm(nn.Module):
+    """torch.nn.RMSNorm (PyTorch 2.4) for torch 1.13: x * rsqrt(mean(x^2) + eps) * weight, eps = FLT_EPSILON."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(features))
+        self.eps = torch.finfo(torch.float32).eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class BilinearNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bilinear = nn.Bilinear(64, 48, 32)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return self.bilinear(x1, x2)
+
+
+def networks():
+    """name -> (module, per-sample input shapes), as in kiln_vs_torch.cpp."""
+    mlp_s = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10),
+                          nn.Softmax(1))
+    mlp_norm = nn.Sequential(nn.Linear(512, 512), nn.LayerNorm(512), nn.ReLU(), nn.Dropout(0.5),
+                             nn.Linear(512, 512), nn.BatchNorm1d(512), nn.Tanh(), nn.Linear(512, 512),
+                             RMSNorm(512), nn.Sigmoid())
+    tiny = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
+    return {"mlp_s": (mlp_s, [(784,)]), "mlp_norm": (mlp_norm, [(512,)]), "tiny": (tiny, [(16,)]),
+            "bilinear": (BilinearNet(), [(64,), (48,)])}
+
+
+def give_norms_nontrivial_values(m: nn.Module):
+    """As kiln_vs_torch does: norm weights, biases and BatchNorm's running stats drawn, not ones and zeros."""
+    with torch.no_grad():
+        for name, t in list(m.named_parameters()) + list(m.named_buffers()):
+            if t.dtype != torch.float32 or t.numel() == 0 or not bool((t == t.flatten()[0]).all()):
+                continue
+            if name.endswith("running_var"):
+                t.uniform_(0.5, 2.0)
+            elif float(t.flatten()[0]) == 1.0:
+                t.uniform_(0.5, 1.5)
+            else:
+                t.uniform_(-0.5, 0.5)
+
+
+def openblas():
+    """The process's OpenBLAS (libtorch's BLAS when libblas.so.3 is OpenBLAS), or None."""
+    try:
+        lib = ctypes.CDLL(None)
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config()
+        return lib
+    except (AttributeError, OSError):
+        pass
+    for line in open("/proc/self/maps"):
+        if "openblas" in line and ".so" in line:
+            lib = ctypes.CDLL(line.split()[-1])
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib
+    return None
+
+
+def set_threads(n: int, blas):
+    torch.set_num_threads(n)
+    if blas is not None:
+        blas.openblas_set_num_threads(n)
+
+
+# ---- a shared machine: what other processes use (as bench/quiet.hpp) ----------------------------------------
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample():
+    """(every CPU's non-idle jiffies, this process's jiffies, when)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    t = os.times()
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], (t.user + t.system) * HZ, time.monotonic()
+
+
+def others_cores(a, b) -> float:
+    """Cores' worth of CPU that other processes used between two samples."""
+    wall = b[2] - a[2]
+    return max(0.0, ((b[0] - a[0]) - (b[1] - a[1])) / HZ / wall) if wall > 0 else 0.0
+
+
+_last_quiet_check = None
+
+
+def wait_for_quiet(max_seconds: float, threshold: float = 0.1, sample: float = 0.3, interval: float = 3.0):
+    """Waits (at most once every `interval` s) until others use under `threshold` cores, or max_seconds pass."""
+    global _last_quiet_check
+    if max_seconds <= 0 or (_last_quiet_check and time.monotonic() - _last_quiet_check < interval):
+        return
+    start = time.monotonic()
+    while True:
+        a = cpu_sample()
+        time.sleep(sample)
+        if others_cores(a, cpu_sample()) < threshold or time.monotonic() - start >= max_seconds:
+            break
+    _last_quiet_check = time.monotonic()
+
+
+def time_call(fn, min_time: float, repetitions: int, wait_quiet: float):
+    """Median over repetitions of the mean seconds per call, each repetition at least min_time long; and the
+    median over repetitions of the cores other processes kept busy meanwhile."""
+    for _ in range(3):
+        fn()
+    # calibrate: calls per repetition
+    n, elapsed = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time / 4 or n >= 1 << 24:
+            break
+        n *= 4
+    n = max(1, int(n * min_time / max(elapsed, 1e-9)))
+    means, others = [], []
+    for _ in range(repetitions):
+        wait_for_quiet(wait_quiet)
+        before = cpu_sample()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        means.append((time.perf_counter() - t0) / n)
+        others.append(others_cores(before, cpu_sample()))
+    return statistics.median(means), statistics.median(others)
+
+
+def measure(args):
+    blas = openblas()
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(0)
+    backend = [l.strip() for l in torch.__config__.parallel_info().splitlines() if "parallel backend" in l]
+    print(f"torch {torch.__version__}" + (f", {backend[0]}" if backend else ""))
+    print("BLAS: " + (f"{blas.openblas_get_config().decode()}; kernels for {blas.openblas_get_corename().decode()}"
+                      if blas is not None else "not OpenBLAS (probably the reference BLAS: slow)"))
+    results = []
+    nets = networks()
+    for name in args.nets:
+        m, shapes = nets[name]
+        give_norms_nontrivial_values(m)
+        m.eval()
+        with torch.no_grad():
+            jit = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(m).eval()))
+        for threads in args.threads:
+            set_threads(threads, blas)
+            for batch in BATCHES:
+                xs = [torch.rand(batch, *s) * 2 - 1 for s in shapes]
+                with torch.no_grad():
+                    ref = m(*xs)
+                    out = jit(*xs)
+                    err = float(((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)))
+                    if err > 1e-4:
+                        sys.exit(f"{name} batch {batch}: jit and eager disagree ({err:.3g} relative)")
+                    row = {"net": name, "threads": threads, "batch": batch}
+                    others = 0.0
+                    for variant, f in (("eager", m), ("jit", jit)):
+                        t, o = time_call(lambda: f(*xs), args.min_time, args.repetitions, args.wait_quiet)
+                        row[variant] = 1e6 * t
+                        others = max(others, o)
+                    row["others"] = others
+                results.append(row)
+                print(f"  {name}_t{threads} batch {batch:>4}: eager {row['eager']:10.2f} us   "
+                      f"jit {row['jit']:10.2f} us   (others {others:.2f} cores)", flush=True)
+    print()
+    print_table(["net", "threads", "batch", "eager us", "jit us", "jit x eager", "others"],
+                [[r["net"], r["threads"], r["batch"], f"{r['eager']:.2f}", f"{r['jit']:.2f}",
+                  f"{r['eager'] / r['jit']:.2f}", busy_text(r["others"])] for r in results])
+    print(OTHERS_NOTE)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+BUSY = 0.1
+OTHERS_NOTE = (f"\nothers: the cores other processes kept busy during the row's measurements (median over repetitions, "
+               f"the most over variants); ! over {BUSY}: the machine was shared, those timings are not to be trusted")
+
+
+def busy_text(others: float) -> str:
+    return f"{others:.2f}" + (" !" if others > BUSY else "")
+
+
+def print_table(header, rows):
+    rows = [[str(c) for c in r] for r in rows]
+    width = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    text = lambda i, c: c.ljust(width[i]) if i == 0 else c.rjust(width[i])
+    print("| " + " | ".join(text(i, h) for i, h in enumerate(header)) + " |")
+    print("|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2) for i, w in enumerate(width)) + "|")
+    for r in rows:
+        print("| " + " | ".join(text(i, c) for i, c in enumerate(r)) + " |")
+
+
+def combine(args):
+    """One table: Kiln and libtorch (kiln_vs_torch's medians) beside eager and jit (this script's)."""
+    gb, others = {}, {}
+    for path in args.combine:
+        with open(path) as f:
+            for b in json.load(f)["benchmarks"]:
+                # the median of repetitions, or the one run when there are none
+                if b.get("aggregate_name") != "median" and not (
+                        b.get("run_type") == "iteration" and b.get("repetitions", 1) <= 1):
+                    continue
+                case, variant, batch = b["run_name"].split("/")[:3]
+                scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
+                gb[(case, int(batch), variant)] = b["real_time"] * scale
+                others[(case, int(batch))] = max(others.get((case, int(batch)), 0.0), b.get("others", 0.0))
+    py = {}
+    for path in args.json or []:
+        with open(path) as f:
+            for r in json.load(f):
+                py[(f"{r['net']}_t{r['threads']}", r["batch"])] = r
+    rows = []
+    cases = sorted({k[0] for k in gb}, key=lambda c: (int(c.rsplit("_t", 1)[1]), list(networks()).index(c.rsplit("_t", 1)[0])))
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    for case in cases:
+        for batch in BATCHES:
+            kiln, lt, unf = (gb.get((case, batch, v)) for v in ("kiln", "torch", "unfused"))
+            if kiln is None and lt is None:
+                continue
+            p = py.get((case, batch), {})
+            eager, jit = p.get("eager"), p.get("jit")
+            torches = [t for t in (lt, eager, jit) if t is not None]
+            best = min(torches) if torches else None
+            rows.append([case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, fmt(kiln), fmt(lt), fmt(eager),
+                         fmt(jit), fmt(unf), "-" if kiln is None or lt is None else f"{lt / kiln:.2f}",
+                         "-" if kiln is None or best is None else f"{best / kiln:.2f}",
+                         busy_text(max(others.get((case, batch), 0.0), p.get("others", 0.0)))])
+    print_table(["net", "threads", "batch", "kiln us", "libtorch us", "eager us", "jit us", "unfused us",
+                 "kiln x libtorch", "kiln x best torch", "others"], rows)
+    print(OTHERS_NOTE)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--nets", nargs="+", default=list(networks()), choices=list(networks()))
+    p.add_argument("--repetitions", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds per repetition (at least)")
+    p.add_argument("--wait-quiet", type=float, default=float(os.environ.get("KILN_BENCH_WAIT_QUIET", "0")),
+                   help="before each repetition, wait up to this many seconds for other processes to leave the "
+                        "cores alone (default: $KILN_BENCH_WAIT_QUIET or 0)")
+    p.add_argument("--json", nargs="+", help="where to write the medians (with --combine: where to read them)")
+    p.add_argument("--combine", nargs="+", metavar="KILN_JSON", help="kiln_vs_torch --benchmark_out files")
+    args = p.parse_args()
+    if args.combine:
+        combine(args)
+    else:
+        if args.json and len(args.json) > 1:
+            p.error("--json takes one file when measuring")
+        args.json = args.json[0] if args.json else None
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()

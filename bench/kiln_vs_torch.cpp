@@ -1,0 +1,397 @@
+// Kiln's fused kernel against libtorch (PyTorch's C++ frontend) on four networks, in eval mode, with the same
+// weights, for batches 1, 32, 256 and 4096 on 1 and 2 threads; Kiln's unfused evaluator for context.
+//
+//   <case>_t<threads>/<variant>/<batch>, variants:
+//     torch    torch::nn::Sequential of the same layers, eval(), under torch::NoGradGuard, called as a user
+//              would: seq->forward(x) (libtorch's modules have no out= form; each call allocates its output
+//              and temporaries, as in PyTorch)
+//     kiln     model.forward(x, y) into a preallocated y
+//     unfused  model.forward_unfused(x, y): the same per-layer kernels, one layer at a time over the whole
+//              batch (what fusion gains); with a Kiln that has no forward_unfused, model.forward_reference(x)
+//              (plain loops), and then not at batch 4096
+//
+// Before anything is timed, each network's Kiln and libtorch outputs are compared at every batch and thread
+// count (within 1e-4 relative; the program stops otherwise): fused, unfused, and model.forward_reference (plain
+// loops, the tests' reference) up to batch 256. The single-core FP32 FMA peak is measured at
+// start, and the table gives GFLOP/s (kiln::flops_per_sample x batch / time) as a fraction of it x threads.
+// Each measurement also records the cores other processes kept busy meanwhile ("others"; quiet.hpp), and
+// KILN_BENCH_WAIT_QUIET=<seconds> makes each wait (up to that long) for a quiet machine first.
+//
+//   bench/run.sh   (sets the environment PyTorch wants, see bench/README.md), or by hand:
+//   build-bench/bench/kiln_vs_torch --benchmark_filter=_t1/ --benchmark_repetitions=5
+#include "fma_peak.hpp"
+#include "quiet.hpp"
+#include "ratio_reporter.hpp"
+
+#include <kiln/kiln.hpp>
+#if __has_include(<kiln/runtime/threads.hpp>)
+#include <kiln/runtime/threads.hpp>
+#define KILN_BENCH_HAS_THREADS 1
+#endif
+
+#include <torch/torch.h>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace nn = kiln::nn;
+
+namespace {
+
+constexpr kiln::index_t batches[] = {1, 32, 256, 4096};
+constexpr int thread_counts[] = {1, 2};
+constexpr kiln::index_t reference_max_batch = 256;  // plain loops run at a few GFLOP/s
+
+template <class M>
+constexpr bool has_forward_unfused = requires(M& m, const kiln::Tensor& x, kiln::Tensor& y) { m.forward_unfused(x, y); };
+
+// ---- the networks ----------------------------------------------------------------------------------------------
+
+constexpr nn::Sequential mlp_s{kiln::input<784>,       nn::Linear<784, 256>{}, nn::ReLU{}, nn::Linear<256, 256>{},
+                               nn::ReLU{},             nn::Linear<256, 10>{},  nn::Softmax<1>{}};
+constexpr nn::Sequential mlp_norm{kiln::input<512>,      nn::Linear<512, 512>{}, nn::LayerNorm<512>{},
+                                  nn::ReLU{},            nn::Dropout{0.5f},      nn::Linear<512, 512>{},
+                                  nn::BatchNorm1d<512>{}, nn::Tanh{},            nn::Linear<512, 512>{},
+                                  nn::RMSNorm<512>{},    nn::Sigmoid{}};
+constexpr nn::Sequential tiny{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}, nn::Linear<32, 32>{}, nn::ReLU{},
+                              nn::Linear<32, 4>{}};
+constexpr nn::Sequential bilinear{kiln::input<64>, kiln::input<48>, nn::Bilinear<64, 48, 32>{}};
+
+// torch.nn.RMSNorm (PyTorch 2.4) for libtorch 1.13, which has none: eps = FLT_EPSILON as torch's default for
+// float32, and Kiln's.
+struct RMSNormImpl : torch::nn::Module {
+  explicit RMSNormImpl(std::int64_t features) : weight(register_parameter("weight", torch::ones({features}))) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
+  }
+  torch::Tensor weight;
+  double eps = FLT_EPSILON;
+};
+TORCH_MODULE(RMSNorm);
+
+torch::nn::Sequential torch_mlp_s() {
+  return torch::nn::Sequential(torch::nn::Linear(784, 256), torch::nn::ReLU(), torch::nn::Linear(256, 256),
+                               torch::nn::ReLU(), torch::nn::Linear(256, 10), torch::nn::Softmax(1));
+}
+torch::nn::Sequential torch_mlp_norm() {
+  return torch::nn::Sequential(torch::nn::Linear(512, 512), torch::nn::LayerNorm(torch::nn::LayerNormOptions({512})),
+                               torch::nn::ReLU(), torch::nn::Dropout(0.5), torch::nn::Linear(512, 512),
+                               torch::nn::BatchNorm1d(512), torch::nn::Tanh(), torch::nn::Linear(512, 512),
+                               RMSNorm(512), torch::nn::Sigmoid());
+}
+torch::nn::Sequential torch_tiny() {
+  return torch::nn::Sequential(torch::nn::Linear(16, 32), torch::nn::ReLU(), torch::nn::Linear(32, 32),
+                               torch::nn::ReLU(), torch::nn::Linear(32, 4));
+}
+torch::nn::Sequential torch_bilinear() { return torch::nn::Sequential(torch::nn::Bilinear(64, 48, 32)); }
+
+// Before each measurement, wait up to KILN_BENCH_WAIT_QUIET seconds (default 0: never) for other processes to
+// leave the cores alone (quiet.hpp).
+kiln::bench::QuietGate quiet_gate{std::getenv("KILN_BENCH_WAIT_QUIET") ? std::atof(std::getenv("KILN_BENCH_WAIT_QUIET")) : 0};
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "kiln_vs_torch: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// ---- threads: Kiln, torch (intra-op), and OpenBLAS (which libtorch's matmuls call here) ---------------------
+
+using openblas_int_fn = void (*)(int);
+using openblas_str_fn = char* (*)();
+openblas_int_fn openblas_set_threads() {
+  return reinterpret_cast<openblas_int_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+}
+
+// Only when the count changes: resizing Kiln's pool and reconfiguring OpenMP and OpenBLAS costs far more than a
+// small forward call.
+void set_threads(int n) {
+  static int current = 0;
+  if (n == current) return;
+  current = n;
+#ifdef KILN_BENCH_HAS_THREADS
+  kiln::set_num_threads(n);
+#endif
+  torch::set_num_threads(n);
+  if (openblas_int_fn f = openblas_set_threads()) f(n);
+}
+
+// Which BLAS libtorch's matmuls go to: OpenBLAS (and its kernel set), or something else (Debian's reference
+// BLAS, which is ~40x slower for these sizes).
+std::string blas_description() {
+  auto config = reinterpret_cast<openblas_str_fn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  auto core = reinterpret_cast<openblas_str_fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (!config || !core) return "not OpenBLAS (no openblas_get_config): probably the reference BLAS";
+  return fmt::format("{}; kernels for {}", config(), core());
+}
+
+// ---- one network in both frameworks ---------------------------------------------------------------------------
+
+template <class Net>
+struct Case {
+  std::string name;
+  const Net& net;
+  kiln::Model<Net> model;
+  torch::nn::Sequential seq;
+  // Per batch: inputs (the same numbers in both frameworks' tensors) and Kiln's output.
+  std::map<kiln::index_t, std::vector<kiln::Tensor>> kx;
+  std::map<kiln::index_t, std::vector<torch::Tensor>> tx;
+  std::map<kiln::index_t, kiln::Tensor> ky;
+
+  static constexpr int inputs = kiln::network_traits<Net>::input_count;
+
+  Case(std::string n, const Net& network, torch::nn::Sequential s, std::uint64_t seed)
+      : name(std::move(n)), net(network), model(network, seed), seq(std::move(s)) {
+    give_norms_nontrivial_values(seed);
+    copy_weights_to_torch();
+    model.eval();
+    seq->eval();
+    std::mt19937 rng(static_cast<std::uint32_t>(seed) + 1);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (kiln::index_t b : batches) {
+      for (int i = 0; i < inputs; ++i) {
+        const kiln::Dims d = i == 0 ? kiln::network_traits<Net>::input_dims : kiln::network_traits<Net>::input2_dims;
+        kiln::Shape shape{b};
+        for (int k = 0; k < d.rank; ++k) shape.push_back(d.sizes[k]);
+        kiln::Tensor t(shape);
+        for (float& v : t.values()) v = u(rng);
+        tx[b].push_back(torch::from_blob(t.data(), std::vector<std::int64_t>(shape.begin(), shape.end()),
+                                         torch::kFloat32)
+                            .clone());
+        kx[b].push_back(std::move(t));
+      }
+      kiln::Shape out{b};
+      const kiln::Dims d = kiln::network_traits<Net>::output_dims;
+      for (int k = 0; k < d.rank; ++k) out.push_back(d.sizes[k]);
+      ky[b] = kiln::Tensor(out);
+    }
+  }
+
+  // Norm weights and biases start at ones and zeros, and BatchNorm's running stats at 0 and 1: draw them
+  // instead, so that a mix-up between them (or a missed copy) shows in the outputs.
+  void give_norms_nontrivial_values(std::uint64_t seed) {
+    kiln::TensorMap sd = model.state_dict();
+    std::mt19937 rng(static_cast<std::uint32_t>(seed));
+    auto ends_with = [](const std::string& s, std::string_view suffix) {
+      return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    for (auto& [key, t] : sd) {
+      if (t.dtype() != kiln::DType::float32 || t.numel() == 0) continue;
+      const auto v = t.values();
+      if (!std::all_of(v.begin(), v.end(), [&](float x) { return x == v[0]; })) continue;  // drawn already
+      std::uniform_real_distribution<float> u = ends_with(key, "running_var") ? std::uniform_real_distribution<float>(0.5f, 2.0f)
+                                                : v[0] == 1.0f ? std::uniform_real_distribution<float>(0.5f, 1.5f)
+                                                               : std::uniform_real_distribution<float>(-0.5f, 0.5f);
+      for (float& x : v) x = u(rng);
+    }
+    model.load_state_dict(sd);
+  }
+
+  // Every torch parameter and buffer from Kiln's state_dict, by name; each Kiln entry must be used once.
+  void copy_weights_to_torch() {
+    const kiln::TensorMap sd = model.state_dict();
+    std::set<std::string> used;
+    torch::NoGradGuard no_grad;
+    auto copy = [&](const std::string& key, torch::Tensor& dst) {
+      const auto it = sd.find(key);
+      if (it == sd.end()) fail(fmt::format("{}: torch has {} but Kiln's state_dict does not", name, key));
+      const kiln::Tensor& src = it->second;
+      const std::vector<std::int64_t> shape(src.shape().begin(), src.shape().end());
+      if (dst.sizes().vec() != shape)
+        fail(fmt::format("{}: {} is {} in Kiln but {} in torch", name, key, kiln::shape_text(src.shape()),
+                         fmt::join(dst.sizes().vec(), ", ")));
+      if (src.dtype() == kiln::DType::int64)
+        dst.copy_(torch::from_blob(const_cast<std::int64_t*>(src.data_i64()), shape, torch::kInt64));
+      else dst.copy_(torch::from_blob(const_cast<float*>(src.data()), shape, torch::kFloat32));
+      used.insert(key);
+    };
+    for (auto& p : seq->named_parameters(true)) copy(p.key(), p.value());
+    for (auto& b : seq->named_buffers(true)) copy(b.key(), b.value());
+    for (const auto& [key, t] : sd)
+      if (!used.count(key)) fail(fmt::format("{}: Kiln's {} has no counterpart in torch", name, key));
+  }
+
+  torch::Tensor torch_forward(kiln::index_t b) {
+    return inputs == 1 ? seq->forward(tx[b][0]) : seq->forward(tx[b][0], tx[b][1]);
+  }
+  void kiln_forward(kiln::index_t b) {
+    if constexpr (inputs == 1) model.forward(kx[b][0], ky[b]);
+    else model.forward(kx[b][0], kx[b][1], ky[b]);
+  }
+  static constexpr bool unfused_is_reference = !has_forward_unfused<kiln::Model<Net>>;
+  static constexpr kiln::index_t unfused_max_batch = unfused_is_reference ? reference_max_batch : 4096;
+  kiln::Tensor reference_forward(kiln::index_t b) {
+    return model.forward_reference(kx[b][0], inputs == 2 ? &kx[b][1] : nullptr);
+  }
+  // Into a preallocated y where the API allows (forward_unfused), else a new tensor.
+  const kiln::Tensor& unfused_forward(kiln::index_t b, kiln::Tensor& y) {
+    if constexpr (unfused_is_reference) {
+      y = reference_forward(b);
+    } else {
+      if constexpr (inputs == 1) model.forward_unfused(kx[b][0], y);
+      else model.forward_unfused(kx[b][0], kx[b][1], y);
+    }
+    return y;
+  }
+
+  // |kiln - torch| <= 1e-4 * max(|torch|, 1e-2 * max |torch|) everywhere (the floor keeps values that cancel
+  // to near 0 from failing on rounding noise).
+  static double worst_relative_error(const float* k, const torch::Tensor& t, const std::string& what) {
+    const torch::Tensor tc = t.contiguous();
+    const float* r = tc.data_ptr<float>();
+    const std::int64_t n = tc.numel();
+    double scale = 0, worst = 0;
+    for (std::int64_t i = 0; i < n; ++i) scale = std::max(scale, std::abs(static_cast<double>(r[i])));
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(k[i]) || !std::isfinite(r[i])) fail(fmt::format("{}: non-finite output at {}", what, i));
+      const double e = std::abs(static_cast<double>(k[i]) - r[i]) / std::max({std::abs(static_cast<double>(r[i])), 1e-2 * scale, 1e-30});
+      worst = std::max(worst, e);
+    }
+    return worst;
+  }
+
+  // Kiln (fused, and unfused where it is benchmarked) against torch, at every batch and thread count.
+  void check_agreement() {
+    torch::NoGradGuard no_grad;
+    double worst = 0;
+    for (int threads : thread_counts)
+      for (kiln::index_t b : batches) {
+        set_threads(threads);
+        const torch::Tensor ref = torch_forward(b);
+        kiln_forward(b);
+        const std::string what = fmt::format("{} batch {} threads {}", name, b, threads);
+        if (ref.sizes().vec() != std::vector<std::int64_t>(ky[b].shape().begin(), ky[b].shape().end()))
+          fail(fmt::format("{}: output shapes differ", what));
+        const double e = worst_relative_error(ky[b].data(), ref, what + " (kiln)");
+        if (e > 1e-4) fail(fmt::format("{}: Kiln and torch disagree: {:.3g} relative (> 1e-4); weights copied wrong?", what, e));
+        worst = std::max(worst, e);
+        if (b <= unfused_max_batch) {
+          kiln::Tensor u(ky[b].shape());
+          const double eu = worst_relative_error(unfused_forward(b, u).data(), ref, what + " (unfused)");
+          if (eu > 1e-4) fail(fmt::format("{}: Kiln's unfused path and torch disagree: {:.3g} relative", what, eu));
+          worst = std::max(worst, eu);
+        }
+        if (b <= reference_max_batch) {
+          const kiln::Tensor r = reference_forward(b);
+          const double er = worst_relative_error(r.data(), ref, what + " (reference)");
+          if (er > 1e-4) fail(fmt::format("{}: Kiln's reference evaluator and torch disagree: {:.3g} relative", what, er));
+          worst = std::max(worst, er);
+        }
+      }
+    fmt::print("{}: Kiln (fused, unfused, reference) == torch within {:.2g} relative at batches 1-4096, 1 and 2 "
+               "threads\n", name, worst);
+  }
+
+  // One benchmark: the threads set, a quiet machine awaited (KILN_BENCH_WAIT_QUIET), `body` timed, and the
+  // counters: GFLOP/s, threads, and the cores other processes kept busy meanwhile ("others").
+  template <class Body>
+  void measure(benchmark::State& state, int threads, Body body) {
+    set_threads(threads);
+    quiet_gate();
+    // Warm-up, untimed (Google Benchmark 1.7 has none): at least 2 calls, up to 50 ms. The first calls after a
+    // change of thread count, or after other work, can take milliseconds (thread wake-up, OpenBLAS buffers).
+    const auto warm_start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 2 || (i < 1000 && std::chrono::steady_clock::now() - warm_start < std::chrono::milliseconds(50)); ++i)
+      body();
+    const kiln::bench::CpuSample before = kiln::bench::sample_cpu();
+    for (auto _ : state) body();
+    const double others = kiln::bench::others_cores(before, kiln::bench::sample_cpu());
+    // GFLOP per iteration, as a rate: GFLOP/s
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(static_cast<double>(kiln::flops_per_sample(net)) * static_cast<double>(state.range(0)) * 1e-9,
+                           benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["threads"] = threads;
+    state.counters["others"] = others;
+  }
+
+  void register_benchmarks() {
+    for (int threads : thread_counts)
+      for (kiln::index_t b : batches) {
+        const std::string prefix = fmt::format("{}_t{}/", name, threads);
+        benchmark::RegisterBenchmark((prefix + "torch").c_str(),
+                                     [this, threads](benchmark::State& state) {
+                                       torch::NoGradGuard no_grad;
+                                       const kiln::index_t batch = state.range(0);
+                                       measure(state, threads, [&] {
+                                         torch::Tensor y = torch_forward(batch);
+                                         benchmark::DoNotOptimize(y.data_ptr());
+                                       });
+                                     })
+            ->Arg(b)
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark((prefix + "kiln").c_str(),
+                                     [this, threads](benchmark::State& state) {
+                                       const kiln::index_t batch = state.range(0);
+                                       measure(state, threads, [&] {
+                                         kiln_forward(batch);
+                                         benchmark::DoNotOptimize(ky[batch].data());
+                                         benchmark::ClobberMemory();
+                                       });
+                                     })
+            ->Arg(b)
+            ->Unit(benchmark::kMicrosecond);
+        if (b <= unfused_max_batch)
+          benchmark::RegisterBenchmark((prefix + "unfused").c_str(),
+                                       [this, threads](benchmark::State& state) {
+                                         const kiln::index_t batch = state.range(0);
+                                         kiln::Tensor y(ky[batch].shape());
+                                         measure(state, threads, [&] {
+                                           benchmark::DoNotOptimize(unfused_forward(batch, y).data());
+                                           benchmark::ClobberMemory();
+                                         });
+                                       })
+              ->Arg(b)
+              ->Unit(benchmark::kMicrosecond);
+      }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+  at::set_num_interop_threads(1);
+  torch::manual_seed(0);
+#ifndef KILN_BENCH_HAS_THREADS
+  fmt::print("note: this Kiln has no kiln::set_num_threads; its _t2 numbers are on its default threads\n");
+#endif
+  fmt::print("libtorch {}; BLAS: {}\n", TORCH_VERSION, blas_description());
+  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
+  fmt::print("OPENBLAS_NUM_THREADS={} OPENBLAS_CORETYPE={} GLIBC_TUNABLES={}\n", env ? env : "(unset)",
+             std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "(unset)",
+             std::getenv("GLIBC_TUNABLES") ? std::getenv("GLIBC_TUNABLES") : "(unset)");
+  const kiln::bench::FmaPeak peak = kiln::bench::measure_fma_peak();
+  fmt::print("single-core FP32 FMA peak: {:.1f} GFLOP/s ({})\n", peak.gflops, peak.isa);
+
+  // Cases live until the benchmarks have run (the registered lambdas point into them).
+  Case<std::remove_cvref_t<decltype(mlp_s)>> c_mlp_s{"mlp_s", mlp_s, torch_mlp_s(), 1};
+  Case<std::remove_cvref_t<decltype(mlp_norm)>> c_mlp_norm{"mlp_norm", mlp_norm, torch_mlp_norm(), 2};
+  Case<std::remove_cvref_t<decltype(tiny)>> c_tiny{"tiny", tiny, torch_tiny(), 3};
+  Case<std::remove_cvref_t<decltype(bilinear)>> c_bilinear{"bilinear", bilinear, torch_bilinear(), 4};
+  c_mlp_s.check_agreement();
+  c_mlp_norm.check_agreement();
+  c_tiny.check_agreement();
+  c_bilinear.check_agreement();
+  c_mlp_s.register_benchmarks();
+  c_mlp_norm.register_benchmarks();
+  c_tiny.register_benchmarks();
+  c_bilinear.register_benchmarks();
+
+  kiln::bench::RatioReporter reporter("torch", peak.gflops);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+}
