@@ -115,14 +115,15 @@ class KilnDropout(nn.Module):
         return kiln_dropout(x, self.p, self.seed, self.stream, self.step)
 
 
-def replace_dropouts(model, seed, step=0):
-    """Swap every nn.Dropout for KilnDropout; stream = depth-first ordinal."""
+def replace_dropouts(model, seed, step=0, module=None):
+    """Swap every nn.Dropout for `module` (KilnDropout by default); stream = depth-first ordinal."""
+    module = module or KilnDropout
     counter = [0]
 
     def visit(mod):
         for name, child in mod.named_children():
             if isinstance(child, nn.Dropout):
-                setattr(mod, name, KilnDropout(child.p, seed, counter[0], step))
+                setattr(mod, name, module(child.p, seed, counter[0], step))
                 counter[0] += 1
             else:
                 visit(child)

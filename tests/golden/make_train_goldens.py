@@ -69,19 +69,8 @@ class KilnDropoutAG(nn.Module):
 
 
 def replace_dropouts_ag(model, seed, step=0):
-    """Same traversal (and so the same stream numbering) as make_goldens.replace_dropouts."""
-    counter = [0]
-
-    def visit(mod):
-        for name, child in mod.named_children():
-            if isinstance(child, nn.Dropout):
-                setattr(mod, name, KilnDropoutAG(child.p, seed, counter[0], step))
-                counter[0] += 1
-            else:
-                visit(child)
-
-    visit(model)
-    return counter[0]
+    """make_goldens.replace_dropouts (the same stream numbering), with the autograd-friendly module."""
+    return mg.replace_dropouts(model, seed, step, module=KilnDropoutAG)
 
 
 def f32(t):
