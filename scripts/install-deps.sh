@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ clang-19 libfmt-dev nlohmann-json3-dev catch2 zlib1g-dev dataset-fashion-mnist
+          llvm-19-dev libmlir-19-dev mlir-19-tools
           python3 python3-pip python3-torch)
 missing=()
 for p in "${packages[@]}"; do

@@ -224,6 +224,14 @@ class Model {
   // Call after writing parameters through parameter_refs() (optimizers do): repacks the kernel's weights.
   void parameters_changed() { pack(); }
 
+  // The output shape for input(s) x (and x2), after checking them as a forward does: for other backends
+  // (kiln::jit) that run this model's parameters.
+  Shape checked_output_shape(const Tensor& x, const Tensor* x2 = nullptr) const {
+    const Shape s = output_shape(x);
+    if (x2) check_second_input(x, *x2);
+    return s;
+  }
+
  private:
   std::string describe() const {
     return fmt::format("a network with input {} and output {}", detail::batched_text(Traits::input_dims),

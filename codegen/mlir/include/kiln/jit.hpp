@@ -1,0 +1,78 @@
+// kiln::jit: a model's network lowered to MLIR and compiled for this CPU at run time.
+//
+//   kiln::Model model{net, 42};
+//   auto fast = kiln::jit::compile(model);  // one compile serves every batch size
+//   kiln::Tensor y = fast(x);               // reads the model's parameters as they are now
+//
+// The kernel follows the model's mode (train/eval) and step, as model(x) does, and gives the same numbers.
+// Compiled kernels are cached in this process and on disk (kiln::mlir::JitOptions). Link kiln::mlir.
+#pragma once
+
+#include <kiln/et/fused.hpp>
+#include <kiln/ir/describe.hpp>
+#include <kiln/mlir/kernel.hpp>
+#include <kiln/runtime/model.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace kiln::jit {
+
+using Options = mlir::JitOptions;
+
+template <Network Net>
+class Kernel {
+ public:
+  Kernel(Model<Net>& model, std::shared_ptr<const mlir::LoadedKernel> kernel) : model_(&model), kernel_(std::move(kernel)) {}
+
+  Tensor operator()(const Tensor& x) {
+    static_assert(network_traits<Net>::input_count == 1, "this network takes two inputs: call kernel(x1, x2)");
+    Tensor y(model_->checked_output_shape(x));
+    run(x, nullptr, y);
+    return y;
+  }
+  Tensor operator()(const Tensor& x1, const Tensor& x2) {
+    static_assert(network_traits<Net>::input_count == 2, "this network takes one input: call kernel(x)");
+    Tensor y(model_->checked_output_shape(x1, &x2));
+    run(x1, &x2, y);
+    return y;
+  }
+  void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y); }
+  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y); }
+
+  mlir::Origin origin() const { return kernel_->origin; }
+  Model<Net>& model() const { return *model_; }
+
+ private:
+  void run(const Tensor& x, const Tensor* x2, Tensor& y) {
+    const Shape out = model_->checked_output_shape(x, x2);
+    if (y.shape() != out || y.dtype() != DType::float32)
+      throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(out), dtype_name(y.dtype()),
+                              shape_text(y.shape())));
+    const bool training = model_->is_training();
+    const index_t batch = x.size(0);
+    et::detail::check_batch_stats<Net>(leaf_values(model_->network()), batch, training);
+    if (batch > 0) {
+      buffers_.clear();
+      for (const auto& e : model_->entries()) buffers_.push_back(const_cast<std::byte*>(e.tensor.bytes()));
+      buffers_.push_back(const_cast<float*>(x.data()));
+      if (x2) buffers_.push_back(const_cast<float*>(x2->data()));
+      buffers_.push_back(y.data());
+      (training ? kernel_->train : kernel_->eval)(buffers_.data(), batch, model_->seed(),
+                                                  static_cast<std::uint32_t>(model_->step()));
+    }
+    if (training) model_->set_step(model_->step() + 1);
+  }
+
+  Model<Net>* model_;
+  std::shared_ptr<const mlir::LoadedKernel> kernel_;
+  std::vector<void*> buffers_;
+};
+
+// Compiles the model's network (or finds it in the caches) and binds the kernel to the model.
+template <Network Net>
+Kernel<Net> compile(Model<Net>& model, const Options& options = {}) {
+  return Kernel<Net>(model, mlir::jit_compile(ir::describe(model.network()), options));
+}
+
+}  // namespace kiln::jit

@@ -1,0 +1,41 @@
+// Kiln's MLIR backend, compiled into kiln::mlir. This header names no MLIR or LLVM type: the DSL and its users
+// include it without MLIR's headers. The lowering itself lives in codegen/mlir/src.
+//
+// A network (kiln::ir::Network) lowers along a ladder of stages, each inspectable (`kiln-mlir --emit=...`):
+//   mlir          func + linalg / tensor / arith / math on tensors, one function per mode
+//   linalg        elementwise ops fused, bufferized, contractions tiled and vectorised with their epilogues
+//   llvm-dialect  the LLVM dialect, with the C entry points <name>_eval and <name>_train
+//   llvm-ir       LLVM IR, optimised for the target CPU
+//   obj           a relocatable object file for the target CPU
+#pragma once
+
+#include <kiln/ir/network.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::mlir {
+
+enum class Stage { mlir, linalg, llvm_dialect, llvm_ir, obj };
+
+// "mlir", "linalg", "llvm-dialect", "llvm-ir", "obj"; throws kiln::Error for another name.
+Stage stage_from_name(std::string_view name);
+
+struct Target {
+  std::string triple;    // empty: this machine's
+  std::string cpu;       // empty: this machine's ("x86-64-v3", "skylake-avx512", ...)
+  std::string features;  // empty: the CPU's
+};
+
+// The host CPU's name and features, as LLVM sees them: part of every cache key.
+Target host_target();
+
+// The network at a stage of the ladder: text for every stage but obj, the object file's bytes for obj.
+// `name` prefixes the entry points. Throws kiln::Error naming the stage when a step fails.
+std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target = {});
+
+// The header an ahead-of-time kernel ships with: the entry points and the buffer list, as plain C++.
+std::string kernel_header(const ir::Network& net, const std::string& name);
+
+}  // namespace kiln::mlir

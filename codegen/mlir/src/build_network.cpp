@@ -1,0 +1,502 @@
+// Step 1 of the ladder: an ir::Network as func + linalg / tensor / arith / math on tensors.
+//
+// Each mode is one function, <name>_<mode>_impl(%n, %seed, %step, buffers..., inputs..., output), with every
+// buffer a flat static memref, inputs and output [N, features] memrefs. The body reads them through
+// bufferization.to_tensor, computes on tensors and writes the output (and, in train mode, BatchNorm1d's running
+// statistics) back with bufferization.materialize_in_destination. Activations stay [N, F] (row-major per
+// sample, so Flatten and Unflatten are free); a layer that needs more dims (Softmax, the norms) expands them.
+// Each layer's lowering is one function below, named after the layer; SEMANTICS.md says what each computes.
+#include "lowering.hpp"
+
+#include <mlir/Dialect/Arith/IR/Arith.h>
+#include <mlir/Dialect/Bufferization/IR/Bufferization.h>
+#include <mlir/Dialect/Func/IR/FuncOps.h>
+#include <mlir/Dialect/Linalg/IR/Linalg.h>
+#include <mlir/Dialect/Math/IR/Math.h>
+#include <mlir/Dialect/MemRef/IR/MemRef.h>
+#include <mlir/Dialect/Tensor/IR/Tensor.h>
+#include <mlir/IR/Builders.h>
+#include <mlir/IR/BuiltinOps.h>
+
+#include <limits>
+
+namespace kiln::mlir_backend {
+
+using namespace ::mlir;
+using utils::IteratorType;
+
+namespace {
+
+constexpr int64_t kDyn = ShapedType::kDynamic;
+
+class FunctionBuilder {
+ public:
+  FunctionBuilder(ModuleOp module, const ir::Network& net, bool training, const std::string& name)
+      : net_(net), training_(training), b_(module.getContext()), loc_(b_.getUnknownLoc()) {
+    MLIRContext* ctx = module.getContext();
+    f32_ = b_.getF32Type();
+    f64_ = b_.getF64Type();
+    SmallVector<Type> args{b_.getIndexType(), b_.getI64Type(), b_.getI64Type()};
+    for (const ir::Buffer& buf : net.buffers)
+      args.push_back(buf.dtype == DType::int64 ? MemRefType::get({1}, b_.getI64Type())
+                                               : MemRefType::get({buf.shape.numel()}, f32_));
+    args.push_back(MemRefType::get({kDyn, net.input.numel()}, f32_));
+    if (net.input_count == 2) args.push_back(MemRefType::get({kDyn, net.input2.numel()}, f32_));
+    args.push_back(MemRefType::get({kDyn, net.output.numel()}, f32_));
+    b_.setInsertionPointToEnd(module.getBody());
+    func_ = b_.create<func::FuncOp>(loc_, name, FunctionType::get(ctx, args, {}));
+    func_.setPrivate();
+    b_.setInsertionPointToStart(func_.addEntryBlock());
+  }
+
+  void build() {
+    const std::size_t nb = net_.buffers.size();
+    Block& entry = func_.getBody().front();
+    n_ = entry.getArgument(0);
+    seed_ = entry.getArgument(1);
+    step_ = entry.getArgument(2);
+    Value x = tensorOf(entry.getArgument(3 + nb));
+    Value x2 = net_.input_count == 2 ? tensorOf(entry.getArgument(4 + nb)) : Value{};
+    for (const ir::Layer& layer : net_.layers) x = lowerLayer(layer, x, x2);
+    b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, x, entry.getArguments().back(), true,
+                                                           true);
+    b_.create<func::ReturnOp>(loc_);
+  }
+
+ private:
+  Value lowerLayer(const ir::Layer& l, Value x, Value x2) {
+    switch (l.kind) {
+      case ir::Kind::linear: return linear(l, x);
+      case ir::Kind::bilinear: return bilinear(l, x, x2);
+      case ir::Kind::relu:
+        return elementwise(x, [&](OpBuilder& b, Location loc, Value v) {
+          return b.create<arith::MaximumFOp>(loc, v, constF32(b, 0.0f)).getResult();
+        });
+      case ir::Kind::sigmoid: return elementwise(x, [&](OpBuilder& b, Location loc, Value v) { return sigmoid(b, loc, v); });
+      case ir::Kind::tanh:
+        return elementwise(x, [&](OpBuilder& b, Location loc, Value v) { return b.create<math::TanhOp>(loc, v).getResult(); });
+      case ir::Kind::softmax: return softmax(l, x);
+      case ir::Kind::flatten:
+      case ir::Kind::unflatten: return x;
+      case ir::Kind::dropout: return dropout(l, x);
+      case ir::Kind::batch_norm: return batchNorm(l, x);
+      case ir::Kind::layer_norm:
+      case ir::Kind::rms_norm: return norm(l, x);
+    }
+    return x;
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------------------
+  Value constF32(OpBuilder& b, float v) { return b.create<arith::ConstantOp>(loc_, b.getF32FloatAttr(v)); }
+  Value constF64(OpBuilder& b, double v) { return b.create<arith::ConstantOp>(loc_, b.getF64FloatAttr(v)); }
+  Value constI32(OpBuilder& b, uint32_t v) {
+    return b.create<arith::ConstantOp>(loc_, b.getI32IntegerAttr(static_cast<int32_t>(v)));
+  }
+  Value tensorOf(Value memref) {
+    return b_.create<bufferization::ToTensorOp>(loc_, memref, /*restrict=*/true, /*writable=*/false);
+  }
+  // The buffer `index` as a tensor of the given static shape (each buffer is read through one to_tensor).
+  Value buffer(int index, ArrayRef<int64_t> shape) {
+    Value& t = buffers_[index];
+    if (!t) {
+      OpBuilder::InsertionGuard guard(b_);
+      b_.setInsertionPointToStart(&func_.getBody().front());
+      t = tensorOf(func_.getArgument(3 + index));
+    }
+    if (shape.size() == 1) return t;
+    return b_.create<tensor::ExpandShapeOp>(loc_, RankedTensorType::get(shape, f32_), t,
+                                           SmallVector<ReassociationIndices>{llvm::to_vector(llvm::seq<int64_t>(0, shape.size()))});
+  }
+  // An empty [rows, trailing...] tensor; rows defaults to the batch N.
+  Value emptyRows(ArrayRef<int64_t> trailing, Type element, Value rows = {}) {
+    SmallVector<int64_t> shape{kDyn};
+    shape.append(trailing.begin(), trailing.end());
+    return b_.create<tensor::EmptyOp>(loc_, shape, element, ValueRange{rows ? rows : n_});
+  }
+  Value filled(Value empty, Value value) {
+    return b_.create<linalg::FillOp>(loc_, ValueRange{value}, ValueRange{empty}).getResult(0);
+  }
+  AffineMap map(unsigned dims, ArrayRef<unsigned> results) {
+    SmallVector<AffineExpr> exprs;
+    for (unsigned r : results) exprs.push_back(b_.getAffineDimExpr(r));
+    return AffineMap::get(dims, 0, exprs, b_.getContext());
+  }
+  Value generic(Type result, ValueRange ins, Value out, ArrayRef<AffineMap> maps, ArrayRef<IteratorType> iterators,
+                function_ref<void(OpBuilder&, Location, ValueRange)> body) {
+    return b_.create<linalg::GenericOp>(loc_, TypeRange{result}, ins, ValueRange{out}, maps, iterators, body)
+        .getResult(0);
+  }
+  int64_t features(Value x) { return cast<RankedTensorType>(x.getType()).getDimSize(1); }
+  // f(v) on every element of x [N, F].
+  Value elementwise(Value x, function_ref<Value(OpBuilder&, Location, Value)> f) {
+    const int64_t F = features(x);
+    return generic(x.getType(), ValueRange{x}, emptyRows({F}, f32_), {map(2, {0, 1}), map(2, {0, 1})},
+                   {IteratorType::parallel, IteratorType::parallel},
+                   [&](OpBuilder& b, Location loc, ValueRange a) { b.create<linalg::YieldOp>(loc, f(b, loc, a[0])); });
+  }
+  Value sigmoid(OpBuilder& b, Location loc, Value v) {
+    Value e = b.create<math::ExpOp>(loc, b.create<arith::NegFOp>(loc, v));
+    return b.create<arith::DivFOp>(loc, constF32(b, 1.0f), b.create<arith::AddFOp>(loc, constF32(b, 1.0f), e));
+  }
+  // x [N, F] viewed as [N, A, S, B] (row-major, so a reshape).
+  Value expandRows(Value x, ArrayRef<int64_t> trailing) {
+    SmallVector<int64_t> shape{kDyn};
+    shape.append(trailing.begin(), trailing.end());
+    SmallVector<OpFoldResult> sizes{OpFoldResult(n_)};
+    for (int64_t s : trailing) sizes.push_back(b_.getIndexAttr(s));
+    ReassociationIndices rest = llvm::to_vector(llvm::seq<int64_t>(1, 1 + trailing.size()));
+    return b_.create<tensor::ExpandShapeOp>(loc_, RankedTensorType::get(shape, f32_), x,
+                                           SmallVector<ReassociationIndices>{{0}, rest}, sizes);
+  }
+  Value collapseRows(Value x) {
+    auto type = cast<RankedTensorType>(x.getType());
+    ReassociationIndices rest = llvm::to_vector(llvm::seq<int64_t>(1, type.getRank()));
+    return b_.create<tensor::CollapseShapeOp>(loc_, x, SmallVector<ReassociationIndices>{{0}, rest});
+  }
+
+  // ---- Linear: y = x W^T + b, over the last dim ----------------------------------------------------------
+  // An input [N, R..., In] is the matrix [N * R, In].
+  Value linear(const ir::Layer& l, Value x) {
+    const int64_t in = l.in.last(), out = l.out_features, R = l.in.numel() / in;
+    Value rows = n_;
+    if (R > 1) {
+      x = b_.create<tensor::CollapseShapeOp>(loc_, expandRows(x, {R, in}), SmallVector<ReassociationIndices>{{0, 1}, {2}});
+      rows = b_.create<arith::MulIOp>(loc_, n_, b_.create<arith::ConstantIndexOp>(loc_, R));
+    }
+    Value w = buffer(l.weight, {out, in});
+    Value y = b_.create<linalg::MatmulTransposeBOp>(loc_, TypeRange{RankedTensorType::get({kDyn, out}, f32_)},
+                                                    ValueRange{x, w},
+                                                    ValueRange{filled(emptyRows({out}, f32_, rows), constF32(b_, 0.0f))})
+                  .getResult(0);
+    if (l.bias >= 0) y = addBias(y, buffer(l.bias, {out}), rows);
+    if (R > 1) {
+      SmallVector<OpFoldResult> sizes{OpFoldResult(n_), b_.getIndexAttr(R), b_.getIndexAttr(out)};
+      y = collapseRows(b_.create<tensor::ExpandShapeOp>(loc_, RankedTensorType::get({kDyn, R, out}, f32_), y,
+                                                        SmallVector<ReassociationIndices>{{0, 1}, {2}}, sizes));
+    }
+    return y;
+  }
+  Value addBias(Value y, Value bias, Value rows = {}) {
+    const int64_t F = features(y);
+    return generic(y.getType(), ValueRange{y, bias}, emptyRows({F}, f32_, rows), {map(2, {0, 1}), map(2, {1}), map(2, {0, 1})},
+                   {IteratorType::parallel, IteratorType::parallel}, [&](OpBuilder& b, Location loc, ValueRange a) {
+                     b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, a[0], a[1])});
+                   });
+  }
+
+  // ---- Bilinear: y[n, o] = sum_ij x1[n, i] A[o, i, j] x2[n, j] + b[o] ------------------------------------
+  // As the expression-template kernel does it: T = x2 A^T with A viewed [Out * In1, In2] (a matmul), then
+  // y[n, o] = sum_i T[n, o, i] x1[n, i].
+  Value bilinear(const ir::Layer& l, Value x1, Value x2) {
+    const int64_t in1 = features(x1), in2 = features(x2), out = l.out_features;
+    Value a = buffer(l.weight, {out * in1, in2});
+    Value t = b_.create<linalg::MatmulTransposeBOp>(
+                    loc_, TypeRange{RankedTensorType::get({kDyn, out * in1}, f32_)}, ValueRange{x2, a},
+                    ValueRange{filled(emptyRows({out * in1}, f32_), constF32(b_, 0.0f))})
+                  .getResult(0);
+    Value t3 = expandRows(t, {out, in1});
+    Value y = generic(RankedTensorType::get({kDyn, out}, f32_), ValueRange{t3, x1},
+                      filled(emptyRows({out}, f32_), constF32(b_, 0.0f)),
+                      {map(3, {0, 1, 2}), map(3, {0, 2}), map(3, {0, 1})},
+                      {IteratorType::parallel, IteratorType::parallel, IteratorType::reduction},
+                      [&](OpBuilder& b, Location loc, ValueRange v) {
+                        Value p = b.create<arith::MulFOp>(loc, v[0], v[1]);
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], p)});
+                      });
+    return l.bias >= 0 ? addBias(y, buffer(l.bias, {out})) : y;
+  }
+
+  // ---- Softmax along one per-sample dim: exp(x - max) / sum(exp(x - max)) ------------------------------
+  Value softmax(const ir::Layer& l, Value x) {
+    const int64_t A = l.in.product(0, l.axis), S = l.in.sizes[l.axis], B = l.in.product(l.axis + 1, l.in.rank);
+    Value x4 = expandRows(x, {A, S, B});
+    auto par = IteratorType::parallel, red = IteratorType::reduction;
+    const SmallVector<AffineMap> reduceMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3})};
+    const SmallVector<IteratorType> reduceIters{par, par, red, par};
+    auto stats = RankedTensorType::get({kDyn, A, B}, f32_);
+    Value max = generic(stats, ValueRange{x4}, filled(emptyRows({A, B}, f32_), constF32(b_, -std::numeric_limits<float>::infinity())),
+                        reduceMaps, reduceIters, [&](OpBuilder& b, Location loc, ValueRange v) {
+                          b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::MaximumFOp>(loc, v[0], v[1])});
+                        });
+    const SmallVector<AffineMap> pointMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3}), map(4, {0, 1, 2, 3})};
+    const SmallVector<IteratorType> pointIters{par, par, par, par};
+    Value e = generic(x4.getType(), ValueRange{x4, max}, emptyRows({A, S, B}, f32_), pointMaps, pointIters,
+                      [&](OpBuilder& b, Location loc, ValueRange v) {
+                        Value d = b.create<arith::SubFOp>(loc, v[0], v[1]);
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<math::ExpOp>(loc, d)});
+                      });
+    Value sum = generic(stats, ValueRange{e}, filled(emptyRows({A, B}, f32_), constF32(b_, 0.0f)), reduceMaps,
+                        reduceIters, [&](OpBuilder& b, Location loc, ValueRange v) {
+                          b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[0], v[1])});
+                        });
+    Value y = generic(x4.getType(), ValueRange{e, sum}, emptyRows({A, S, B}, f32_), pointMaps, pointIters,
+                      [&](OpBuilder& b, Location loc, ValueRange v) {
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::DivFOp>(loc, v[0], v[1])});
+                      });
+    return collapseRows(y);
+  }
+
+  // ---- Dropout (train mode): keep element e iff its Philox4x32-10 draw is >= p ---------------------------
+  // Element e counts row-major over the whole batch; counter (e / 4 low, e / 4 high, stream, step), key = the
+  // seed, word e % 4: bit for bit the mask of runtime/philox.hpp's DropoutStream.
+  Value dropout(const ir::Layer& l, Value x) {
+    if (!training_ || l.p == 0.0f) return x;
+    const int64_t F = features(x);
+    if (l.p >= 1.0f) return filled(emptyRows({F}, f32_), constF32(b_, 0.0f));
+    const float scale = 1.0f / (1.0f - l.p);
+    return generic(x.getType(), ValueRange{x}, emptyRows({F}, f32_), {map(2, {0, 1}), map(2, {0, 1})},
+                   {IteratorType::parallel, IteratorType::parallel}, [&](OpBuilder& b, Location loc, ValueRange v) {
+                     auto i64 = b.getI64Type(), i32 = b.getI32Type();
+                     Value row = b.create<arith::IndexCastOp>(loc, i64, b.create<linalg::IndexOp>(loc, 0));
+                     Value col = b.create<arith::IndexCastOp>(loc, i64, b.create<linalg::IndexOp>(loc, 1));
+                     Value e = b.create<arith::AddIOp>(
+                         loc, b.create<arith::MulIOp>(loc, row, b.create<arith::ConstantOp>(loc, b.getI64IntegerAttr(F))),
+                         col);
+                     Value block = b.create<arith::ShRUIOp>(loc, e, b.create<arith::ConstantOp>(loc, b.getI64IntegerAttr(2)));
+                     Value word = b.create<arith::TruncIOp>(
+                         loc, i32, b.create<arith::AndIOp>(loc, e, b.create<arith::ConstantOp>(loc, b.getI64IntegerAttr(3))));
+                     auto low = [&](Value v64) { return b.create<arith::TruncIOp>(loc, i32, v64).getResult(); };
+                     auto high = [&](Value v64) {
+                       return low(b.create<arith::ShRUIOp>(loc, v64, b.create<arith::ConstantOp>(loc, b.getI64IntegerAttr(32))));
+                     };
+                     Value c[4] = {low(block), high(block), constI32(b, l.dropout_stream), low(step_)};
+                     Value k0 = low(seed_), k1 = high(seed_);
+                     for (int round = 0; round < 10; ++round) {
+                       if (round > 0) {
+                         k0 = b.create<arith::AddIOp>(loc, k0, constI32(b, 0x9E3779B9u));
+                         k1 = b.create<arith::AddIOp>(loc, k1, constI32(b, 0xBB67AE85u));
+                       }
+                       auto p0 = b.create<arith::MulUIExtendedOp>(loc, constI32(b, 0xD2511F53u), c[0]);
+                       auto p1 = b.create<arith::MulUIExtendedOp>(loc, constI32(b, 0xCD9E8D57u), c[2]);
+                       Value n0 = b.create<arith::XOrIOp>(loc, b.create<arith::XOrIOp>(loc, p1.getHigh(), c[1]), k0);
+                       Value n2 = b.create<arith::XOrIOp>(loc, b.create<arith::XOrIOp>(loc, p0.getHigh(), c[3]), k1);
+                       c[0] = n0;
+                       c[1] = p1.getLow();
+                       c[2] = n2;
+                       c[3] = p0.getLow();
+                     }
+                     Value draw = c[3];
+                     for (int w = 2; w >= 0; --w) {
+                       Value is = b.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, word, constI32(b, w));
+                       draw = b.create<arith::SelectOp>(loc, is, c[w], draw);
+                     }
+                     // to_unit_float: the top 24 bits, times 2^-24 (exact in float32).
+                     Value bits = b.create<arith::ShRUIOp>(loc, draw, constI32(b, 8));
+                     Value u = b.create<arith::MulFOp>(loc, b.create<arith::UIToFPOp>(loc, f32_, bits),
+                                                       constF32(b, 1.0f / 16777216.0f));
+                     Value keep = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGE, u, constF32(b, l.p));
+                     Value scaled = b.create<arith::MulFOp>(loc, v[0], constF32(b, scale));
+                     b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::SelectOp>(loc, keep, scaled, constF32(b, 0.0f))});
+                   });
+  }
+
+  // ---- BatchNorm1d over [N, C] or [N, C, L] --------------------------------------------------------------
+  // y = x * scale[c] + shift[c], scale = weight / sqrt(var + eps), shift = bias - mean * scale, with scale and
+  // shift computed in f64 as the expression-template kernel does. The statistics are the running ones in eval
+  // mode, else the batch's (mean and biased variance over N and L, accumulated in f64), and then the running
+  // statistics are updated in place: running = (1 - m) running + m batch, unbiased variance, m = momentum or
+  // 1 / num_batches_tracked.
+  Value batchNorm(const ir::Layer& l, Value x) {
+    const int64_t C = l.in.sizes[0], L = l.in.rank == 2 ? l.in.sizes[1] : 1;
+    auto par = IteratorType::parallel, red = IteratorType::reduction;
+    auto vecF64 = RankedTensorType::get({C}, f64_);
+    const bool batchStats = training_ || !l.track_running_stats;
+    Value x3 = expandRows(x, {C, L});
+    Value mean, var;
+    if (batchStats) {
+      Value count = b_.create<arith::MulFOp>(
+          loc_, b_.create<arith::SIToFPOp>(loc_, f64_, b_.create<arith::IndexCastOp>(loc_, b_.getI64Type(), n_)),
+          constF64(b_, static_cast<double>(L)));
+      const SmallVector<AffineMap> sumMaps{map(3, {0, 1, 2}), map(3, {1})};
+      const SmallVector<IteratorType> sumIters{red, par, red};
+      Value zeros = filled(b_.create<tensor::EmptyOp>(loc_, ArrayRef<int64_t>{C}, f64_), constF64(b_, 0.0));
+      Value sum = generic(vecF64, ValueRange{x3}, zeros, sumMaps, sumIters, [&](OpBuilder& b, Location loc, ValueRange v) {
+        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[1], b.create<arith::ExtFOp>(loc, f64_, v[0]))});
+      });
+      mean = mapVector(vecF64, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
+        return b.create<arith::DivFOp>(loc, v[0], count).getResult();
+      });
+      Value sq = generic(vecF64, ValueRange{x3, mean}, zeros, {map(3, {0, 1, 2}), map(3, {1}), map(3, {1})}, sumIters,
+                         [&](OpBuilder& b, Location loc, ValueRange v) {
+                           Value d = b.create<arith::SubFOp>(loc, b.create<arith::ExtFOp>(loc, f64_, v[0]), v[1]);
+                           b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], b.create<arith::MulFOp>(loc, d, d))});
+                         });
+      var = mapVector(vecF64, {sq}, [&](OpBuilder& b, Location loc, ValueRange v) {
+        return b.create<arith::DivFOp>(loc, v[0], count).getResult();
+      });
+      if (training_ && l.track_running_stats) updateRunningStats(l, mean, var, count);
+    } else {
+      auto widen = [&](int index) {
+        return mapVector(vecF64, {buffer(index, {C})}, [&](OpBuilder& b, Location loc, ValueRange v) {
+          return b.create<arith::ExtFOp>(loc, f64_, v[0]).getResult();
+        });
+      };
+      mean = widen(l.running_mean);
+      var = widen(l.running_var);
+    }
+    SmallVector<Value> scaleIns{mean, var};
+    if (l.weight >= 0) scaleIns.push_back(buffer(l.weight, {C}));
+    if (l.bias >= 0) scaleIns.push_back(buffer(l.bias, {C}));
+    const bool hasWeight = l.weight >= 0, hasBias = l.bias >= 0;
+    auto vecF32 = RankedTensorType::get({C}, f32_);
+    auto scaleOf = [&](OpBuilder& b, Location loc, ValueRange v) {
+      Value invstd = b.create<arith::DivFOp>(
+          loc, constF64(b, 1.0), b.create<math::SqrtOp>(loc, b.create<arith::AddFOp>(loc, v[1], constF64(b, l.eps))));
+      return hasWeight ? b.create<arith::MulFOp>(loc, b.create<arith::ExtFOp>(loc, f64_, v[2]), invstd).getResult() : invstd;
+    };
+    Value scale = mapVector(vecF32, scaleIns, [&](OpBuilder& b, Location loc, ValueRange v) {
+      return b.create<arith::TruncFOp>(loc, f32_, scaleOf(b, loc, v)).getResult();
+    });
+    Value shift = mapVector(vecF32, scaleIns, [&](OpBuilder& b, Location loc, ValueRange v) {
+      Value ms = b.create<arith::MulFOp>(loc, v[0], scaleOf(b, loc, v));
+      Value bias = hasBias ? b.create<arith::ExtFOp>(loc, f64_, v[hasWeight ? 3 : 2]).getResult() : constF64(b, 0.0);
+      return b.create<arith::TruncFOp>(loc, f32_, b.create<arith::SubFOp>(loc, bias, ms)).getResult();
+    });
+    Value y = generic(x3.getType(), ValueRange{x3, scale, shift}, emptyRows({C, L}, f32_),
+                      {map(3, {0, 1, 2}), map(3, {1}), map(3, {1}), map(3, {0, 1, 2})}, {par, par, par},
+                      [&](OpBuilder& b, Location loc, ValueRange v) {
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<math::FmaOp>(loc, v[0], v[1], v[2])});
+                      });
+    return collapseRows(y);
+  }
+  // f(ins...) per element of [C] vectors.
+  Value mapVector(RankedTensorType result, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
+    SmallVector<AffineMap> maps(ins.size() + 1, map(1, {0}));
+    Value out = b_.create<tensor::EmptyOp>(loc_, result.getShape(), result.getElementType());
+    return generic(result, ins, out, maps, {IteratorType::parallel}, [&](OpBuilder& b, Location loc, ValueRange v) {
+      b.create<linalg::YieldOp>(loc, ValueRange{f(b, loc, v)});
+    });
+  }
+  void updateRunningStats(const ir::Layer& l, Value mean, Value var, Value count) {
+    const int64_t C = l.in.sizes[0];
+    // num_batches_tracked += 1, and the momentum of this update.
+    Value nbtMemref = func_.getArgument(3 + l.num_batches_tracked);
+    Value zero = b_.create<arith::ConstantIndexOp>(loc_, 0);
+    Value nbt = b_.create<arith::AddIOp>(loc_, b_.create<memref::LoadOp>(loc_, nbtMemref, ValueRange{zero}),
+                                         b_.create<arith::ConstantOp>(loc_, b_.getI64IntegerAttr(1)));
+    Value m = l.has_momentum ? constF64(b_, l.momentum)
+                             : b_.create<arith::DivFOp>(loc_, constF64(b_, 1.0), b_.create<arith::SIToFPOp>(loc_, f64_, nbt)).getResult();
+    Value unbias = b_.create<arith::DivFOp>(loc_, count, b_.create<arith::SubFOp>(loc_, count, constF64(b_, 1.0)));
+    auto vecF32 = RankedTensorType::get({C}, f32_);
+    auto update = [&](int index, Value batch, bool unbiased) {
+      Value running = mapVector(vecF32, {buffer(index, {C}), batch}, [&](OpBuilder& b, Location loc, ValueRange v) {
+        Value old = b.create<arith::MulFOp>(loc, b.create<arith::SubFOp>(loc, constF64(b, 1.0), m),
+                                            b.create<arith::ExtFOp>(loc, f64_, v[0]));
+        Value now = unbiased ? b.create<arith::MulFOp>(loc, v[1], unbias).getResult() : v[1];
+        Value sum = b.create<arith::AddFOp>(loc, old, b.create<arith::MulFOp>(loc, m, now));
+        return b.create<arith::TruncFOp>(loc, f32_, sum).getResult();
+      });
+      pendingWrites_.push_back({running, func_.getArgument(3 + index)});
+    };
+    update(l.running_mean, mean, false);
+    update(l.running_var, var, true);
+    b_.create<memref::StoreOp>(loc_, nbt, nbtMemref, ValueRange{zero});
+  }
+
+ public:
+  // Writes of updated running statistics, emitted after the whole forward has read the old ones.
+  void flushWrites() {
+    Operation* ret = func_.getBody().front().getTerminator();
+    OpBuilder::InsertionGuard guard(b_);
+    b_.setInsertionPoint(ret);
+    for (auto& [value, memref] : pendingWrites_)
+      b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, value, memref, true, true);
+  }
+
+ private:
+  // ---- LayerNorm and RMSNorm over the last norm_size values of each sample -----------------------------
+  // LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias. RMSNorm: x / sqrt(mean(x^2) + eps) * weight, or
+  // x / (sqrt(mean(x^2)) + eps) * weight. Statistics accumulate in f64.
+  Value norm(const ir::Layer& l, Value x) {
+    const int64_t S = l.norm_size, R = l.in.numel() / S;
+    const bool layerNorm = l.kind == ir::Kind::layer_norm;
+    auto par = IteratorType::parallel, red = IteratorType::reduction;
+    Value x3 = expandRows(x, {R, S});
+    auto stats = RankedTensorType::get({kDyn, R}, f64_);
+    const SmallVector<AffineMap> sumMaps{map(3, {0, 1, 2}), map(3, {0, 1})};
+    const SmallVector<IteratorType> sumIters{par, par, red};
+    Value zeros = filled(emptyRows({R}, f64_), constF64(b_, 0.0));
+    const double inv = 1.0 / static_cast<double>(S);
+    Value mean;
+    if (layerNorm) {
+      Value sum = generic(stats, ValueRange{x3}, zeros, sumMaps, sumIters, [&](OpBuilder& b, Location loc, ValueRange v) {
+        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[1], b.create<arith::ExtFOp>(loc, f64_, v[0]))});
+      });
+      mean = statsMap(stats, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
+        return b.create<arith::MulFOp>(loc, v[0], constF64(b, inv)).getResult();
+      });
+    }
+    SmallVector<Value> sqIns{x3};
+    if (layerNorm) sqIns.push_back(mean);
+    SmallVector<AffineMap> sqMaps{map(3, {0, 1, 2})};
+    if (layerNorm) sqMaps.push_back(map(3, {0, 1}));
+    sqMaps.push_back(map(3, {0, 1}));
+    Value sq = generic(stats, sqIns, zeros, sqMaps, sumIters, [&](OpBuilder& b, Location loc, ValueRange v) {
+      Value d = b.create<arith::ExtFOp>(loc, f64_, v[0]);
+      if (layerNorm) d = b.create<arith::SubFOp>(loc, d, v[1]);
+      b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v.back(), b.create<arith::MulFOp>(loc, d, d))});
+    });
+    // The factor each value is multiplied by: 1 / sqrt(ms + eps), or 1 / (sqrt(ms) + eps).
+    Value factor = statsMap(stats, {sq}, [&](OpBuilder& b, Location loc, ValueRange v) {
+      Value ms = b.create<arith::MulFOp>(loc, v[0], constF64(b, inv));
+      Value eps = constF64(b, l.eps);
+      Value denom = l.eps_added_to_rms ? b.create<arith::AddFOp>(loc, b.create<math::SqrtOp>(loc, ms), eps).getResult()
+                                       : b.create<math::SqrtOp>(loc, b.create<arith::AddFOp>(loc, ms, eps)).getResult();
+      return b.create<arith::DivFOp>(loc, constF64(b, 1.0), denom).getResult();
+    });
+    SmallVector<Value> ins{x3, factor};
+    SmallVector<AffineMap> maps{map(3, {0, 1, 2}), map(3, {0, 1})};
+    if (layerNorm) {
+      ins.push_back(mean);
+      maps.push_back(map(3, {0, 1}));
+    }
+    const int weightAt = static_cast<int>(ins.size());
+    if (l.weight >= 0) {
+      ins.push_back(buffer(l.weight, {S}));
+      maps.push_back(map(3, {2}));
+    }
+    const int biasAt = static_cast<int>(ins.size());
+    if (l.bias >= 0) {
+      ins.push_back(buffer(l.bias, {S}));
+      maps.push_back(map(3, {2}));
+    }
+    maps.push_back(map(3, {0, 1, 2}));
+    Value y = generic(x3.getType(), ins, emptyRows({R, S}, f32_), maps, {par, par, par},
+                      [&](OpBuilder& b, Location loc, ValueRange v) {
+                        Value d = b.create<arith::ExtFOp>(loc, f64_, v[0]);
+                        if (layerNorm) d = b.create<arith::SubFOp>(loc, d, v[2]);
+                        Value r = b.create<arith::TruncFOp>(loc, f32_, b.create<arith::MulFOp>(loc, d, v[1]));
+                        if (l.weight >= 0) r = b.create<arith::MulFOp>(loc, r, v[weightAt]);
+                        if (l.bias >= 0) r = b.create<arith::AddFOp>(loc, r, v[biasAt]);
+                        b.create<linalg::YieldOp>(loc, ValueRange{r});
+                      });
+    return collapseRows(y);
+  }
+  Value statsMap(RankedTensorType type, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
+    SmallVector<AffineMap> maps(ins.size() + 1, map(2, {0, 1}));
+    return generic(type, ins, emptyRows({type.getDimSize(1)}, f64_), maps, {IteratorType::parallel, IteratorType::parallel},
+                   [&](OpBuilder& b, Location loc, ValueRange v) { b.create<linalg::YieldOp>(loc, ValueRange{f(b, loc, v)}); });
+  }
+
+  const ir::Network& net_;
+  bool training_;
+  OpBuilder b_;
+  Location loc_;
+  Type f32_, f64_;
+  func::FuncOp func_;
+  Value n_, seed_, step_;
+  std::map<int, Value> buffers_;
+  std::vector<std::pair<Value, Value>> pendingWrites_;
+};
+
+}  // namespace
+
+void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name) {
+  for (bool training : {false, true}) {
+    FunctionBuilder fb(module, net, training, implName(name, training));
+    fb.build();
+    fb.flushWrites();
+  }
+}
+
+}  // namespace kiln::mlir_backend

@@ -1,0 +1,246 @@
+// Step 2b of the ladder (after one-shot bufferization): contractions to register-tiled vector code, with their
+// elementwise epilogue fused in.
+//
+// A Linear is y = x W^T with W in PyTorch's [Out, In] layout, so both operands are contiguous along the
+// reduction dim K. The loop nest computes a tile of MB x NB outputs as MB * NB dot products, each a vector of
+// 16 partial sums along K (vector.fma), reduced at the end of K. That needs no packing or transposing of the
+// weights, so an ahead-of-time kernel reads the state_dict's tensors as they are. The elementwise
+// linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise fusion)
+// is cloned onto the tile's rows as vector<NB> ops while the sums are in registers, and stores the layer's
+// output: the intermediate product never reaches memory.
+#include "lowering.hpp"
+
+#include <mlir/Dialect/Arith/IR/Arith.h>
+#include <mlir/Dialect/Linalg/IR/Linalg.h>
+#include <mlir/Dialect/MemRef/IR/MemRef.h>
+#include <mlir/Dialect/SCF/IR/SCF.h>
+#include <mlir/Dialect/Vector/IR/VectorOps.h>
+#include <mlir/IR/IRMapping.h>
+#include <mlir/Transforms/GreedyPatternRewriteDriver.h>
+
+namespace kiln::mlir_backend {
+
+using namespace ::mlir;
+
+namespace {
+
+constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512 register)
+constexpr int64_t kTileRows = 4, kTileCols = 4;
+
+// The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
+// identity map, every other input with the identity or the column-broadcast map (d0, d1) -> (d1), writing one
+// identity-mapped output, and not reading that output's old value.
+bool isEpilogue(linalg::GenericOp g, Value product) {
+  if (g.getNumLoops() != 2 || g.getNumParallelLoops() != 2 || g.getNumDpsInits() != 1) return false;
+  bool readsProduct = false;
+  for (OpOperand* in : g.getDpsInputOperands()) {
+    AffineMap m = g.getMatchingIndexingMap(in);
+    const bool identity = m.isIdentity();
+    const bool columns = m.getNumResults() == 1 && m.getResult(0) == getAffineDimExpr(1, g.getContext());
+    if (!isa<MemRefType>(in->get().getType()) || !(identity || columns)) return false;
+    if (in->get() == product) readsProduct |= identity;
+  }
+  OpOperand* out = g.getDpsInitOperand(0);
+  if (!g.getMatchingIndexingMap(out).isIdentity() || g.payloadUsesValueFromOperand(out)) return false;
+  return readsProduct;
+}
+
+struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::MatmulTransposeBOp mm, PatternRewriter& rewriter) const override {
+    if (!mm.hasPureBufferSemantics()) return failure();
+    Value a = mm.getDpsInputOperand(0)->get(), b = mm.getDpsInputOperand(1)->get(), c = mm.getDpsInitOperand(0)->get();
+    auto aType = cast<MemRefType>(a.getType()), bType = cast<MemRefType>(b.getType());
+    if (!aType.getLayout().isIdentity() || !bType.hasStaticShape() || aType.isDynamicDim(1)) return failure();
+    // The product must start from zero (a linalg.fill of 0 into c, just before), and be read only by an
+    // epilogue after it (or by nothing we cannot see).
+    linalg::FillOp fill;
+    linalg::GenericOp epilogue;
+    for (Operation* user : c.getUsers()) {
+      if (user == mm.getOperation() || isa<memref::DeallocOp>(user)) continue;
+      if (auto f = dyn_cast<linalg::FillOp>(user); f && user->isBeforeInBlock(mm) && matchPattern(f.value(), m_AnyZeroFloat())) {
+        fill = f;
+        continue;
+      }
+      if (auto g = dyn_cast<linalg::GenericOp>(user); g && !epilogue && user->getBlock() == mm->getBlock() &&
+                                                        mm->isBeforeInBlock(user) && isEpilogue(g, c)) {
+        epilogue = g;
+        continue;
+      }
+      return failure();
+    }
+    if (!fill) return failure();
+    // Nothing between the matmul and its epilogue may write what the epilogue reads.
+    if (epilogue)
+      for (Operation* op = mm->getNextNode(); op != epilogue.getOperation(); op = op->getNextNode())
+        if (!isMemoryEffectFree(op)) return failure();
+
+    Location loc = mm.getLoc();
+    const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);
+    Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
+    rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
+    Value zero = rewriter.create<arith::ConstantIndexOp>(loc, 0);
+    Value M = rewriter.create<memref::DimOp>(loc, a, 0);
+    const int64_t nFull = N - N % kTileCols;
+    // Rows in blocks of kTileRows, then one at a time; columns likewise.
+    Value mRem = rewriter.create<arith::RemUIOp>(loc, M, rewriter.create<arith::ConstantIndexOp>(loc, kTileRows));
+    Value mFull = rewriter.create<arith::SubIOp>(loc, M, mRem);
+    TileEmitter emit{rewriter, loc, a, b, c, out, epilogue, K};
+    auto columnRange = [&](int64_t first, int64_t end, int64_t nb) {
+      if (first >= end) return;
+      auto cols = rewriter.create<scf::ForOp>(loc, rewriter.create<arith::ConstantIndexOp>(loc, first),
+                                              rewriter.create<arith::ConstantIndexOp>(loc, end),
+                                              rewriter.create<arith::ConstantIndexOp>(loc, nb));
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(cols.getBody());
+      Value j = cols.getInductionVar();
+      auto rowsLoop = [&](Value first, Value end, int64_t mb) {
+        auto rows = rewriter.create<scf::ForOp>(loc, first, end, rewriter.create<arith::ConstantIndexOp>(loc, mb));
+        OpBuilder::InsertionGuard inner(rewriter);
+        rewriter.setInsertionPointToStart(rows.getBody());
+        emit.tile(rows.getInductionVar(), mb, j, nb);
+      };
+      rowsLoop(zero, mFull, kTileRows);
+      rowsLoop(mFull, M, 1);
+    };
+    columnRange(0, nFull, kTileCols);
+    columnRange(nFull, N, 1);
+    if (epilogue) rewriter.eraseOp(epilogue);
+    rewriter.eraseOp(mm);
+    rewriter.eraseOp(fill);
+    return success();
+  }
+
+  struct TileEmitter {
+    PatternRewriter& rewriter;
+    Location loc;
+    Value a, b, c, out;
+    linalg::GenericOp epilogue;
+    int64_t K;
+
+    // Outputs [i, i + mb) x [j, j + nb).
+    void tile(Value i, int64_t mb, Value j, int64_t nb) {
+      auto f32 = rewriter.getF32Type();
+      auto lanes = VectorType::get({kLanes}, f32);
+      auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
+      auto plus = [&](Value base, int64_t d) { return d == 0 ? base : rewriter.create<arith::AddIOp>(loc, base, idx(d)).getResult(); };
+      SmallVector<Value> rowsA, rowsB;
+      for (int64_t r = 0; r < mb; ++r) rowsA.push_back(plus(i, r));
+      for (int64_t r = 0; r < nb; ++r) rowsB.push_back(plus(j, r));
+      Value zeroVec = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes, 0.0f));
+      SmallVector<Value> init(mb * nb, zeroVec);
+      auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc, Value mask) {
+        SmallVector<Value> va, vb, next;
+        auto load = [&](Value base, Value row) -> Value {
+          if (!mask) return bld.create<vector::LoadOp>(loc, lanes, base, ValueRange{row, k});
+          return bld.create<vector::MaskedLoadOp>(loc, lanes, base, ValueRange{row, k}, mask, zeroVec);
+        };
+        for (Value r : rowsA) va.push_back(load(a, r));
+        for (Value r : rowsB) vb.push_back(load(b, r));
+        for (int64_t p = 0; p < mb; ++p)
+          for (int64_t q = 0; q < nb; ++q) next.push_back(bld.create<vector::FMAOp>(loc, va[p], vb[q], acc[p * nb + q]));
+        return next;
+      };
+      const int64_t kFull = K - K % kLanes;
+      SmallVector<Value> acc = init;
+      if (kFull > 0) {
+        auto loop = rewriter.create<scf::ForOp>(loc, idx(0), idx(kFull), idx(kLanes), init,
+                                                [&](OpBuilder& bld, Location, Value k, ValueRange iter) {
+                                                  bld.create<scf::YieldOp>(loc, fmaStep(bld, k, iter, Value{}));
+                                                });
+        acc = SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
+      }
+      if (K % kLanes) {
+        Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({kLanes}, rewriter.getI1Type()),
+                                                             rewriter.getI64ArrayAttr({K % kLanes}));
+        acc = fmaStep(rewriter, idx(kFull), acc, mask);
+      }
+      auto rowType = VectorType::get({nb}, f32);
+      for (int64_t p = 0; p < mb; ++p) {
+        SmallVector<Value> sums;
+        for (int64_t q = 0; q < nb; ++q)
+          sums.push_back(rewriter.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, acc[p * nb + q],
+                                                              arith::FastMathFlags::reassoc));
+        Value row = rewriter.create<vector::FromElementsOp>(loc, rowType, sums);
+        if (epilogue) row = applyEpilogue(row, rowsA[p], j, nb);
+        rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rowsA[p], j});
+      }
+    }
+
+    // The epilogue's payload on one row of the tile, as vector<nb> ops.
+    Value applyEpilogue(Value product, Value row, Value col, int64_t nb) {
+      IRMapping map;
+      Block& body = epilogue.getRegion().front();
+      for (OpOperand* in : epilogue.getDpsInputOperands()) {
+        BlockArgument arg = body.getArgument(in->getOperandNumber());
+        if (in->get() == c && epilogue.getMatchingIndexingMap(in).isIdentity()) {
+          map.map(arg, product);
+          continue;
+        }
+        auto element = cast<MemRefType>(in->get().getType()).getElementType();
+        const bool identity = epilogue.getMatchingIndexingMap(in).isIdentity();
+        SmallVector<Value> at = identity ? SmallVector<Value>{row, col} : SmallVector<Value>{col};
+        map.map(arg, rewriter.create<vector::LoadOp>(loc, VectorType::get({nb}, element), in->get(), at));
+      }
+      auto vectorOf = [&](Value v) -> Value {
+        if (isa<VectorType>(v.getType())) return v;
+        return rewriter.create<vector::BroadcastOp>(loc, VectorType::get({nb}, v.getType()), v);
+      };
+      for (Operation& op : body.without_terminator()) {
+        if (auto index = dyn_cast<linalg::IndexOp>(op)) {
+          Value v = row;
+          if (index.getDim() == 1) {
+            SmallVector<int64_t> steps = llvm::to_vector(llvm::seq<int64_t>(0, nb));
+            Value iota = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(
+                                                                     VectorType::get({nb}, rewriter.getIndexType()),
+                                                                     llvm::ArrayRef<int64_t>(steps)));
+            v = rewriter.create<arith::AddIOp>(loc, vectorOf(col), iota);
+          }
+          map.map(index.getResult(), v);
+          continue;
+        }
+        const bool anyVector = llvm::any_of(op.getOperands(), [&](Value v) {
+          return isa<VectorType>(map.lookupOrDefault(v).getType());
+        });
+        if (!anyVector || op.getNumRegions() != 0) {
+          rewriter.clone(op, map);
+          continue;
+        }
+        OperationState state(loc, op.getName());
+        for (Value v : op.getOperands()) state.addOperands(vectorOf(map.lookupOrDefault(v)));
+        for (Type t : op.getResultTypes()) state.addTypes(VectorType::get({nb}, t));
+        state.addAttributes(op.getAttrs());
+        Operation* vop = rewriter.create(state);
+        map.map(op.getResults(), vop->getResults());
+      }
+      return vectorOf(map.lookupOrDefault(body.getTerminator()->getOperand(0)));
+    }
+  };
+};
+
+struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ContractionToVectorPass)
+  StringRef getArgument() const final { return "kiln-contraction-to-vector"; }
+  StringRef getDescription() const final { return "register-tiled vector code for matmuls and their epilogues"; }
+  void getDependentDialects(DialectRegistry& registry) const override {
+    registry.insert<vector::VectorDialect, scf::SCFDialect, arith::ArithDialect, memref::MemRefDialect>();
+  }
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateContractionToVectorPatterns(patterns);
+    GreedyRewriteConfig config;
+    config.strictMode = GreedyRewriteStrictness::ExistingOps;
+    if (failed(applyPatternsAndFoldGreedily(getOperation(), std::move(patterns), config))) signalPassFailure();
+  }
+};
+
+}  // namespace
+
+void populateContractionToVectorPatterns(RewritePatternSet& patterns) {
+  patterns.add<ContractionToVector>(patterns.getContext());
+}
+
+std::unique_ptr<Pass> createContractionToVectorPass() { return std::make_unique<ContractionToVectorPass>(); }
+
+}  // namespace kiln::mlir_backend

@@ -1,0 +1,152 @@
+// Loading compiled kernels into the process, and the two caches in front of the compiler.
+//
+// The JIT compiles a network to an object file (the ladder's last stage) and links it into the process with
+// LLVM's ORC LLJIT. The object file is what both caches keep: the in-process cache the loaded kernel (a
+// second compile returns it), the on-disk cache the object's bytes (a new process links it, without MLIR).
+// Keys are the network's canonical description (ir::to_string) and the host CPU's name and features.
+#include <kiln/mlir/kernel.hpp>
+#include <kiln/runtime/error.hpp>
+
+#include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/TargetSelect.h>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <unistd.h>
+
+namespace kiln::mlir {
+
+namespace {
+
+constexpr std::string_view kCacheFormat = "kiln-mlir-kernel 1";  // bump when the lowering changes its output
+constexpr std::string_view kEntryName = "kiln_net";
+
+class OrcKernel final : public LoadedKernel {
+ public:
+  std::unique_ptr<llvm::orc::LLJIT> jit;
+};
+
+// A kernel found in the in-process cache: shares the loaded code of the first.
+class CachedKernel final : public LoadedKernel {
+ public:
+  std::shared_ptr<const LoadedKernel> owner;
+};
+
+std::shared_ptr<OrcKernel> link(const std::string& object, const std::string& key) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+  auto fail = [&](llvm::Error e) -> std::shared_ptr<OrcKernel> {
+    throw Error(fmt::format("kiln::jit: cannot load the compiled kernel: {}", llvm::toString(std::move(e))));
+  };
+  auto jit = llvm::orc::LLJITBuilder().create();
+  if (!jit) return fail(jit.takeError());
+  // The kernel calls malloc and free for its intermediate buffers: resolve them in this process.
+  auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess((*jit)->getDataLayout().getGlobalPrefix());
+  if (!process) return fail(process.takeError());
+  (*jit)->getMainJITDylib().addGenerator(std::move(*process));
+  if (auto e = (*jit)->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(object, "kiln-kernel.o"))) return fail(std::move(e));
+  auto kernel = std::make_shared<OrcKernel>();
+  for (bool training : {false, true}) {
+    auto symbol = (*jit)->lookup(std::string(kEntryName) + (training ? "_train" : "_eval"));
+    if (!symbol) return fail(symbol.takeError());
+    (training ? kernel->train : kernel->eval) = symbol->toPtr<ir::KernelFn>();
+  }
+  kernel->jit = std::move(*jit);
+  kernel->key = key;
+  return kernel;
+}
+
+std::string hex_hash(const std::string& s) {
+  // FNV-1a, 64 bits: the file name only; the full key is stored beside the object and compared on load.
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
+}
+
+std::optional<std::string> read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Written to a temporary and renamed, so a reader never sees half a file; a failure to write only costs the
+// next process a compile.
+void write_file(const std::filesystem::path& path, const std::string& bytes) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  const auto tmp = path.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out || !out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !out.flush()) {
+      std::filesystem::remove(tmp, ec);
+      return;
+    }
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) std::filesystem::remove(tmp, ec);
+}
+
+}  // namespace
+
+std::filesystem::path default_cache_dir() {
+  if (const char* dir = std::getenv("KILN_CACHE_DIR"); dir && *dir) return dir;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::filesystem::path(xdg) / "kiln";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::filesystem::path(home) / ".cache" / "kiln";
+  return std::filesystem::temp_directory_path() / "kiln-cache";
+}
+
+std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const JitOptions& options) {
+  static const Target host = host_target();
+  const std::string key = fmt::format("{}\ntarget {} {} {}\n{}", kCacheFormat, host.triple, host.cpu, host.features,
+                                      ir::to_string(net));
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const LoadedKernel>> loaded;
+  std::lock_guard lock(mutex);
+  if (options.use_memory_cache)
+    if (auto it = loaded.find(key); it != loaded.end()) {
+      auto hit = std::make_shared<CachedKernel>();
+      hit->eval = it->second->eval;
+      hit->train = it->second->train;
+      hit->key = key;
+      hit->origin = Origin::memory_cache;
+      hit->owner = it->second;
+      return hit;
+    }
+  const std::filesystem::path dir = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
+  const std::string stem = hex_hash(key);
+  std::shared_ptr<OrcKernel> kernel;
+  if (options.use_disk_cache) {
+    const auto stored_key = read_file(dir / (stem + ".key"));
+    const auto object = stored_key && *stored_key == key ? read_file(dir / (stem + ".o")) : std::nullopt;
+    if (object) {
+      kernel = link(*object, key);
+      kernel->origin = Origin::disk_cache;
+    }
+  }
+  if (!kernel) {
+    const std::string object = lower(net, std::string(kEntryName), Stage::obj);
+    kernel = link(object, key);
+    kernel->origin = Origin::compiled;
+    if (options.use_disk_cache) {
+      write_file(dir / (stem + ".o"), object);
+      write_file(dir / (stem + ".key"), key);
+    }
+  }
+  if (options.use_memory_cache) loaded[key] = kernel;
+  return kernel;
+}
+
+}  // namespace kiln::mlir

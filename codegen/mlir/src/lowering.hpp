@@ -1,0 +1,34 @@
+// The steps of Kiln's MLIR ladder, one place each (internal to kiln::mlir). Laid out as MLIR lays out its own
+// conversions: a builder for the first stage, then populate...Patterns / create...Pass per step.
+#pragma once
+
+#include <kiln/ir/network.hpp>
+
+#include <mlir/IR/BuiltinOps.h>
+#include <mlir/IR/PatternMatch.h>
+#include <mlir/Pass/Pass.h>
+
+#include <memory>
+#include <string>
+
+namespace kiln::mlir_backend {
+
+inline std::string implName(const std::string& name, bool training) {
+  return name + (training ? "_train_impl" : "_eval_impl");
+}
+inline std::string entryName(const std::string& name, bool training) { return name + (training ? "_train" : "_eval"); }
+
+// Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors (build_network.cpp).
+void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name);
+
+// Stage "linalg" (contraction_to_vector.cpp): every linalg.matmul_transpose_b on buffers, with the elementwise
+// linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop
+// nest of vector FMAs whose epilogue runs on the tile while it is in registers.
+void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns);
+std::unique_ptr<::mlir::Pass> createContractionToVectorPass();
+
+// Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
+// convention of ir::KernelFn, each unpacking the buffer array into the memref descriptors of its _impl.
+std::unique_ptr<::mlir::Pass> createEntryPointsPass(const ir::Network& net, const std::string& name);
+
+}  // namespace kiln::mlir_backend

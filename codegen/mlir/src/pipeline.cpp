@@ -1,0 +1,248 @@
+// The ladder: which passes take a network from one stage to the next, LLVM IR and object code, and errors.
+// No exception crosses MLIR or LLVM code (Debian builds them without): failures come back as diagnostics,
+// collected here and thrown as kiln::Error once MLIR has returned.
+#include "lowering.hpp"
+
+#include <kiln/mlir/compiler.hpp>
+#include <kiln/runtime/error.hpp>
+
+#include <mlir/Dialect/Math/Transforms/Passes.h>
+#include <mlir/ExecutionEngine/OptUtils.h>
+#include <mlir/IR/Diagnostics.h>
+#include <mlir/IR/MLIRContext.h>
+#include <mlir/IR/Verifier.h>
+#include <mlir/InitAllDialects.h>
+#include <mlir/InitAllExtensions.h>
+#include <mlir/InitAllPasses.h>
+#include <mlir/Pass/PassManager.h>
+#include <mlir/Pass/PassRegistry.h>
+#include <mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h>
+#include <mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h>
+#include <mlir/Target/LLVMIR/Export.h>
+#include <mlir/Transforms/GreedyPatternRewriteDriver.h>
+
+#include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/IR/LegacyPassManager.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+#include <llvm/TargetParser/Host.h>
+
+#include <fmt/format.h>
+
+#include <mutex>
+
+namespace kiln::mlir {
+
+using namespace ::mlir;
+namespace backend = kiln::mlir_backend;
+
+namespace {
+
+// Math functions as polynomial approximations in arith ops, so that loops and tiles of them vectorise
+// (MLIR's approximations of exp and tanh are accurate to a few ulp in float32).
+struct MathApproximationPass : PassWrapper<MathApproximationPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(MathApproximationPass)
+  StringRef getArgument() const final { return "kiln-math-approximation"; }
+  void getDependentDialects(DialectRegistry& registry) const override {
+    registry.insert<arith::ArithDialect, vector::VectorDialect, math::MathDialect>();
+  }
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMathPolynomialApproximationPatterns(patterns);
+    (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
+  }
+};
+
+void initialise() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    registerAllPasses();
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+}
+
+// Collects every diagnostic MLIR emits while a stage runs.
+class Diagnostics {
+ public:
+  explicit Diagnostics(MLIRContext& ctx)
+      : handler_(&ctx, [this](Diagnostic& d) {
+          text_ += (text_.empty() ? "" : "; ") + d.str();
+          return success();
+        }) {}
+  [[noreturn]] void fail(std::string_view stage, std::string_view what) const {
+    throw Error(fmt::format("kiln::mlir: the {} stage failed: {}{}{}", stage, what, text_.empty() ? "" : ": ", text_));
+  }
+
+ private:
+  std::string text_;
+  ScopedDiagnosticHandler handler_;
+};
+
+std::string print(Operation* op) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  op->print(os);
+  return s;
+}
+
+void runPasses(ModuleOp module, const Diagnostics& diags, std::string_view stage, std::string_view pipeline,
+               std::unique_ptr<Pass> extra = nullptr, std::string_view after = {}) {
+  PassManager pm(module.getContext());
+  std::string parseErrors;
+  llvm::raw_string_ostream os(parseErrors);
+  if (failed(parsePassPipeline(pipeline, pm, os))) diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
+  if (extra) pm.addPass(std::move(extra));
+  if (!after.empty() && failed(parsePassPipeline(after, pm, os)))
+    diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
+  if (failed(pm.run(module))) diags.fail(stage, "a pass failed");
+}
+
+// Stage by stage, stopping at `last`.
+OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, const ir::Network& net,
+                                  const std::string& name, Stage last) {
+  OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
+  backend::buildNetworkFunctions(*module, net, name);
+  if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
+  if (last == Stage::mlir) return module;
+
+  runPasses(*module, diags, "linalg",
+            "func.func(linalg-fuse-elementwise-ops),eliminate-empty-tensors,one-shot-bufferize,canonicalize",
+            backend::createContractionToVectorPass(), "func.func(buffer-deallocation-pipeline),canonicalize,cse");
+  if (last == Stage::linalg) return module;
+
+  runPasses(*module, diags, "llvm-dialect",
+            "func.func(convert-linalg-to-loops),expand-strided-metadata,lower-affine,convert-scf-to-cf",
+            std::make_unique<MathApproximationPass>(),
+            "convert-vector-to-llvm,convert-math-to-llvm,finalize-memref-to-llvm,convert-arith-to-llvm,"
+            "convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts");
+  runPasses(*module, diags, "llvm-dialect", "", backend::createEntryPointsPass(net, name));
+  return module;
+}
+
+std::unique_ptr<llvm::TargetMachine> targetMachine(const Target& target, const Diagnostics& diags) {
+  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!builder) diags.fail("llvm-ir", "cannot describe the host CPU: " + llvm::toString(builder.takeError()));
+  if (!target.triple.empty()) *builder = llvm::orc::JITTargetMachineBuilder(llvm::Triple(target.triple));
+  // Another CPU than this machine's brings its own features (plus any given).
+  if (!target.cpu.empty() || !target.triple.empty()) {
+    builder->setCPU(target.cpu);
+    builder->getFeatures() = llvm::SubtargetFeatures();
+    if (!target.features.empty()) builder->addFeatures(std::vector<std::string>{target.features});
+  }
+  builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  builder->setRelocationModel(llvm::Reloc::PIC_);  // linkable into position-independent executables
+  auto tm = builder->createTargetMachine();
+  if (!tm) diags.fail("llvm-ir", "no target machine: " + llvm::toString(tm.takeError()));
+  return std::move(*tm);
+}
+
+}  // namespace
+
+Stage stage_from_name(std::string_view name) {
+  if (name == "mlir") return Stage::mlir;
+  if (name == "linalg") return Stage::linalg;
+  if (name == "llvm-dialect") return Stage::llvm_dialect;
+  if (name == "llvm-ir") return Stage::llvm_ir;
+  if (name == "obj") return Stage::obj;
+  throw Error(fmt::format("unknown stage \"{}\": expected mlir, linalg, llvm-dialect, llvm-ir or obj", name));
+}
+
+Target host_target() {
+  std::string features;
+  for (const auto& f : llvm::sys::getHostCPUFeatures()) features += (features.empty() ? "" : ",") + std::string(f.getValue() ? "+" : "-") + f.getKey().str();
+  return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features};
+}
+
+std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target) {
+  initialise();
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  MLIRContext ctx(registry, MLIRContext::Threading::DISABLED);
+  ctx.loadAllAvailableDialects();
+  Diagnostics diags(ctx);
+
+  OwningOpRef<ModuleOp> module = lowerModule(ctx, diags, net, name, stage);
+  if (stage == Stage::mlir || stage == Stage::linalg || stage == Stage::llvm_dialect) return print(module->getOperation());
+
+  llvm::LLVMContext llvmCtx;
+  std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(*module, llvmCtx, name);
+  if (!llvmModule) diags.fail("llvm-ir", "the LLVM dialect does not translate to LLVM IR");
+  std::unique_ptr<llvm::TargetMachine> tm = targetMachine(target, diags);
+  llvmModule->setDataLayout(tm->createDataLayout());
+  llvmModule->setTargetTriple(tm->getTargetTriple().str());
+  if (llvm::Error e = makeOptimizingTransformer(3, 0, tm.get())(llvmModule.get()))
+    diags.fail("llvm-ir", "LLVM's optimizer failed: " + llvm::toString(std::move(e)));
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  if (stage == Stage::llvm_ir) {
+    llvmModule->print(os, nullptr);
+    return out;
+  }
+  llvm::SmallVector<char, 0> object;
+  llvm::raw_svector_ostream objectStream(object);
+  llvm::legacy::PassManager codegen;
+  if (tm->addPassesToEmitFile(codegen, objectStream, nullptr, llvm::CodeGenFileType::ObjectFile))
+    diags.fail("obj", "the target cannot emit object files");
+  codegen.run(*llvmModule);
+  return std::string(object.begin(), object.end());
+}
+
+std::string kernel_header(const ir::Network& net, const std::string& name) {
+  std::string names, sizes;
+  for (const ir::Buffer& b : net.buffers) {
+    names += fmt::format("\"{}\", ", b.name);
+    sizes += fmt::format("{}, ", b.dtype == DType::int64 ? 1 : b.shape.numel());
+  }
+  std::string description;
+  for (std::string_view rest = ir::to_string(net); !rest.empty();) {
+    const std::size_t end = rest.find('\n');
+    description += fmt::format("//   {}\n", rest.substr(0, end));
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+  }
+  const bool two = net.input_count == 2;
+  return fmt::format(
+      R"(// Generated by Kiln (kiln_add_kernel): the ahead-of-time kernel "{0}". Link {0}.o; it needs no LLVM or MLIR.
+// The network, as Kiln describes it:
+{1}#pragma once
+
+#include <cstdint>
+
+// The entry points: buffers = the state_dict's tensors in the order of {0}_kernel::buffer_names (float32, but
+// num_batches_tracked int64), then the input{2}, then the output [batch, {0}_kernel::output_features].
+// _train draws dropout masks from (seed, step) and updates BatchNorm1d's running statistics in place.
+extern "C" void {0}_eval(void* const* buffers, std::int64_t batch, std::uint64_t seed, std::uint64_t step);
+extern "C" void {0}_train(void* const* buffers, std::int64_t batch, std::uint64_t seed, std::uint64_t step);
+
+namespace {0}_kernel {{
+inline constexpr int buffer_count = {3};
+inline constexpr const char* buffer_names[] = {{{4}}};
+inline constexpr std::int64_t buffer_sizes[] = {{{5}}};
+inline constexpr std::int64_t input_features = {6};
+inline constexpr std::int64_t input2_features = {7};
+inline constexpr std::int64_t output_features = {8};
+}}  // namespace {0}_kernel
+
+// Eval mode, as a plain function: the parameters and buffers in state_dict order, the input{2} and the output,
+// [batch, features] each.
+inline void {0}(void* const* parameters, const float* input,{9} float* output, std::int64_t batch) {{
+  void* buffers[{0}_kernel::buffer_count + {10}];
+  for (int i = 0; i < {0}_kernel::buffer_count; ++i) buffers[i] = parameters[i];
+  buffers[{0}_kernel::buffer_count] = const_cast<float*>(input);
+{11}  buffers[{0}_kernel::buffer_count + {12}] = output;
+  {0}_eval(buffers, batch, 0, 0);
+}}
+)",
+      name, description, two ? "s (two for Bilinear)" : "", net.buffers.size(), names.empty() ? "\"\"" : names,
+      sizes.empty() ? "0" : sizes, net.input.numel(), two ? net.input2.numel() : 0, net.output.numel(),
+      two ? " const float* input2," : "", two ? 3 : 2,
+      two ? fmt::format("  buffers[{}_kernel::buffer_count + 1] = const_cast<float*>(input2);\n", name) : "",
+      two ? 2 : 1);
+}
+
+}  // namespace kiln::mlir

@@ -1,0 +1,44 @@
+// The networks kiln-mlir knows by name: the samples' networks, and one small network per layer (what the
+// FileCheck tests in codegen/mlir/test look at).
+#pragma once
+
+#include <kiln/ir/describe.hpp>
+
+#include <map>
+#include <string>
+
+namespace kiln::samples {
+
+namespace nn = kiln::nn;
+
+inline std::map<std::string, ir::Network> sample_networks() {
+  std::map<std::string, ir::Network> m;
+  // samples/train_fashion_mnist.cpp and samples/classify_fashion_mnist.cpp
+  m["fashion-mnist"] = ir::describe(nn::Sequential{kiln::input<1, 28, 28>, nn::Flatten{}, nn::Linear<784, 256>{},
+                                                   nn::BatchNorm1d<256>{}, nn::ReLU{}, nn::Dropout{0.2f},
+                                                   nn::Linear<256, 10>{}});
+  // The MNIST-sized MLP of the benchmarks.
+  m["mnist-mlp"] = ir::describe(nn::Sequential{kiln::input<784>, nn::Linear<784, 256>{}, nn::ReLU{},
+                                               nn::Linear<256, 256>{}, nn::ReLU{}, nn::Linear<256, 10>{}});
+  // samples/mlp_norm.cpp
+  m["mlp-norm"] = ir::describe(nn::Sequential{kiln::input<512>, nn::Linear<512, 512>{}, nn::LayerNorm<512>{},
+                                              nn::ReLU{}, nn::Dropout{0.5f}, nn::Linear<512, 512>{},
+                                              nn::BatchNorm1d<512>{}, nn::Tanh{}, nn::Linear<512, 512>{},
+                                              nn::RMSNorm<512>{}, nn::Sigmoid{}});
+  // One layer each.
+  m["linear"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 6>{}});
+  m["linear-relu"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 6>{}, nn::ReLU{}});
+  m["bilinear"] = ir::describe(nn::Sequential{kiln::input<5>, kiln::input<7>, nn::Bilinear<5, 7, 3>{}});
+  m["relu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::ReLU{}});
+  m["sigmoid"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Sigmoid{}});
+  m["tanh"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Tanh{}});
+  m["softmax"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::Softmax<1>{}});
+  m["flatten"] = ir::describe(nn::Sequential{kiln::input<2, 3, 4>, nn::Flatten{}, nn::Unflatten<1, 4, 6>{}});
+  m["dropout"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Dropout{0.25f}});
+  m["batchnorm"] = ir::describe(nn::Sequential{kiln::input<4, 3>, nn::BatchNorm1d<4>{}});
+  m["layernorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::LayerNorm<4>{}});
+  m["rmsnorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::RMSNorm<4>{}});
+  return m;
+}
+
+}  // namespace kiln::samples
