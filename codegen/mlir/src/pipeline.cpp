@@ -200,7 +200,8 @@ std::string kernel_header(const ir::Network& net, const std::string& name) {
     sizes += fmt::format("{}, ", b.dtype == DType::int64 ? 1 : b.shape.numel());
   }
   std::string description;
-  for (std::string_view rest = ir::to_string(net); !rest.empty();) {
+  const std::string text = ir::to_string(net);
+  for (std::string_view rest = text; !rest.empty();) {
     const std::size_t end = rest.find('\n');
     description += fmt::format("//   {}\n", rest.substr(0, end));
     rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
