@@ -132,8 +132,13 @@ std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const Ji
     const auto stored_key = read_file(dir / (stem + ".key"));
     const auto object = stored_key && *stored_key == key ? read_file(dir / (stem + ".o")) : std::nullopt;
     if (object) {
-      kernel = link(*object, key);
-      kernel->origin = Origin::disk_cache;
+      // A file that does not load (damaged, truncated) is compiled again and replaced.
+      try {
+        kernel = link(*object, key);
+        kernel->origin = Origin::disk_cache;
+      } catch (const Error&) {
+        kernel = nullptr;
+      }
     }
   }
   if (!kernel) {

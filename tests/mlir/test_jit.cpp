@@ -1,0 +1,155 @@
+// The JIT kernel against the expression-template kernel on random networks (eval and train, several steps),
+// its caches (in process and on disk, a damaged cache file), and its errors.
+#include "../random_networks.hpp"
+#include "../support.hpp"
+
+#include <kiln/jit.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace nn = kiln::nn;
+using kiln::index_t;
+using kiln::Tensor;
+
+namespace {
+
+kiln::jit::Options fresh_options(bool memory, const std::filesystem::path& dir) {
+  kiln::jit::Options o;
+  o.use_memory_cache = memory;
+  o.cache_dir = dir;
+  return o;
+}
+
+std::filesystem::path temp_cache(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("kiln-jit-test-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+template <std::uint64_t Seed>
+void check_jit_equals_expression_templates() {
+  static constexpr auto net = kiln::testing::random_network<Seed>;
+  INFO("network " << Seed << ":\n" << kiln::summary(net));
+  std::mt19937 rng(static_cast<unsigned>(Seed));
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  for (const index_t batch : {1, 2, 7, 33, 257}) {
+    Tensor x({batch, kiln::testing::random_input_width<Seed>});
+    for (float& v : x.values()) v = normal(rng);
+    for (const bool training : {false, true}) {
+      if (training && batch == 1) continue;  // BatchNorm1d refuses a single value per channel
+      kiln::Model et_model{net, Seed};
+      et_model.train(training);
+      kiln::Model jit_model{et_model};
+      auto jit = kiln::jit::compile(jit_model, fresh_options(true, temp_cache("random")));
+      // Three calls: in train mode each draws the next step's dropout mask and updates the running stats.
+      for (int call = 0; call < 3; ++call) {
+        const std::string what = "batch " + std::to_string(batch) + (training ? ", train" : ", eval") + ", call " +
+                                 std::to_string(call);
+        kiln::testing::check_close(jit(x), et_model(x), what, 2e-5, 4e-6);
+        CHECK(jit_model.step() == et_model.step());
+        const auto a = jit_model.state_dict(), b = et_model.state_dict();
+        for (const auto& [k, t] : a) {
+          if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), what + ", " + k, 2e-5, 4e-6);
+          else CHECK(t.data_i64()[0] == b.at(k).data_i64()[0]);
+        }
+      }
+    }
+  }
+}
+
+constexpr nn::Sequential small_net{kiln::input<12>, nn::Linear<12, 8>{}, nn::ReLU{}, nn::Linear<8, 3>{}};
+
+}  // namespace
+
+TEST_CASE("jit: == the expression-template kernel on random networks", "[jit][laws]") {
+  check_jit_equals_expression_templates<1>();
+  check_jit_equals_expression_templates<2>();
+  check_jit_equals_expression_templates<3>();
+  check_jit_equals_expression_templates<4>();
+  check_jit_equals_expression_templates<5>();
+  check_jit_equals_expression_templates<6>();
+  check_jit_equals_expression_templates<7>();
+  check_jit_equals_expression_templates<8>();
+  check_jit_equals_expression_templates<9>();
+  check_jit_equals_expression_templates<10>();
+  check_jit_equals_expression_templates<11>();
+  check_jit_equals_expression_templates<12>();
+}
+
+TEST_CASE("jit: one compile serves every batch size, and reads the parameters as they are now", "[jit]") {
+  kiln::Model model{small_net, 3};
+  model.eval();
+  auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("batches")));
+  for (const index_t batch : {0, 1, 5, 64, 1000}) {
+    Tensor x({batch, 12});
+    for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+    kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch));
+  }
+  // New weights, loaded after the compile: the kernel reads them.
+  kiln::Model other{small_net, 99};
+  model.load_state_dict(other.state_dict());
+  Tensor x({4, 12});
+  x.fill(0.5f);
+  kiln::testing::check_close(jit(x), model(x), "after load_state_dict");
+}
+
+TEST_CASE("jit: the in-process cache returns the kernel compiled before", "[jit][cache]") {
+  const auto dir = temp_cache("memory");
+  kiln::Model model{small_net, 1};
+  auto first = kiln::jit::compile(model, fresh_options(true, dir));
+  auto second = kiln::jit::compile(model, fresh_options(true, dir));
+  CHECK(second.origin() == kiln::mlir::Origin::memory_cache);
+  // Another network is another kernel.
+  constexpr nn::Sequential wider{kiln::input<12>, nn::Linear<12, 9>{}, nn::ReLU{}, nn::Linear<9, 3>{}};
+  kiln::Model model2{wider, 1};
+  CHECK(kiln::jit::compile(model2, fresh_options(true, dir)).origin() != kiln::mlir::Origin::memory_cache);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("jit: the disk cache serves a new process; a damaged file is compiled again", "[jit][cache]") {
+  const auto dir = temp_cache("disk");
+  kiln::Model model{small_net, 1};
+  model.eval();
+  Tensor x({3, 12});
+  x.fill(0.25f);
+  const Tensor expected = model(x);
+  // Without the in-process cache every compile looks like a new process's.
+  auto first = kiln::jit::compile(model, fresh_options(false, dir));
+  CHECK(first.origin() == kiln::mlir::Origin::compiled);
+  auto second = kiln::jit::compile(model, fresh_options(false, dir));
+  CHECK(second.origin() == kiln::mlir::Origin::disk_cache);
+  kiln::testing::check_close(second(x), expected, "from the disk cache");
+  // Damage every object in the cache: the next compile notices, compiles again, and the result is right.
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.path().extension() == ".o") std::ofstream(entry.path(), std::ios::trunc) << "not an object file";
+  auto third = kiln::jit::compile(model, fresh_options(false, dir));
+  CHECK(third.origin() == kiln::mlir::Origin::compiled);
+  kiln::testing::check_close(third(x), expected, "after a damaged cache file");
+  CHECK(kiln::jit::compile(model, fresh_options(false, dir)).origin() == kiln::mlir::Origin::disk_cache);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("jit: bad input is refused with the model's errors, before the kernel runs", "[jit][errors]") {
+  kiln::Model model{small_net, 1};
+  auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("errors")));
+  CHECK_THROWS_WITH(jit(Tensor({2, 13})), Catch::Contains("layer 0 (Linear<12, 8>) expects F32 [N, 12] but got F32 [2, 13]"));
+  Tensor y({2, 4});
+  CHECK_THROWS_WITH(jit.forward(Tensor({2, 12}), y), Catch::Contains("output: expected F32 [2, 3] but got F32 [2, 4]"));
+
+  constexpr nn::Sequential bn{kiln::input<4>, nn::BatchNorm1d<4>{}};
+  kiln::Model bn_model{bn, 1};
+  bn_model.train();
+  auto bn_jit = kiln::jit::compile(bn_model, fresh_options(true, temp_cache("errors")));
+  const auto before = bn_model.state_dict();
+  CHECK_THROWS_WITH(bn_jit(Tensor({1, 4})), Catch::Contains("layer 0 (BatchNorm1d<4>): expected more than 1 value per channel"));
+  CHECK(bn_model.state_dict().at("0.num_batches_tracked").data_i64()[0] == before.at("0.num_batches_tracked").data_i64()[0]);
+  CHECK(bn_model.step() == 0);
+}
+
+TEST_CASE("kiln::mlir: stages by name, and a clear error for another", "[mlir][errors]") {
+  CHECK(kiln::mlir::stage_from_name("llvm-dialect") == kiln::mlir::Stage::llvm_dialect);
+  CHECK_THROWS_WITH(kiln::mlir::stage_from_name("asm"),
+                    Catch::Contains("unknown stage \"asm\": expected mlir, linalg, llvm-dialect, llvm-ir or obj"));
+}
