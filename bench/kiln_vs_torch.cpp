@@ -6,6 +6,7 @@
 //              would: seq->forward(x) (libtorch's modules have no out= form; each call allocates its output
 //              and temporaries, as in PyTorch)
 //     kiln     model.forward(x, y) into a preallocated y
+//     jit      kiln::jit::compile(model) (the MLIR backend), kernel.forward(x, y); 1 thread only
 //     unfused  model.forward_unfused(x, y): the same per-layer kernels, one layer at a time over the whole
 //              batch (what fusion gains); with a Kiln that has no forward_unfused, model.forward_reference(x)
 //              (plain loops), and then not at batch 4096
@@ -29,6 +30,11 @@
 #define KILN_BENCH_HAS_THREADS 1
 #endif
 
+#if __has_include(<kiln/jit.hpp>) && defined(KILN_BENCH_HAS_JIT)
+#include <kiln/jit.hpp>
+#define KILN_BENCH_JIT 1
+#endif
+
 #include <torch/torch.h>
 
 #include <dlfcn.h>
@@ -40,7 +46,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -149,6 +157,15 @@ struct Case {
   std::map<kiln::index_t, std::vector<kiln::Tensor>> kx;
   std::map<kiln::index_t, std::vector<torch::Tensor>> tx;
   std::map<kiln::index_t, kiln::Tensor> ky;
+#ifdef KILN_BENCH_JIT
+  // The MLIR backend's kernel of the same model (single-threaded: the jit variant runs on 1 thread only).
+  std::optional<kiln::jit::Kernel<Net>> jit;
+  std::map<kiln::index_t, kiln::Tensor> jy;
+  void jit_forward(kiln::index_t b) {
+    if constexpr (inputs == 1) jit->forward(kx[b][0], jy[b]);
+    else jit->forward(kx[b][0], kx[b][1], jy[b]);
+  }
+#endif
 
   static constexpr int inputs = kiln::network_traits<Net>::input_count;
 
@@ -176,7 +193,13 @@ struct Case {
       const kiln::Dims d = kiln::network_traits<Net>::output_dims;
       for (int k = 0; k < d.rank; ++k) out.push_back(d.sizes[k]);
       ky[b] = kiln::Tensor(out);
+#ifdef KILN_BENCH_JIT
+      jy[b] = kiln::Tensor(out);
+#endif
     }
+#ifdef KILN_BENCH_JIT
+    jit.emplace(kiln::jit::compile(model));
+#endif
   }
 
   // Norm weights and biases start at ones and zeros, and BatchNorm's running stats at 0 and 1: draw them
@@ -277,6 +300,12 @@ struct Case {
         const double e = worst_relative_error(ky[b].data(), ref, what + " (kiln)");
         if (e > 1e-4) fail(fmt::format("{}: Kiln and torch disagree: {:.3g} relative (> 1e-4); weights copied wrong?", what, e));
         worst = std::max(worst, e);
+#ifdef KILN_BENCH_JIT
+        jit_forward(b);
+        const double ej = worst_relative_error(jy[b].data(), ref, what + " (jit)");
+        if (ej > 1e-4) fail(fmt::format("{}: Kiln's JIT kernel and torch disagree: {:.3g} relative", what, ej));
+        worst = std::max(worst, ej);
+#endif
         if (b <= unfused_max_batch) {
           kiln::Tensor u(ky[b].shape());
           const double eu = worst_relative_error(unfused_forward(b, u).data(), ref, what + " (unfused)");
@@ -290,7 +319,7 @@ struct Case {
           worst = std::max(worst, er);
         }
       }
-    fmt::print("{}: Kiln (fused, unfused, reference) == torch within {:.2g} relative at batches 1-4096, 1 and 2 "
+    fmt::print("{}: Kiln (fused, unfused, reference, jit) == torch within {:.2g} relative at batches 1-4096, 1 and 2 "
                "threads\n", name, worst);
   }
 
@@ -342,6 +371,20 @@ struct Case {
                                      })
             ->Arg(b)
             ->Unit(benchmark::kMicrosecond);
+#ifdef KILN_BENCH_JIT
+        if (threads == 1)
+          benchmark::RegisterBenchmark((prefix + "jit").c_str(),
+                                       [this, threads](benchmark::State& state) {
+                                         const kiln::index_t batch = state.range(0);
+                                         measure(state, threads, [&] {
+                                           jit_forward(batch);
+                                           benchmark::DoNotOptimize(jy[batch].data());
+                                           benchmark::ClobberMemory();
+                                         });
+                                       })
+              ->Arg(b)
+              ->Unit(benchmark::kMicrosecond);
+#endif
         if (b <= unfused_max_batch)
           benchmark::RegisterBenchmark((prefix + "unfused").c_str(),
                                        [this, threads](benchmark::State& state) {

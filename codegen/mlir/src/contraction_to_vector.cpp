@@ -53,13 +53,15 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     Value a = mm.getDpsInputOperand(0)->get(), b = mm.getDpsInputOperand(1)->get(), c = mm.getDpsInitOperand(0)->get();
     auto aType = cast<MemRefType>(a.getType()), bType = cast<MemRefType>(b.getType());
     if (!aType.getLayout().isIdentity() || !bType.hasStaticShape() || aType.isDynamicDim(1)) return failure();
-    // The product must start from zero (a linalg.fill of 0 into c, just before), and be read only by an
-    // epilogue after it (or by nothing we cannot see).
+    // The product must start from zero (a linalg.fill of 0 into c, before it). Its epilogue is fused when
+    // that is the product's only reader; with other readers (views of c, ...) the product is written to c.
     linalg::FillOp fill;
     linalg::GenericOp epilogue;
+    bool otherReaders = false;
     for (Operation* user : c.getUsers()) {
       if (user == mm.getOperation() || isa<memref::DeallocOp>(user)) continue;
       if (auto f = dyn_cast<linalg::FillOp>(user); f && user->isBeforeInBlock(mm) && matchPattern(f.value(), m_AnyZeroFloat())) {
+        if (fill) return failure();
         fill = f;
         continue;
       }
@@ -68,13 +70,15 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         epilogue = g;
         continue;
       }
-      return failure();
+      if (user->getBlock() != mm->getBlock() || !mm->isBeforeInBlock(user)) return failure();
+      otherReaders = true;
     }
     if (!fill) return failure();
-    // Nothing between the matmul and its epilogue may write what the epilogue reads.
+    if (otherReaders) epilogue = nullptr;
+    // Nothing between the matmul and its epilogue may write memory (allocating the epilogue's output is fine).
     if (epilogue)
       for (Operation* op = mm->getNextNode(); op != epilogue.getOperation(); op = op->getNextNode())
-        if (!isMemoryEffectFree(op)) return failure();
+        if (!isMemoryEffectFree(op) && !isa<memref::AllocOp>(op)) return failure();
 
     Location loc = mm.getLoc();
     const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);

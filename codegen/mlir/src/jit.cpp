@@ -5,6 +5,7 @@
 // second compile returns it), the on-disk cache the object's bytes (a new process links it, without MLIR).
 // Keys are the network's canonical description (ir::to_string) and the host CPU's name and features.
 #include <kiln/mlir/kernel.hpp>
+#include <kiln_mlir_lowering_hash.hpp>
 #include <kiln/runtime/error.hpp>
 
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
@@ -26,7 +27,8 @@ namespace kiln::mlir {
 
 namespace {
 
-constexpr std::string_view kCacheFormat = "kiln-mlir-kernel 1";  // bump when the lowering changes its output
+// The cache format, and which lowering made the kernel (a hash of its sources, made at build time).
+constexpr std::string_view kCacheFormat = "kiln-mlir-kernel 1 lowering " KILN_MLIR_LOWERING_HASH;
 constexpr std::string_view kEntryName = "kiln_net";
 
 class OrcKernel final : public LoadedKernel {

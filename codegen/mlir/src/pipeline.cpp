@@ -6,6 +6,7 @@
 #include <kiln/mlir/compiler.hpp>
 #include <kiln/runtime/error.hpp>
 
+#include <mlir/Dialect/Linalg/Transforms/Transforms.h>
 #include <mlir/Dialect/Math/Transforms/Passes.h>
 #include <mlir/ExecutionEngine/OptUtils.h>
 #include <mlir/IR/Diagnostics.h>
@@ -55,6 +56,21 @@ struct MathApproximationPass : PassWrapper<MathApproximationPass, OperationPass<
   }
 };
 
+// Fuses chains of elementwise linalg.generic ops (bias, activation, dropout) into one, and nothing else: no
+// reshape propagation, which would turn the matmuls into generic contractions the next step does not know.
+struct FuseElementwisePass : PassWrapper<FuseElementwisePass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(FuseElementwisePass)
+  StringRef getArgument() const final { return "kiln-fuse-elementwise"; }
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    linalg::populateElementwiseOpsFusionPatterns(patterns, [](OpOperand* fused) {
+      Operation* producer = fused->get().getDefiningOp();
+      return producer && producer->hasOneUse();
+    });
+    (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
+  }
+};
+
 void initialise() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -93,7 +109,7 @@ void runPasses(ModuleOp module, const Diagnostics& diags, std::string_view stage
   PassManager pm(module.getContext());
   std::string parseErrors;
   llvm::raw_string_ostream os(parseErrors);
-  if (failed(parsePassPipeline(pipeline, pm, os))) diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
+  if (!pipeline.empty() && failed(parsePassPipeline(pipeline, pm, os))) diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
   if (extra) pm.addPass(std::move(extra));
   if (!after.empty() && failed(parsePassPipeline(after, pm, os)))
     diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
@@ -108,8 +124,8 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
-  runPasses(*module, diags, "linalg",
-            "func.func(linalg-fuse-elementwise-ops),eliminate-empty-tensors,one-shot-bufferize,canonicalize",
+  runPasses(*module, diags, "linalg", "", std::make_unique<FuseElementwisePass>());
+  runPasses(*module, diags, "linalg", "eliminate-empty-tensors,one-shot-bufferize,canonicalize",
             backend::createContractionToVectorPass(), "func.func(buffer-deallocation-pipeline),canonicalize,cse");
   if (last == Stage::linalg) return module;
 
