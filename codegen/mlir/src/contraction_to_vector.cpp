@@ -30,6 +30,9 @@ constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512
 constexpr int64_t kTileRows = 4, kTileCols = 4;
 constexpr int64_t kL1Floats = 40 * 1024 / 4;  // the part of a 48 KiB L1 the weights and rows of a block may use
 constexpr int64_t kMaxTilesPerBlock = 8;
+constexpr int64_t kShortK = 64;             // up to this K, and from this many rows, broadcast products
+constexpr int64_t kBroadcastMinRows = 16;
+constexpr int64_t kBroadcastRows = 6, kBroadcastVectors = 4;  // a tile of 6 rows x 64 columns
 
 // The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
 // identity map, every other input with the identity or the column-broadcast map (d0, d1) -> (d1), writing one
@@ -110,20 +113,39 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       rowsLoop(zero, mFull, kTileRows);
       rowsLoop(mFull, M, 1);
     };
-    // Blocks of columns whose weight rows (nb * K floats each tile) fit in L1 with a block of rows beside
-    // them: the weights are read from L1 for every row block, the rows from L2 once per column block.
-    const int64_t tilesPerBlock =
-        std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
-    const int64_t tiles = nFull / kTileCols, blocks = tiles / tilesPerBlock;
-    if (blocks > 0) {
-      auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * tilesPerBlock * kTileCols),
-                                              index(tilesPerBlock * kTileCols));
+    // Dot products for columns [firstCol, N).
+    auto dotProducts = [&](int64_t firstCol) {
+      // Blocks of columns whose weight rows (nb * K floats each tile) fit in L1 with a block of rows beside
+      // them: the weights are read from L1 for every row block, the rows from L2 once per column block.
+      const int64_t tilesPerBlock =
+          std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
+      const int64_t tiles = (nFull - firstCol) / kTileCols, blocks = tiles / tilesPerBlock;
+      if (blocks > 0) {
+        auto loop = rewriter.create<scf::ForOp>(loc, index(firstCol), index(firstCol + blocks * tilesPerBlock * kTileCols),
+                                                index(tilesPerBlock * kTileCols));
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(loop.getBody());
+        columnBlock(loop.getInductionVar(), tilesPerBlock, kTileCols);
+      }
+      if (tiles % tilesPerBlock)
+        columnBlock(index(firstCol + blocks * tilesPerBlock * kTileCols), tiles % tilesPerBlock, kTileCols);
+      if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1);
+    };
+    // A short K leaves dot products mostly reducing: with enough rows, transpose the weights once and
+    // broadcast-multiply instead (the first 16-aligned columns; the rest as dot products).
+    const int64_t nVectorCols = N - N % kLanes;
+    if (K <= kShortK && nVectorCols > 0) {
+      Value enough = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge, M, index(kBroadcastMinRows));
+      auto branch = rewriter.create<scf::IfOp>(loc, enough, /*withElseRegion=*/true);
       OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(loop.getBody());
-      columnBlock(loop.getInductionVar(), tilesPerBlock, kTileCols);
+      rewriter.setInsertionPointToStart(&branch.getThenRegion().front());
+      emit.broadcastProducts(M, N, nVectorCols);
+      dotProducts(nVectorCols);
+      rewriter.setInsertionPointToStart(&branch.getElseRegion().front());
+      dotProducts(0);
+    } else {
+      dotProducts(0);
     }
-    if (tiles % tilesPerBlock) columnBlock(index(blocks * tilesPerBlock * kTileCols), tiles % tilesPerBlock, kTileCols);
-    if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1);
     if (epilogue) rewriter.eraseOp(epilogue);
     rewriter.eraseOp(mm);
     rewriter.eraseOp(fill);
@@ -180,6 +202,74 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         if (epilogue) row = applyEpilogue(row, rowsA[p], j, nb);
         rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rowsA[p], j});
       }
+    }
+
+    // Columns [0, nCols) (a multiple of 16) by broadcast products: W^T is copied to a K x N buffer once, then
+    // a tile of 6 rows x (up to) 4 vectors of 16 columns accumulates x[i, k] * W^T[k, j:j+16] over k, and
+    // its epilogue runs per vector.
+    void broadcastProducts(Value M, int64_t N, int64_t nCols) {
+      auto f32 = rewriter.getF32Type();
+      auto lanes = VectorType::get({kLanes}, f32);
+      auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
+      Value bt = rewriter.create<memref::AllocOp>(loc, MemRefType::get({K, N}, f32), rewriter.getI64IntegerAttr(64));
+      {
+        auto rows = rewriter.create<scf::ForOp>(loc, idx(0), idx(N), idx(1));
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(rows.getBody());
+        auto ks = rewriter.create<scf::ForOp>(loc, idx(0), idx(K), idx(1));
+        rewriter.setInsertionPointToStart(ks.getBody());
+        Value v = rewriter.create<memref::LoadOp>(loc, b, ValueRange{rows.getInductionVar(), ks.getInductionVar()});
+        rewriter.create<memref::StoreOp>(loc, v, bt, ValueRange{ks.getInductionVar(), rows.getInductionVar()});
+      }
+      Value rem = rewriter.create<arith::RemUIOp>(loc, M, idx(kBroadcastRows));
+      Value mFull = rewriter.create<arith::SubIOp>(loc, M, rem);
+      const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
+      auto columns = [&](Value first, int64_t vectors) {
+        auto rowLoop = [&](Value begin, Value end, int64_t mb) {
+          auto rows = rewriter.create<scf::ForOp>(loc, begin, end, idx(mb));
+          OpBuilder::InsertionGuard guard(rewriter);
+          rewriter.setInsertionPointToStart(rows.getBody());
+          broadcastTile(rows.getInductionVar(), mb, first, vectors, bt);
+        };
+        rowLoop(idx(0), mFull, kBroadcastRows);
+        rowLoop(mFull, M, 1);
+      };
+      if (blocks > 0) {
+        auto loop = rewriter.create<scf::ForOp>(loc, idx(0), idx(blocks * width), idx(width));
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(loop.getBody());
+        columns(loop.getInductionVar(), kBroadcastVectors);
+      }
+      if (rest > 0) columns(idx(blocks * width), rest);
+      (void)lanes;
+    }
+
+    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, Value bt) {
+      auto f32 = rewriter.getF32Type();
+      auto lanes = VectorType::get({kLanes}, f32);
+      auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
+      SmallVector<Value> rows, cols;
+      for (int64_t r = 0; r < mb; ++r) rows.push_back(r == 0 ? i : rewriter.create<arith::AddIOp>(loc, i, idx(r)).getResult());
+      for (int64_t v = 0; v < vectors; ++v)
+        cols.push_back(v == 0 ? j : rewriter.create<arith::AddIOp>(loc, j, idx(v * kLanes)).getResult());
+      Value zeroVec = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes, 0.0f));
+      SmallVector<Value> init(mb * vectors, zeroVec);
+      auto loop = rewriter.create<scf::ForOp>(
+          loc, idx(0), idx(K), idx(1), init, [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
+            SmallVector<Value> w, next;
+            for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes, bt, ValueRange{k, c}));
+            for (int64_t r = 0; r < mb; ++r) {
+              Value x = bld.create<vector::BroadcastOp>(loc, lanes, bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
+              for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
+            }
+            bld.create<scf::YieldOp>(loc, next);
+          });
+      for (int64_t r = 0; r < mb; ++r)
+        for (int64_t v = 0; v < vectors; ++v) {
+          Value row = loop.getResult(r * vectors + v);
+          if (epilogue) row = applyEpilogue(row, rows[r], cols[v], kLanes);
+          rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rows[r], cols[v]});
+        }
     }
 
     // The sums of nb accumulators as one vector<nb>. Four at once by a tree of shuffles and adds that halves
