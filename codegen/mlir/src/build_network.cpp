@@ -200,8 +200,10 @@ class FunctionBuilder {
                       {map(3, {0, 1, 2}), map(3, {0, 2}), map(3, {0, 1})},
                       {IteratorType::parallel, IteratorType::parallel, IteratorType::reduction},
                       [&](OpBuilder& b, Location loc, ValueRange v) {
-                        Value p = b.create<arith::MulFOp>(loc, v[0], v[1]);
-                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], p)});
+                        // reassoc: the sum over i may be split into SIMD partial sums (LLVM vectorises it).
+                        auto flags = arith::FastMathFlags::reassoc | arith::FastMathFlags::contract;
+                        Value p = b.create<arith::MulFOp>(loc, v[0], v[1], flags);
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], p, flags)});
                       });
     return l.bias >= 0 ? addBias(y, buffer(l.bias, {out})) : y;
   }

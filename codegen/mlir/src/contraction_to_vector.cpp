@@ -212,12 +212,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       auto lanes = VectorType::get({kLanes}, f32);
       auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
       Value bt = rewriter.create<memref::AllocOp>(loc, MemRefType::get({K, N}, f32), rewriter.getI64IntegerAttr(64));
-      {
-        auto rows = rewriter.create<scf::ForOp>(loc, idx(0), idx(N), idx(1));
-        OpBuilder::InsertionGuard guard(rewriter);
-        rewriter.setInsertionPointToStart(rows.getBody());
+      {  // Row by row of W^T, so that the stores run through memory in order (the loads stay in cache).
         auto ks = rewriter.create<scf::ForOp>(loc, idx(0), idx(K), idx(1));
+        OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(ks.getBody());
+        auto rows = rewriter.create<scf::ForOp>(loc, idx(0), idx(N), idx(1));
+        rewriter.setInsertionPointToStart(rows.getBody());
         Value v = rewriter.create<memref::LoadOp>(loc, b, ValueRange{rows.getInductionVar(), ks.getInductionVar()});
         rewriter.create<memref::StoreOp>(loc, v, bt, ValueRange{ks.getInductionVar(), rows.getInductionVar()});
       }
