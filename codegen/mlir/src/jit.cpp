@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -42,7 +43,7 @@ class CachedKernel final : public LoadedKernel {
   std::shared_ptr<const LoadedKernel> owner;
 };
 
-std::shared_ptr<OrcKernel> link(const std::string& object, const std::string& key) {
+std::shared_ptr<OrcKernel> link(const std::vector<std::string>& objects, const std::string& key) {
   static std::once_flag once;
   std::call_once(once, [] {
     llvm::InitializeNativeTarget();
@@ -57,7 +58,8 @@ std::shared_ptr<OrcKernel> link(const std::string& object, const std::string& ke
   auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess((*jit)->getDataLayout().getGlobalPrefix());
   if (!process) return fail(process.takeError());
   (*jit)->getMainJITDylib().addGenerator(std::move(*process));
-  if (auto e = (*jit)->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(object, "kiln-kernel.o"))) return fail(std::move(e));
+  for (const std::string& object : objects)
+    if (auto e = (*jit)->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(object, "kiln-kernel.o"))) return fail(std::move(e));
   auto kernel = std::make_shared<OrcKernel>();
   for (bool training : {false, true}) {
     auto symbol = (*jit)->lookup(std::string(kEntryName) + (training ? "_train" : "_eval"));
@@ -130,13 +132,17 @@ std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const Ji
   const std::filesystem::path dir = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
   const std::string stem = hex_hash(key);
   std::shared_ptr<OrcKernel> kernel;
+  // On disk: <stem>.key (the whole key, compared on load) and one object per mode, <stem>.eval.o, <stem>.train.o.
+  const std::array<std::filesystem::path, 2> object_paths{dir / (stem + ".eval.o"), dir / (stem + ".train.o")};
   if (options.use_disk_cache) {
     const auto stored_key = read_file(dir / (stem + ".key"));
-    const auto object = stored_key && *stored_key == key ? read_file(dir / (stem + ".o")) : std::nullopt;
-    if (object) {
+    std::vector<std::string> objects;
+    for (const auto& path : object_paths)
+      if (auto object = stored_key && *stored_key == key ? read_file(path) : std::nullopt) objects.push_back(std::move(*object));
+    if (objects.size() == object_paths.size()) {
       // A file that does not load (damaged, truncated) is compiled again and replaced.
       try {
-        kernel = link(*object, key);
+        kernel = link(objects, key);
         kernel->origin = Origin::disk_cache;
       } catch (const Error&) {
         kernel = nullptr;
@@ -144,11 +150,11 @@ std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const Ji
     }
   }
   if (!kernel) {
-    const std::string object = lower(net, std::string(kEntryName), Stage::obj);
-    kernel = link(object, key);
+    const std::vector<std::string> objects = lower_objects(net, std::string(kEntryName));
+    kernel = link(objects, key);
     kernel->origin = Origin::compiled;
     if (options.use_disk_cache) {
-      write_file(dir / (stem + ".o"), object);
+      for (std::size_t i = 0; i < objects.size(); ++i) write_file(object_paths[i], objects[i]);
       write_file(dir / (stem + ".key"), key);
     }
   }

@@ -24,6 +24,7 @@
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/IR/LegacyPassManager.h>
+#include <llvm/Passes/PassBuilder.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
@@ -32,7 +33,9 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <mutex>
+#include <thread>
 
 namespace kiln::mlir {
 
@@ -138,9 +141,10 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
   return module;
 }
 
-std::unique_ptr<llvm::TargetMachine> targetMachine(const Target& target, const Diagnostics& diags) {
+std::unique_ptr<llvm::TargetMachine> targetMachine(const Target& target) {
+  auto fail = [](const std::string& what) { throw Error("kiln::mlir: the llvm-ir stage failed: " + what); };
   auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
-  if (!builder) diags.fail("llvm-ir", "cannot describe the host CPU: " + llvm::toString(builder.takeError()));
+  if (!builder) fail("cannot describe the host CPU: " + llvm::toString(builder.takeError()));
   if (!target.triple.empty()) *builder = llvm::orc::JITTargetMachineBuilder(llvm::Triple(target.triple));
   // Another CPU than this machine's brings its own features (plus any given).
   if (!target.cpu.empty() || !target.triple.empty()) {
@@ -151,7 +155,7 @@ std::unique_ptr<llvm::TargetMachine> targetMachine(const Target& target, const D
   builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
   builder->setRelocationModel(llvm::Reloc::PIC_);  // linkable into position-independent executables
   auto tm = builder->createTargetMachine();
-  if (!tm) diags.fail("llvm-ir", "no target machine: " + llvm::toString(tm.takeError()));
+  if (!tm) fail("no target machine: " + llvm::toString(tm.takeError()));
   return std::move(*tm);
 }
 
@@ -172,41 +176,122 @@ Target host_target() {
   return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features};
 }
 
-std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target) {
-  initialise();
+namespace {
+
+// One MLIRContext per compile, with every dialect and translation registered. Threading is off: one compile
+// runs on one thread (the LLVM work of lower_objects runs on others, in their own LLVMContexts).
+struct Session {
   DialectRegistry registry;
-  registerAllDialects(registry);
-  registerAllExtensions(registry);
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  MLIRContext ctx(registry, MLIRContext::Threading::DISABLED);
-  ctx.loadAllAvailableDialects();
-  Diagnostics diags(ctx);
+  std::unique_ptr<MLIRContext> ctx;
+  std::unique_ptr<Diagnostics> diags;
+  Session() {
+    initialise();
+    registerAllDialects(registry);
+    registerAllExtensions(registry);
+    registerBuiltinDialectTranslation(registry);
+    registerLLVMDialectTranslation(registry);
+    ctx = std::make_unique<MLIRContext>(registry, MLIRContext::Threading::DISABLED);
+    ctx->loadAllAvailableDialects();
+    diags = std::make_unique<Diagnostics>(*ctx);
+  }
+};
 
-  OwningOpRef<ModuleOp> module = lowerModule(ctx, diags, net, name, stage);
-  if (stage == Stage::mlir || stage == Stage::linalg || stage == Stage::llvm_dialect) return print(module->getOperation());
-
-  llvm::LLVMContext llvmCtx;
-  std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(*module, llvmCtx, name);
+std::unique_ptr<llvm::Module> translate(ModuleOp module, llvm::LLVMContext& llvmCtx, const std::string& name,
+                                        const Diagnostics& diags) {
+  std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(module, llvmCtx, name);
   if (!llvmModule) diags.fail("llvm-ir", "the LLVM dialect does not translate to LLVM IR");
-  std::unique_ptr<llvm::TargetMachine> tm = targetMachine(target, diags);
-  llvmModule->setDataLayout(tm->createDataLayout());
-  llvmModule->setTargetTriple(tm->getTargetTriple().str());
-  if (llvm::Error e = makeOptimizingTransformer(3, 0, tm.get())(llvmModule.get()))
-    diags.fail("llvm-ir", "LLVM's optimizer failed: " + llvm::toString(std::move(e)));
+  return llvmModule;
+}
+
+// LLVM's O3 pipeline for the target, without loop unrolling: the kernels unroll what matters themselves
+// (register tiles), and LLVM unrolling the short static loops around them multiplies the code, and the
+// compile time, for nothing.
+void optimize(llvm::Module& module, llvm::TargetMachine& tm) {
+  llvm::PipelineTuningOptions tuning;
+  tuning.LoopUnrolling = false;
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PassBuilder pb(&tm, tuning);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(module, mam);
+}
+
+// LLVM's O3 for the target (optimize above), then LLVM IR text (Stage::llvm_ir) or an object file. Returns the error, if any,
+// instead of throwing: it may run on a thread of its own.
+std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage stage, std::string& error) {
+  std::unique_ptr<llvm::TargetMachine> tm;
+  try {
+    tm = targetMachine(target);
+  } catch (const Error& e) {
+    error = e.what();
+    return {};
+  }
+  module.setDataLayout(tm->createDataLayout());
+  module.setTargetTriple(tm->getTargetTriple().str());
+  optimize(module, *tm);
   std::string out;
   llvm::raw_string_ostream os(out);
   if (stage == Stage::llvm_ir) {
-    llvmModule->print(os, nullptr);
+    module.print(os, nullptr);
     return out;
   }
   llvm::SmallVector<char, 0> object;
   llvm::raw_svector_ostream objectStream(object);
   llvm::legacy::PassManager codegen;
-  if (tm->addPassesToEmitFile(codegen, objectStream, nullptr, llvm::CodeGenFileType::ObjectFile))
-    diags.fail("obj", "the target cannot emit object files");
-  codegen.run(*llvmModule);
+  if (tm->addPassesToEmitFile(codegen, objectStream, nullptr, llvm::CodeGenFileType::ObjectFile)) {
+    error = "kiln::mlir: the obj stage failed: the target cannot emit object files";
+    return {};
+  }
+  codegen.run(module);
   return std::string(object.begin(), object.end());
+}
+
+}  // namespace
+
+std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target) {
+  Session session;
+  OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, stage);
+  if (stage == Stage::mlir || stage == Stage::linalg || stage == Stage::llvm_dialect) return print(module->getOperation());
+  llvm::LLVMContext llvmCtx;
+  std::unique_ptr<llvm::Module> llvmModule = translate(*module, llvmCtx, name, *session.diags);
+  std::string error;
+  std::string out = optimizeAndEmit(*llvmModule, target, stage, error);
+  if (!error.empty()) throw Error(error);
+  return out;
+}
+
+std::vector<std::string> lower_objects(const ir::Network& net, const std::string& name, const Target& target) {
+  Session session;
+  OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, Stage::llvm_dialect);
+  // One module per mode, each without the other mode's functions, translated here (MLIR's context is not
+  // shared across threads), then optimised and compiled side by side.
+  struct Part {
+    llvm::LLVMContext ctx;
+    std::unique_ptr<llvm::Module> module;
+    std::string object, error;
+  };
+  std::array<Part, 2> parts;
+  for (int mode = 0; mode < 2; ++mode) {
+    OwningOpRef<ModuleOp> copy = module->clone();
+    for (bool training : {false, true}) {
+      if (training == (mode == 1)) continue;
+      for (const std::string& symbol : {backend::entryName(name, training), backend::implName(name, training)})
+        if (Operation* op = copy->lookupSymbol(symbol)) op->erase();
+    }
+    parts[mode].module = translate(*copy, parts[mode].ctx, name, *session.diags);
+  }
+  std::thread other([&] { parts[1].object = optimizeAndEmit(*parts[1].module, target, Stage::obj, parts[1].error); });
+  parts[0].object = optimizeAndEmit(*parts[0].module, target, Stage::obj, parts[0].error);
+  other.join();
+  for (const Part& p : parts)
+    if (!p.error.empty()) throw Error(p.error);
+  return {std::move(parts[0].object), std::move(parts[1].object)};
 }
 
 std::string kernel_header(const ir::Network& net, const std::string& name) {

@@ -35,6 +35,10 @@ Target host_target();
 // `name` prefixes the entry points. Throws kiln::Error naming the stage when a step fails.
 std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target = {});
 
+// The object files of both modes (eval first, then train), compiled side by side on two threads: what the
+// JIT links. Same entry points as lower(net, name, Stage::obj).
+std::vector<std::string> lower_objects(const ir::Network& net, const std::string& name, const Target& target = {});
+
 // The header an ahead-of-time kernel ships with: the entry points and the buffer list, as plain C++.
 std::string kernel_header(const ir::Network& net, const std::string& name);
 
