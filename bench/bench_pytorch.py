@@ -232,7 +232,8 @@ def print_table(header, rows):
 
 
 def combine(args):
-    """One table: Kiln and libtorch (kiln_vs_torch's medians) beside eager and jit (this script's)."""
+    """One table: Kiln and libtorch (kiln_vs_torch's medians) beside eager and jit (this script's), and Kiln's
+    MLIR JIT kernel (kiln_vs_torch's "jit" variant: "kiln-mlir", 1 thread only; not TorchScript's jit)."""
     gb, others = {}, {}
     for path in args.combine:
         with open(path) as f:
@@ -255,7 +256,7 @@ def combine(args):
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     for case in cases:
         for batch in BATCHES:
-            kiln, lt, unf = (gb.get((case, batch, v)) for v in ("kiln", "torch", "unfused"))
+            kiln, lt, unf, mlir = (gb.get((case, batch, v)) for v in ("kiln", "torch", "unfused", "jit"))
             if kiln is None and lt is None:
                 continue
             p = py.get((case, batch), {})
@@ -264,10 +265,13 @@ def combine(args):
             best = min(torches) if torches else None
             rows.append([case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, fmt(kiln), fmt(lt), fmt(eager),
                          fmt(jit), fmt(unf), "-" if kiln is None or lt is None else f"{lt / kiln:.2f}",
-                         "-" if kiln is None or best is None else f"{best / kiln:.2f}",
+                         "-" if kiln is None or best is None else f"{best / kiln:.2f}", fmt(mlir),
+                         "-" if mlir is None or lt is None else f"{lt / mlir:.2f}",
+                         "-" if mlir is None or kiln is None else f"{mlir / kiln:.2f}",
                          busy_text(max(others.get((case, batch), 0.0), p.get("others", 0.0)))])
     print_table(["net", "threads", "batch", "kiln us", "libtorch us", "eager us", "jit us", "unfused us",
-                 "kiln x libtorch", "kiln x best torch", "others"], rows)
+                 "kiln x libtorch", "kiln x best torch", "kiln-mlir us", "kiln-mlir x libtorch",
+                 "kiln-mlir / kiln", "others"], rows)
     print(OTHERS_NOTE)
 
 

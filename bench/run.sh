@@ -41,7 +41,7 @@ openblas_variant=openmp
 echo "== build ($build)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_BENCH=ON -DKILN_BUILD_TESTS=OFF \
   -DKILN_BUILD_SAMPLES=OFF >/dev/null
-cmake --build "$build" -j2 --target kiln_fma_peak kiln_vs_torch
+cmake --build "$build" -j2 --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time
 mkdir -p "$out"
 
 # ---- OpenBLAS for libtorch -------------------------------------------------------------------------------------
@@ -115,6 +115,10 @@ for t in 1 2; do
   bench_env "$t" "$build"/bench/kiln_vs_torch --benchmark_filter="_t$t/" "${gb_args[@]}" \
     --benchmark_out="$out/kiln_vs_torch_t$t.json" --benchmark_out_format=json | tee "$out/kiln_vs_torch_t$t.txt"
 done
+
+# ---- the MLIR backend's compile times ---------------------------------------------------------------------------
+echo "== kiln_jit_compile_time"
+"$build"/bench/kiln_jit_compile_time $((quick ? 2 : 9)) | tee "$out/jit_compile_time.txt"
 
 # ---- Python PyTorch --------------------------------------------------------------------------------------------
 for t in 1 2; do

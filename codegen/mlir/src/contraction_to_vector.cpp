@@ -30,6 +30,7 @@ constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512
 constexpr int64_t kTileRows = 4, kTileCols = 4;
 constexpr int64_t kL1Floats = 40 * 1024 / 4;  // the part of a 48 KiB L1 the weights and rows of a block may use
 constexpr int64_t kMaxTilesPerBlock = 8;
+constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
 constexpr int64_t kShortK = 64;             // up to this K, and from this many rows, broadcast products
 constexpr int64_t kBroadcastMinRows = 16;
 constexpr int64_t kBroadcastRows = 6, kBroadcastVectors = 4;  // a tile of 6 rows x 64 columns
@@ -99,37 +100,47 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     Value mFull = rewriter.create<arith::SubIOp>(loc, M, mRem);
     TileEmitter emit{rewriter, loc, a, b, c, out, epilogue, K};
     auto index = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
-    // Columns [first, first + count * nb) in tiles of nb, for every row: rows in blocks of kTileRows, then one
-    // at a time, with the column tiles innermost, so that a block of rows stays in L1 across them.
-    auto columnBlock = [&](Value first, int64_t count, int64_t nb) {
-      auto rowsLoop = [&](Value begin, Value end, int64_t mb) {
-        auto rows = rewriter.create<scf::ForOp>(loc, begin, end, index(mb));
-        OpBuilder::InsertionGuard inner(rewriter);
-        rewriter.setInsertionPointToStart(rows.getBody());
-        auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(count * nb), index(nb));
-        rewriter.setInsertionPointToStart(cols.getBody());
-        emit.tile(rows.getInductionVar(), mb, rewriter.create<arith::AddIOp>(loc, first, cols.getInductionVar()), nb);
-      };
-      rowsLoop(zero, mFull, kTileRows);
-      rowsLoop(mFull, M, 1);
+    // Columns [first, first + count * nb) in tiles of nb, for rows [rowBegin, rowEnd) in tiles of mb, the
+    // column tiles innermost, so that a tile of rows stays in L1 across them.
+    auto columnBlock = [&](Value first, int64_t count, int64_t nb, Value rowBegin, Value rowEnd, int64_t mb) {
+      auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, index(mb));
+      OpBuilder::InsertionGuard inner(rewriter);
+      rewriter.setInsertionPointToStart(rows.getBody());
+      auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(count * nb), index(nb));
+      rewriter.setInsertionPointToStart(cols.getBody());
+      emit.tile(rows.getInductionVar(), mb, rewriter.create<arith::AddIOp>(loc, first, cols.getInductionVar()), nb);
     };
-    // Dot products for columns [firstCol, N).
-    auto dotProducts = [&](int64_t firstCol) {
-      // Blocks of columns whose weight rows (nb * K floats each tile) fit in L1 with a block of rows beside
-      // them: the weights are read from L1 for every row block, the rows from L2 once per column block.
-      const int64_t tilesPerBlock =
-          std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
+    // Columns [firstCol, N) for rows [rowBegin, rowEnd) in tiles of mb rows: blocks of columns whose weight rows
+    // (nb * K floats each tile) fit in L1 beside a tile of rows, so the weights are read from L1 for every
+    // row tile and the rows from L2 once per column block.
+    const int64_t tilesPerBlock = std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
+    auto columns = [&](int64_t firstCol, Value rowBegin, Value rowEnd, int64_t mb) {
       const int64_t tiles = (nFull - firstCol) / kTileCols, blocks = tiles / tilesPerBlock;
       if (blocks > 0) {
         auto loop = rewriter.create<scf::ForOp>(loc, index(firstCol), index(firstCol + blocks * tilesPerBlock * kTileCols),
                                                 index(tilesPerBlock * kTileCols));
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(loop.getBody());
-        columnBlock(loop.getInductionVar(), tilesPerBlock, kTileCols);
+        columnBlock(loop.getInductionVar(), tilesPerBlock, kTileCols, rowBegin, rowEnd, mb);
       }
       if (tiles % tilesPerBlock)
-        columnBlock(index(firstCol + blocks * tilesPerBlock * kTileCols), tiles % tilesPerBlock, kTileCols);
-      if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1);
+        columnBlock(index(firstCol + blocks * tilesPerBlock * kTileCols), tiles % tilesPerBlock, kTileCols, rowBegin,
+                    rowEnd, mb);
+      if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1, rowBegin, rowEnd, mb);
+    };
+    // Dot products for columns [firstCol, N): rows in blocks that stay in L2 (kL2Floats) while every column
+    // passes, in tiles of kTileRows; then the last rows one at a time.
+    const int64_t blockRows = std::max<int64_t>(kTileRows, kL2Floats / (K == 0 ? 1 : K) / kTileRows * kTileRows);
+    auto dotProducts = [&](int64_t firstCol) {
+      auto blocks = rewriter.create<scf::ForOp>(loc, zero, mFull, index(blockRows));
+      {
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(blocks.getBody());
+        Value end = rewriter.create<arith::MinUIOp>(
+            loc, rewriter.create<arith::AddIOp>(loc, blocks.getInductionVar(), index(blockRows)), mFull);
+        columns(firstCol, blocks.getInductionVar(), end, kTileRows);
+      }
+      columns(firstCol, mFull, M, 1);
     };
     // A short K leaves dot products mostly reducing: with enough rows, transpose the weights once and
     // broadcast-multiply instead (the first 16-aligned columns; the rest as dot products).
