@@ -153,3 +153,24 @@ TEST_CASE("kiln::mlir: stages by name, and a clear error for another", "[mlir][e
   CHECK_THROWS_WITH(kiln::mlir::stage_from_name("asm"),
                     Catch::Contains("unknown stage \"asm\": expected mlir, linalg, llvm-dialect, llvm-ir or obj"));
 }
+
+TEST_CASE("kiln::mlir: a malformed network description is an error naming the layer or the stage", "[mlir][errors]") {
+  constexpr nn::Sequential net{kiln::input<6>, nn::Linear<6, 4>{}, nn::ReLU{}, nn::Linear<4, 2>{}};
+  const kiln::ir::Network good = kiln::ir::describe(net);
+  CHECK_NOTHROW(kiln::mlir::lower(good, "k", kiln::mlir::Stage::mlir));
+
+  kiln::ir::Network bad = good;
+  bad.layers[2].weight = 7;
+  CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
+                    Catch::Contains("layer 2 (Linear<4, 2>): its weight is buffer 7, but the network has 4 buffers"));
+  bad = good;
+  bad.layers[1].in = kiln::Dims{5};
+  CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::mlir),
+                    Catch::Contains("layer 1 (ReLU): expects [5] but the layer before gives [4]"));
+  // Consistent dims, but a weight of the wrong size: the IR does not verify, and the error says at which stage
+  // and what MLIR said.
+  bad = good;
+  bad.buffers[0].shape = kiln::Dims{6, 5};
+  CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
+                    Catch::Contains("kiln::mlir: the mlir stage failed: the network's functions do not verify: "));
+}

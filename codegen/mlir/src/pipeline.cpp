@@ -119,9 +119,42 @@ void runPasses(ModuleOp module, const Diagnostics& diags, std::string_view stage
   if (failed(pm.run(module))) diags.fail(stage, "a pass failed");
 }
 
+// What the builder relies on, checked before it runs: an ir::Network from ir::describe always passes; one put
+// together by hand may not, and then the error names the layer instead of crashing in the builder.
+void validate(const ir::Network& net) {
+  const int buffers = static_cast<int>(net.buffers.size());
+  auto fail = [](const ir::Layer& l, const std::string& what) {
+    throw Error(fmt::format("kiln::mlir: layer {} ({}): {}", l.path.view(), l.name.view(), what));
+  };
+  if (net.input_count != 1 && net.input_count != 2)
+    throw Error(fmt::format("kiln::mlir: a network takes 1 or 2 inputs, not {}", net.input_count));
+  for (std::size_t i = 0; i < net.layers.size(); ++i) {
+    const ir::Layer& l = net.layers[i];
+    for (auto [index, name] : {std::pair{l.weight, "weight"}, {l.bias, "bias"}, {l.running_mean, "running_mean"},
+                               {l.running_var, "running_var"}, {l.num_batches_tracked, "num_batches_tracked"}})
+      if (index < -1 || index >= buffers)
+        fail(l, fmt::format("its {} is buffer {}, but the network has {} buffers", name, index, buffers));
+    const bool needsWeight = l.kind == ir::Kind::linear || l.kind == ir::Kind::bilinear;
+    if (needsWeight && l.weight < 0) fail(l, "has no weight buffer");
+    if (l.kind == ir::Kind::batch_norm && l.track_running_stats &&
+        (l.running_mean < 0 || l.running_var < 0 || l.num_batches_tracked < 0))
+      fail(l, "tracks running statistics but has no running_mean, running_var or num_batches_tracked buffer");
+    if (l.kind == ir::Kind::bilinear && (i != 0 || net.input_count != 2))
+      fail(l, "takes the network's two inputs, so it must be the first layer of a network with two inputs");
+    if (l.in.rank < 1 || l.out.rank < 1) fail(l, "has no per-sample dims");
+    if (i > 0 && !(l.in == net.layers[i - 1].out))
+      fail(l, fmt::format("expects {} but the layer before gives {}", ir::to_string(l.in), ir::to_string(net.layers[i - 1].out)));
+  }
+  const Dims out = net.layers.empty() ? net.input : net.layers.back().out;
+  if (!(out.numel() == net.output.numel()))
+    throw Error(fmt::format("kiln::mlir: the network's output is {} but its last layer gives {}", ir::to_string(net.output),
+                            ir::to_string(out)));
+}
+
 // Stage by stage, stopping at `last`.
 OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, const ir::Network& net,
                                   const std::string& name, Stage last) {
+  validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
   backend::buildNetworkFunctions(*module, net, name);
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
