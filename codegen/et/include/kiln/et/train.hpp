@@ -21,6 +21,12 @@
 
 namespace kiln::et {
 
+template <class Layer>
+inline constexpr bool is_linear = false;
+template <index_t In, index_t Out, bool Bias>
+inline constexpr bool is_linear<nn::Linear<In, Out, Bias>> = true;
+
+
 // Where one parameter's gradient accumulates in the model: leaf `leaf`'s weight (or bias), `numel` floats.
 struct GradSlot {
   std::size_t leaf = 0;
@@ -112,6 +118,17 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   // input, or output for a batch-statistics BatchNorm) goes.
   std::vector<double> losses(static_cast<std::size_t>(workers), 0.0);
   const float* upstream = nullptr;
+  // needs_dx[i]: whether anything uses dL/d(input of layer i): a layer before it has parameters, or the caller
+  // asked for the input's gradient. Where not (a Linear after Flatten at the start of a network), the layer
+  // skips its dx, for a Linear a GEMM as large as its forward one, and the layers below it skip their backward.
+  std::array<bool, L> needs_dx{};
+  {
+    bool needed = call.dx != nullptr || call.dx2 != nullptr;
+    detail::for_leaves_in<L>(0, L, [&](auto i) {
+      needs_dx[i] = needed;
+      needed = needed || std::get<i>(leaves).params(T::analysis.in[i]).count > 0;
+    });
+  }
   for (std::size_t s = segments; s-- > 0;) {
     const std::size_t first = starts[s], last = starts[s + 1];
     const bool bn_first = batch_stats[first];
@@ -192,10 +209,20 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
         }
         // Backward through layers [stop, last), last first.
         int next_buffer = 0;
+        bool below_unneeded = false;  // a layer above did not pass its input's gradient down: nothing below needs it
         detail::for_leaves_in<L>(0, L, [&](auto rev) {
           constexpr std::size_t i = L - 1 - decltype(rev)::value;
-          if (i < stop || i >= last) return;
+          if (i < stop || i >= last || below_unneeded) return;
           using Layer = typename T::template leaf<i>;
+          if constexpr (is_linear<Layer>) {
+            if (!needs_dx[i]) {
+              Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i],
+                                    worker_grads[static_cast<std::size_t>(w)][i], in_ptr[i], out_ptr[i], dy, nullptr,
+                                    rows, ctx);
+              below_unneeded = true;
+              return;
+            }
+          }
           float* dx;
           if (i == stop) {
             dx = down ? down + r0 * down_width : nullptr;
