@@ -263,6 +263,7 @@ class Model {
     const et::TrainCall<Net> call{{net_, params_, x.data(), x2 ? x2->data() : nullptr, y_data, x.size(0), training_,
                                    seed_, static_cast<std::uint32_t>(step_)},
                                   loss, slots, dx_data, dx2_data};
+    pack_transposed(dx_data || dx2_data);
     const double value = et::train_fused(call, workspace_, train_workspace_);
     if (training_) ++step_;
     return value;
@@ -327,12 +328,26 @@ class Model {
     });
     pack();
   }
+  // The forward's packed weights at once; the backward's transposed ones (packed_t) when a backward needs them.
   void pack() {
     for_each_leaf(net_, [&](auto i, const auto&) {
       using Layer = typename Traits::template leaf<i>;
       if constexpr (requires { et::Eval<Layer>::packed_size; }) et::Eval<Layer>::pack(params_[i].weight, packed_[i].data());
+    });
+    packed_t_fresh_.fill(false);
+  }
+  // Packs W^T for the layers whose input gradient a backward will compute: those with parameters before them,
+  // or all when the caller wants the input's gradient (the rule of et::train_fused's needs_dx).
+  void pack_transposed(bool input_grad) {
+    bool needed = input_grad;
+    for_each_leaf(net_, [&](auto i, const auto& layer) {
+      using Layer = typename Traits::template leaf<i>;
       if constexpr (requires { et::Eval<Layer>::packed_t_size; })
-        et::Eval<Layer>::pack_t(params_[i].weight, packed_t_[i].data());
+        if (needed && !packed_t_fresh_[i]) {
+          et::Eval<Layer>::pack_t(params_[i].weight, packed_t_[i].data());
+          packed_t_fresh_[i] = true;
+        }
+      needed = needed || layer.params(Traits::analysis.in[i]).count > 0;
     });
   }
 
@@ -380,6 +395,7 @@ class Model {
   std::vector<Entry> entries_;
   std::array<et::LayerParams, L> params_{};
   std::array<Tensor, L> packed_{}, packed_t_{};
+  std::array<bool, L> packed_t_fresh_{};
   et::Workspace<Net> workspace_;
   et::TrainWorkspace<Net> train_workspace_;
 };
