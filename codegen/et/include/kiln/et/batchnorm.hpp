@@ -21,6 +21,18 @@ inline void batchnorm_batch_stats(const float* x, index_t n, index_t channels, i
   const double count = static_cast<double>(n * length);
   std::fill(mean, mean + channels, 0.0);
   std::fill(var, var + channels, 0.0);
+  if (length == 1) {  // [N, C]: rows of channels, summed as vectors across the channels
+    for (index_t s = 0; s < n; ++s)
+      for (index_t c = 0; c < channels; ++c) mean[c] += x[s * channels + c];
+    for (index_t c = 0; c < channels; ++c) mean[c] /= count;
+    for (index_t s = 0; s < n; ++s)
+      for (index_t c = 0; c < channels; ++c) {
+        const double d = x[s * channels + c] - mean[c];
+        var[c] += d * d;
+      }
+    for (index_t c = 0; c < channels; ++c) var[c] /= count;
+    return;
+  }
   for (index_t s = 0; s < n; ++s)
     for (index_t c = 0; c < channels; ++c) {
       const float* xs = x + (s * channels + c) * length;
