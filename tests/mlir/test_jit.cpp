@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <vector>
+
+#include <unistd.h>
 
 namespace nn = kiln::nn;
 using kiln::index_t;
@@ -22,9 +25,19 @@ kiln::jit::Options fresh_options(bool memory, const std::filesystem::path& dir) 
   return o;
 }
 
+// A fresh cache directory for this process, removed when the tests end.
 std::filesystem::path temp_cache(const std::string& name) {
+  struct Cleanup {
+    std::vector<std::filesystem::path> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
   const auto dir = std::filesystem::temp_directory_path() / ("kiln-jit-test-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
+  cleanup.dirs.push_back(dir);
   return dir;
 }
 
