@@ -336,18 +336,16 @@ class Model {
     });
     packed_t_fresh_.fill(false);
   }
-  // Packs W^T for the layers whose input gradient a backward will compute: those with parameters before them,
-  // or all when the caller wants the input's gradient (the rule of et::train_fused's needs_dx).
+  // Packs W^T for the layers whose input gradient a backward will compute (et::input_grad_needed), if stale.
   void pack_transposed(bool input_grad) {
-    bool needed = input_grad;
-    for_each_leaf(net_, [&](auto i, const auto& layer) {
+    const auto needed = et::input_grad_needed(net_, input_grad);
+    for_each_leaf(net_, [&](auto i, const auto&) {
       using Layer = typename Traits::template leaf<i>;
       if constexpr (requires { et::Eval<Layer>::packed_t_size; })
-        if (needed && !packed_t_fresh_[i]) {
+        if (needed[i] && !packed_t_fresh_[i]) {
           et::Eval<Layer>::pack_t(params_[i].weight, packed_t_[i].data());
           packed_t_fresh_[i] = true;
         }
-      needed = needed || layer.params(Traits::analysis.in[i]).count > 0;
     });
   }
 

@@ -21,10 +21,20 @@
 
 namespace kiln::et {
 
-template <class Layer>
-inline constexpr bool is_linear = false;
-template <index_t In, index_t Out, bool Bias>
-inline constexpr bool is_linear<nn::Linear<In, Out, Bias>> = true;
+// needed[i]: whether a backward uses dL/d(input of layer i): a layer before it has parameters (their gradients
+// need it), or the caller asks for the network input's gradient. Where not (a Linear after Flatten at the start
+// of a network), train_fused skips that dx, for a Linear a GEMM as large as its forward one, and the backward
+// of the layers below; and Model packs the transposed weights only where it is needed.
+template <Network Net>
+std::array<bool, network_traits<Net>::leaf_count> input_grad_needed(const Net& net, bool input_grad) {
+  std::array<bool, network_traits<Net>::leaf_count> needed{};
+  bool before = input_grad;
+  for_each_leaf(net, [&](auto i, const auto& layer) {
+    needed[i] = before;
+    before = before || layer.params(network_traits<Net>::analysis.in[i]).count > 0;
+  });
+  return needed;
+}
 
 
 // Where one parameter's gradient accumulates in the model: leaf `leaf`'s weight (or bias), `numel` floats.
@@ -118,17 +128,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   // input, or output for a batch-statistics BatchNorm) goes.
   std::vector<double> losses(static_cast<std::size_t>(workers), 0.0);
   const float* upstream = nullptr;
-  // needs_dx[i]: whether anything uses dL/d(input of layer i): a layer before it has parameters, or the caller
-  // asked for the input's gradient. Where not (a Linear after Flatten at the start of a network), the layer
-  // skips its dx, for a Linear a GEMM as large as its forward one, and the layers below it skip their backward.
-  std::array<bool, L> needs_dx{};
-  {
-    bool needed = call.dx != nullptr || call.dx2 != nullptr;
-    detail::for_leaves_in<L>(0, L, [&](auto i) {
-      needs_dx[i] = needed;
-      needed = needed || std::get<i>(leaves).params(T::analysis.in[i]).count > 0;
-    });
-  }
+  const auto needs_dx = input_grad_needed(fc.net, call.dx != nullptr || call.dx2 != nullptr);
   for (std::size_t s = segments; s-- > 0;) {
     const std::size_t first = starts[s], last = starts[s + 1];
     const bool bn_first = batch_stats[first];
@@ -214,7 +214,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
           constexpr std::size_t i = L - 1 - decltype(rev)::value;
           if (i < stop || i >= last || below_unneeded) return;
           using Layer = typename T::template leaf<i>;
-          if constexpr (is_linear<Layer>) {
+          if constexpr (nn::is_linear<Layer>) {
             if (!needs_dx[i]) {
               Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i],
                                     worker_grads[static_cast<std::size_t>(w)][i], in_ptr[i], out_ptr[i], dy, nullptr,

@@ -23,10 +23,6 @@ template <template <index_t...> class Tmpl, index_t... S>
 struct is_sized<Tmpl<S...>, Tmpl> : std::true_type {};
 
 template <class T>
-struct is_linear : std::false_type {};
-template <index_t I, index_t O, bool B>
-struct is_linear<nn::Linear<I, O, B>> : std::true_type {};
-template <class T>
 struct is_bilinear : std::false_type {};
 template <index_t I1, index_t I2, index_t O, bool B>
 struct is_bilinear<nn::Bilinear<I1, I2, O, B>> : std::true_type {};
@@ -51,7 +47,7 @@ constexpr Layer describe_leaf(const L& layer, Dims in, Dims in2, Dims out) {
   l.in = in;
   l.in2 = in2;
   l.out = out;
-  if constexpr (is_linear<L>::value) {
+  if constexpr (nn::is_linear<L>) {
     l.kind = Kind::linear;
     l.out_features = L::out_features;
   } else if constexpr (is_bilinear<L>::value) {

@@ -38,4 +38,10 @@ struct Linear {
   }
 };
 
+// Whether a layer type is a Linear (the backends' special cases: packed weights, the MLIR matmul).
+template <class Layer>
+inline constexpr bool is_linear = false;
+template <index_t In, index_t Out, bool Bias>
+inline constexpr bool is_linear<Linear<In, Out, Bias>> = true;
+
 }  // namespace kiln::nn
