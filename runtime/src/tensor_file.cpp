@@ -1,6 +1,7 @@
 // safetensors reading and writing. The JSON header is parsed by nlohmann::json (Debian's nlohmann-json3-dev),
 // kept out of Kiln's public headers.
 #include <kiln/runtime/tensor_file.hpp>
+#include <kiln/runtime/atomic_file.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -9,7 +10,6 @@
 #include <fstream>
 #include <limits>
 #include <system_error>
-#include <unistd.h>
 
 static_assert(std::endian::native == std::endian::little, "Kiln's safetensors I/O assumes a little-endian machine");
 
@@ -122,29 +122,14 @@ void save_tensors(const std::filesystem::path& path, const TensorMap& tensors, c
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // pad so the data starts 8-byte aligned, as safetensors does
 
-  const std::filesystem::path tmp = path.string() + fmt::format(".tmp{}", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, fmt::format("cannot create the temporary file {}", tmp.string()));
+  write_file_atomically(path, [&](std::ostream& out) {
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(text.size() >> (8 * i));
     out.write(reinterpret_cast<const char*>(len_bytes), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [key, t] : tensors)
       out.write(reinterpret_cast<const char*>(t.bytes()), static_cast<std::streamsize>(t.nbytes()));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::filesystem::remove(tmp);
-      fail(path, "write failed (disk full?); nothing was written");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    fail(path, "cannot move the written file into place: " + ec.message());
-  }
+  });
 }
 
 }  // namespace kiln

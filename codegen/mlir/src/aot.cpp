@@ -1,26 +1,19 @@
 // The ahead-of-time path: the object file and header for kiln_add_kernel (KilnAddKernel.cmake).
 #include <kiln/mlir/aot.hpp>
 #include <kiln/mlir/compiler.hpp>
+#include <kiln/runtime/atomic_file.hpp>
 #include <kiln/runtime/error.hpp>
 
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 namespace kiln::mlir {
 
 namespace {
-// Written to a temporary and renamed: the build never sees half a file.
 void write_whole(const std::filesystem::path& path, const std::string& bytes) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !out.flush())
-      throw Error(fmt::format("cannot write {}", tmp.string()));
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
 }
 }  // namespace
 

@@ -6,6 +6,7 @@
 // Keys are the network's canonical description (ir::to_string) and the host CPU's name and features.
 #include <kiln/mlir/kernel.hpp>
 #include <kiln_mlir_lowering_hash.hpp>
+#include <kiln/runtime/atomic_file.hpp>
 #include <kiln/runtime/error.hpp>
 
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
@@ -22,7 +23,6 @@
 #include <mutex>
 #include <sstream>
 
-#include <unistd.h>
 
 namespace kiln::mlir {
 
@@ -86,21 +86,14 @@ std::optional<std::string> read_file(const std::filesystem::path& path) {
   return s.str();
 }
 
-// Written to a temporary and renamed, so a reader never sees half a file; a failure to write only costs the
-// next process a compile.
+// Whole or not at all; a failure to write only costs the next process a compile.
 void write_file(const std::filesystem::path& path, const std::string& bytes) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
-  const auto tmp = path.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())) || !out.flush()) {
-      std::filesystem::remove(tmp, ec);
-      return;
-    }
+  try {
+    write_file_atomically(path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
+  } catch (const Error&) {
   }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) std::filesystem::remove(tmp, ec);
 }
 
 }  // namespace

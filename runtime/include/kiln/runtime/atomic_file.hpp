@@ -1,0 +1,16 @@
+// Files that appear whole or not at all: the data goes to a temporary file in the same folder, which is then
+// renamed over the destination. For safetensors files, the JIT's disk cache and kiln_add_kernel's outputs.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <ostream>
+
+namespace kiln {
+
+// Calls write(stream) on a temporary file beside `path`, then renames it to `path`. Throws kiln::Error
+// naming `path` when the temporary cannot be created, a write fails (the temporary is removed), or the
+// rename fails; `path` is then as it was.
+void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
+
+}  // namespace kiln
