@@ -107,17 +107,30 @@ std::string print(Operation* op) {
   return s;
 }
 
-void runPasses(ModuleOp module, const Diagnostics& diags, std::string_view stage, std::string_view pipeline,
-               std::unique_ptr<Pass> extra = nullptr, std::string_view after = {}) {
-  PassManager pm(module.getContext());
-  std::string parseErrors;
-  llvm::raw_string_ostream os(parseErrors);
-  if (!pipeline.empty() && failed(parsePassPipeline(pipeline, pm, os))) diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
-  if (extra) pm.addPass(std::move(extra));
-  if (!after.empty() && failed(parsePassPipeline(after, pm, os)))
-    diags.fail(stage, "the pass pipeline does not parse: " + parseErrors);
-  if (failed(pm.run(module))) diags.fail(stage, "a pass failed");
-}
+// The passes of one stage, in order: MLIR's own by their mlir-opt names (textual pipelines), and Kiln's.
+class StagePasses {
+ public:
+  StagePasses(MLIRContext& ctx, const Diagnostics& diags, std::string_view stage)
+      : pm_(&ctx), diags_(diags), stage_(stage) {}
+  StagePasses& then(std::string_view pipeline) {
+    std::string errors;
+    llvm::raw_string_ostream os(errors);
+    if (failed(parsePassPipeline(pipeline, pm_, os))) diags_.fail(stage_, "the pass pipeline does not parse: " + errors);
+    return *this;
+  }
+  StagePasses& then(std::unique_ptr<Pass> pass) {
+    pm_.addPass(std::move(pass));
+    return *this;
+  }
+  void run(ModuleOp module) {
+    if (failed(pm_.run(module))) diags_.fail(stage_, "a pass failed");
+  }
+
+ private:
+  PassManager pm_;
+  const Diagnostics& diags_;
+  std::string_view stage_;
+};
 
 // What the builder relies on, checked before it runs: an ir::Network from ir::describe always passes; one put
 // together by hand may not, and then the error names the layer instead of crashing in the builder.
@@ -160,17 +173,21 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
-  runPasses(*module, diags, "linalg", "", std::make_unique<FuseElementwisePass>());
-  runPasses(*module, diags, "linalg", "eliminate-empty-tensors,one-shot-bufferize,canonicalize",
-            backend::createContractionToVectorPass(), "func.func(buffer-deallocation-pipeline),canonicalize,cse");
+  StagePasses(ctx, diags, "linalg")
+      .then(std::make_unique<FuseElementwisePass>())
+      .then("eliminate-empty-tensors,one-shot-bufferize,canonicalize")
+      .then(backend::createContractionToVectorPass())
+      .then("func.func(buffer-deallocation-pipeline),canonicalize,cse")
+      .run(*module);
   if (last == Stage::linalg) return module;
 
-  runPasses(*module, diags, "llvm-dialect",
-            "func.func(convert-linalg-to-loops),expand-strided-metadata,lower-affine,convert-scf-to-cf",
-            std::make_unique<MathApproximationPass>(),
-            "convert-vector-to-llvm,convert-math-to-llvm,finalize-memref-to-llvm,convert-arith-to-llvm,"
-            "convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts");
-  runPasses(*module, diags, "llvm-dialect", "", backend::createEntryPointsPass(net, name));
+  StagePasses(ctx, diags, "llvm-dialect")
+      .then("func.func(convert-linalg-to-loops),expand-strided-metadata,lower-affine,convert-scf-to-cf")
+      .then(std::make_unique<MathApproximationPass>())
+      .then("convert-vector-to-llvm,convert-math-to-llvm,finalize-memref-to-llvm,convert-arith-to-llvm,"
+            "convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts")
+      .then(backend::createEntryPointsPass(net, name))
+      .run(*module);
   return module;
 }
 
