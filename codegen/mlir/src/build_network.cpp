@@ -58,8 +58,11 @@ class FunctionBuilder {
     Value x = tensorOf(entry.getArgument(3 + nb));
     Value x2 = net_.input_count == 2 ? tensorOf(entry.getArgument(4 + nb)) : Value{};
     for (const ir::Layer& layer : net_.layers) x = lowerLayer(layer, x, x2);
+    // The output, then the updated running statistics: written after the whole forward has read the old ones.
     b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, x, entry.getArguments().back(), true,
                                                            true);
+    for (auto& [value, memref] : pendingWrites_)
+      b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, value, memref, true, true);
     b_.create<func::ReturnOp>(loc_);
   }
 
@@ -395,17 +398,6 @@ class FunctionBuilder {
     b_.create<memref::StoreOp>(loc_, nbt, nbtMemref, ValueRange{zero});
   }
 
- public:
-  // Writes of updated running statistics, emitted after the whole forward has read the old ones.
-  void flushWrites() {
-    Operation* ret = func_.getBody().front().getTerminator();
-    OpBuilder::InsertionGuard guard(b_);
-    b_.setInsertionPoint(ret);
-    for (auto& [value, memref] : pendingWrites_)
-      b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, value, memref, true, true);
-  }
-
- private:
   // ---- LayerNorm and RMSNorm over the last norm_size values of each sample -----------------------------
   // LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias. RMSNorm: x / sqrt(mean(x^2) + eps) * weight, or
   // x / (sqrt(mean(x^2)) + eps) * weight. Statistics accumulate in f64.
@@ -497,7 +489,6 @@ void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::s
   for (bool training : {false, true}) {
     FunctionBuilder fb(module, net, training, implName(name, training));
     fb.build();
-    fb.flushWrites();
   }
 }
 

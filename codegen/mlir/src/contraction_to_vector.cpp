@@ -92,14 +92,13 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
-    Value zero = rewriter.create<arith::ConstantIndexOp>(loc, 0);
+    TileEmitter emit{rewriter, loc, a, b, c, out, epilogue, K};
+    auto index = [&](int64_t v) { return emit.index(v); };
+    Value zero = index(0);
     Value M = rewriter.create<memref::DimOp>(loc, a, 0);
     const int64_t nFull = N - N % kTileCols;
-    // Rows in blocks of kTileRows, then one at a time; columns likewise.
-    Value mRem = rewriter.create<arith::RemUIOp>(loc, M, rewriter.create<arith::ConstantIndexOp>(loc, kTileRows));
-    Value mFull = rewriter.create<arith::SubIOp>(loc, M, mRem);
-    TileEmitter emit{rewriter, loc, a, b, c, out, epilogue, K};
-    auto index = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
+    // Rows in tiles of kTileRows up to mFull, then one at a time.
+    Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(kTileRows)));
     // Columns [first, first + count * nb) in tiles of nb, for rows [rowBegin, rowEnd) in tiles of mb, the
     // column tiles innermost, so that a tile of rows stays in L1 across them.
     auto columnBlock = [&](Value first, int64_t count, int64_t nb, Value rowBegin, Value rowEnd, int64_t mb) {
@@ -170,22 +169,24 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     linalg::GenericOp epilogue;
     int64_t K;
 
+    Value index(int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v); }
+    // base + d, without an add for d = 0.
+    Value offset(Value base, int64_t d) { return d == 0 ? base : rewriter.create<arith::AddIOp>(loc, base, index(d)); }
+    VectorType lanes() { return VectorType::get({kLanes}, rewriter.getF32Type()); }
+    Value zeros() { return rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes(), 0.0f)); }
+
     // Outputs [i, i + mb) x [j, j + nb).
     void tile(Value i, int64_t mb, Value j, int64_t nb) {
-      auto f32 = rewriter.getF32Type();
-      auto lanes = VectorType::get({kLanes}, f32);
-      auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
-      auto plus = [&](Value base, int64_t d) { return d == 0 ? base : rewriter.create<arith::AddIOp>(loc, base, idx(d)).getResult(); };
       SmallVector<Value> rowsA, rowsB;
-      for (int64_t r = 0; r < mb; ++r) rowsA.push_back(plus(i, r));
-      for (int64_t r = 0; r < nb; ++r) rowsB.push_back(plus(j, r));
-      Value zeroVec = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes, 0.0f));
+      for (int64_t r = 0; r < mb; ++r) rowsA.push_back(offset(i, r));
+      for (int64_t r = 0; r < nb; ++r) rowsB.push_back(offset(j, r));
+      Value zeroVec = zeros();
       SmallVector<Value> init(mb * nb, zeroVec);
       auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc, Value mask) {
         SmallVector<Value> va, vb, next;
         auto load = [&](Value base, Value row) -> Value {
-          if (!mask) return bld.create<vector::LoadOp>(loc, lanes, base, ValueRange{row, k});
-          return bld.create<vector::MaskedLoadOp>(loc, lanes, base, ValueRange{row, k}, mask, zeroVec);
+          if (!mask) return bld.create<vector::LoadOp>(loc, lanes(), base, ValueRange{row, k});
+          return bld.create<vector::MaskedLoadOp>(loc, lanes(), base, ValueRange{row, k}, mask, zeroVec);
         };
         for (Value r : rowsA) va.push_back(load(a, r));
         for (Value r : rowsB) vb.push_back(load(b, r));
@@ -196,7 +197,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       const int64_t kFull = K - K % kLanes;
       SmallVector<Value> acc = init;
       if (kFull > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, idx(0), idx(kFull), idx(kLanes), init,
+        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kFull), index(kLanes), init,
                                                 [&](OpBuilder& bld, Location, Value k, ValueRange iter) {
                                                   bld.create<scf::YieldOp>(loc, fmaStep(bld, k, iter, Value{}));
                                                 });
@@ -205,9 +206,9 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (K % kLanes) {
         Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({kLanes}, rewriter.getI1Type()),
                                                              rewriter.getI64ArrayAttr({K % kLanes}));
-        acc = fmaStep(rewriter, idx(kFull), acc, mask);
+        acc = fmaStep(rewriter, index(kFull), acc, mask);
       }
-      auto rowType = VectorType::get({nb}, f32);
+      auto rowType = VectorType::get({nb}, rewriter.getF32Type());
       for (int64_t p = 0; p < mb; ++p) {
         Value row = rowSums(ArrayRef<Value>(acc).slice(p * nb, nb), rowType);
         if (epilogue) row = applyEpilogue(row, rowsA[p], j, nb);
@@ -219,58 +220,50 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // a tile of 6 rows x (up to) 4 vectors of 16 columns accumulates x[i, k] * W^T[k, j:j+16] over k, and
     // its epilogue runs per vector.
     void broadcastProducts(Value M, int64_t N, int64_t nCols) {
-      auto f32 = rewriter.getF32Type();
-      auto lanes = VectorType::get({kLanes}, f32);
-      auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
-      Value bt = rewriter.create<memref::AllocOp>(loc, MemRefType::get({K, N}, f32), rewriter.getI64IntegerAttr(64));
+      Value bt = rewriter.create<memref::AllocOp>(loc, MemRefType::get({K, N}, rewriter.getF32Type()),
+                                                  rewriter.getI64IntegerAttr(64));
       {  // Row by row of W^T, so that the stores run through memory in order (the loads stay in cache).
-        auto ks = rewriter.create<scf::ForOp>(loc, idx(0), idx(K), idx(1));
+        auto ks = rewriter.create<scf::ForOp>(loc, index(0), index(K), index(1));
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(ks.getBody());
-        auto rows = rewriter.create<scf::ForOp>(loc, idx(0), idx(N), idx(1));
+        auto rows = rewriter.create<scf::ForOp>(loc, index(0), index(N), index(1));
         rewriter.setInsertionPointToStart(rows.getBody());
         Value v = rewriter.create<memref::LoadOp>(loc, b, ValueRange{rows.getInductionVar(), ks.getInductionVar()});
         rewriter.create<memref::StoreOp>(loc, v, bt, ValueRange{ks.getInductionVar(), rows.getInductionVar()});
       }
-      Value rem = rewriter.create<arith::RemUIOp>(loc, M, idx(kBroadcastRows));
+      Value rem = rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows));
       Value mFull = rewriter.create<arith::SubIOp>(loc, M, rem);
       const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
       auto columns = [&](Value first, int64_t vectors) {
         auto rowLoop = [&](Value begin, Value end, int64_t mb) {
-          auto rows = rewriter.create<scf::ForOp>(loc, begin, end, idx(mb));
+          auto rows = rewriter.create<scf::ForOp>(loc, begin, end, index(mb));
           OpBuilder::InsertionGuard guard(rewriter);
           rewriter.setInsertionPointToStart(rows.getBody());
           broadcastTile(rows.getInductionVar(), mb, first, vectors, bt);
         };
-        rowLoop(idx(0), mFull, kBroadcastRows);
+        rowLoop(index(0), mFull, kBroadcastRows);
         rowLoop(mFull, M, 1);
       };
       if (blocks > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, idx(0), idx(blocks * width), idx(width));
+        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(loop.getBody());
         columns(loop.getInductionVar(), kBroadcastVectors);
       }
-      if (rest > 0) columns(idx(blocks * width), rest);
-      (void)lanes;
+      if (rest > 0) columns(index(blocks * width), rest);
     }
 
     void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, Value bt) {
-      auto f32 = rewriter.getF32Type();
-      auto lanes = VectorType::get({kLanes}, f32);
-      auto idx = [&](int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v).getResult(); };
       SmallVector<Value> rows, cols;
-      for (int64_t r = 0; r < mb; ++r) rows.push_back(r == 0 ? i : rewriter.create<arith::AddIOp>(loc, i, idx(r)).getResult());
-      for (int64_t v = 0; v < vectors; ++v)
-        cols.push_back(v == 0 ? j : rewriter.create<arith::AddIOp>(loc, j, idx(v * kLanes)).getResult());
-      Value zeroVec = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes, 0.0f));
-      SmallVector<Value> init(mb * vectors, zeroVec);
+      for (int64_t r = 0; r < mb; ++r) rows.push_back(offset(i, r));
+      for (int64_t v = 0; v < vectors; ++v) cols.push_back(offset(j, v * kLanes));
+      SmallVector<Value> init(mb * vectors, zeros());
       auto loop = rewriter.create<scf::ForOp>(
-          loc, idx(0), idx(K), idx(1), init, [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
+          loc, index(0), index(K), index(1), init, [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
             SmallVector<Value> w, next;
-            for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes, bt, ValueRange{k, c}));
+            for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt, ValueRange{k, c}));
             for (int64_t r = 0; r < mb; ++r) {
-              Value x = bld.create<vector::BroadcastOp>(loc, lanes, bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
+              Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
               for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
             }
             bld.create<scf::YieldOp>(loc, next);
