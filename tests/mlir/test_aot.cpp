@@ -1,10 +1,9 @@
 // The ahead-of-time kernels of every golden network (kiln_add_kernel, linked into this test) against PyTorch's
-// goldens, in eval and train mode: the same checks as the expression-template and JIT kernels. Each kernel
-// is called through its plain entry points, as a program that links it would.
+// goldens, in eval and train mode: the same checks as the expression-template and JIT kernels.
 #include "../runtime/golden_check.hpp"
 #include "aot_networks.hpp"
 
-#include <kiln/ir/network.hpp>
+#include <kiln/jit.hpp>
 
 #include <aot_net_3d.h>
 #include <aot_net_bilinear.h>
@@ -19,21 +18,18 @@
 
 namespace {
 
-// Calls <name>_eval or <name>_train on the model's buffers, with the model's seed and step, as kiln::jit does.
+// The AOT entry points behind kiln::jit::Kernel, which calls them as it calls a JIT kernel's: the model's
+// buffers, seed and step, its checks first.
 template <kiln::Network Net>
 std::vector<kiln::testing::Backend<Net>> aot_backend(kiln::ir::KernelFn eval, kiln::ir::KernelFn train) {
+  auto entry_points = std::make_shared<kiln::mlir::LoadedKernel>();
+  entry_points->eval = eval;
+  entry_points->train = train;
   return {{"aot",
            [=](kiln::Model<Net>& m, const kiln::Tensor& x, const kiln::Tensor* x2) {
-             kiln::Tensor y(m.checked_output_shape(x, x2));
-             kiln::et::detail::check_batch_stats<Net>(kiln::leaf_values(m.network()), x.size(0), m.is_training());
-             std::vector<void*> buffers;
-             for (const auto& e : m.entries()) buffers.push_back(const_cast<std::byte*>(e.tensor.bytes()));
-             buffers.push_back(const_cast<float*>(x.data()));
-             if (x2) buffers.push_back(const_cast<float*>(x2->data()));
-             buffers.push_back(y.data());
-             (m.is_training() ? train : eval)(buffers.data(), x.size(0), m.seed(), m.step());
-             if (m.is_training()) m.set_step(m.step() + 1);
-             return y;
+             kiln::jit::Kernel<Net> kernel(m, entry_points);
+             if constexpr (kiln::network_traits<Net>::input_count == 2) return kernel(x, *x2);
+             else return kernel(x);
            },
            2e-6}};
 }
