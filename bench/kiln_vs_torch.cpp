@@ -345,60 +345,55 @@ struct Case {
     state.counters["others"] = others;
   }
 
+  // One benchmark <name>_t<threads>/<variant>/<batch>; make_body(batch) runs once, untimed, and returns what
+  // measure() times.
+  template <class MakeBody>
+  void add(const std::string& variant, int threads, kiln::index_t b, MakeBody make_body) {
+    benchmark::RegisterBenchmark(fmt::format("{}_t{}/{}", name, threads, variant).c_str(),
+                                 [this, threads, make_body](benchmark::State& state) {
+                                   torch::NoGradGuard no_grad;
+                                   measure(state, threads, make_body(state.range(0)));
+                                 })
+        ->Arg(b)
+        ->Unit(benchmark::kMicrosecond);
+  }
+
   void register_benchmarks() {
     for (int threads : thread_counts)
       for (kiln::index_t b : batches) {
-        const std::string prefix = fmt::format("{}_t{}/", name, threads);
-        benchmark::RegisterBenchmark((prefix + "torch").c_str(),
-                                     [this, threads](benchmark::State& state) {
-                                       torch::NoGradGuard no_grad;
-                                       const kiln::index_t batch = state.range(0);
-                                       measure(state, threads, [&] {
-                                         torch::Tensor y = torch_forward(batch);
-                                         benchmark::DoNotOptimize(y.data_ptr());
-                                       });
-                                     })
-            ->Arg(b)
-            ->Unit(benchmark::kMicrosecond);
-        benchmark::RegisterBenchmark((prefix + "kiln").c_str(),
-                                     [this, threads](benchmark::State& state) {
-                                       const kiln::index_t batch = state.range(0);
-                                       measure(state, threads, [&] {
-                                         kiln_forward(batch);
-                                         benchmark::DoNotOptimize(ky[batch].data());
-                                         benchmark::ClobberMemory();
-                                       });
-                                     })
-            ->Arg(b)
-            ->Unit(benchmark::kMicrosecond);
+        add("torch", threads, b, [this](kiln::index_t batch) {
+          return [this, batch] {
+            torch::Tensor y = torch_forward(batch);
+            benchmark::DoNotOptimize(y.data_ptr());
+          };
+        });
+        add("kiln", threads, b, [this](kiln::index_t batch) {
+          return [this, batch] {
+            kiln_forward(batch);
+            benchmark::DoNotOptimize(ky[batch].data());
+            benchmark::ClobberMemory();
+          };
+        });
 #ifdef KILN_BENCH_JIT
         if (threads == 1)
-          benchmark::RegisterBenchmark((prefix + "jit").c_str(),
-                                       [this, threads](benchmark::State& state) {
-                                         const kiln::index_t batch = state.range(0);
-                                         measure(state, threads, [&] {
-                                           jit_forward(batch);
-                                           benchmark::DoNotOptimize(jy[batch].data());
-                                           benchmark::ClobberMemory();
-                                         });
-                                       })
-              ->Arg(b)
-              ->Unit(benchmark::kMicrosecond);
+          add("jit", threads, b, [this](kiln::index_t batch) {
+            return [this, batch] {
+              jit_forward(batch);
+              benchmark::DoNotOptimize(jy[batch].data());
+              benchmark::ClobberMemory();
+            };
+          });
 #endif
         if (b <= unfused_max_batch)
-          benchmark::RegisterBenchmark((prefix + "unfused").c_str(),
-                                       [this, threads](benchmark::State& state) {
-                                         const kiln::index_t batch = state.range(0);
-                                         kiln::Tensor y(ky[batch].shape());
-                                         measure(state, threads, [&] {
-                                           benchmark::DoNotOptimize(unfused_forward(batch, y).data());
-                                           benchmark::ClobberMemory();
-                                         });
-                                       })
-              ->Arg(b)
-              ->Unit(benchmark::kMicrosecond);
+          add("unfused", threads, b, [this](kiln::index_t batch) {
+            return [this, batch, y = kiln::Tensor(ky[batch].shape())]() mutable {
+              benchmark::DoNotOptimize(unfused_forward(batch, y).data());
+              benchmark::ClobberMemory();
+            };
+          });
       }
   }
+
 };
 
 }  // namespace
