@@ -29,31 +29,72 @@ inline constexpr int linear_rows = simd_width == 16 ? 6 : 4;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
 inline constexpr index_t linear_chunk = 128;
 
+#if defined(__GNUC__) && !defined(__clang__)
+// g++ -O3 warns that offsets could overflow for 2^59 elements; layer sizes are far below that.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
+
+// dst[c][r] = src[r][c] for a [rows, cols] matrix, simd_width x simd_width blocks at a time in registers.
+inline void transpose_matrix(const float* src, index_t rows, index_t cols, float* dst) {
+  constexpr index_t n = simd_width;
+  index_t r0 = 0;
+  for (; r0 + n <= rows; r0 += n) {
+    index_t c0 = 0;
+    for (; c0 + n <= cols; c0 += n) {
+      vfloat v[n];
+      for (index_t r = 0; r < n; ++r) v[r] = load(src + (r0 + r) * cols + c0);
+      transpose_block(v);
+      for (index_t c = 0; c < n; ++c) store(dst + (c0 + c) * rows + r0, v[c]);
+    }
+    for (; c0 < cols; ++c0)
+      for (index_t r = r0; r < r0 + n; ++r) dst[c0 * rows + r] = src[r * cols + c0];
+  }
+  for (; r0 < rows; ++r0)
+    for (index_t c = 0; c < cols; ++c) dst[c * rows + r0] = src[r0 * cols + c];
+}
+
 // Packs the matrix M [out, in] with M[o][i] = w[o * stride_o + i * stride_i] (PyTorch's weight: stride_o = in,
-// stride_i = 1; its transpose: stride_o = 1, stride_i = the weight's in).
+// stride_i = 1; its transpose: stride_o = 1, stride_i = the weight's in). Whole blocks of simd_width outputs
+// are vector copies (stride_o = 1) or in-register transposes of square blocks (stride_i = 1); the packing runs
+// after every optimizer step, where an element-by-element gather cost as much as the Adam update itself.
 inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o, index_t stride_i,
                                float* packed) {
+  constexpr index_t n = simd_width;
   const index_t blocks = linear_blocks(out);
   for (index_t g0 = 0; g0 < blocks; g0 += linear_block_group) {
     const index_t nb = std::min<index_t>(linear_block_group, blocks - g0);
-    float* group = packed + g0 * in * simd_width;
-    for (index_t i = 0; i < in; ++i)
-      for (index_t k = 0; k < nb; ++k)
-        for (index_t lane = 0; lane < simd_width; ++lane) {
-          const index_t o = (g0 + k) * simd_width + lane;
-          group[(i * nb + k) * simd_width + lane] = o < out ? w[o * stride_o + i * stride_i] : 0.0f;
+    float* group = packed + g0 * in * n;
+    auto dst = [&](index_t i, index_t k) { return group + (i * nb + k) * n; };
+    // Full output blocks with W's rows contiguous: square blocks transposed in registers, input block by input
+    // block so that the group's writes stay contiguous.
+    index_t i_done = 0;
+    const index_t full_blocks = std::min(nb, out / n - g0);
+    if (stride_i == 1 && full_blocks > 0) {
+      for (; i_done + n <= in; i_done += n)
+        for (index_t k = 0; k < full_blocks; ++k) {
+          vfloat v[n];
+          for (index_t lane = 0; lane < n; ++lane) v[lane] = load(w + ((g0 + k) * n + lane) * stride_o + i_done);
+          transpose_block(v);
+          for (index_t j = 0; j < n; ++j) store(dst(i_done + j, k), v[j]);
         }
+    }
+    for (index_t k = 0; k < nb; ++k) {
+      const index_t o0 = (g0 + k) * n;
+      index_t i = k < full_blocks ? i_done : 0;
+      if (o0 + n <= out && stride_o == 1)
+        for (; i < in; ++i) store(dst(i, k), load(w + o0 + i * stride_i));
+      for (; i < in; ++i)
+        for (index_t lane = 0; lane < n; ++lane) {
+          const index_t o = o0 + lane;
+          dst(i, k)[lane] = o < out ? w[o * stride_o + i * stride_i] : 0.0f;
+        }
+    }
   }
 }
 inline void pack_linear_weight(const float* w, index_t in, index_t out, float* packed) {
   pack_linear_matrix(w, in, out, in, 1, packed);
 }
-
-#if defined(__GNUC__) && !defined(__clang__)
-// g++ -O3 warns that output offsets could overflow for 2^59 blocks; layer sizes are far below that.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
-#endif
 
 // One register tile: rows [0, kRows) of x (row stride in), inputs [0, count) of the chunk starting at `x`,
 // the kBlocks output blocks of the group starting at block0 (wp: the group's weights at the chunk's first
@@ -179,8 +220,7 @@ struct Eval<nn::Linear<In, Out, Bias>> {
     thread_local std::vector<float> dy_t, x_packed;
     dy_t.resize(static_cast<std::size_t>(Out * rows));
     x_packed.resize(static_cast<std::size_t>(linear_packed_size(rows, In)));
-    for (index_t r = 0; r < rows; ++r)
-      for (index_t o = 0; o < Out; ++o) dy_t[static_cast<std::size_t>(o * rows + r)] = dy[r * Out + o];
+    transpose_matrix(dy, rows, Out, dy_t.data());
     pack_linear_matrix(x, rows, In, 1, In, x_packed.data());  // x^T: [In, rows]
     linear_forward(dy_t.data(), Out, rows, In, x_packed.data(), nullptr, g.weight, /*accumulate=*/true);
     if (Bias && g.bias)

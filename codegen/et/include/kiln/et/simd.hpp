@@ -2,6 +2,8 @@
 // lower to AVX-512, AVX2 or SSE depending on the target flags (-march). No intrinsics, no extra dependency.
 #pragma once
 
+#include <utility>
+
 #if !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #endif
@@ -26,6 +28,28 @@ inline vfloat load(const float* p) {
 }
 inline void store(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
 inline vfloat broadcast(float x) { return vfloat{} + x; }
+
+// Transposes the simd_width x simd_width block whose rows are v[0..simd_width): afterwards v[j][r] is the old
+// v[r][j]. log2(simd_width) butterfly stages of two-source shuffles (__builtin_shufflevector: clang, g++ >= 12);
+// the stage of half-size b swaps the off-diagonal b x b blocks of every 2b x 2b block.
+namespace detail {
+template <int b, int... L>
+inline void transpose_stage(vfloat* v, std::integer_sequence<int, L...>) {
+  constexpr int n = simd_width;
+  for (int r = 0; r < n; ++r) {
+    if (r & b) continue;
+    const vfloat lo = v[r], hi = v[r + b];
+    v[r] = __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L : L - b + n)...);
+    v[r + b] = __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L + b : L + n)...);
+  }
+}
+template <int b>
+inline void transpose_stages(vfloat* v) {
+  transpose_stage<b>(v, std::make_integer_sequence<int, simd_width>{});
+  if constexpr (b > 1) transpose_stages<b / 2>(v);
+}
+}  // namespace detail
+inline void transpose_block(vfloat* v) { detail::transpose_stages<simd_width / 2>(v); }
 
 // Lane-wise square root. Vector extensions have none, and std::sqrt in a loop does not vectorise while it
 // may set errno: clang has a builtin, g++ gets the target's instruction.
