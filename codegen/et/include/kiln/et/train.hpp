@@ -64,6 +64,9 @@ struct TrainWorkspace {
 namespace detail {
 template <class Layer>
 inline constexpr bool has_backward2 = requires { &Eval<Layer>::backward2; };
+// Layers whose backward reads only their input(s) and dL/d(output), never their output.
+template <class Layer>
+inline constexpr bool backward_ignores_output = nn::is_linear<Layer> || has_backward2<Layer>;
 }  // namespace detail
 
 // Forward, loss and backward of one batch. Returns the loss (as PyTorch's loss.item()).
@@ -173,6 +176,9 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
             out_ptr[i] = cur;
             return;
           }
+          // The last layer of a segment that is not the network's last: its output feeds only the next
+          // segment, whose gradient is already known. A Linear's backward does not read it: skip the GEMM.
+          if (i + 1 == last && s + 1 < segments && detail::backward_ignores_output<Layer>) return;
           float* out = arena;
           arena += P::scratch_rows * T::analysis.out[i].numel();
           ctx.dropout_stream = P::template dropout_stream<i>();
