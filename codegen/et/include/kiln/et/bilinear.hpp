@@ -15,6 +15,11 @@
 
 namespace kiln::et {
 
+#if defined(__GNUC__) && !defined(__clang__)
+// g++ -O3 warns that the scalar tail's offsets could overflow once the vector loop has taken every output.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 inline void bilinear_forward(const float* x1, const float* x2, index_t rows, index_t in1, index_t in2, index_t out,
                              const float* packed, const float* bias, float* y) {
   constexpr index_t block = 2 * linear_rows;
@@ -27,7 +32,22 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
     linear_forward(x2 + r0 * in2, n, in2, out * in1, packed, nullptr, t);
     for (index_t r = 0; r < n; ++r) {
       const float* u = x1 + (r0 + r) * in1;
-      for (index_t o = 0; o < out; ++o) {
+      index_t o = 0;
+      // simd_width outputs at a time: one accumulator each, then one transpose sums all of them at once (a
+      // lane-by-lane sum per output took a sixth of the layer's time).
+      if (in1 % simd_width == 0)
+        for (; o + simd_width <= out; o += simd_width) {
+          vfloat acc[simd_width] = {};
+          for (index_t i = 0; i < in1; i += simd_width) {
+            const vfloat ui = load(u + i);
+            for (index_t k = 0; k < simd_width; ++k) acc[k] += ui * load(t + (r * out + o + k) * in1 + i);
+          }
+          transpose_block(acc);
+          vfloat sum = bias ? load(bias + o) : vfloat{};
+          for (index_t k = 0; k < simd_width; ++k) sum += acc[k];
+          store(y + (r0 + r) * out + o, sum);
+        }
+      for (; o < out; ++o) {
         const float* tr = t + (r * out + o) * in1;
         vfloat acc{};
         index_t i = 0;
@@ -40,6 +60,10 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
     }
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // The plain loops, for the reference evaluator and kiln::F (which has no packed weight).
 inline void bilinear_forward_reference(const float* x1, const float* x2, index_t rows, index_t in1, index_t in2,
