@@ -14,7 +14,7 @@ cmake --build "$build" -j2 --target kiln_train_epoch >/dev/null
 libdir=/usr/lib/x86_64-linux-gnu
 blas_path=""
 if ! readlink -f "$libdir/libblas.so.3" | grep -q openblas-openmp; then
-  blas_path=$PWD/$build/openblas$libdir/openblas-openmp
+  blas_path=$(cd "$build" && pwd)/openblas$libdir/openblas-openmp  # the build dir may be relative or absolute
   if [[ ! -e $blas_path/libblas.so.3 ]]; then
     mkdir -p "$build/openblas"
     (cd "$build/openblas" && apt-get download libopenblas0-openmp >/dev/null 2>&1) &&

@@ -13,7 +13,8 @@ void set_num_threads(int n);
 int get_num_threads();
 
 // Runs body(i) for every i in [0, count), spread over the pool; returns when all are done. The first
-// exception thrown by a body is rethrown here.
+// exception thrown by a body is rethrown here. The caller takes items itself and never waits for a sleeping
+// worker to wake; a parallel_for inside a body runs inline.
 void parallel_for(index_t count, const std::function<void(index_t)>& body);
 
 }  // namespace kiln
