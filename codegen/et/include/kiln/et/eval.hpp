@@ -37,6 +37,7 @@ struct TileContext {
   std::uint64_t seed = 0;         // dropout: the model's seed
   std::uint32_t step = 0;         // dropout: the model's training step
   std::uint32_t dropout_stream = 0;  // dropout: this layer's ordinal among the network's Dropouts
+  bool reverse_weights = false;   // walk the weights' output blocks last to first (every other call)
 };
 
 // Primary template: a layer without an evaluator is a compile error that names it.

@@ -68,6 +68,7 @@ struct Workspace {
   static constexpr std::size_t L = network_traits<Net>::leaf_count;
   std::array<std::vector<float>, L> batchnorm;
   std::vector<float> stage[2];
+  std::uint32_t calls = 0;  // calls so far: odd and even ones walk the weights in opposite orders
   Workspace() {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       ((detail::is_batchnorm<typename network_traits<Net>::template leaf<I>>
@@ -179,6 +180,7 @@ struct CallSetup {
   static constexpr std::size_t L = network_traits<Net>::leaf_count;
   std::array<LayerParams, L> params;
   std::array<bool, L> passes{}, batch_stats{};
+  bool reverse_weights = false;
 };
 
 template <Network Net, class Leaves>
@@ -188,6 +190,7 @@ CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Wo
   check_batch_stats<Net>(leaves, call.batch, call.training);
   CallSetup<Net> setup;
   for (std::size_t i = 0; i < L; ++i) setup.params[i] = call.params[i];
+  setup.reverse_weights = (ws.calls++ & 1) != 0;
   for_leaves_in<L>(0, L, [&](auto i) {
     using Layer = typename T::template leaf<i>;
     const auto& layer = std::get<i>(leaves);
@@ -241,7 +244,7 @@ void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& ca
     float* const buffers[2] = {scratch.data(), scratch.data() + P::scratch_rows * P::max_width()};
     const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
     const float* cur = src + r0 * in_width;
-    TileContext ctx{call.training, r0, call.seed, call.step, 0};
+    TileContext ctx{call.training, r0, call.seed, call.step, 0, setup.reverse_weights};
     for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
       using Layer = typename T::template leaf<i>;
       if (setup.passes[i]) return;

@@ -171,10 +171,16 @@ inline void linear_dispatch(int rows, int blocks, std::integer_sequence<int, B..
 #endif
 
 // y[rows, out] = x[rows, in] W^T + b, with W packed by pack_linear_weight; with accumulate, y += x W^T.
+// `reverse`: take the groups of output blocks last to first; the result is the same. A network whose weights
+// are about the size of L2 (MLP-S: 1.07 MB against 1 MiB) evicts, calling it again and again in one order,
+// the weights it is about to read; every other call walking them backwards reads first what was read last,
+// still in cache (batch 1: 8.1 -> 7.1 us).
 inline void linear_forward(const float* x, index_t rows, index_t in, index_t out, const float* packed,
-                           const float* bias, float* y, bool accumulate = false) {
+                           const float* bias, float* y, bool accumulate = false, bool reverse = false) {
   const index_t blocks = linear_blocks(out);
-  for (index_t b0 = 0; b0 < blocks; b0 += linear_block_group) {
+  const index_t groups = (blocks + linear_block_group - 1) / linear_block_group;
+  for (index_t g = 0; g < groups; ++g) {
+    const index_t b0 = (reverse ? groups - 1 - g : g) * linear_block_group;
     const int nb = static_cast<int>(std::min<index_t>(linear_block_group, blocks - b0));
     for (index_t i0 = 0; i0 < in; i0 += linear_chunk) {
       const index_t count = std::min(linear_chunk, in - i0);
@@ -208,8 +214,8 @@ struct Eval<nn::Linear<In, Out, Bias>> {
 
   static bool passes_through(const nn::Linear<In, Out, Bias>&, bool) { return false; }
   static void forward(const nn::Linear<In, Out, Bias>&, Dims in, const LayerParams& p, const float* x, float* y,
-                      index_t samples, const TileContext&) {
-    linear_forward(x, samples * (in.numel() / In), In, Out, p.packed_weight, p.bias, y);
+                      index_t samples, const TileContext& ctx) {
+    linear_forward(x, samples * (in.numel() / In), In, Out, p.packed_weight, p.bias, y, false, ctx.reverse_weights);
   }
   // dx = dy W (the transposed weight, packed), dW += dy^T x, db += sum over rows of dy: two GEMMs on the
   // micro-kernel, the second with the tile's rows as the reduction.
