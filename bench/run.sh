@@ -51,7 +51,7 @@ if readlink -f "$libdir/libblas.so.3" | grep -q "openblas-$openblas_variant"; th
   echo "== BLAS: the system's libblas.so.3 is OpenBLAS ($(readlink -f "$libdir/libblas.so.3"))"
 else
   local_dir=$build/openblas
-  blas_path=$PWD/$local_dir$libdir/openblas-$openblas_variant
+  blas_path=$(mkdir -p "$local_dir" && cd "$local_dir" && pwd)$libdir/openblas-$openblas_variant  # $build may be absolute
   if [[ ! -e $blas_path/libblas.so.3 ]]; then
     echo "== BLAS: libblas.so.3 is $(readlink -f "$libdir/libblas.so.3"), not OpenBLAS's OpenMP build: fetching libopenblas0-$openblas_variant"
     mkdir -p "$local_dir"
