@@ -30,6 +30,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
         anchor_(std::move(anchor)),
         peak_(peak_gflops_per_thread) {}
 
+  // The time to read a network's weights once (stream_bound.hpp), the bound of a batch-1 forward pass:
+  // Finalize then also prints each variant's batch-1 median as a multiple of it, for the cases named
+  // "<network>_t<threads>".
+  void set_stream_bound(const std::string& network, double time, double bytes) {
+    bounds_[network] = {time, bytes};
+  }
+
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
@@ -119,6 +126,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
                  busy ? fmt::format("; ! over {}: the machine was shared, those timings are not to be trusted",
                                     busy_threshold)
                       : "");
+    print_stream_bounds(order);
   }
 
  private:
@@ -127,6 +135,33 @@ class RatioReporter : public benchmark::ConsoleReporter {
   struct Median {
     double time = 0, gflops = 0, threads = 1, others = 0;
   };
+  struct Bound {
+    double time = 0, bytes = 0;
+  };
+
+  void print_stream_bounds(const std::vector<std::string>& order) const {
+    std::vector<std::vector<std::string>> rows;
+    for (const std::string& name : cases_) {
+      const auto t = name.rfind("_t");
+      const auto bound = t == std::string::npos ? bounds_.end() : bounds_.find(name.substr(0, t));
+      const auto batch1 = medians_.find({name, 1});
+      if (bound == bounds_.end() || batch1 == medians_.end()) continue;
+      const Bound& b = bound->second;
+      std::vector<std::string> row{name, fmt::format("{:.3f}", b.bytes / 1e6),
+                                   fmt::format("{:.2f} ({:.0f} GB/s)", b.time, b.bytes / b.time / 1e3)};
+      for (const std::string& v : order) {
+        const auto it = batch1->second.find(v);
+        row.push_back(it == batch1->second.end() ? "-" : fmt::format("{:.2f}", it->second.time / b.time));
+      }
+      rows.push_back(std::move(row));
+    }
+    if (rows.empty()) return;
+    fmt::print("\nbatch 1 against reading the network's weights once (stream_bound.hpp, same process): each "
+               "variant's median as a multiple of that time\n\n");
+    std::vector<std::string> header{"case", "weights MB", fmt::format("read once {}", unit_)};
+    for (const std::string& v : order) header.push_back(fmt::format("{} / read", v));
+    print_table(header, rows);
+  }
 
   static void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
     std::vector<std::size_t> width(header.size());
@@ -153,6 +188,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   bool any_others_ = false;
   std::vector<std::string> cases_, variants_;
   std::map<std::pair<std::string, long>, std::map<std::string, Median>> medians_;
+  std::map<std::string, Bound> bounds_;
 };
 
 }  // namespace kiln::bench
