@@ -65,9 +65,11 @@ class Pool {
     {
       // Under the mutex: a worker between its check and its wait would otherwise miss the notification.
       std::lock_guard<std::mutex> lock(mutex_);
-      ticket_.store(std::uint64_t{generation} << 32, std::memory_order_release);
+      // Item 0 is the caller's: it starts on it at once, while the workers see the job.
+      ticket_.store(std::uint64_t{generation} << 32 | 1, std::memory_order_release);
     }
     if (sleeping_.load(std::memory_order_relaxed) > 0) wake_.notify_all();
+    run_item(0);
     take(generation);
     // Only items that workers claimed can be left; they are running now.
     for (int i = 0; done_.load(std::memory_order_acquire) < count; ++i) {
@@ -101,17 +103,20 @@ class Pool {
           break;
       }
       // The claim succeeded, so the job cannot end before this item is done: its body is still alive.
-      try {
-        in_item = true;
-        (*body_.load(std::memory_order_relaxed))(item);
-        in_item = false;
-      } catch (...) {
-        in_item = false;
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-      }
-      done_.fetch_add(1, std::memory_order_release);
+      run_item(item);
     }
+  }
+  void run_item(index_t item) {
+    try {
+      in_item = true;
+      (*body_.load(std::memory_order_relaxed))(item);
+      in_item = false;
+    } catch (...) {
+      in_item = false;
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    done_.fetch_add(1, std::memory_order_release);
   }
   std::uint32_t current_generation() const {
     return static_cast<std::uint32_t>(ticket_.load(std::memory_order_acquire) >> 32);

@@ -97,7 +97,9 @@ struct Tiling {
     if (threads > 1 && blocks >= 2 * threads) count = (count + threads - 1) / threads * threads;
     count = std::max<index_t>(std::min(count, blocks), batch_ > 0 ? 1 : 0);
   }
-  index_t begin(index_t t) const { return std::min(batch, t * blocks / count * linear_rows); }
+  // Rounded up: where the blocks do not divide evenly the first tiles are the larger ones, and the caller,
+  // which runs tile 0 while the workers are still taking up the job, starts first.
+  index_t begin(index_t t) const { return std::min(batch, (t * blocks + count - 1) / count * linear_rows); }
   index_t rows(index_t t) const { return begin(t + 1) - begin(t); }
   // Runs body(i) for i in [0, n): on the pool when this tiling uses threads, inline otherwise.
   template <class Body>
