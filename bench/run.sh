@@ -39,8 +39,16 @@ python=/usr/bin/python3  # Debian's, which has python3-torch
 openblas_variant=openmp
 
 echo "== build ($build)"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_BENCH=ON -DKILN_BUILD_TESTS=OFF \
-  -DKILN_BUILD_SAMPLES=OFF >/dev/null
+# A new build folder gets only what the benchmarks need; an existing one (a developer's) keeps its tests and
+# samples, and only gains the benchmarks.
+if [[ -f $build/CMakeCache.txt ]]; then
+  cmake -S . -B "$build" -DKILN_BUILD_BENCH=ON >/dev/null
+  build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt")
+  [[ $build_type == Release ]] || echo "!! $build is a '$build_type' build, not Release: these are not Release timings" >&2
+else
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_BENCH=ON -DKILN_BUILD_TESTS=OFF \
+    -DKILN_BUILD_SAMPLES=OFF >/dev/null
+fi
 cmake --build "$build" -j2 --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time
 mkdir -p "$out"
 
