@@ -108,9 +108,7 @@ inline void linear_micro_kernel(const float* x, index_t in, const float* wp, ind
     vfloat start{};
     const index_t o0 = block0 * simd_width + k * simd_width;
     if (first && bias) {
-      if (o0 + simd_width <= out) start = load(bias + o0);
-      else
-        for (index_t lane = 0; lane < simd_width && o0 + lane < out; ++lane) start[lane] = bias[o0 + lane];
+      start = o0 + simd_width <= out ? load(bias + o0) : load_first(bias + o0, out - o0);
     }
     for (int r = 0; r < kRows; ++r) acc[r][k] = start;
   }
@@ -142,9 +140,7 @@ inline void linear_micro_kernel(const float* x, index_t in, const float* wp, ind
     for (int r = 0; r < kRows; ++r) {
       float* yr = y + r * out + o0;
       if (o0 + simd_width <= out) store(yr, first ? acc[r][k] : load(yr) + acc[r][k]);
-      else
-        for (index_t lane = 0; lane < simd_width && o0 + lane < out; ++lane)
-          yr[lane] = first ? acc[r][k][lane] : yr[lane] + acc[r][k][lane];
+      else store_first(yr, first ? acc[r][k] : load_first(yr, out - o0) + acc[r][k], out - o0);
     }
   }
 }

@@ -4,8 +4,8 @@
 
 #include <utility>
 
-#if !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // the few operations vector extensions lack: sqrt (g++), masked loads and stores
 #endif
 
 namespace kiln::et {
@@ -28,6 +28,25 @@ inline vfloat load(const float* p) {
 }
 inline void store(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
 inline vfloat broadcast(float x) { return vfloat{} + x; }
+
+// Lanes [0, n) from / to p, 0 <= n <= simd_width (loaded lanes past n are zero), for the last, partial block of
+// a row: one masked move with AVX-512, where a lane-by-lane copy cost a Linear(32, 4) as much as its FMAs.
+inline vfloat load_first(const float* p, long n) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p));
+#else
+  vfloat v{};
+  for (long l = 0; l < n; ++l) v[l] = p[l];
+  return v;
+#endif
+}
+inline void store_first(float* p, vfloat v, long n) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), reinterpret_cast<__m512>(v));
+#else
+  for (long l = 0; l < n; ++l) p[l] = v[l];
+#endif
+}
 
 // Transposes the simd_width x simd_width block whose rows are v[0..simd_width): afterwards v[j][r] is the old
 // v[r][j]. log2(simd_width) butterfly stages of two-source shuffles (__builtin_shufflevector: clang, g++ >= 12);
