@@ -93,8 +93,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
 
   // Worker gradient buffers: each worker owns a fixed set of tiles.
   const detail::Tiling tiling = P::tiling(fc.net, batch);
-  const index_t tiles = tiling.count;
-  const index_t workers = std::min<index_t>(tiles, tiling.threads);
+  const index_t workers = tiling.slots();
   index_t total_grad = 0;
   for (const GradSlot& s : call.grads) total_grad += s.numel;
   tw.partials.resize(static_cast<std::size_t>(workers));
@@ -159,103 +158,101 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
     for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
     const std::size_t scratch_floats = static_cast<std::size_t>(P::scratch_rows * (act_floats + 3 * P::max_width()));
 
-    tiling.run(workers, [&](index_t w) {
+    tiling.run_tiles([&](index_t w, index_t t) {
       thread_local std::vector<float> scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-      for (index_t t = w; t < tiles; t += workers) {
-        const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
-        TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
-        std::array<const float*, L> in_ptr{}, out_ptr{};
-        float* arena = scratch.data();
-        // Forward through the segment, keeping every activation of the tile.
-        const float* cur = segment_input(s) + r0 * in_width;
-        detail::for_leaves_in<L>(first, last, [&](auto i) {
-          using Layer = typename T::template leaf<i>;
-          in_ptr[i] = cur;
-          if (passes[i]) {
-            out_ptr[i] = cur;
+      const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
+      TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
+      std::array<const float*, L> in_ptr{}, out_ptr{};
+      float* arena = scratch.data();
+      // Forward through the segment, keeping every activation of the tile.
+      const float* cur = segment_input(s) + r0 * in_width;
+      detail::for_leaves_in<L>(first, last, [&](auto i) {
+        using Layer = typename T::template leaf<i>;
+        in_ptr[i] = cur;
+        if (passes[i]) {
+          out_ptr[i] = cur;
+          return;
+        }
+        // The last layer of a segment that is not the network's last: its output feeds only the next
+        // segment, whose gradient is already known. A Linear's backward does not read it: skip the GEMM.
+        if (i + 1 == last && s + 1 < segments && detail::backward_ignores_output<Layer>) return;
+        float* out = arena;
+        arena += P::scratch_rows * T::analysis.out[i].numel();
+        ctx.dropout_stream = P::template dropout_stream<i>();
+        if constexpr (detail::takes_two_inputs<Layer>)
+          Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
+                                fc.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
+        else
+          Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
+        out_ptr[i] = cur = out;
+      });
+      float* grad_buffers[3] = {arena, arena + P::scratch_rows * P::max_width(), arena + 2 * P::scratch_rows * P::max_width()};
+      // dL/d(segment output) for the tile.
+      const float* dy;
+      if (s + 1 == segments) {
+        if (fc.y) std::memcpy(fc.y + r0 * out_width, cur, sizeof(float) * static_cast<std::size_t>(rows * out_width));
+        float* g = grad_buffers[2];
+        switch (call.loss.kind) {
+          case LossTerm::Kind::cross_entropy:
+            losses[static_cast<std::size_t>(w)] += cross_entropy_tile(cur, call.loss.classes + r0, rows, out_width,
+                                                                      call.loss.label_smoothing, call.loss.scale, g);
+            break;
+          case LossTerm::Kind::mse:
+            losses[static_cast<std::size_t>(w)] +=
+                mse_tile(cur, call.loss.targets + r0 * out_width, rows * out_width, call.loss.scale, g);
+            break;
+          case LossTerm::Kind::upstream:
+            std::memcpy(g, call.loss.targets + r0 * out_width, sizeof(float) * static_cast<std::size_t>(rows * out_width));
+            for (index_t k = 0; k < rows * out_width; ++k) losses[static_cast<std::size_t>(w)] += cur[k] * g[k];
+            break;
+        }
+        dy = g;
+      } else {
+        dy = upstream + r0 * out_width;
+      }
+      // Backward through layers [stop, last), last first.
+      int next_buffer = 0;
+      bool below_unneeded = false;  // a layer above did not pass its input's gradient down: nothing below needs it
+      detail::for_leaves_in<L>(0, L, [&](auto rev) {
+        constexpr std::size_t i = L - 1 - decltype(rev)::value;
+        if (i < stop || i >= last || below_unneeded) return;
+        using Layer = typename T::template leaf<i>;
+        if constexpr (nn::is_linear<Layer>) {
+          if (!needs_dx[i]) {
+            Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i],
+                                  worker_grads[static_cast<std::size_t>(w)][i], in_ptr[i], out_ptr[i], dy, nullptr,
+                                  rows, ctx);
+            below_unneeded = true;
             return;
           }
-          // The last layer of a segment that is not the network's last: its output feeds only the next
-          // segment, whose gradient is already known. A Linear's backward does not read it: skip the GEMM.
-          if (i + 1 == last && s + 1 < segments && detail::backward_ignores_output<Layer>) return;
-          float* out = arena;
-          arena += P::scratch_rows * T::analysis.out[i].numel();
-          ctx.dropout_stream = P::template dropout_stream<i>();
-          if constexpr (detail::takes_two_inputs<Layer>)
-            Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
-                                  fc.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
-          else
-            Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
-          out_ptr[i] = cur = out;
-        });
-        float* grad_buffers[3] = {arena, arena + P::scratch_rows * P::max_width(), arena + 2 * P::scratch_rows * P::max_width()};
-        // dL/d(segment output) for the tile.
-        const float* dy;
-        if (s + 1 == segments) {
-          if (fc.y) std::memcpy(fc.y + r0 * out_width, cur, sizeof(float) * static_cast<std::size_t>(rows * out_width));
-          float* g = grad_buffers[2];
-          switch (call.loss.kind) {
-            case LossTerm::Kind::cross_entropy:
-              losses[static_cast<std::size_t>(w)] += cross_entropy_tile(cur, call.loss.classes + r0, rows, out_width,
-                                                                        call.loss.label_smoothing, call.loss.scale, g);
-              break;
-            case LossTerm::Kind::mse:
-              losses[static_cast<std::size_t>(w)] +=
-                  mse_tile(cur, call.loss.targets + r0 * out_width, rows * out_width, call.loss.scale, g);
-              break;
-            case LossTerm::Kind::upstream:
-              std::memcpy(g, call.loss.targets + r0 * out_width, sizeof(float) * static_cast<std::size_t>(rows * out_width));
-              for (index_t k = 0; k < rows * out_width; ++k) losses[static_cast<std::size_t>(w)] += cur[k] * g[k];
-              break;
-          }
-          dy = g;
-        } else {
-          dy = upstream + r0 * out_width;
         }
-        // Backward through layers [stop, last), last first.
-        int next_buffer = 0;
-        bool below_unneeded = false;  // a layer above did not pass its input's gradient down: nothing below needs it
-        detail::for_leaves_in<L>(0, L, [&](auto rev) {
-          constexpr std::size_t i = L - 1 - decltype(rev)::value;
-          if (i < stop || i >= last || below_unneeded) return;
-          using Layer = typename T::template leaf<i>;
-          if constexpr (nn::is_linear<Layer>) {
-            if (!needs_dx[i]) {
-              Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i],
-                                    worker_grads[static_cast<std::size_t>(w)][i], in_ptr[i], out_ptr[i], dy, nullptr,
-                                    rows, ctx);
-              below_unneeded = true;
-              return;
-            }
-          }
-          float* dx;
-          if (i == stop) {
-            dx = down ? down + r0 * down_width : nullptr;
-          } else {
-            dx = grad_buffers[next_buffer];
-            if (dx == dy) dx = grad_buffers[next_buffer ^= 1];
-            next_buffer ^= 1;
-          }
-          if (passes[i]) {
-            if (i == stop && dx) std::memcpy(dx, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
-            if (i != stop) dx = const_cast<float*>(dy);
-          } else {
-            ctx.dropout_stream = P::template dropout_stream<i>();
-            const LayerGrads& g = worker_grads[static_cast<std::size_t>(w)][i];
-            if constexpr (detail::has_backward2<Layer>)
-              Eval<Layer>::backward2(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i],
-                                     fc.x2 + r0 * T::input2_dims.numel(), dy, dx,
-                                     call.dx2 ? call.dx2 + r0 * T::input2_dims.numel() : nullptr, rows, ctx);
-            else
-              Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i], out_ptr[i], dy,
-                                    dx, rows, ctx);
-          }
-          dy = dx;
-        });
-        // A segment that is only a batch-statistics BatchNorm: its output's gradient is the tile's dy.
-        if (stop == last && down) std::memcpy(down + r0 * down_width, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
-      }
+        float* dx;
+        if (i == stop) {
+          dx = down ? down + r0 * down_width : nullptr;
+        } else {
+          dx = grad_buffers[next_buffer];
+          if (dx == dy) dx = grad_buffers[next_buffer ^= 1];
+          next_buffer ^= 1;
+        }
+        if (passes[i]) {
+          if (i == stop && dx) std::memcpy(dx, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
+          if (i != stop) dx = const_cast<float*>(dy);
+        } else {
+          ctx.dropout_stream = P::template dropout_stream<i>();
+          const LayerGrads& g = worker_grads[static_cast<std::size_t>(w)][i];
+          if constexpr (detail::has_backward2<Layer>)
+            Eval<Layer>::backward2(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i],
+                                   fc.x2 + r0 * T::input2_dims.numel(), dy, dx,
+                                   call.dx2 ? call.dx2 + r0 * T::input2_dims.numel() : nullptr, rows, ctx);
+          else
+            Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i], out_ptr[i], dy,
+                                  dx, rows, ctx);
+        }
+        dy = dx;
+      });
+      // A segment that is only a batch-statistics BatchNorm: its output's gradient is the tile's dy.
+      if (stop == last && down) std::memcpy(down + r0 * down_width, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
     });
 
     // A batch-statistics BatchNorm at the segment's start: its backward over the whole batch.
