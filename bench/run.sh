@@ -33,51 +33,16 @@ build=${KILN_BENCH_BUILD:-build-bench}
 reps=${KILN_BENCH_REPETITIONS:-5}
 out=$build/bench-results
 python=/usr/bin/python3  # Debian's, which has python3-torch
-# libopenblas0-openmp, not Debian's default -pthread: libtorch runs its own loops on OpenMP (libgomp), and
-# OpenBLAS's own pthreads and libgomp's spinning workers then fight over the cores (2 threads, MLP-S batch 256:
-# 12 ms instead of 0.37 ms). The OpenMP build shares libgomp's threads. See bench/README.md.
-openblas_variant=openmp
+source bench/common.sh  # configure_bench_build, find_openblas, bench_env
 
 echo "== build ($build)"
-# A new build folder gets only what the benchmarks need; an existing one (a developer's) keeps its tests and
-# samples, and only gains the benchmarks.
-if [[ -f $build/CMakeCache.txt ]]; then
-  cmake -S . -B "$build" -DKILN_BUILD_BENCH=ON >/dev/null
-  build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt")
-  [[ $build_type == Release ]] || echo "!! $build is a '$build_type' build, not Release: these are not Release timings" >&2
-else
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_BENCH=ON -DKILN_BUILD_TESTS=OFF \
-    -DKILN_BUILD_SAMPLES=OFF >/dev/null
-fi
+configure_bench_build "$build"
 cmake --build "$build" -j2 --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time
 mkdir -p "$out"
 
 # ---- OpenBLAS for libtorch -------------------------------------------------------------------------------------
-libdir=/usr/lib/x86_64-linux-gnu
-blas_path=""
-if readlink -f "$libdir/libblas.so.3" | grep -q "openblas-$openblas_variant"; then
-  echo "== BLAS: the system's libblas.so.3 is OpenBLAS ($(readlink -f "$libdir/libblas.so.3"))"
-else
-  local_dir=$build/openblas
-  blas_path=$(mkdir -p "$local_dir" && cd "$local_dir" && pwd)$libdir/openblas-$openblas_variant  # $build may be absolute
-  if [[ ! -e $blas_path/libblas.so.3 ]]; then
-    echo "== BLAS: libblas.so.3 is $(readlink -f "$libdir/libblas.so.3"), not OpenBLAS's OpenMP build: fetching libopenblas0-$openblas_variant"
-    mkdir -p "$local_dir"
-    if (cd "$local_dir" && apt-get download "libopenblas0-$openblas_variant" 2>/dev/null) &&
-       dpkg -x "$local_dir"/libopenblas0-"$openblas_variant"_*.deb "$local_dir"; then :; else
-      echo "!! could not fetch OpenBLAS: libtorch and PyTorch will run on the reference BLAS (far slower)" >&2
-      blas_path=""
-    fi
-  fi
-  if [[ -n $blas_path ]]; then echo "== BLAS: OpenBLAS from $blas_path (LD_LIBRARY_PATH)"; fi
-fi
-
-# The environment every benchmark process runs in, for a thread count.
-bench_env() {
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456 \
-    OPENBLAS_NUM_THREADS="$1" ${blas_path:+LD_LIBRARY_PATH=$blas_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} "${@:2}"
-}
+find_openblas "$build" ||
+  echo "!! could not fetch OpenBLAS: libtorch and PyTorch will run on the reference BLAS (far slower)" >&2
 
 # Cores that other processes kept busy over the next $1 seconds (from /proc/stat; run while we are idle).
 others_busy() {
