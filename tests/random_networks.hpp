@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <random>
 
 namespace kiln::testing {
 
@@ -50,5 +51,20 @@ template <std::uint64_t Seed>
 inline constexpr index_t random_input_width = 1 + static_cast<index_t>(mix(Seed) % 50);
 template <std::uint64_t Seed>
 inline constexpr auto random_network = random_layers<Seed, random_input_width<Seed>, 0, random_input_width<Seed>>();
+
+// The calls a law makes on network Seed: batches 1, 2, 7, 33 and 257, each with an input drawn from
+// N(0, 1.5^2), in eval and in train mode (train not at batch 1: BatchNorm1d refuses one value per channel).
+// f(x, training) for each.
+template <std::uint64_t Seed, class F>
+void for_each_random_call(F&& f) {
+  std::mt19937 rng(static_cast<unsigned>(Seed));
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  for (const index_t batch : {1, 2, 7, 33, 257}) {
+    Tensor x({batch, random_input_width<Seed>});
+    for (float& v : x.values()) v = normal(rng);
+    for (const bool training : {false, true})
+      if (!(training && batch == 1)) f(x, training);
+  }
+}
 
 }  // namespace kiln::testing

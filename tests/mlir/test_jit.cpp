@@ -7,7 +7,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <vector>
 
 #include <unistd.h>
@@ -45,31 +44,24 @@ template <std::uint64_t Seed>
 void check_jit_equals_expression_templates() {
   static constexpr auto net = kiln::testing::random_network<Seed>;
   INFO("network " << Seed << ":\n" << kiln::summary(net));
-  std::mt19937 rng(static_cast<unsigned>(Seed));
-  std::normal_distribution<float> normal(0.0f, 1.5f);
-  for (const index_t batch : {1, 2, 7, 33, 257}) {
-    Tensor x({batch, kiln::testing::random_input_width<Seed>});
-    for (float& v : x.values()) v = normal(rng);
-    for (const bool training : {false, true}) {
-      if (training && batch == 1) continue;  // BatchNorm1d refuses a single value per channel
-      kiln::Model et_model{net, Seed};
-      et_model.train(training);
-      kiln::Model jit_model{et_model};
-      auto jit = kiln::jit::compile(jit_model, fresh_options(true, temp_cache("random")));
-      // Three calls: in train mode each draws the next step's dropout mask and updates the running stats.
-      for (int call = 0; call < 3; ++call) {
-        const std::string what = "batch " + std::to_string(batch) + (training ? ", train" : ", eval") + ", call " +
-                                 std::to_string(call);
-        kiln::testing::check_close(jit(x), et_model(x), what, 2e-5, 4e-6);
-        CHECK(jit_model.step() == et_model.step());
-        const auto a = jit_model.state_dict(), b = et_model.state_dict();
-        for (const auto& [k, t] : a) {
-          if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), what + ", " + k, 2e-5, 4e-6);
-          else CHECK(t.data_i64()[0] == b.at(k).data_i64()[0]);
-        }
+  kiln::testing::for_each_random_call<Seed>([&](const Tensor& x, bool training) {
+    kiln::Model et_model{net, Seed};
+    et_model.train(training);
+    kiln::Model jit_model{et_model};
+    auto jit = kiln::jit::compile(jit_model, fresh_options(true, temp_cache("random")));
+    // Three calls: in train mode each draws the next step's dropout mask and updates the running stats.
+    for (int call = 0; call < 3; ++call) {
+      const std::string what = "batch " + std::to_string(x.size(0)) + (training ? ", train" : ", eval") + ", call " +
+                               std::to_string(call);
+      kiln::testing::check_close(jit(x), et_model(x), what, 2e-5, 4e-6);
+      CHECK(jit_model.step() == et_model.step());
+      const auto a = jit_model.state_dict(), b = et_model.state_dict();
+      for (const auto& [k, t] : a) {
+        if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), what + ", " + k, 2e-5, 4e-6);
+        else CHECK(t.data_i64()[0] == b.at(k).data_i64()[0]);
       }
     }
-  }
+  });
 }
 
 constexpr nn::Sequential small_net{kiln::input<12>, nn::Linear<12, 8>{}, nn::ReLU{}, nn::Linear<8, 3>{}};

@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <random>
 
 namespace nn = kiln::nn;
 using kiln::index_t;
@@ -18,25 +17,18 @@ template <std::uint64_t Seed>
 void check_fused_equals_unfused() {
   static constexpr auto net = kiln::testing::random_network<Seed>;
   INFO("network " << Seed << ":\n" << kiln::summary(net));
-  std::mt19937 rng(static_cast<unsigned>(Seed));
-  std::normal_distribution<float> normal(0.0f, 1.5f);
-  for (const index_t batch : {1, 2, 7, 33, 257}) {
-    Tensor x({batch, kiln::network_traits<std::remove_cvref_t<decltype(net)>>::input_dims.last()});
-    for (float& v : x.values()) v = normal(rng);
-    for (const bool training : {false, true}) {
-      if (training && batch == 1) continue;  // BatchNorm1d refuses a single value per channel
-      kiln::Model fused_model{net, Seed};
-      fused_model.train(training);
-      kiln::Model reference_model{fused_model};
-      const Tensor fused = fused_model(x);
-      const Tensor reference = reference_model.forward_reference(x);
-      kiln::testing::check_close(fused, reference,
-                                 "batch " + std::to_string(batch) + (training ? ", train" : ", eval"), 2e-5, 2e-6);
-      const auto a = fused_model.state_dict(), b = reference_model.state_dict();
-      for (const auto& [k, t] : a)
-        if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), k + " after the call");
-    }
-  }
+  kiln::testing::for_each_random_call<Seed>([&](const Tensor& x, bool training) {
+    kiln::Model fused_model{net, Seed};
+    fused_model.train(training);
+    kiln::Model reference_model{fused_model};
+    const Tensor fused = fused_model(x);
+    const Tensor reference = reference_model.forward_reference(x);
+    kiln::testing::check_close(fused, reference,
+                               "batch " + std::to_string(x.size(0)) + (training ? ", train" : ", eval"), 2e-5, 2e-6);
+    const auto a = fused_model.state_dict(), b = reference_model.state_dict();
+    for (const auto& [k, t] : a)
+      if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), k + " after the call");
+  });
 }
 
 }  // namespace
