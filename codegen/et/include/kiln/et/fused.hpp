@@ -101,13 +101,6 @@ struct Tiling {
   // which runs tile 0 while the workers are still taking up the job, starts first.
   index_t begin(index_t t) const { return std::min(batch, (t * blocks + count - 1) / count * linear_rows); }
   index_t rows(index_t t) const { return begin(t + 1) - begin(t); }
-  // Runs body(i) for i in [0, n): on the pool when this tiling uses threads, inline otherwise.
-  template <class Body>
-  void run(index_t n, Body&& body) const {
-    if (threads > 1) parallel_for(n, body);
-    else
-      for (index_t i = 0; i < n; ++i) body(i);
-  }
   // How many threads take part in run_tiles, each with its own fixed set of tiles.
   index_t slots() const { return std::min<index_t>(threads, count); }
   // Runs body(slot, t) for every tile t. Slot w takes tiles w, w + slots(), ...: the same rows go to the same
@@ -118,9 +111,12 @@ struct Tiling {
   template <class Body>
   void run_tiles(Body&& body) const {
     const index_t n = slots();
-    run(n, [&](index_t w) {
+    auto slot = [&](index_t w) {
       for (index_t t = w; t < count; t += n) body(w, t);
-    });
+    };
+    if (threads > 1) parallel_for(n, slot);  // on the pool when this tiling uses threads, inline otherwise
+    else
+      for (index_t w = 0; w < n; ++w) slot(w);
   }
 };
 
