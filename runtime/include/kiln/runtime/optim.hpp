@@ -77,7 +77,7 @@ class SGD : public Optimizer {
       if (mu != 0 && first) momentum_[k] = Tensor(params_[k].value.shape());
       float* __restrict b = mu != 0 ? momentum_[k].data() : nullptr;
       // One element per lane, whole vectors loaded and stored as vectors (element by element, with these
-      // branches inside, the step took 7x as long); the tail is one masked vector (load_first).
+      // branches inside, the step took 7x as long); the tail goes through a zero-padded vector.
       auto update = [&](vfloat pv, vfloat gv, vfloat& bv) {
         vfloat d = gv + wd * pv;
         if (b) {
@@ -93,10 +93,14 @@ class SGD : public Optimizer {
         if (b) et::store(b + i, bv);
       }
       if (i < n) {
-        const index_t lanes = n - i;
-        vfloat bv = b ? et::load_first(b + i, lanes) : vfloat{};
-        et::store_first(p + i, update(et::load_first(p + i, lanes), et::load_first(g + i, lanes), bv), lanes);
-        if (b) et::store_first(b + i, bv, lanes);
+        vfloat pv{}, gv{}, bv{};
+        const int lanes = static_cast<int>(n - i);
+        for (int l = 0; l < lanes; ++l) pv[l] = p[i + l], gv[l] = g[i + l], bv[l] = b ? b[i + l] : 0.0f;
+        pv = update(pv, gv, bv);
+        for (int l = 0; l < lanes; ++l) {
+          p[i + l] = pv[l];
+          if (b) b[i + l] = bv[l];
+        }
       }
     }
     changed();
@@ -136,7 +140,7 @@ class Adam : public Optimizer {
       const index_t n = params_[k].value.numel();
       const float l2 = decoupled_ ? 0.0f : wd, keep = decoupled_ ? decay : 1.0f;
       // One element per lane. Whole vectors are loaded and stored as vectors (a lane-by-lane copy made the
-      // step 2.8x slower); the tail is one masked vector (load_first).
+      // step 2.8x slower); the tail goes through a zero-padded vector.
       auto update = [&](vfloat pv, vfloat gv, vfloat& mv, vfloat& vv) {
         gv += l2 * pv;
         pv *= keep;
@@ -152,11 +156,11 @@ class Adam : public Optimizer {
         et::store(v + i, vv);
       }
       if (i < n) {
-        const index_t lanes = n - i;
-        vfloat mv = et::load_first(m + i, lanes), vv = et::load_first(v + i, lanes);
-        et::store_first(p + i, update(et::load_first(p + i, lanes), et::load_first(g + i, lanes), mv, vv), lanes);
-        et::store_first(m + i, mv, lanes);
-        et::store_first(v + i, vv, lanes);
+        vfloat pv{}, gv{}, mv{}, vv{};
+        const int lanes = static_cast<int>(n - i);
+        for (int l = 0; l < lanes; ++l) pv[l] = p[i + l], gv[l] = g[i + l], mv[l] = m[i + l], vv[l] = v[i + l];
+        pv = update(pv, gv, mv, vv);
+        for (int l = 0; l < lanes; ++l) p[i + l] = pv[l], m[i + l] = mv[l], v[i + l] = vv[l];
       }
     }
     changed();
