@@ -1,0 +1,148 @@
+// vmath's erf, expm1, log and log1p against the std:: functions in double: the error in ulps of the float
+// result over a dense sweep of [-10, 10], tiny values of both signs (where expm1 and log1p must not cancel),
+// subnormals, large values and the specials (NaN in gives NaN out, +-inf, +-0). The bounds are what the
+// implementations meet with and without FMA, with margin; a formula like exp(x) - 1 or log(1 + x) misses them
+// by orders of magnitude near 0.
+#include "../support.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+using kiln::index_t;
+namespace et = kiln::et;
+
+namespace {
+
+constexpr float inf = std::numeric_limits<float>::infinity();
+constexpr float qnan = std::numeric_limits<float>::quiet_NaN();
+
+// The inputs every function is swept over (x < -1 is part of log1p's and log's: there the answer is NaN).
+std::vector<float> sweep_inputs() {
+  std::vector<float> xs;
+  for (int i = -100000; i <= 100000; ++i) xs.push_back(static_cast<float>(i * 1e-4));
+  for (const float sign : {1.0f, -1.0f}) {
+    for (double x = 1e-30; x < 1e-3; x *= 1.01) xs.push_back(sign * static_cast<float>(x));
+    for (double x = 10; x < 3e38; x *= 1.01) xs.push_back(sign * static_cast<float>(x));
+    for (const float x : {1e-45f, 3e-42f, 1e-39f, 1.1754942e-38f, std::numeric_limits<float>::min(),
+                          std::numeric_limits<float>::max(), inf, 0.0f})
+      xs.push_back(sign * x);
+  }
+  // 300 floats either side of the reductions' edges, log1p's domain's, and where erf, expm1 saturate.
+  for (const float edge : {-1.0f, -0.875f, 0.875f, -0.70710677f, 0.70710677f, -0.29289323f, 0.41421354f,
+                           -0.34657359f, 0.34657359f, 1.0f, 1.4142135f, 3.92f, -17.3f, 88.72f})
+  {
+    float up = edge, down = edge;
+    for (int k = 0; k < 300; ++k) {
+      xs.push_back(up = std::nextafter(up, inf));
+      xs.push_back(down = std::nextafter(down, -inf));
+    }
+  }
+  xs.push_back(qnan);
+  xs.push_back(-qnan);
+  return xs;
+}
+
+// Error of y against the exact ref, in ulps of ref as a float; 0 for matching NaNs and infinities, and
+// infinite for a NaN, an infinity or an overflow where the other has none.
+double ulp_error(float y, double ref) {
+  if (std::isnan(ref) || std::isnan(y)) return std::isnan(ref) && std::isnan(y) ? 0 : INFINITY;
+  if (std::isinf(y) || std::isinf(static_cast<float>(ref))) return y == static_cast<float>(ref) ? 0 : INFINITY;
+  const double a = std::abs(ref);
+  const int exponent = a < std::numeric_limits<float>::min() ? -126 : std::ilogb(a);
+  return std::abs(y - ref) / std::ldexp(1.0, exponent - 23);
+}
+
+struct Worst {
+  double ulps = 0;
+  float x = 0, y = 0;
+  double ref = 0;
+};
+
+template <class F, class Ref>
+Worst worst_error(F f, Ref ref) {
+  const std::vector<float> xs = sweep_inputs();
+  std::vector<float> ys(xs.size());
+  et::map_vectors(xs.data(), ys.data(), static_cast<index_t>(xs.size()), f);
+  Worst w;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double r = ref(static_cast<double>(xs[i]));
+    const double e = ulp_error(ys[i], r);
+    if (e > w.ulps || std::isnan(e)) w = {e, xs[i], ys[i], r};
+  }
+  return w;
+}
+
+void require_within(const Worst& w, double max_ulps) {
+  INFO("worst " << w.ulps << " ulp at x = " << w.x << ": " << w.y << " for " << w.ref);
+  REQUIRE(w.ulps <= max_ulps);
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// f(x), which must be the same in every lane. (Not through broadcast, whose 0 + x turns -0 into +0.)
+template <class F>
+float at(F f, float x) {
+  et::vfloat v;
+  for (int l = 0; l < et::simd_width; ++l) v[l] = x;
+  const et::vfloat y = f(v);
+  for (int l = 1; l < et::simd_width; ++l) REQUIRE(same_bits(y[l], y[0]));
+  return y[0];
+}
+
+}  // namespace
+
+TEST_CASE("vmath: verf is within 1.5 ulp of erf", "[vmath]") {
+  require_within(worst_error([](et::vfloat x) { return et::verf(x); }, [](double x) { return std::erf(x); }), 1.5);
+}
+
+TEST_CASE("vmath: vexpm1 is within 2 ulp of expm1, without cancellation near 0", "[vmath]") {
+  require_within(worst_error([](et::vfloat x) { return et::vexpm1(x); }, [](double x) { return std::expm1(x); }),
+                 2.0);
+}
+
+TEST_CASE("vmath: vlog1p is within 1.5 ulp of log1p, without cancellation near 0", "[vmath]") {
+  require_within(worst_error([](et::vfloat x) { return et::vlog1p(x); }, [](double x) { return std::log1p(x); }),
+                 1.5);
+}
+
+TEST_CASE("vmath: vlog is within 1 ulp of log", "[vmath]") {
+  require_within(worst_error([](et::vfloat x) { return et::vlog(x); }, [](double x) { return std::log(x); }), 1.0);
+}
+
+TEST_CASE("vmath: NaN gives NaN; infinities, zeros and domain edges as the std:: functions", "[vmath]") {
+  const auto erf = [](et::vfloat x) { return et::verf(x); };
+  const auto expm1 = [](et::vfloat x) { return et::vexpm1(x); };
+  const auto log1p = [](et::vfloat x) { return et::vlog1p(x); };
+  const auto log = [](et::vfloat x) { return et::vlog(x); };
+  for (const float x : {qnan, -qnan}) {
+    CHECK(std::isnan(at(erf, x)));
+    CHECK(std::isnan(at(expm1, x)));
+    CHECK(std::isnan(at(log1p, x)));
+    CHECK(std::isnan(at(log, x)));
+  }
+  CHECK(at(erf, inf) == 1.0f);
+  CHECK(at(erf, -inf) == -1.0f);
+  CHECK(at(erf, 3.92f) == 1.0f);
+  CHECK(at(expm1, inf) == inf);
+  CHECK(at(expm1, 89.0f) == inf);
+  CHECK(std::isfinite(at(expm1, 88.72f)));
+  CHECK(at(expm1, -inf) == -1.0f);
+  CHECK(at(expm1, -20.0f) == -1.0f);
+  CHECK(at(log1p, inf) == inf);
+  CHECK(at(log1p, -1.0f) == -inf);
+  CHECK(std::isnan(at(log1p, -1.5f)));
+  CHECK(std::isnan(at(log1p, -inf)));
+  CHECK(at(log, inf) == inf);
+  CHECK(at(log, 0.0f) == -inf);
+  CHECK(at(log, -0.0f) == -inf);
+  CHECK(at(log, 1.0f) == 0.0f);
+  CHECK(std::isnan(at(log, -1e-30f)));
+  CHECK(std::isnan(at(log, -inf)));
+  for (const float zero : {0.0f, -0.0f}) {  // odd functions keep the sign of zero
+    CHECK(same_bits(at(erf, zero), zero));
+    CHECK(same_bits(at(expm1, zero), zero));
+    CHECK(same_bits(at(log1p, zero), zero));
+  }
+}
