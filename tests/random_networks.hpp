@@ -6,13 +6,15 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <utility>
 
 namespace kiln::testing {
 
 namespace nn = kiln::nn;
 
 // A random network, generated at compile time: layer I of network Seed is chosen by a hash of (Seed, I)
-// from every kind of single-input layer; sizes are random too, and always fit.
+// from every kind of single-input layer (the activations from nn::activations, so a new one is drawn too);
+// sizes are random too, and always fit.
 constexpr std::uint64_t mix(std::uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -24,15 +26,14 @@ template <std::uint64_t Seed, int Layer, index_t Width>
 constexpr auto random_layer() {
   constexpr std::uint64_t h = mix(Seed * 131 + static_cast<std::uint64_t>(Layer));
   constexpr index_t next = 1 + static_cast<index_t>(mix(h) % 70);  // widths 1..70, odd sizes on purpose
-  if constexpr (h % 9 == 0) return nn::Linear<Width, next>{};
-  else if constexpr (h % 9 == 1) return nn::Linear<Width, next, false>{};
-  else if constexpr (h % 9 == 2) return nn::ReLU{};
-  else if constexpr (h % 9 == 3) return nn::Sigmoid{};
-  else if constexpr (h % 9 == 4) return nn::Tanh{};
-  else if constexpr (h % 9 == 5) return nn::LayerNorm<Width>{};
-  else if constexpr (h % 9 == 6) return nn::RMSNorm<Width>{};
-  else if constexpr (h % 9 == 7) return nn::BatchNorm1d<Width>{.momentum = (h & 64) ? std::optional<float>{} : 0.2f};
-  else return nn::Dropout{0.3f};
+  constexpr std::uint64_t activations = std::tuple_size_v<nn::activations>;
+  if constexpr (h % 8 == 0) return nn::Linear<Width, next>{};
+  else if constexpr (h % 8 == 1) return nn::Linear<Width, next, false>{};
+  else if constexpr (h % 8 == 2) return nn::LayerNorm<Width>{};
+  else if constexpr (h % 8 == 3) return nn::RMSNorm<Width>{};
+  else if constexpr (h % 8 == 4) return nn::BatchNorm1d<Width>{.momentum = (h & 64) ? std::optional<float>{} : 0.2f};
+  else if constexpr (h % 8 == 5) return nn::Dropout{0.3f};
+  else return std::tuple_element_t<(h >> 8) % activations, nn::activations>{};  // every activation of kiln::nn
 }
 
 template <std::uint64_t Seed, index_t First, int Layer, index_t Width, class... Layers>
@@ -44,6 +45,14 @@ constexpr auto random_layers(Layers... layers) {
     constexpr index_t width = kiln::network_traits<nn::Sequential<kiln::Input<Width>, decltype(layer)>>::output_dims.last();
     return random_layers<Seed, First, Layer + 1, width>(layers..., layer);
   }
+}
+
+// f(std::integral_constant<std::uint64_t, Seed>) for the random networks 1 to Count.
+template <std::uint64_t Count, class F>
+void for_each_random_seed(F&& f) {
+  [&]<std::uint64_t... I>(std::integer_sequence<std::uint64_t, I...>) {
+    (f(std::integral_constant<std::uint64_t, I + 1>{}), ...);
+  }(std::make_integer_sequence<std::uint64_t, Count>{});
 }
 
 // Network Seed: its input width, and the network.

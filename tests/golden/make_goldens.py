@@ -237,6 +237,17 @@ def gen_rand(shape):
     return torch.rand(shape)
 
 
+KINKS = [-3.0, 3.0, 0.0, -1e-3, 1e-3, -6.0, 6.0, 5.0, 2.5, 10.0, 20.0, -20.0]
+
+
+def gen_kinks(shape):
+    """The special values plus where piecewise activations change formula (Hardswish's -3 and 3, Softplus's
+    threshold, 0), so that their gradients at the edges are checked too."""
+    x = gen_special(shape)
+    x[:, 16:16 + len(KINKS)] = torch.tensor(KINKS, dtype=torch.float32)
+    return x
+
+
 # (name, builder, [per-sample shapes], input generator)
 CASES = [
     ("linear", lambda: S(nn.Linear(20, 30)), [(20,)], gen_randn),
@@ -295,6 +306,24 @@ CASES = [
     # Appended (cases are seeded by position): covers Dropout stream 1.
     ("net_two_dropouts", lambda: S(nn.Linear(24, 24), nn.Dropout(0.5), nn.ReLU(), nn.Dropout(0.25),
                                    nn.Linear(24, 4)), [(24,)], gen_randn),
+    ("gelu", lambda: S(nn.GELU()), [(50,)], gen_kinks),
+    ("gelu_tanh", lambda: S(nn.GELU(approximate="tanh")), [(50,)], gen_kinks),
+    ("silu", lambda: S(nn.SiLU()), [(50,)], gen_kinks),
+    ("leaky_relu", lambda: S(nn.LeakyReLU()), [(50,)], gen_kinks),
+    ("leaky_relu_slope", lambda: S(nn.LeakyReLU(negative_slope=0.2)), [(3, 17)], gen_randn),
+    ("elu", lambda: S(nn.ELU()), [(50,)], gen_kinks),
+    ("elu_alpha", lambda: S(nn.ELU(alpha=0.7)), [(3, 17)], gen_randn),
+    ("softplus", lambda: S(nn.Softplus()), [(50,)], gen_kinks),
+    ("softplus_beta", lambda: S(nn.Softplus(beta=2.0, threshold=5.0)), [(50,)], gen_kinks),
+    ("hardswish", lambda: S(nn.Hardswish()), [(50,)], gen_kinks),
+    ("identity", lambda: S(nn.Identity()), [(2, 7)], gen_randn),
+    ("log_softmax", lambda: S(nn.LogSoftmax(dim=1)), [(10,)], gen_randn),
+    ("log_softmax_3d", lambda: S(nn.LogSoftmax(dim=1)), [(4, 6)], gen_randn),
+    ("log_softmax_large", lambda: S(nn.LogSoftmax(dim=-1)), [(10,)], gen_large),
+    ("net_activations", lambda: S(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 32), nn.SiLU(), nn.LeakyReLU(0.1),
+                                  nn.Linear(32, 32), nn.ELU(alpha=0.5), nn.Dropout(0.2), nn.Softplus(beta=0.5),
+                                  nn.Hardswish(), nn.Identity(), nn.GELU(approximate="tanh"), nn.Linear(32, 5),
+                                  nn.LogSoftmax(-1)), [(16,)], gen_randn),
 ]
 
 
@@ -319,10 +348,23 @@ def kiln_layer(m):
     if isinstance(m, nn.Bilinear):
         return (f"nn::Bilinear<{m.in1_features}, {m.in2_features}, {m.out_features}"
                 f"{'' if m.bias is not None else ', false'}>{{}}")
-    if isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Tanh)):
+    if isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Hardswish, nn.Identity)):
         return f"nn::{type(m).__name__}{{}}"
-    if isinstance(m, nn.Softmax):
-        return f"nn::Softmax<{m.dim}>{{}}"
+    if isinstance(m, nn.GELU):
+        return "nn::GELU{.approximate = nn::GELUApproximate::tanh}" if m.approximate == "tanh" else "nn::GELU{}"
+    if isinstance(m, nn.LeakyReLU):
+        return "nn::LeakyReLU" + _inits([("negative_slope", _cf(m.negative_slope))] if m.negative_slope != 0.01 else [])
+    if isinstance(m, nn.ELU):
+        return "nn::ELU" + _inits([("alpha", _cf(m.alpha))] if m.alpha != 1.0 else [])
+    if isinstance(m, nn.Softplus):
+        f = []
+        if m.beta != 1:
+            f.append(("beta", _cf(m.beta)))
+        if m.threshold != 20:
+            f.append(("threshold", _cf(m.threshold)))
+        return "nn::Softplus" + _inits(f)
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        return f"nn::{type(m).__name__}<{m.dim}>{{}}"
     if isinstance(m, nn.Flatten):
         if (m.start_dim, m.end_dim) == (1, -1):
             return "nn::Flatten{}"
@@ -512,6 +554,24 @@ def verify(path, tensors, meta):
     assert hdr["__metadata__"] == meta, path
 
 
+CASE_LISTS = (
+    ("golden_layer_cases.inc", "Every layer alone", lambda name: not name.startswith("net_")),
+    ("golden_network_cases.inc", "The golden networks", lambda name: name.startswith("net_")),
+)
+
+
+def write_case_lists(metas, incdir):
+    """tests/runtime/golden_*_cases.inc: KILN_CASE(name, declaration) per case, from its kiln_network."""
+    for filename, what, selected in CASE_LISTS:
+        lines = [f"// {what}: KILN_CASE(name, declaration) per golden file in tests/golden/data. Written by",
+                 "// tests/golden/make_goldens.py from each case's kiln_network; do not edit. Each test file defines",
+                 "// KILN_CASE to the check it runs, then includes this list."]
+        lines += [f'KILN_CASE("{name}", {meta["kiln_network"]})' for name, meta in sorted(metas.items())
+                  if selected(name)]
+        with open(os.path.join(incdir, filename), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "data")
     os.makedirs(outdir, exist_ok=True)
@@ -522,9 +582,11 @@ def main():
     names = [c[0] for c in CASES]
     assert len(set(names)) == len(names)
 
+    metas = {}
     for idx, (name, builder, shapes, gen) in enumerate(CASES):
         path, tensors, meta = make_case(idx, name, builder, shapes, gen, outdir)
         verify(path, tensors, meta)
+        metas[name] = meta
         errs = sorted(k for k in meta if k.endswith(tuple(f"error.b{b}" for b in BATCH_SIZES)))
         print(f"{name:22s} {len(tensors):3d} tensors {os.path.getsize(path):9d} B"
               + (f"  errors: {', '.join(errs)}" if errs else ""))
@@ -540,6 +602,7 @@ def main():
     d0 = load_file(os.path.join(outdir, "dropout_p0.safetensors"))
     assert all(torch.equal(d0[f"train.out.b{b}"], d0[f"in0.b{b}"]) for b in BATCH_SIZES)
     print(f"dropout_p05: fraction kept at B=1000 ({x.numel()} elements) = {kept:.5f}")
+    write_case_lists(metas, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime"))
 
     # net_two_dropouts: the second Dropout (p=0.25) must use stream 1
     idx = names.index("net_two_dropouts")

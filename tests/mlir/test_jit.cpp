@@ -69,18 +69,7 @@ constexpr nn::Sequential small_net{kiln::input<12>, nn::Linear<12, 8>{}, nn::ReL
 }  // namespace
 
 TEST_CASE("jit: == the expression-template kernel on random networks", "[jit][laws]") {
-  check_jit_equals_expression_templates<1>();
-  check_jit_equals_expression_templates<2>();
-  check_jit_equals_expression_templates<3>();
-  check_jit_equals_expression_templates<4>();
-  check_jit_equals_expression_templates<5>();
-  check_jit_equals_expression_templates<6>();
-  check_jit_equals_expression_templates<7>();
-  check_jit_equals_expression_templates<8>();
-  check_jit_equals_expression_templates<9>();
-  check_jit_equals_expression_templates<10>();
-  check_jit_equals_expression_templates<11>();
-  check_jit_equals_expression_templates<12>();
+  kiln::testing::for_each_random_seed<12>([](auto seed) { check_jit_equals_expression_templates<decltype(seed)::value>(); });
 }
 
 TEST_CASE("jit: one compile serves every batch size, and reads the parameters as they are now", "[jit]") {
@@ -165,9 +154,20 @@ TEST_CASE("kiln::mlir: a malformed network description is an error naming the la
   CHECK_NOTHROW(kiln::mlir::lower(good, "k", kiln::mlir::Stage::mlir));
 
   kiln::ir::Network bad = good;
-  bad.layers[2].weight = 7;
+  bad.layers[2].params[static_cast<int>(kiln::Role::weight)] = 7;
   CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
                     Catch::Contains("layer 2 (Linear<4, 2>): its weight is buffer 7, but the network has 4 buffers"));
+  bad = good;
+  bad.layers[2].params[static_cast<int>(kiln::Role::weight)] = 3;
+  CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
+                    Catch::Contains("layer 2 (Linear<4, 2>): its weight is buffer 3 (2.bias), which is a bias"));
+  bad = good;
+  bad.layers[0].kind = "gelu";
+  CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
+                    Catch::Contains("layer 0 (Linear<6, 4>): has no attribute \"approximate\""));
+  bad.layers[0].kind = "conv2d";
+  CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
+                    Catch::Contains("layer 0 (Linear<6, 4>): no MLIR lowering for a layer of kind \"conv2d\""));
   bad = good;
   bad.layers[1].in = kiln::Dims{5};
   CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::mlir),
@@ -175,7 +175,7 @@ TEST_CASE("kiln::mlir: a malformed network description is an error naming the la
   // Consistent dims, but a weight of the wrong size: the IR does not verify, and the error says at which stage
   // and what MLIR said.
   bad = good;
-  bad.buffers[0].shape = kiln::Dims{6, 5};
+  bad.buffers[0].spec.shape = kiln::Dims{6, 5};
   CHECK_THROWS_WITH(kiln::mlir::lower(bad, "k", kiln::mlir::Stage::obj),
                     Catch::Contains("kiln::mlir: the mlir stage failed: the network's functions do not verify: "));
 }

@@ -34,18 +34,7 @@ void check_fused_equals_unfused() {
 }  // namespace
 
 TEST_CASE("laws: fused == unfused on random networks", "[laws]") {
-  check_fused_equals_unfused<1>();
-  check_fused_equals_unfused<2>();
-  check_fused_equals_unfused<3>();
-  check_fused_equals_unfused<4>();
-  check_fused_equals_unfused<5>();
-  check_fused_equals_unfused<6>();
-  check_fused_equals_unfused<7>();
-  check_fused_equals_unfused<8>();
-  check_fused_equals_unfused<9>();
-  check_fused_equals_unfused<10>();
-  check_fused_equals_unfused<11>();
-  check_fused_equals_unfused<12>();
+  kiln::testing::for_each_random_seed<12>([](auto seed) { check_fused_equals_unfused<decltype(seed)::value>(); });
 }
 
 TEST_CASE("laws: Flatten then Unflatten is the identity, bit for bit", "[laws]") {

@@ -24,10 +24,10 @@ static_assert(SeedTraits::analysis.out[0] == Dims{784});
 static_assert(kiln::output_shape(seed_net) == Dims{10});
 static_assert(kiln::parameter_count(seed_net) == 784 * 256 + 256 + 2 * 256 + 256 * 10 + 10);
 static_assert(kiln::schema(seed_net).size() == 9);  // 2 Linear x 2, BatchNorm: 2 parameters + 3 buffers
-static_assert(kiln::schema(seed_net).entries[2].spec.name == Text{"2.weight"});
-static_assert(kiln::schema(seed_net).entries[4].spec.name == Text{"2.running_mean"});
-static_assert(kiln::schema(seed_net).entries[6].spec.name == Text{"2.num_batches_tracked"});
-static_assert(kiln::schema(seed_net).entries[6].spec.dtype == kiln::DType::int64);
+static_assert(kiln::schema(seed_net).entries[2].name == Text{"2.weight"});
+static_assert(kiln::schema(seed_net).entries[4].name == Text{"2.running_mean"});
+static_assert(kiln::schema(seed_net).entries[6].name == Text{"2.num_batches_tracked"});
+static_assert(kiln::schema(seed_net).entries[6].spec.dtype() == kiln::DType::int64);
 static_assert(kiln::schema(seed_net).entries[6].spec.shape.rank == 0);
 static_assert(kiln::flops_per_sample(seed_net) ==
               (2 * 784 + 1) * 256 + 2 * 256 + 256 + 256 + (2 * 256 + 1) * 10);
@@ -37,9 +37,9 @@ static_assert(kiln::activation_bytes_per_sample(seed_net) == 4 * (784 + 256 + 25
 constexpr nn::Sequential nested{kiln::input<20>, nn::Sequential{nn::Linear<20, 30>{}, nn::ReLU{}},
                                 nn::Sequential{nn::Linear<30, 30>{}, nn::Dropout{0.5f}, nn::Tanh{}},
                                 nn::Linear<30, 3>{}};
-static_assert(kiln::schema(nested).entries[0].spec.name == Text{"0.0.weight"});
-static_assert(kiln::schema(nested).entries[2].spec.name == Text{"1.0.weight"});
-static_assert(kiln::schema(nested).entries[4].spec.name == Text{"2.weight"});
+static_assert(kiln::schema(nested).entries[0].name == Text{"0.0.weight"});
+static_assert(kiln::schema(nested).entries[2].name == Text{"1.0.weight"});
+static_assert(kiln::schema(nested).entries[4].name == Text{"2.weight"});
 
 // Values change the schema: no affine, no running stats, no bias.
 constexpr nn::Sequential options{kiln::input<8, 5>, nn::BatchNorm1d<8>{.affine = false}, nn::Flatten{},

@@ -14,6 +14,7 @@
 #include <kiln/et/fused.hpp>
 #include <kiln/et/train.hpp>
 #include <kiln/runtime/error.hpp>
+#include <kiln/runtime/parameter.hpp>
 #include <kiln/runtime/philox.hpp>
 #include <kiln/runtime/tensor.hpp>
 #include <kiln/runtime/tensor_file.hpp>
@@ -41,28 +42,19 @@ class Model {
   static constexpr std::size_t L = Traits::leaf_count;
 
  public:
-  // One parameter or buffer: its state_dict name, its storage, and which layer owns it.
-  struct Entry {
-    std::string name;
-    Tensor tensor;
-    std::size_t leaf = 0;
-    bool buffer = false;
-    Tensor grad;  // parameters only: the accumulated gradient
-  };
-
   explicit Model(const Net& net, std::uint64_t seed = 0) : net_(net), seed_(seed) {
     std::uint32_t index = 0;
     for (const SchemaEntry& s : schema(net_)) {
-      Entry e{std::string{s.spec.name.view()}, Tensor(detail::shape_of(s.spec.shape), s.spec.dtype), s.leaf,
-              s.spec.buffer, s.spec.buffer ? Tensor{} : Tensor(detail::shape_of(s.spec.shape))};
-      initialise(e.tensor, s.spec, index++);
-      entries_.push_back(std::move(e));
+      const Shape shape = detail::shape_of(s.spec.shape);
+      Parameter p{s, Tensor(shape, s.spec.dtype()), s.spec.buffer() ? Tensor{} : Tensor(shape)};
+      initialise(p.value, s.spec, index++);
+      state_.push_back(std::move(p));
     }
     bind();
   }
   Model(const Model& other) : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_) {  // NOLINT
-    for (const Entry& e : other.entries_)
-      entries_.push_back({e.name, e.tensor.clone(), e.leaf, e.buffer, e.grad.defined() ? e.grad.clone() : Tensor{}});
+    for (const Parameter& p : other.state_)
+      state_.push_back({p.entry, p.value.clone(), p.grad.defined() ? p.grad.clone() : Tensor{}});
     bind();
   }
   Model& operator=(const Model&) = delete;
@@ -109,43 +101,44 @@ class Model {
   // Parameters and buffers under PyTorch's state_dict names, as copies.
   TensorMap state_dict() const {
     TensorMap m;
-    for (const Entry& e : entries_) m.emplace(e.name, e.tensor.clone());
+    for (const Parameter& p : state_) m.emplace(p.name(), p.value.clone());
     return m;
   }
   // Parameters only (no buffers), in the order of the network, as copies.
   std::vector<std::pair<std::string, Tensor>> named_parameters() const {
     std::vector<std::pair<std::string, Tensor>> out;
-    for (const Entry& e : entries_)
-      if (!e.buffer) out.emplace_back(e.name, e.tensor.clone());
+    for (const Parameter& p : state_)
+      if (!p.buffer()) out.emplace_back(p.name(), p.value.clone());
     return out;
   }
-  const std::vector<Entry>& entries() const { return entries_; }
+  // Every parameter and buffer, in state_dict order: the model's own storage (the compiled kernels' buffers).
+  const std::vector<Parameter>& state() const { return state_; }
 
   // Copies the tensors into the model. strict (as in PyTorch): every key of the model must be present and no
   // other key. Everything is checked before anything is copied, so a failed load leaves the model as it was.
   // `source` names where the tensors came from, in errors.
   void load_state_dict(const TensorMap& tensors, bool strict = true, const std::string& source = "state_dict") {
     std::vector<std::string> problems;
-    for (const Entry& e : entries_) {
-      auto it = tensors.find(e.name);
+    for (const Parameter& p : state_) {
+      auto it = tensors.find(std::string{p.name()});
       if (it == tensors.end()) {
         if (strict)
-          problems.push_back(fmt::format("missing key \"{}\" (expected {} {})", e.name, dtype_name(e.tensor.dtype()),
-                                         shape_text(e.tensor.shape())));
+          problems.push_back(fmt::format("missing key \"{}\" (expected {} {})", p.name(), dtype_name(p.value.dtype()),
+                                         shape_text(p.value.shape())));
         continue;
       }
       const Tensor& t = it->second;
-      if (t.shape() != e.tensor.shape() || t.dtype() != e.tensor.dtype())
-        problems.push_back(fmt::format("key \"{}\": expected {} {}, got {} {}", e.name, dtype_name(e.tensor.dtype()),
-                                       shape_text(e.tensor.shape()), dtype_name(t.dtype()), shape_text(t.shape())));
+      if (t.shape() != p.value.shape() || t.dtype() != p.value.dtype())
+        problems.push_back(fmt::format("key \"{}\": expected {} {}, got {} {}", p.name(), dtype_name(p.value.dtype()),
+                                       shape_text(p.value.shape()), dtype_name(t.dtype()), shape_text(t.shape())));
     }
     if (strict)
       for (const auto& [name, t] : tensors)
         if (!find(name)) problems.push_back(fmt::format("unexpected key \"{}\"", name));
     if (!problems.empty())
       throw Error(fmt::format("{}: cannot load into {}: {}", source, describe(), fmt::join(problems, "; ")));
-    for (Entry& e : entries_)
-      if (auto it = tensors.find(e.name); it != tensors.end()) e.tensor.copy_from(it->second);
+    for (Parameter& p : state_)
+      if (auto it = tensors.find(std::string{p.name()}); it != tensors.end()) p.value.copy_from(it->second);
     pack();
   }
   void load_safetensors(const std::filesystem::path& path, bool strict = true) {
@@ -158,14 +151,14 @@ class Model {
   // ---- Training ------------------------------------------------------------------------------------------
   // Gradients accumulate, as in PyTorch, until zero_grad().
   void zero_grad() {
-    for (Entry& e : entries_)
-      if (e.grad.defined()) e.grad.fill(0.0f);
+    for (Parameter& p : state_)
+      if (p.grad.defined()) p.grad.fill(0.0f);
   }
   // The accumulated gradients under the parameters' names, as copies.
   TensorMap gradients() const {
     TensorMap m;
-    for (const Entry& e : entries_)
-      if (e.grad.defined()) m.emplace(e.name, e.grad.clone());
+    for (const Parameter& p : state_)
+      if (p.grad.defined()) m.emplace(p.name(), p.grad.clone());
     return m;
   }
 
@@ -210,22 +203,20 @@ class Model {
     upstream_backward(x1, &x2, grad_output, input1_grad, input2_grad);
   }
 
-  // What an optimizer updates: each parameter's value and gradient (views into the model), in order.
-  struct ParameterRef {
-    std::string name;
-    Tensor value, grad;
-  };
-  std::vector<ParameterRef> parameter_refs() {
-    std::vector<ParameterRef> refs;
-    for (Entry& e : entries_)
-      if (!e.buffer) refs.push_back({e.name, e.tensor, e.grad});
-    return refs;
+  // What an optimizer updates: the parameters (not the buffers), in order, as views into the model.
+  std::vector<Parameter> parameters() {
+    std::vector<Parameter> out;
+    for (const Parameter& p : state_)
+      if (!p.buffer()) out.push_back(p);
+    return out;
   }
-  // Call after writing parameters through parameter_refs() (optimizers do): repacks the kernel's weights.
+  // Call after writing parameters through parameters() (optimizers do): repacks the kernel's weights.
   void parameters_changed() { pack(); }
 
-  // The output shape for input(s) x (and x2), after checking them as a forward does: for other backends
-  // (kiln::jit) that run this model's parameters.
+  // What a forward checks before it runs, for other backends (kiln::jit) that run this model's parameters:
+  // that a batch of this size has more than one value per channel for every BatchNorm1d using batch statistics.
+  void check_batch(index_t batch) const { et::check_batch_stats<Net>(leaf_values(net_), batch, training_); }
+  // The output shape for input(s) x (and x2), after checking them as a forward does.
   Shape checked_output_shape(const Tensor& x, const Tensor* x2 = nullptr) const {
     const Shape s = output_shape(x);
     if (x2) check_second_input(x, *x2);
@@ -257,12 +248,9 @@ class Model {
     float* y_data = prepare(y, out_shape);
     float* dx_data = prepare(dx, x.shape());
     float* dx2_data = x2 ? prepare(dx2, x2->shape()) : nullptr;
-    std::vector<et::GradSlot> slots;
-    for (Entry& e : entries_)
-      if (!e.buffer) slots.push_back({e.leaf, std::string_view{e.name}.ends_with(".bias"), e.grad.data(), e.grad.numel()});
     const et::TrainCall<Net> call{{net_, params_, x.data(), x2 ? x2->data() : nullptr, y_data, x.size(0), training_,
                                    seed_, static_cast<std::uint32_t>(step_)},
-                                  loss, slots, dx_data, dx2_data};
+                                  loss, state_, dx_data, dx2_data};
     pack_transposed(dx_data || dx2_data);
     const double value = et::train_fused(call, workspace_, train_workspace_);
     if (training_) ++step_;
@@ -274,16 +262,16 @@ class Model {
       throw Error(fmt::format("second input: batch of {} but the first input has a batch of {}", x2.size(0), x.size(0)));
   }
 
-  const Entry* find(const std::string& name) const {
-    for (const Entry& e : entries_)
-      if (e.name == name) return &e;
+  const Parameter* find(const std::string& name) const {
+    for (const Parameter& p : state_)
+      if (p.name() == name) return &p;
     return nullptr;
   }
 
   // PyTorch's default distributions; uniform draws come from Philox keyed by the seed, counter
   // (element / 4, entry index, 0xFFFFFFFF), a stream apart from dropout's.
   void initialise(Tensor& t, const ParamSpec& spec, std::uint32_t index) {
-    if (spec.dtype == DType::int64) return;  // num_batches_tracked starts at 0
+    if (spec.dtype() == DType::int64) return;  // num_batches_tracked starts at 0
     float* d = t.data();
     const index_t n = t.numel();
     switch (spec.init) {
@@ -303,25 +291,17 @@ class Model {
     }
   }
 
-  // Points each layer's LayerParams at its entries, and packs the weights.
+  // Points each layer's LayerParams at its parameters, by role, and packs the weights.
   void bind() {
     params_ = {};
-    for (Entry& e : entries_) {
-      et::LayerParams& p = params_[e.leaf];
-      const std::string_view local = std::string_view{e.name}.substr(e.name.rfind('.') + 1);
-      if (local == "weight") p.weight = e.tensor.data();
-      else if (local == "bias") p.bias = e.tensor.data();
-      else if (local == "running_mean") p.running_mean = e.tensor.data();
-      else if (local == "running_var") p.running_var = e.tensor.data();
-      else if (local == "num_batches_tracked") p.num_batches_tracked = e.tensor.data_i64();
-    }
+    for (Parameter& p : state_) et::bind_param(params_[p.entry.leaf], p.role(), p.value.bytes());
     for_each_leaf(net_, [&](auto i, const auto&) {
       using Layer = typename Traits::template leaf<i>;
-      if constexpr (requires { et::Eval<Layer>::packed_size; }) {
+      if constexpr (et::PackingEvaluator<Layer>) {
         packed_[i] = Tensor({et::Eval<Layer>::packed_size});
         params_[i].packed_weight = packed_[i].data();
       }
-      if constexpr (requires { et::Eval<Layer>::packed_t_size; }) {
+      if constexpr (et::TransposePackingEvaluator<Layer>) {
         packed_t_[i] = Tensor({et::Eval<Layer>::packed_t_size});
         params_[i].packed_weight_t = packed_t_[i].data();
       }
@@ -332,7 +312,7 @@ class Model {
   void pack() {
     for_each_leaf(net_, [&](auto i, const auto&) {
       using Layer = typename Traits::template leaf<i>;
-      if constexpr (requires { et::Eval<Layer>::packed_size; }) et::Eval<Layer>::pack(params_[i].weight, packed_[i].data());
+      if constexpr (et::PackingEvaluator<Layer>) et::Eval<Layer>::pack(params_[i].weight, packed_[i].data());
     });
     packed_t_fresh_.fill(false);
   }
@@ -341,7 +321,7 @@ class Model {
     const auto needed = et::input_grad_needed(net_, input_grad);
     for_each_leaf(net_, [&](auto i, const auto&) {
       using Layer = typename Traits::template leaf<i>;
-      if constexpr (requires { et::Eval<Layer>::packed_t_size; })
+      if constexpr (et::TransposePackingEvaluator<Layer>)
         if (needed[i] && !packed_t_fresh_[i]) {
           et::Eval<Layer>::pack_t(params_[i].weight, packed_t_[i].data());
           packed_t_fresh_[i] = true;
@@ -390,7 +370,7 @@ class Model {
   std::uint64_t seed_ = 0;
   std::uint64_t step_ = 0;
   bool training_ = true;
-  std::vector<Entry> entries_;
+  std::vector<Parameter> state_;
   std::array<et::LayerParams, L> params_{};
   std::array<Tensor, L> packed_{}, packed_t_{};
   std::array<bool, L> packed_t_fresh_{};

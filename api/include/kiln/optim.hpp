@@ -8,6 +8,7 @@
 
 #include <kiln/et/simd.hpp>
 #include <kiln/runtime/error.hpp>
+#include <kiln/runtime/parameter.hpp>
 #include <kiln/runtime/tensor.hpp>
 
 #include <cmath>
@@ -25,23 +26,19 @@ class Optimizer {
   double lr;
 
   void zero_grad() {
-    for (Param& p : params_) p.grad.fill(0.0f);
+    for (Parameter& p : params_) p.grad.fill(0.0f);
   }
-  // The parameters' values and gradients, in the network's order.
-  struct Param {
-    std::string name;
-    Tensor value, grad;
-  };
-  std::vector<Param>& params() { return params_; }
+  // The parameters' values and gradients (views into the model), in the network's order.
+  std::vector<Parameter>& params() { return params_; }
 
  protected:
   template <class Model>
   Optimizer(Model& model, double lr_) : lr(lr_), changed_([&model] { model.parameters_changed(); }) {
     if (!(lr_ >= 0)) throw Error(fmt::format("optimizer: lr must be >= 0, got {}", lr_));
-    for (auto& r : model.parameter_refs()) params_.push_back({r.name, r.value, r.grad});
+    params_ = model.parameters();
   }
   void changed() { changed_(); }
-  std::vector<Param> params_;
+  std::vector<Parameter> params_;
 
  private:
   std::function<void()> changed_;
@@ -169,7 +166,7 @@ class Adam : public Optimizer {
  protected:
   template <class Model>
   Adam(Model& model, AdamOptions options, bool decoupled) : Optimizer(model, options.lr), o_(options), decoupled_(decoupled) {
-    for (const Param& p : params_) {
+    for (const Parameter& p : params_) {
       m_.emplace_back(p.value.shape());
       v_.emplace_back(p.value.shape());
     }

@@ -5,8 +5,16 @@
 // bufferization.to_tensor, computes on tensors and writes the output (and, in train mode, BatchNorm1d's running
 // statistics) back with bufferization.materialize_in_destination. Activations stay [N, F] (row-major per
 // sample, so Flatten and Unflatten are free); a layer that needs more dims (Softmax, the norms) expands them.
-// Each layer's lowering is one function below, named after the layer; SEMANTICS.md says what each computes.
+// Each layer's lowering is one member function below, named after the layer, and `lowerings()` maps each layer
+// kind to it. The activations have one lowering for all: their math from dsl/layers/activations.hpp,
+// instantiated on Scalar. docs/SEMANTICS.md says what each layer computes.
 #include "lowering.hpp"
+#include "scalar.hpp"
+
+#include <kiln/dsl/layers.hpp>
+#include <kiln/runtime/error.hpp>
+
+#include <fmt/format.h>
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
 #include <mlir/Dialect/Bufferization/IR/Bufferization.h>
@@ -18,7 +26,9 @@
 #include <mlir/IR/Builders.h>
 #include <mlir/IR/BuiltinOps.h>
 
+#include <cmath>
 #include <limits>
+#include <map>
 
 namespace kiln::mlir_backend {
 
@@ -29,6 +39,18 @@ namespace {
 
 constexpr int64_t kDyn = ShapedType::kDynamic;
 
+// A layer's attribute, which checkLowering has made sure it has.
+double attr(const ir::Layer& l, std::string_view name) { return l.attributes.find(name)->value; }
+
+class FunctionBuilder;
+// How one kind of layer lowers: y from x (and the network's second input x2, for Bilinear), plus what it reads.
+struct Lowering {
+  Value (*lower)(FunctionBuilder& f, const ir::Layer& l, Value x, Value x2);
+  std::vector<Role> roles;              // the parameters it needs
+  std::vector<std::string_view> attributes;  // the attributes it reads
+};
+const std::map<std::string_view, Lowering>& lowerings();
+
 class FunctionBuilder {
  public:
   FunctionBuilder(ModuleOp module, const ir::Network& net, bool training, const std::string& name)
@@ -37,9 +59,9 @@ class FunctionBuilder {
     f32_ = b_.getF32Type();
     f64_ = b_.getF64Type();
     SmallVector<Type> args{b_.getIndexType(), b_.getI64Type(), b_.getI64Type()};
-    for (const ir::Buffer& buf : net.buffers)
-      args.push_back(buf.dtype == DType::int64 ? MemRefType::get({1}, b_.getI64Type())
-                                               : MemRefType::get({buf.shape.numel()}, f32_));
+    for (const SchemaEntry& buf : net.buffers)
+      args.push_back(buf.spec.dtype() == DType::int64 ? MemRefType::get({1}, b_.getI64Type())
+                                                      : MemRefType::get({buf.spec.shape.numel()}, f32_));
     args.push_back(MemRefType::get({kDyn, net.input.numel()}, f32_));
     if (net.input_count == 2) args.push_back(MemRefType::get({kDyn, net.input2.numel()}, f32_));
     args.push_back(MemRefType::get({kDyn, net.output.numel()}, f32_));
@@ -67,27 +89,9 @@ class FunctionBuilder {
   }
 
  private:
-  Value lowerLayer(const ir::Layer& l, Value x, Value x2) {
-    switch (l.kind) {
-      case ir::Kind::linear: return linear(l, x);
-      case ir::Kind::bilinear: return bilinear(l, x, x2);
-      case ir::Kind::relu:
-        return elementwise(x, [&](OpBuilder& b, Location loc, Value v) {
-          return b.create<arith::MaximumFOp>(loc, v, constF32(b, 0.0f)).getResult();
-        });
-      case ir::Kind::sigmoid: return elementwise(x, [&](OpBuilder& b, Location loc, Value v) { return sigmoid(b, loc, v); });
-      case ir::Kind::tanh:
-        return elementwise(x, [&](OpBuilder& b, Location loc, Value v) { return b.create<math::TanhOp>(loc, v).getResult(); });
-      case ir::Kind::softmax: return softmax(l, x);
-      case ir::Kind::flatten:
-      case ir::Kind::unflatten: return x;
-      case ir::Kind::dropout: return dropout(l, x);
-      case ir::Kind::batch_norm: return batchNorm(l, x);
-      case ir::Kind::layer_norm:
-      case ir::Kind::rms_norm: return norm(l, x);
-    }
-    return x;
-  }
+  Value lowerLayer(const ir::Layer& l, Value x, Value x2) { return lowerings().at(l.kind).lower(*this, l, x, x2); }
+
+  friend const std::map<std::string_view, Lowering>& lowerings();
 
   // ---- helpers -----------------------------------------------------------------------------------------
   Value constF32(OpBuilder& b, float v) { return b.create<arith::ConstantOp>(loc_, b.getF32FloatAttr(v)); }
@@ -137,9 +141,17 @@ class FunctionBuilder {
                    {IteratorType::parallel, IteratorType::parallel},
                    [&](OpBuilder& b, Location loc, ValueRange a) { b.create<linalg::YieldOp>(loc, f(b, loc, a[0])); });
   }
-  Value sigmoid(OpBuilder& b, Location loc, Value v) {
-    Value e = b.create<math::ExpOp>(loc, b.create<arith::NegFOp>(loc, v));
-    return b.create<arith::DivFOp>(loc, constF32(b, 1.0f), b.create<arith::AddFOp>(loc, constF32(b, 1.0f), e));
+  // The parameter of role r, as a tensor of the given shape.
+  Value param(const ir::Layer& l, Role r, ArrayRef<int64_t> shape) { return buffer(l.param(r), shape); }
+
+  // ---- the activations: Act's forward from dsl/layers/activations.hpp, on each element -------------------
+  template <class Act>
+  Value activation(const ir::Layer& l, Value x) {
+    const Act act = nn::activation_from_attributes<Act>(l.attributes);
+    return elementwise(x, [&](OpBuilder& b, Location loc, Value v) {
+      const Body body{b, loc};
+      return act.forward(Scalar{body, v}).value(body);
+    });
   }
   // x [N, F] viewed as [N, A, S, B] (row-major, so a reshape).
   Value expandRows(Value x, ArrayRef<int64_t> trailing) {
@@ -160,18 +172,18 @@ class FunctionBuilder {
   // ---- Linear: y = x W^T + b, over the last dim ----------------------------------------------------------
   // An input [N, R..., In] is the matrix [N * R, In].
   Value linear(const ir::Layer& l, Value x) {
-    const int64_t in = l.in.last(), out = l.out_features, R = l.in.numel() / in;
+    const int64_t in = l.in.last(), out = l.out.last(), R = l.in.numel() / in;
     Value rows = n_;
     if (R > 1) {
       x = b_.create<tensor::CollapseShapeOp>(loc_, expandRows(x, {R, in}), SmallVector<ReassociationIndices>{{0, 1}, {2}});
       rows = b_.create<arith::MulIOp>(loc_, n_, b_.create<arith::ConstantIndexOp>(loc_, R));
     }
-    Value w = buffer(l.weight, {out, in});
+    Value w = param(l, Role::weight, {out, in});
     Value y = b_.create<linalg::MatmulTransposeBOp>(loc_, TypeRange{RankedTensorType::get({kDyn, out}, f32_)},
                                                     ValueRange{x, w},
                                                     ValueRange{filled(emptyRows({out}, f32_, rows), constF32(b_, 0.0f))})
                   .getResult(0);
-    if (l.bias >= 0) y = addBias(y, buffer(l.bias, {out}), rows);
+    if (l.has(Role::bias)) y = addBias(y, param(l, Role::bias, {out}), rows);
     if (R > 1) {
       SmallVector<OpFoldResult> sizes{OpFoldResult(n_), b_.getIndexAttr(R), b_.getIndexAttr(out)};
       y = collapseRows(b_.create<tensor::ExpandShapeOp>(loc_, RankedTensorType::get({kDyn, R, out}, f32_), y,
@@ -191,8 +203,8 @@ class FunctionBuilder {
   // As the expression-template kernel does it: T = x2 A^T with A viewed [Out * In1, In2] (a matmul), then
   // y[n, o] = sum_i T[n, o, i] x1[n, i].
   Value bilinear(const ir::Layer& l, Value x1, Value x2) {
-    const int64_t in1 = features(x1), in2 = features(x2), out = l.out_features;
-    Value a = buffer(l.weight, {out * in1, in2});
+    const int64_t in1 = features(x1), in2 = features(x2), out = l.out.last();
+    Value a = param(l, Role::weight, {out * in1, in2});
     Value t = b_.create<linalg::MatmulTransposeBOp>(
                     loc_, TypeRange{RankedTensorType::get({kDyn, out * in1}, f32_)}, ValueRange{x2, a},
                     ValueRange{filled(emptyRows({out * in1}, f32_), constF32(b_, 0.0f))})
@@ -208,12 +220,13 @@ class FunctionBuilder {
                         Value p = b.create<arith::MulFOp>(loc, v[0], v[1], flags);
                         b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], p, flags)});
                       });
-    return l.bias >= 0 ? addBias(y, buffer(l.bias, {out})) : y;
+    return l.has(Role::bias) ? addBias(y, param(l, Role::bias, {out})) : y;
   }
 
-  // ---- Softmax along one per-sample dim: exp(x - max) / sum(exp(x - max)) ------------------------------
-  Value softmax(const ir::Layer& l, Value x) {
-    const int64_t A = l.in.product(0, l.axis), S = l.in.sizes[l.axis], B = l.in.product(l.axis + 1, l.in.rank);
+  // ---- Softmax along one per-sample dim: exp(x - max) / sum(exp(x - max)); LogSoftmax: x - max - log(sum) ---
+  Value softmax(const ir::Layer& l, Value x, bool log) {
+    const int axis = static_cast<int>(attr(l, "axis"));
+    const int64_t A = l.in.product(0, axis), S = l.in.sizes[axis], B = l.in.product(axis + 1, l.in.rank);
     Value x4 = expandRows(x, {A, S, B});
     auto par = IteratorType::parallel, red = IteratorType::reduction;
     const SmallVector<AffineMap> reduceMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3})};
@@ -234,6 +247,16 @@ class FunctionBuilder {
                         reduceIters, [&](OpBuilder& b, Location loc, ValueRange v) {
                           b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[0], v[1])});
                         });
+    if (log) {
+      const SmallVector<AffineMap> logMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3}), map(4, {0, 1, 3}), map(4, {0, 1, 2, 3})};
+      return collapseRows(generic(x4.getType(), ValueRange{x4, max, sum}, emptyRows({A, S, B}, f32_), logMaps, pointIters,
+                                  [&](OpBuilder& b, Location loc, ValueRange v) {
+                                    // (x - max) - log(sum), as PyTorch: max + log(sum) would round first
+                                    Value d = b.create<arith::SubFOp>(loc, v[0], v[1]);
+                                    Value logSum = b.create<math::LogOp>(loc, v[2]);
+                                    b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::SubFOp>(loc, d, logSum)});
+                                  }));
+    }
     Value y = generic(x4.getType(), ValueRange{e, sum}, emptyRows({A, S, B}, f32_), pointMaps, pointIters,
                       [&](OpBuilder& b, Location loc, ValueRange v) {
                         b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::DivFOp>(loc, v[0], v[1])});
@@ -245,10 +268,12 @@ class FunctionBuilder {
   // Element e counts row-major over the whole batch; counter (e / 4 low, e / 4 high, stream, step), key = the
   // seed, word e % 4: bit for bit the mask of runtime/philox.hpp's DropoutStream.
   Value dropout(const ir::Layer& l, Value x) {
-    if (!training_ || l.p == 0.0f) return x;
+    const auto p = static_cast<float>(attr(l, "p"));
+    const auto stream = static_cast<uint32_t>(attr(l, "stream"));
+    if (!training_ || p == 0.0f) return x;
     const int64_t F = features(x);
-    if (l.p >= 1.0f) return filled(emptyRows({F}, f32_), constF32(b_, 0.0f));
-    const float scale = 1.0f / (1.0f - l.p);
+    if (p >= 1.0f) return filled(emptyRows({F}, f32_), constF32(b_, 0.0f));
+    const float scale = 1.0f / (1.0f - p);
     return generic(x.getType(), ValueRange{x}, emptyRows({F}, f32_), {map(2, {0, 1}), map(2, {0, 1})},
                    {IteratorType::parallel, IteratorType::parallel}, [&](OpBuilder& b, Location loc, ValueRange v) {
                      auto i64 = b.getI64Type(), i32 = b.getI32Type();
@@ -264,7 +289,7 @@ class FunctionBuilder {
                      auto high = [&](Value v64) {
                        return low(b.create<arith::ShRUIOp>(loc, v64, b.create<arith::ConstantOp>(loc, b.getI64IntegerAttr(32))));
                      };
-                     Value c[4] = {low(block), high(block), constI32(b, l.dropout_stream), low(step_)};
+                     Value c[4] = {low(block), high(block), constI32(b, stream), low(step_)};
                      Value k0 = low(seed_), k1 = high(seed_);
                      for (int round = 0; round < 10; ++round) {
                        if (round > 0) {
@@ -289,7 +314,7 @@ class FunctionBuilder {
                      Value bits = b.create<arith::ShRUIOp>(loc, draw, constI32(b, 8));
                      Value u = b.create<arith::MulFOp>(loc, b.create<arith::UIToFPOp>(loc, f32_, bits),
                                                        constF32(b, 1.0f / 16777216.0f));
-                     Value keep = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGE, u, constF32(b, l.p));
+                     Value keep = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGE, u, constF32(b, p));
                      Value scaled = b.create<arith::MulFOp>(loc, v[0], constF32(b, scale));
                      b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::SelectOp>(loc, keep, scaled, constF32(b, 0.0f))});
                    });
@@ -305,7 +330,9 @@ class FunctionBuilder {
     const int64_t C = l.in.sizes[0], L = l.in.rank == 2 ? l.in.sizes[1] : 1;
     auto par = IteratorType::parallel, red = IteratorType::reduction;
     auto vecF64 = RankedTensorType::get({C}, f64_);
-    const bool batchStats = training_ || !l.track_running_stats;
+    const bool trackRunningStats = attr(l, "track_running_stats") != 0;
+    const double eps = attr(l, "eps");
+    const bool batchStats = training_ || !trackRunningStats;
     Value x3 = expandRows(x, {C, L});
     Value mean, var;
     if (batchStats) {
@@ -329,24 +356,24 @@ class FunctionBuilder {
       var = mapVector(vecF64, {sq}, [&](OpBuilder& b, Location loc, ValueRange v) {
         return b.create<arith::DivFOp>(loc, v[0], count).getResult();
       });
-      if (training_ && l.track_running_stats) updateRunningStats(l, mean, var, count);
+      if (training_ && trackRunningStats) updateRunningStats(l, mean, var, count);
     } else {
       auto widen = [&](int index) {
         return mapVector(vecF64, {buffer(index, {C})}, [&](OpBuilder& b, Location loc, ValueRange v) {
           return b.create<arith::ExtFOp>(loc, f64_, v[0]).getResult();
         });
       };
-      mean = widen(l.running_mean);
-      var = widen(l.running_var);
+      mean = widen(l.param(Role::running_mean));
+      var = widen(l.param(Role::running_var));
     }
     SmallVector<Value> scaleIns{mean, var};
-    if (l.weight >= 0) scaleIns.push_back(buffer(l.weight, {C}));
-    if (l.bias >= 0) scaleIns.push_back(buffer(l.bias, {C}));
-    const bool hasWeight = l.weight >= 0, hasBias = l.bias >= 0;
+    const bool hasWeight = l.has(Role::weight), hasBias = l.has(Role::bias);
+    if (hasWeight) scaleIns.push_back(param(l, Role::weight, {C}));
+    if (hasBias) scaleIns.push_back(param(l, Role::bias, {C}));
     auto vecF32 = RankedTensorType::get({C}, f32_);
     auto scaleOf = [&](OpBuilder& b, Location loc, ValueRange v) {
       Value invstd = b.create<arith::DivFOp>(
-          loc, constF64(b, 1.0), b.create<math::SqrtOp>(loc, b.create<arith::AddFOp>(loc, v[1], constF64(b, l.eps))));
+          loc, constF64(b, 1.0), b.create<math::SqrtOp>(loc, b.create<arith::AddFOp>(loc, v[1], constF64(b, eps))));
       return hasWeight ? b.create<arith::MulFOp>(loc, b.create<arith::ExtFOp>(loc, f64_, v[2]), invstd).getResult() : invstd;
     };
     Value scale = mapVector(vecF32, scaleIns, [&](OpBuilder& b, Location loc, ValueRange v) {
@@ -375,11 +402,12 @@ class FunctionBuilder {
   void updateRunningStats(const ir::Layer& l, Value mean, Value var, Value count) {
     const int64_t C = l.in.sizes[0];
     // num_batches_tracked += 1, and the momentum of this update.
-    Value nbtMemref = func_.getArgument(3 + l.num_batches_tracked);
+    Value nbtMemref = func_.getArgument(3 + l.param(Role::num_batches_tracked));
+    const double momentum = attr(l, "momentum");  // NaN: None, a cumulative average
     Value zero = b_.create<arith::ConstantIndexOp>(loc_, 0);
     Value nbt = b_.create<arith::AddIOp>(loc_, b_.create<memref::LoadOp>(loc_, nbtMemref, ValueRange{zero}),
                                          b_.create<arith::ConstantOp>(loc_, b_.getI64IntegerAttr(1)));
-    Value m = l.has_momentum ? constF64(b_, l.momentum)
+    Value m = !std::isnan(momentum) ? constF64(b_, momentum)
                              : b_.create<arith::DivFOp>(loc_, constF64(b_, 1.0), b_.create<arith::SIToFPOp>(loc_, f64_, nbt)).getResult();
     Value unbias = b_.create<arith::DivFOp>(loc_, count, b_.create<arith::SubFOp>(loc_, count, constF64(b_, 1.0)));
     auto vecF32 = RankedTensorType::get({C}, f32_);
@@ -393,8 +421,8 @@ class FunctionBuilder {
       });
       pendingWrites_.push_back({running, func_.getArgument(3 + index)});
     };
-    update(l.running_mean, mean, false);
-    update(l.running_var, var, true);
+    update(l.param(Role::running_mean), mean, false);
+    update(l.param(Role::running_var), var, true);
     b_.create<memref::StoreOp>(loc_, nbt, nbtMemref, ValueRange{zero});
   }
 
@@ -402,8 +430,10 @@ class FunctionBuilder {
   // LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias. RMSNorm: x / sqrt(mean(x^2) + eps) * weight, or
   // x / (sqrt(mean(x^2)) + eps) * weight. Statistics accumulate in f64.
   Value norm(const ir::Layer& l, Value x) {
-    const int64_t S = l.norm_size, R = l.in.numel() / S;
-    const bool layerNorm = l.kind == ir::Kind::layer_norm;
+    const int64_t S = static_cast<int64_t>(attr(l, "norm_size")), R = l.in.numel() / S;
+    const bool layerNorm = l.kind == nn::LayerNorm<1>::kind;
+    const double epsValue = attr(l, "eps");
+    const bool epsAddedToRms = !layerNorm && attr(l, "eps_added_to_rms") != 0;
     auto par = IteratorType::parallel, red = IteratorType::reduction;
     Value x3 = expandRows(x, {R, S});
     auto stats = RankedTensorType::get({kDyn, R}, f64_);
@@ -433,8 +463,8 @@ class FunctionBuilder {
     // The factor each value is multiplied by: 1 / sqrt(ms + eps), or 1 / (sqrt(ms) + eps).
     Value factor = statsMap(stats, {sq}, [&](OpBuilder& b, Location loc, ValueRange v) {
       Value ms = b.create<arith::MulFOp>(loc, v[0], constF64(b, inv));
-      Value eps = constF64(b, l.eps);
-      Value denom = l.eps_added_to_rms ? b.create<arith::AddFOp>(loc, b.create<math::SqrtOp>(loc, ms), eps).getResult()
+      Value eps = constF64(b, epsValue);
+      Value denom = epsAddedToRms ? b.create<arith::AddFOp>(loc, b.create<math::SqrtOp>(loc, ms), eps).getResult()
                                        : b.create<math::SqrtOp>(loc, b.create<arith::AddFOp>(loc, ms, eps)).getResult();
       return b.create<arith::DivFOp>(loc, constF64(b, 1.0), denom).getResult();
     });
@@ -445,13 +475,14 @@ class FunctionBuilder {
       maps.push_back(map(3, {0, 1}));
     }
     const int weightAt = static_cast<int>(ins.size());
-    if (l.weight >= 0) {
-      ins.push_back(buffer(l.weight, {S}));
+    const bool hasWeight = l.has(Role::weight), hasBias = l.has(Role::bias);
+    if (hasWeight) {
+      ins.push_back(param(l, Role::weight, {S}));
       maps.push_back(map(3, {2}));
     }
     const int biasAt = static_cast<int>(ins.size());
-    if (l.bias >= 0) {
-      ins.push_back(buffer(l.bias, {S}));
+    if (hasBias) {
+      ins.push_back(param(l, Role::bias, {S}));
       maps.push_back(map(3, {2}));
     }
     maps.push_back(map(3, {0, 1, 2}));
@@ -460,8 +491,8 @@ class FunctionBuilder {
                         Value d = b.create<arith::ExtFOp>(loc, f64_, v[0]);
                         if (layerNorm) d = b.create<arith::SubFOp>(loc, d, v[2]);
                         Value r = b.create<arith::TruncFOp>(loc, f32_, b.create<arith::MulFOp>(loc, d, v[1]));
-                        if (l.weight >= 0) r = b.create<arith::MulFOp>(loc, r, v[weightAt]);
-                        if (l.bias >= 0) r = b.create<arith::AddFOp>(loc, r, v[biasAt]);
+                        if (hasWeight) r = b.create<arith::MulFOp>(loc, r, v[weightAt]);
+                        if (hasBias) r = b.create<arith::AddFOp>(loc, r, v[biasAt]);
                         b.create<linalg::YieldOp>(loc, ValueRange{r});
                       });
     return collapseRows(y);
@@ -483,7 +514,58 @@ class FunctionBuilder {
   std::vector<std::pair<Value, Value>> pendingWrites_;
 };
 
+// Every layer kind's lowering, with the parameters and attributes it reads. The activations all lower through
+// FunctionBuilder::activation, each from the list in dsl/layers/activations.hpp.
+const std::map<std::string_view, Lowering>& lowerings() {
+  using F = FunctionBuilder;
+  static const std::map<std::string_view, Lowering> table = [] {
+    auto view = [](F&, const ir::Layer&, Value x, Value) { return x; };
+    std::map<std::string_view, Lowering> t{
+        {"linear", {[](F& f, const ir::Layer& l, Value x, Value) { return f.linear(l, x); }, {Role::weight}, {}}},
+        {"bilinear", {[](F& f, const ir::Layer& l, Value x, Value x2) { return f.bilinear(l, x, x2); }, {Role::weight}, {}}},
+        {"softmax", {[](F& f, const ir::Layer& l, Value x, Value) { return f.softmax(l, x, false); }, {}, {"axis"}}},
+        {"log_softmax", {[](F& f, const ir::Layer& l, Value x, Value) { return f.softmax(l, x, true); }, {}, {"axis"}}},
+        {"flatten", {view, {}, {}}},
+        {"unflatten", {view, {}, {}}},
+        {"identity", {view, {}, {}}},
+        {"dropout", {[](F& f, const ir::Layer& l, Value x, Value) { return f.dropout(l, x); }, {}, {"p", "stream"}}},
+        {"batch_norm", {[](F& f, const ir::Layer& l, Value x, Value) { return f.batchNorm(l, x); }, {},
+                        {"eps", "momentum", "track_running_stats"}}},
+        {"layer_norm", {[](F& f, const ir::Layer& l, Value x, Value) { return f.norm(l, x); }, {}, {"eps", "norm_size"}}},
+        {"rms_norm", {[](F& f, const ir::Layer& l, Value x, Value) { return f.norm(l, x); }, {},
+                      {"eps", "norm_size", "eps_added_to_rms"}}},
+    };
+    std::apply(
+        [&](auto... act) {
+          ([&]<class Act>(Act) {
+            std::vector<std::string_view> names;
+            std::apply([&](auto... field) { (names.push_back(field.name), ...); }, nn::fields_of<Act>());
+            t.emplace(Act::kind, Lowering{[](F& f, const ir::Layer& l, Value x, Value) { return f.activation<Act>(l, x); },
+                                          {}, names});
+          }(act), ...);
+        },
+        nn::activations{});
+    return t;
+  }();
+  return table;
+}
+
 }  // namespace
+
+void checkLowering(const ir::Layer& l) {
+  auto fail = [&](const std::string& what) {
+    throw Error(fmt::format("kiln::mlir: layer {} ({}): {}", l.path.view(), l.name.view(), what));
+  };
+  const auto it = lowerings().find(l.kind);
+  if (it == lowerings().end()) fail(fmt::format("no MLIR lowering for a layer of kind \"{}\"", l.kind));
+  for (const Role r : it->second.roles)
+    if (!l.has(r)) fail(fmt::format("has no {} buffer", role_name(r)));
+  for (const std::string_view a : it->second.attributes)
+    if (!l.attributes.find(a)) fail(fmt::format("has no attribute \"{}\"", a));
+  if (l.kind == "batch_norm" && attr(l, "track_running_stats") != 0 &&
+      !(l.has(Role::running_mean) && l.has(Role::running_var) && l.has(Role::num_batches_tracked)))
+    fail("tracks running statistics but has no running_mean, running_var or num_batches_tracked buffer");
+}
 
 void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name) {
   for (bool training : {false, true}) {

@@ -51,9 +51,9 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
       Value at = b.create<LLVM::GEPOp>(loc, ptr, ptr, buffers, ArrayRef<LLVM::GEPArg>{slot++});
       return b.create<LLVM::LoadOp>(loc, ptr, at).getResult();
     };
-    for (const ir::Buffer& buf : net_.buffers) {
+    for (const SchemaEntry& buf : net_.buffers) {
       Value p = pointer();
-      args.append({p, p, constant(0), constant(buf.dtype == DType::int64 ? 1 : buf.shape.numel()), constant(1)});
+      args.append({p, p, constant(0), constant(buf.spec.dtype() == DType::int64 ? 1 : buf.spec.shape.numel()), constant(1)});
     }
     auto rows = [&](const Dims& d) {
       Value p = pointer();

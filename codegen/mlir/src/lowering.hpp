@@ -20,6 +20,9 @@ inline std::string entryName(const std::string& name, bool training) { return na
 
 // Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors (build_network.cpp).
 void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name);
+// Throws kiln::Error naming the layer when build_network.cpp has no lowering for its kind, or when the layer
+// lacks a parameter or attribute its lowering reads (run before any MLIR is built: nothing throws through MLIR).
+void checkLowering(const ir::Layer& layer);
 
 // Stage "linalg" (contraction_to_vector.cpp): every linalg.matmul_transpose_b on buffers, with the elementwise
 // linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop

@@ -143,16 +143,18 @@ void validate(const ir::Network& net) {
     throw Error(fmt::format("kiln::mlir: a network takes 1 or 2 inputs, not {}", net.input_count));
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
     const ir::Layer& l = net.layers[i];
-    for (auto [index, name] : {std::pair{l.weight, "weight"}, {l.bias, "bias"}, {l.running_mean, "running_mean"},
-                               {l.running_var, "running_var"}, {l.num_batches_tracked, "num_batches_tracked"}})
+    for (int r = 0; r < role_count; ++r) {
+      const int index = l.params[static_cast<std::size_t>(r)];
       if (index < -1 || index >= buffers)
-        fail(l, fmt::format("its {} is buffer {}, but the network has {} buffers", name, index, buffers));
-    const bool needsWeight = l.kind == ir::Kind::linear || l.kind == ir::Kind::bilinear;
-    if (needsWeight && l.weight < 0) fail(l, "has no weight buffer");
-    if (l.kind == ir::Kind::batch_norm && l.track_running_stats &&
-        (l.running_mean < 0 || l.running_var < 0 || l.num_batches_tracked < 0))
-      fail(l, "tracks running statistics but has no running_mean, running_var or num_batches_tracked buffer");
-    if (l.kind == ir::Kind::bilinear && (i != 0 || net.input_count != 2))
+        fail(l, fmt::format("its {} is buffer {}, but the network has {} buffers", role_name(static_cast<Role>(r)),
+                            index, buffers));
+      if (index >= 0 && net.buffers[static_cast<std::size_t>(index)].spec.role != static_cast<Role>(r))
+        fail(l, fmt::format("its {} is buffer {} ({}), which is a {}", role_name(static_cast<Role>(r)), index,
+                            net.buffers[static_cast<std::size_t>(index)].name.view(),
+                            role_name(net.buffers[static_cast<std::size_t>(index)].spec.role)));
+    }
+    backend::checkLowering(l);
+    if (l.kind == "bilinear" && (i != 0 || net.input_count != 2))
       fail(l, "takes the network's two inputs, so it must be the first layer of a network with two inputs");
     if (l.in.rank < 1 || l.out.rank < 1) fail(l, "has no per-sample dims");
     if (i > 0 && !(l.in == net.layers[i - 1].out))
@@ -349,9 +351,9 @@ std::vector<std::string> lower_objects(const ir::Network& net, const std::string
 
 std::string kernel_header(const ir::Network& net, const std::string& name) {
   std::string names, sizes;
-  for (const ir::Buffer& b : net.buffers) {
-    names += fmt::format("\"{}\", ", b.name);
-    sizes += fmt::format("{}, ", b.dtype == DType::int64 ? 1 : b.shape.numel());
+  for (const SchemaEntry& b : net.buffers) {
+    names += fmt::format("\"{}\", ", b.name.view());
+    sizes += fmt::format("{}, ", b.spec.dtype() == DType::int64 ? 1 : b.spec.shape.numel());
   }
   std::string description;
   const std::string text = ir::to_string(net);

@@ -1,7 +1,8 @@
 // The networks kiln-mlir knows by name: the samples' networks, and one small network per layer (what the
-// FileCheck tests in codegen/mlir/test look at).
+// FileCheck tests in tests/mlir/filecheck look at).
 #pragma once
 
+#include <kiln/dsl/layers.hpp>
 #include <kiln/ir/describe.hpp>
 
 #include <map>
@@ -34,6 +35,9 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["sigmoid"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Sigmoid{}});
   m["tanh"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Tanh{}});
   m["softmax"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::Softmax<1>{}});
+  m["log-softmax"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::LogSoftmax<-1>{}});
+  m["gelu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::GELU{}});
+  m["leaky-relu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::LeakyReLU{.negative_slope = 0.25f}});
   m["flatten"] = ir::describe(nn::Sequential{kiln::input<2, 3, 4>, nn::Flatten{}, nn::Unflatten<1, 4, 6>{}});
   m["dropout"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Dropout{0.25f}});
   m["batchnorm"] = ir::describe(nn::Sequential{kiln::input<4, 3>, nn::BatchNorm1d<4>{}});

@@ -13,7 +13,7 @@ int main() {
   const kiln::Tensor x({2, 4}, {1, 2, 3, 4, -1, -2, -3, -4});
   const kiln::Tensor y = model(x);
   std::vector<void*> params;
-  for (const auto& e : model.entries()) params.push_back(const_cast<std::byte*>(e.tensor.bytes()));
+  for (const auto& p : model.state()) params.push_back(const_cast<std::byte*>(p.value.bytes()));
   kiln::Tensor aot({2, 2});
   consumer_kernel(params.data(), x.data(), aot.data(), 2);
   auto jit = kiln::jit::compile(model);

@@ -8,10 +8,9 @@
 // Compiled kernels are cached in this process and on disk (kiln::mlir::JitOptions). Link kiln::mlir.
 #pragma once
 
-#include <kiln/et/fused.hpp>
 #include <kiln/ir/describe.hpp>
 #include <kiln/mlir/kernel.hpp>
-#include <kiln/runtime/model.hpp>
+#include <kiln/model.hpp>
 
 #include <memory>
 #include <vector>
@@ -51,10 +50,10 @@ class Kernel {
                               shape_text(y.shape())));
     const bool training = model_->is_training();
     const index_t batch = x.size(0);
-    et::detail::check_batch_stats<Net>(leaf_values(model_->network()), batch, training);
+    model_->check_batch(batch);
     if (batch > 0) {
       buffers_.clear();
-      for (const auto& e : model_->entries()) buffers_.push_back(const_cast<std::byte*>(e.tensor.bytes()));
+      for (const Parameter& p : model_->state()) buffers_.push_back(const_cast<std::byte*>(p.value.bytes()));
       buffers_.push_back(const_cast<float*>(x.data()));
       if (x2) buffers_.push_back(const_cast<float*>(x2->data()));
       buffers_.push_back(y.data());

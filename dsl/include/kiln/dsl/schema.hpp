@@ -8,9 +8,10 @@
 
 namespace kiln {
 
-// One parameter or buffer of a network: the layer's ParamSpec with its full name ("1.weight"), and the
+// One parameter or buffer of a network: its state_dict name ("1.weight"), the layer's ParamSpec, and the
 // index of the leaf layer that owns it.
 struct SchemaEntry {
+  Text name;
   ParamSpec spec;
   std::size_t leaf = 0;
 };
@@ -38,11 +39,8 @@ constexpr auto schema(const Net& net) {
   using T = network_traits<Net>;
   Schema<T::leaf_count * ParamList::capacity> s;
   for_each_leaf(net, [&](auto i, const auto& layer) {
-    for (const ParamSpec& p : layer.params(T::analysis.in[i])) {
-      SchemaEntry e{p, i};
-      e.spec.name = T::analysis.path[i] + "." + p.name;
-      s.entries[s.count++] = e;
-    }
+    for (const ParamSpec& p : layer.params(T::analysis.in[i]))
+      s.entries[s.count++] = SchemaEntry{T::analysis.path[i] + "." + p.name(), p, i};
   });
   return s;
 }
@@ -51,7 +49,7 @@ template <Network Net>
 constexpr index_t parameter_count(const Net& net) {
   index_t n = 0;
   for (const SchemaEntry& e : schema(net))
-    if (!e.spec.buffer) n += e.spec.shape.numel();
+    if (!e.spec.buffer()) n += e.spec.shape.numel();
   return n;
 }
 

@@ -28,7 +28,7 @@ std::string summary(const Net& net) {
   for_each_leaf(net, [&](auto i, const auto& layer) {
     index_t params = 0;
     for (const SchemaEntry& e : s)
-      if (e.leaf == i && !e.spec.buffer) params += e.spec.shape.numel();
+      if (e.leaf == i && !e.spec.buffer()) params += e.spec.shape.numel();
     rows.push_back({fmt::format("({}): {}", T::analysis.path[i].view(), layer.repr()),
                     std::string{T::analysis.out[i].text().view()}, params});
   });

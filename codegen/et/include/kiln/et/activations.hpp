@@ -1,4 +1,6 @@
-// The element-wise activations. One functor per formula, shared by the network evaluator and kiln::F.
+// The element-wise activations in the expression-template kernel. Their math is written once, in the layer's
+// declaration (dsl/layers/activations.hpp), over a value type V; here V is Vec, one SIMD vector, and a single
+// evaluator serves every activation. kiln::F uses the same code.
 #pragma once
 
 #include <kiln/dsl/layers/activations.hpp>
@@ -7,52 +9,64 @@
 
 namespace kiln::et {
 
-// Each functor maps a SIMD vector (vmath.hpp has the formulas); map_vectors runs it over any count.
-// derivative(y, dy) is dL/dx from the output y and dL/dy (PyTorch's: ReLU's gradient at 0 is 0).
-struct relu_op {
-  vfloat operator()(vfloat x) const { return x > 0.0f ? x : 0.0f; }
-  static vfloat derivative(vfloat y, vfloat dy) { return y > 0.0f ? dy : 0.0f; }
+// One SIMD vector of an activation's math, with the operations dsl/layers/activations.hpp may use.
+struct Vec {
+  vfloat v;
+  Vec(vfloat x) : v(x) {}                 // NOLINT: implicit, so that the math reads as math
+  Vec(float x) : v(broadcast(x)) {}       // NOLINT
 };
-struct sigmoid_op {
-  vfloat operator()(vfloat x) const { return vsigmoid(x); }
-  static vfloat derivative(vfloat y, vfloat dy) { return dy * y * (1.0f - y); }
-};
-struct tanh_op {
-  vfloat operator()(vfloat x) const { return vtanh(x); }
-  static vfloat derivative(vfloat y, vfloat dy) { return dy * (1.0f - y * y); }
+struct VecMask {
+  vint m;
 };
 
-// dx[i] = Op::derivative(y[i], dy[i]) for i < n.
-template <class Op>
-inline void elementwise_backward(const float* y, const float* dy, float* dx, index_t n) {
+inline Vec operator+(Vec a, Vec b) { return a.v + b.v; }
+inline Vec operator-(Vec a, Vec b) { return a.v - b.v; }
+inline Vec operator*(Vec a, Vec b) { return a.v * b.v; }
+inline Vec operator/(Vec a, Vec b) { return a.v / b.v; }
+inline Vec operator-(Vec a) { return -a.v; }
+inline VecMask operator<(Vec a, Vec b) { return {a.v < b.v}; }
+inline VecMask operator>(Vec a, Vec b) { return {a.v > b.v}; }
+inline VecMask operator<=(Vec a, Vec b) { return {a.v <= b.v}; }
+inline VecMask operator>=(Vec a, Vec b) { return {a.v >= b.v}; }
+inline Vec select(VecMask c, Vec a, Vec b) { return c.m ? a.v : b.v; }
+inline Vec min(Vec a, Vec b) { return a.v < b.v ? a.v : b.v; }
+inline Vec max(Vec a, Vec b) { return a.v > b.v ? a.v : b.v; }
+inline Vec exp(Vec a) { return vexp(a.v); }
+inline Vec expm1(Vec a) { return vexpm1(a.v); }
+inline Vec log1p(Vec a) { return vlog1p(a.v); }
+inline Vec erf(Vec a) { return verf(a.v); }
+inline Vec tanh(Vec a) { return vtanh(a.v); }
+inline Vec sigmoid(Vec a) { return vsigmoid(a.v); }
+
+// An activation as a function of one vector (for map_vectors).
+template <nn::ActivationLayer Layer>
+struct ActivationOp {
+  Layer layer{};
+  vfloat operator()(vfloat x) const { return layer.forward(Vec{x}).v; }
+};
+
+// dx[i] = layer.backward(x[i], y[i], dy[i]) for i < n; the tail through zero-padded vectors.
+template <nn::ActivationLayer Layer>
+inline void activation_backward(const Layer& layer, const float* x, const float* y, const float* dy, float* dx,
+                                index_t n) {
   index_t i = 0;
-  for (; i + simd_width <= n; i += simd_width) store(dx + i, Op::derivative(load(y + i), load(dy + i)));
-  for (; i < n; ++i) {
-    vfloat yv{}, dv{};
-    yv[0] = y[i];
-    dv[0] = dy[i];
-    dx[i] = Op::derivative(yv, dv)[0];
-  }
+  for (; i + simd_width <= n; i += simd_width)
+    store(dx + i, layer.backward(Vec{load(x + i)}, Vec{load(y + i)}, Vec{load(dy + i)}).v);
+  if (i < n) store_first(dx + i, layer.backward(Vec{load_first(x + i, n - i)}, Vec{load_first(y + i, n - i)},
+                                                Vec{load_first(dy + i, n - i)}).v, n - i);
 }
 
-template <class Layer, class Op>
-struct ElementwiseEval {
+template <nn::ActivationLayer Layer>
+struct Eval<Layer> {
   static bool passes_through(const Layer&, bool) { return false; }
-  static void forward(const Layer&, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
+  static void forward(const Layer& layer, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
                       const TileContext&) {
-    map_vectors(x, y, samples * in.numel(), Op{});
+    map_vectors(x, y, samples * in.numel(), ActivationOp<Layer>{layer});
   }
-  static void backward(const Layer&, Dims in, const LayerParams&, const LayerGrads&, const float*, const float* y,
-                       const float* dy, float* dx, index_t samples, const TileContext&) {
-    if (dx) elementwise_backward<Op>(y, dy, dx, samples * in.numel());
+  static void backward(const Layer& layer, Dims in, const LayerParams&, const LayerGrads&, const float* x,
+                       const float* y, const float* dy, float* dx, index_t samples, const TileContext&) {
+    if (dx) activation_backward(layer, x, y, dy, dx, samples * in.numel());
   }
 };
-
-template <>
-struct Eval<nn::ReLU> : ElementwiseEval<nn::ReLU, relu_op> {};
-template <>
-struct Eval<nn::Sigmoid> : ElementwiseEval<nn::Sigmoid, sigmoid_op> {};
-template <>
-struct Eval<nn::Tanh> : ElementwiseEval<nn::Tanh, tanh_op> {};
 
 }  // namespace kiln::et

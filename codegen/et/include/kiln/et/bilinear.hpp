@@ -91,12 +91,12 @@ struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
   static void pack(const float* weight, float* packed) { pack_linear_weight(weight, In2, Out * In1, packed); }
 
   static bool passes_through(const Layer&, bool) { return false; }
-  static void forward2(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,
+  static void forward_two_inputs(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,
                        index_t samples, const TileContext&) {
     bilinear_forward(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.packed_weight, p.bias, y);
   }
   // dA_oij += dy_o x1_i x2_j; dx1_i = sum_o dy_o (A_o x2)_i; dx2_j = sum_oi dy_o x1_i A_oij; db += dy.
-  static void backward2(const Layer&, Dims in, const LayerParams& p, const LayerGrads& g, const float* x1,
+  static void backward_two_inputs(const Layer&, Dims in, const LayerParams& p, const LayerGrads& g, const float* x1,
                         const float* x2, const float* dy, float* dx1, float* dx2, index_t samples, const TileContext&) {
     const index_t rows = samples * (in.numel() / In1);
     for (index_t r = 0; r < rows; ++r) {
@@ -122,7 +122,7 @@ struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
       }
     }
   }
-  static void forward2_reference(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2,
+  static void forward_two_inputs_reference(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2,
                                  float* y, index_t samples, const TileContext&) {
     bilinear_forward_reference(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.weight, p.bias, y);
   }

@@ -6,6 +6,7 @@
 #include <kiln/dsl/layer.hpp>
 #include <kiln/runtime/philox.hpp>
 
+#include <concepts>
 #include <cstdint>
 
 namespace kiln::et {
@@ -46,12 +47,77 @@ struct Eval {
   static_assert(sizeof(Layer) == 0, "kiln::et: this layer has no expression-template evaluator");
 };
 
-// The contract of an Eval<Layer> (checked by the driver):
-//   static bool passes_through(const Layer&, bool training);  // true: y is x (no work, the pointer passes on)
-//   static void forward(const Layer&, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
-//                       const TileContext&);                   // x and y never alias
-//   static void backward(const Layer&, Dims in, const LayerParams&, const LayerGrads&, const float* x,
-//                        const float* y, const float* dy, float* dx, index_t samples, const TileContext&);
-//       // given the layer's input x, output y and dL/dy on a tile: dL/dx into dx (skipped when dx is null),
-//       // and dL/d(parameters) added to the LayerGrads, as PyTorch accumulates them
+// Points the LayerParams field of a parameter's role at its storage.
+inline void bind_param(LayerParams& p, Role role, void* data) {
+  switch (role) {
+    case Role::weight: p.weight = static_cast<const float*>(data); break;
+    case Role::bias: p.bias = static_cast<const float*>(data); break;
+    case Role::running_mean: p.running_mean = static_cast<float*>(data); break;
+    case Role::running_var: p.running_var = static_cast<float*>(data); break;
+    case Role::num_batches_tracked: p.num_batches_tracked = static_cast<std::int64_t*>(data); break;
+  }
+}
+// The LayerGrads field of a parameter's role (weight and bias have gradients; buffers none).
+inline float*& grad_of(LayerGrads& g, Role role) { return role == Role::bias ? g.bias : g.weight; }
+
+// What the driver asks of Eval<Layer>. x and y never alias; `samples` rows of the layer's per-sample shape `in`.
+//   passes_through: true when y is x (no work: the pointer passes on), e.g. a view or eval-mode Dropout.
+//   backward: given the layer's input x, output y and dL/dy on a tile, dL/dx into dx (skipped when dx is
+//     null) and dL/d(parameters) added to the LayerGrads, as PyTorch accumulates them.
+template <class Layer>
+concept OneInputEvaluator = requires(const Layer& layer, Dims in, const LayerParams& p, const LayerGrads& g,
+                                     const float* x, float* y, index_t samples, const TileContext& ctx) {
+  Eval<Layer>::forward(layer, in, p, x, y, samples, ctx);
+  Eval<Layer>::backward(layer, in, p, g, x, x, x, y, samples, ctx);
+};
+
+// A layer fed by the network's two inputs (Bilinear): x1 is the tile's first input, x2 its second; its
+// backward writes dL/dx1 and dL/dx2 (each skipped when null).
+template <class Layer>
+concept TwoInputEvaluator = requires(const Layer& layer, Dims in, const LayerParams& p, const LayerGrads& g,
+                                     const float* x, float* y, index_t samples, const TileContext& ctx) {
+  Eval<Layer>::forward_two_inputs(layer, in, p, x, x, y, samples, ctx);
+  Eval<Layer>::backward_two_inputs(layer, in, p, g, x, x, x, y, y, samples, ctx);
+  Eval<Layer>::forward_two_inputs_reference(layer, in, p, x, x, y, samples, ctx);
+};
+
+template <class Layer>
+concept Evaluator = requires(const Layer& layer) {
+  { Eval<Layer>::passes_through(layer, true) } -> std::same_as<bool>;
+} && (OneInputEvaluator<Layer> || TwoInputEvaluator<Layer>);
+
+// A layer that may need the statistics of its whole input before it can compute any row (BatchNorm1d):
+//   uses_batch_stats(training) (on the layer), values_per_channel(in, batch),
+//   prepare(...): per-channel scale and shift (from the running stats, or from the batch x, updating them),
+//   backward_batch(...): its backward over the whole batch.
+template <class Layer>
+concept BatchStatsEvaluator = requires(const Layer& layer, Dims in, LayerParams& p, const LayerGrads& g,
+                                       const float* x, float* y, index_t batch) {
+  { layer.uses_batch_stats(true) } -> std::same_as<bool>;
+  { Eval<Layer>::values_per_channel(in, batch) } -> std::convertible_to<index_t>;
+  Eval<Layer>::prepare(layer, in, p, true, x, batch, y, y);
+  Eval<Layer>::backward_batch(layer, in, p, g, x, x, y, batch);
+};
+
+// A layer whose weight the forward reads in its own layout (packed_size floats), packed when the parameters
+// change (Linear, Bilinear).
+template <class Layer>
+concept PackingEvaluator = requires(const float* w, float* out) {
+  { Eval<Layer>::packed_size } -> std::convertible_to<index_t>;
+  Eval<Layer>::pack(w, out);
+};
+// A layer whose backward reads its weight transposed, in the same layout (Linear): packed when a backward needs it.
+template <class Layer>
+concept TransposePackingEvaluator = requires(const float* w, float* out) {
+  { Eval<Layer>::packed_t_size } -> std::convertible_to<index_t>;
+  Eval<Layer>::pack_t(w, out);
+};
+
+// A layer with an independent plain-loop forward (the tests' reference for the fused kernel).
+template <class Layer>
+concept ReferenceEvaluator = requires(const Layer& layer, Dims in, const LayerParams& p, const float* x, float* y,
+                                      index_t samples, const TileContext& ctx) {
+  Eval<Layer>::forward_reference(layer, in, p, x, y, samples, ctx);
+};
+
 }  // namespace kiln::et

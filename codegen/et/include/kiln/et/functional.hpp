@@ -10,13 +10,7 @@
 // kiln::Error naming the function, what it expected and what it got.
 #pragma once
 
-#include <kiln/et/activations.hpp>
-#include <kiln/et/batchnorm.hpp>
-#include <kiln/et/bilinear.hpp>
-#include <kiln/et/dropout.hpp>
-#include <kiln/et/linear.hpp>
-#include <kiln/et/norms.hpp>
-#include <kiln/et/softmax.hpp>
+#include <kiln/et/evaluators.hpp>
 #include <kiln/runtime/tensor.hpp>
 
 #include <fmt/format.h>
@@ -121,16 +115,18 @@ Tensor materialise(const E& e) {
   else return e.eval();
 }
 
-template <class Op, class E>
-struct Unary : Expression<Unary<Op, E>> {
+// An activation (an nn layer: its math is the network evaluator's) applied to every element.
+template <nn::ActivationLayer Act, class E>
+struct ActivationNode : Expression<ActivationNode<Act, E>> {
   E x;
-  explicit Unary(E e) : x(std::move(e)) {}
+  Act act;
+  ActivationNode(E e, Act a) : x(std::move(e)), act(a) {}
   Shape shape() const { return x.shape(); }
   void prepare() const { x.prepare(); }
   int depth() const { return x.depth(); }
   void rows(index_t r0, index_t n, float* out) const {
-    x.rows(r0, n, out);  // the child writes into our rows; the functor then runs in place
-    et::map_vectors(out, out, n * row_size(shape()), Op{});
+    x.rows(r0, n, out);  // the child writes into our rows; the activation then runs in place
+    et::map_vectors(out, out, n * row_size(shape()), et::ActivationOp<Act>{act});
   }
 };
 
@@ -201,15 +197,17 @@ struct BilinearNode : Expression<BilinearNode<E1, E2>> {
   }
 };
 
+// softmax, or log_softmax when `log`.
 template <class E>
 struct SoftmaxNode : Expression<SoftmaxNode<E>> {
   E x;
   int dim;
+  bool log;
   mutable Tensor whole;  // dim 0: the softmax over the batch, computed in prepare()
-  SoftmaxNode(E e, int d) : x(std::move(e)) {
+  SoftmaxNode(E e, int d, bool log_) : x(std::move(e)), log(log_) {
     const int rank = static_cast<int>(x.shape().size());
     dim = d < 0 ? d + rank : d;
-    if (dim < 0 || dim >= rank) fail(fmt::format("softmax: dim {} is out of range for an input {}", d, shape_text(x.shape())));
+    if (dim < 0 || dim >= rank) fail(fmt::format("{}: dim {} is out of range for an input {}", log ? "log_softmax" : "softmax", d, shape_text(x.shape())));
   }
   Shape shape() const { return x.shape(); }
   int depth() const { return x.depth(); }
@@ -218,7 +216,7 @@ struct SoftmaxNode : Expression<SoftmaxNode<E>> {
     if (dim != 0) return;
     const Tensor in = materialise(x);
     whole = Tensor(in.shape());
-    et::softmax_forward(in.data(), whole.data(), 1, in.size(0), row_size(in.shape()));
+    (log ? et::log_softmax_forward : et::softmax_forward)(in.data(), whole.data(), 1, in.size(0), row_size(in.shape()));
   }
   void rows(index_t r0, index_t n, float* out) const {
     const Shape s = shape();
@@ -231,7 +229,7 @@ struct SoftmaxNode : Expression<SoftmaxNode<E>> {
     index_t outer = 1, inner = 1;
     for (int i = 1; i < dim; ++i) outer *= s[static_cast<std::size_t>(i)];
     for (std::size_t i = static_cast<std::size_t>(dim) + 1; i < s.size(); ++i) inner *= s[i];
-    et::softmax_forward(out, out, n * outer, s[static_cast<std::size_t>(dim)], inner);
+    (log ? et::log_softmax_forward : et::softmax_forward)(out, out, n * outer, s[static_cast<std::size_t>(dim)], inner);
   }
 };
 
@@ -410,22 +408,43 @@ auto bilinear(const X1& x1, const X2& x2, const Tensor& weight, const Tensor& bi
   return detail::BilinearNode<detail::operand_t<X1>, detail::operand_t<X2>>(detail::operand(x1), detail::operand(x2),
                                                                             weight, bias);
 }
+// Any activation layer of kiln::nn on every element: F::activation(nn::ELU{.alpha = 0.5f}, x).
+template <nn::ActivationLayer Act, class X>
+auto activation(const Act& act, const X& x) {
+  return detail::ActivationNode<Act, detail::operand_t<X>>(detail::operand(x), act);
+}
+// torch.nn.functional's names and defaults for them.
 template <class X>
-auto relu(const X& x) {
-  return detail::Unary<et::relu_op, detail::operand_t<X>>(detail::operand(x));
+auto relu(const X& x) { return activation(nn::ReLU{}, x); }
+template <class X>
+auto sigmoid(const X& x) { return activation(nn::Sigmoid{}, x); }
+template <class X>
+auto tanh(const X& x) { return activation(nn::Tanh{}, x); }
+template <class X>
+auto gelu(const X& x, nn::GELUApproximate approximate = nn::GELUApproximate::none) {
+  return activation(nn::GELU{.approximate = approximate}, x);
 }
 template <class X>
-auto sigmoid(const X& x) {
-  return detail::Unary<et::sigmoid_op, detail::operand_t<X>>(detail::operand(x));
+auto silu(const X& x) { return activation(nn::SiLU{}, x); }
+template <class X>
+auto leaky_relu(const X& x, float negative_slope = 0.01f) { return activation(nn::LeakyReLU{.negative_slope = negative_slope}, x); }
+template <class X>
+auto elu(const X& x, float alpha = 1.0f) { return activation(nn::ELU{.alpha = alpha}, x); }
+template <class X>
+auto softplus(const X& x, float beta = 1.0f, float threshold = 20.0f) {
+  return activation(nn::Softplus{.beta = beta, .threshold = threshold}, x);
 }
 template <class X>
-auto tanh(const X& x) {
-  return detail::Unary<et::tanh_op, detail::operand_t<X>>(detail::operand(x));
-}
+auto hardswish(const X& x) { return activation(nn::Hardswish{}, x); }
 // exp(x - max) / sum(exp(x - max)) along dim (negative dims count from the end).
 template <class X>
 auto softmax(const X& x, int dim) {
-  return detail::SoftmaxNode<detail::operand_t<X>>(detail::operand(x), dim);
+  return detail::SoftmaxNode<detail::operand_t<X>>(detail::operand(x), dim, false);
+}
+// x - max - log(sum(exp(x - max))) along dim (torch.nn.functional.log_softmax).
+template <class X>
+auto log_softmax(const X& x, int dim) {
+  return detail::SoftmaxNode<detail::operand_t<X>>(detail::operand(x), dim, true);
 }
 // torch.nn.functional.dropout: training defaults to true, as in PyTorch. The mask comes from `generator`
 // (kiln::manual_seed sets the default one); each call in training mode draws a new mask.

@@ -18,14 +18,7 @@
 
 #include <kiln/dsl/schema.hpp>
 #include <kiln/dsl/sequential.hpp>
-#include <kiln/et/activations.hpp>
-#include <kiln/et/batchnorm.hpp>
-#include <kiln/et/bilinear.hpp>
-#include <kiln/et/dropout.hpp>
-#include <kiln/et/linear.hpp>
-#include <kiln/et/norms.hpp>
-#include <kiln/et/reshape.hpp>
-#include <kiln/et/softmax.hpp>
+#include <kiln/et/evaluators.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/threads.hpp>
 
@@ -54,13 +47,6 @@ struct ForwardCall {
   std::uint32_t step = 0;
 };
 
-namespace detail {
-template <class Layer>
-inline constexpr bool is_batchnorm = requires { Layer::num_features; } && requires(const Layer& l) {
-  l.uses_batch_stats(true);
-};
-}  // namespace detail
-
 // Memory a forward call reuses from one call to the next, so that a call allocates nothing: per BatchNorm1d
 // its per-channel scale and shift, and the full-batch buffers where the kernel splits.
 template <Network Net>
@@ -71,7 +57,7 @@ struct Workspace {
   std::uint32_t calls = 0;  // calls so far: odd and even ones walk the weights in opposite orders
   Workspace() {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((detail::is_batchnorm<typename network_traits<Net>::template leaf<I>>
+      ((BatchStatsEvaluator<typename network_traits<Net>::template leaf<I>>
             ? batchnorm[I].resize(2 * static_cast<std::size_t>(network_traits<Net>::analysis.in[I].sizes[0]))
             : void()),
        ...);
@@ -80,9 +66,39 @@ struct Workspace {
 };
 
 namespace detail {
+// Calls f(index_constant) for each leaf index in [first, last).
+template <std::size_t L, class F>
+void for_leaves_in(std::size_t first, std::size_t last, F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((I >= first && I < last ? f(std::integral_constant<std::size_t, I>{}) : void()), ...);
+  }(std::make_index_sequence<L>{});
+}
+}  // namespace detail
 
-template <class Layer>
-inline constexpr bool takes_two_inputs = requires { Layer::takes_two_inputs; };
+// The batch-statistics checks PyTorch makes, done before anything runs so a failed call changes nothing.
+template <Network Net, class Leaves>
+void check_batch_stats(const Leaves& leaves, index_t batch, bool training) {
+  using T = network_traits<Net>;
+  detail::for_leaves_in<T::leaf_count>(0, T::leaf_count, [&](auto i) {
+    using Layer = typename T::template leaf<i>;
+    if constexpr (BatchStatsEvaluator<Layer>) {
+      const auto& bn = std::get<i>(leaves);
+      if (bn.uses_batch_stats(training) && Eval<Layer>::values_per_channel(T::analysis.in[i], batch) <= 1)
+        throw Error(fmt::format("layer {} ({}): expected more than 1 value per channel when training, got input of "
+                                "size [{}{}]",
+                                T::analysis.path[i].view(), Layer::name().view(), batch,
+                                [&] {
+                                  std::string s;
+                                  for (int d = 0; d < T::analysis.in[i].rank; ++d)
+                                    s += fmt::format(", {}", T::analysis.in[i].sizes[d]);
+                                  return s;
+                                }()));
+    }
+  });
+}
+
+
+namespace detail {
 
 // How a batch is cut into tiles: blocks of linear_rows rows (the micro-kernel's), dealt out as evenly as
 // possible to a number of tiles that is a multiple of the thread count (so the threads get equal work), each
@@ -124,6 +140,9 @@ template <Network Net>
 struct Plan {
   using T = network_traits<Net>;
   static constexpr std::size_t L = T::leaf_count;
+  static_assert([]<class... Leaves>(std::tuple<Leaves...>*) { return (Evaluator<Leaves> && ...); }(
+                    static_cast<typename T::leaves*>(nullptr)),
+                "kiln::et: a layer of this network has no complete evaluator (see the Evaluator concept in et/eval.hpp)");
 
   static constexpr index_t max_width() {
     index_t w = std::max(T::input_dims.numel(), T::input2_dims.numel());
@@ -154,35 +173,6 @@ struct Plan {
   }
 };
 
-// Calls f(index_constant) for each leaf index in [first, last).
-template <std::size_t L, class F>
-void for_leaves_in(std::size_t first, std::size_t last, F&& f) {
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((I >= first && I < last ? f(std::integral_constant<std::size_t, I>{}) : void()), ...);
-  }(std::make_index_sequence<L>{});
-}
-
-// The batch-statistics checks PyTorch makes, done before anything runs so a failed call changes nothing.
-template <Network Net, class Leaves>
-void check_batch_stats(const Leaves& leaves, index_t batch, bool training) {
-  using T = network_traits<Net>;
-  for_leaves_in<T::leaf_count>(0, T::leaf_count, [&](auto i) {
-    using Layer = typename T::template leaf<i>;
-    if constexpr (is_batchnorm<Layer>) {
-      const auto& bn = std::get<i>(leaves);
-      if (bn.uses_batch_stats(training) && Eval<Layer>::values_per_channel(T::analysis.in[i], batch) <= 1)
-        throw Error(fmt::format("layer {} ({}): expected more than 1 value per channel when training, got input of "
-                                "size [{}{}]",
-                                T::analysis.path[i].view(), Layer::name().view(), batch,
-                                [&] {
-                                  std::string s;
-                                  for (int d = 0; d < T::analysis.in[i].rank; ++d)
-                                    s += fmt::format(", {}", T::analysis.in[i].sizes[d]);
-                                  return s;
-                                }()));
-    }
-  });
-}
 
 // What a call knows about each leaf before it runs: its parameters (with BatchNorm's scale and shift, already
 // prepared where the running stats apply), whether it passes the tile on unchanged, whether it needs the
@@ -207,7 +197,7 @@ CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Wo
     using Layer = typename T::template leaf<i>;
     const auto& layer = std::get<i>(leaves);
     setup.passes[i] = Eval<Layer>::passes_through(layer, call.training);
-    if constexpr (is_batchnorm<Layer>) {
+    if constexpr (BatchStatsEvaluator<Layer>) {
       setup.batch_stats[i] = layer.uses_batch_stats(call.training);
       setup.params[i].scale = ws.batchnorm[i].data();
       setup.params[i].shift = ws.batchnorm[i].data() + Layer::num_features;
@@ -226,7 +216,7 @@ void prepare_batch_stats(std::size_t i, const ForwardCall<Net>& call, const Leav
   using T = network_traits<Net>;
   for_leaves_in<T::leaf_count>(i, i + 1, [&](auto c) {
     using Layer = typename T::template leaf<c>;
-    if constexpr (is_batchnorm<Layer>)
+    if constexpr (BatchStatsEvaluator<Layer>)
       Eval<Layer>::prepare(std::get<c>(leaves), T::analysis.in[c], setup.params[c], call.training, x, call.batch,
                            ws.batchnorm[c].data(), ws.batchnorm[c].data() + Layer::num_features);
   });
@@ -262,8 +252,8 @@ void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& ca
       if (setup.passes[i]) return;
       float* out = i == last_compute ? dst + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
       ctx.dropout_stream = P::template dropout_stream<i>();
-      if constexpr (takes_two_inputs<Layer>)
-        Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur,
+      if constexpr (TwoInputEvaluator<Layer>)
+        Eval<Layer>::forward_two_inputs(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur,
                               call.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
       else
         Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur, out, rows, ctx);
@@ -319,7 +309,7 @@ void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
   constexpr std::size_t L = T::leaf_count;
   const auto leaves = leaf_values(call.net);
   const index_t batch = call.batch;
-  detail::check_batch_stats<Net>(leaves, batch, call.training);
+  check_batch_stats<Net>(leaves, batch, call.training);
 
   std::vector<float> current(call.x, call.x + batch * T::input_dims.numel()), next;
   detail::for_leaves_in<L>(0, L, [&](auto i) {
@@ -327,7 +317,7 @@ void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
     const auto& layer = std::get<i>(leaves);
     LayerParams p = call.params[i];
     std::vector<float> scale_shift;
-    if constexpr (detail::is_batchnorm<Layer>) {
+    if constexpr (BatchStatsEvaluator<Layer>) {
       scale_shift.resize(2 * Layer::num_features);
       p.scale = scale_shift.data();
       p.shift = scale_shift.data() + Layer::num_features;
@@ -337,12 +327,12 @@ void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
     if (Eval<Layer>::passes_through(layer, call.training)) return;
     next.assign(static_cast<std::size_t>(batch * T::analysis.out[i].numel()), 0.0f);
     const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<i>()};
-    if constexpr (detail::takes_two_inputs<Layer>) {
+    if constexpr (TwoInputEvaluator<Layer>) {
       if (how == Unfused::plain_loops)
-        Eval<Layer>::forward2_reference(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
+        Eval<Layer>::forward_two_inputs_reference(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
       else
-        Eval<Layer>::forward2(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
-    } else if constexpr (requires { Eval<Layer>::forward_reference; }) {
+        Eval<Layer>::forward_two_inputs(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
+    } else if constexpr (ReferenceEvaluator<Layer>) {
       if (how == Unfused::plain_loops)
         Eval<Layer>::forward_reference(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
       else

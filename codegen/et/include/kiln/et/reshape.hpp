@@ -1,4 +1,4 @@
-// Flatten and Unflatten move no data: the driver passes the tile on unchanged.
+// Flatten, Unflatten and Identity move no data: the driver passes the tile on unchanged.
 #pragma once
 
 #include <kiln/dsl/layers/reshape.hpp>
@@ -18,5 +18,7 @@ template <int Start, int End>
 struct Eval<nn::Flatten<Start, End>> : ViewEval<nn::Flatten<Start, End>> {};
 template <int Dim, index_t... Sizes>
 struct Eval<nn::Unflatten<Dim, Sizes...>> : ViewEval<nn::Unflatten<Dim, Sizes...>> {};
+template <>
+struct Eval<nn::Identity> : ViewEval<nn::Identity> {};
 
 }  // namespace kiln::et

@@ -1,9 +1,11 @@
-// Softmax's forward along one per-sample axis: exp(x - max) / sum(exp(x - max)).
+// Softmax and LogSoftmax along one per-sample axis: exp(x - max) / sum(exp(x - max)), and its log.
 #pragma once
 
 #include <kiln/dsl/layers/softmax.hpp>
 #include <kiln/et/eval.hpp>
 #include <kiln/et/vmath.hpp>
+
+#include <cmath>
 
 namespace kiln::et {
 
@@ -45,20 +47,55 @@ inline void softmax_backward(const float* y, const float* dy, float* dx, index_t
     }
 }
 
-template <int Dim>
-struct Eval<nn::Softmax<Dim>> {
-  static void backward(const nn::Softmax<Dim>&, Dims in, const LayerParams&, const LayerGrads&, const float*,
-                       const float* y, const float* dy, float* dx, index_t samples, const TileContext&) {
-    if (!dx) return;
-    const int axis = nn::Softmax<Dim>::axis(in);
-    softmax_backward(y, dy, dx, samples * in.product(0, axis), in.sizes[axis], in.product(axis + 1, in.rank));
+// x viewed as [outer, length, inner]; y = x - max - log(sum(exp(x - max))) over the middle dim. x and y may be
+// the same.
+inline void log_softmax_forward(const float* x, float* y, index_t outer, index_t length, index_t inner) {
+  for (index_t o = 0; o < outer; ++o)
+    for (index_t in = 0; in < inner; ++in) {
+      const float* xs = x + o * length * inner + in;
+      float* ys = y + o * length * inner + in;
+      float m = xs[0];
+      for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k * inner]);
+      float sum = 0;
+      for (index_t k = 0; k < length; ++k) sum += vexp(broadcast(xs[k * inner] - m))[0];
+      const float log_sum = std::log(sum);  // (x - max) - log_sum, as PyTorch: x - (max + log_sum) would round
+      for (index_t k = 0; k < length; ++k) ys[k * inner] = (xs[k * inner] - m) - log_sum;
+    }
+}
+
+// dx = dy - exp(y) * sum(dy) along the dim.
+inline void log_softmax_backward(const float* y, const float* dy, float* dx, index_t outer, index_t length,
+                                 index_t inner) {
+  for (index_t o = 0; o < outer; ++o)
+    for (index_t in = 0; in < inner; ++in) {
+      const index_t base = o * length * inner + in;
+      float sum = 0;
+      for (index_t k = 0; k < length; ++k) sum += dy[base + k * inner];
+      for (index_t k = 0; k < length; ++k)
+        dx[base + k * inner] = dy[base + k * inner] - vexp(broadcast(y[base + k * inner]))[0] * sum;
+    }
+}
+
+// Softmax<Dim> or LogSoftmax<Dim>, with its forward and backward along the layer's axis.
+template <class Layer, auto Forward, auto Backward>
+struct AlongDimEval {
+  static bool passes_through(const Layer&, bool) { return false; }
+  static void forward(const Layer&, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
+                      const TileContext&) {
+    const int axis = Layer::axis(in);
+    Forward(x, y, samples * in.product(0, axis), in.sizes[axis], in.product(axis + 1, in.rank));
   }
-  static bool passes_through(const nn::Softmax<Dim>&, bool) { return false; }
-  static void forward(const nn::Softmax<Dim>&, Dims in, const LayerParams&, const float* x, float* y,
-                      index_t samples, const TileContext&) {
-    const int axis = nn::Softmax<Dim>::axis(in);
-    softmax_forward(x, y, samples * in.product(0, axis), in.sizes[axis], in.product(axis + 1, in.rank));
+  static void backward(const Layer&, Dims in, const LayerParams&, const LayerGrads&, const float*, const float* y,
+                       const float* dy, float* dx, index_t samples, const TileContext&) {
+    if (!dx) return;
+    const int axis = Layer::axis(in);
+    Backward(y, dy, dx, samples * in.product(0, axis), in.sizes[axis], in.product(axis + 1, in.rank));
   }
 };
+
+template <int Dim>
+struct Eval<nn::Softmax<Dim>> : AlongDimEval<nn::Softmax<Dim>, softmax_forward, softmax_backward> {};
+template <int Dim>
+struct Eval<nn::LogSoftmax<Dim>> : AlongDimEval<nn::LogSoftmax<Dim>, log_softmax_forward, log_softmax_backward> {};
 
 }  // namespace kiln::et

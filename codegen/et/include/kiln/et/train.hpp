@@ -16,6 +16,7 @@
 
 #include <kiln/et/fused.hpp>
 #include <kiln/et/loss.hpp>
+#include <kiln/runtime/parameter.hpp>
 
 #include <vector>
 
@@ -37,19 +38,12 @@ std::array<bool, network_traits<Net>::leaf_count> input_grad_needed(const Net& n
 }
 
 
-// Where one parameter's gradient accumulates in the model: leaf `leaf`'s weight (or bias), `numel` floats.
-struct GradSlot {
-  std::size_t leaf = 0;
-  bool bias = false;
-  float* target = nullptr;
-  index_t numel = 0;
-};
-
 template <Network Net>
 struct TrainCall {
   ForwardCall<Net> forward;          // y may be null: the output is then not kept
   LossTerm loss;
-  std::span<const GradSlot> grads;   // the model's gradient buffers (added to, as PyTorch accumulates)
+  std::span<Parameter> state;        // the model's parameters and buffers: gradients are added to the parameters'
+                                     // (as PyTorch accumulates them)
   float* dx = nullptr;               // optional dL/d(input) [batch, input dims]
   float* dx2 = nullptr;              // optional dL/d(second input), for a network that starts with Bilinear
 };
@@ -62,11 +56,9 @@ struct TrainWorkspace {
 };
 
 namespace detail {
-template <class Layer>
-inline constexpr bool has_backward2 = requires { &Eval<Layer>::backward2; };
 // Layers whose backward reads only their input(s) and dL/d(output), never their output.
 template <class Layer>
-inline constexpr bool backward_ignores_output = nn::is_linear<Layer> || has_backward2<Layer>;
+inline constexpr bool backward_ignores_output = nn::is_linear<Layer> || TwoInputEvaluator<Layer>;
 }  // namespace detail
 
 // Forward, loss and backward of one batch. Returns the loss (as PyTorch's loss.item()).
@@ -95,21 +87,22 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   const detail::Tiling tiling = P::tiling(fc.net, batch);
   const index_t workers = tiling.slots();
   index_t total_grad = 0;
-  for (const GradSlot& s : call.grads) total_grad += s.numel;
+  for (const Parameter& p : call.state) total_grad += p.grad.numel();
   tw.partials.resize(static_cast<std::size_t>(workers));
   std::vector<std::array<LayerGrads, L>> worker_grads(static_cast<std::size_t>(workers));
   for (index_t w = 0; w < workers; ++w) {
     auto& buffer = tw.partials[static_cast<std::size_t>(w)];
     buffer.assign(static_cast<std::size_t>(total_grad), 0.0f);
     index_t offset = 0;
-    for (const GradSlot& s : call.grads) {
-      (s.bias ? worker_grads[static_cast<std::size_t>(w)][s.leaf].bias : worker_grads[static_cast<std::size_t>(w)][s.leaf].weight) =
-          buffer.data() + offset;
-      offset += s.numel;
-    }
+    for (const Parameter& p : call.state)
+      if (p.grad.defined()) {
+        grad_of(worker_grads[static_cast<std::size_t>(w)][p.entry.leaf], p.role()) = buffer.data() + offset;
+        offset += p.grad.numel();
+      }
   }
   std::array<LayerGrads, L> model_grads{};
-  for (const GradSlot& s : call.grads) (s.bias ? model_grads[s.leaf].bias : model_grads[s.leaf].weight) = s.target;
+  for (Parameter& p : call.state)
+    if (p.grad.defined()) grad_of(model_grads[p.entry.leaf], p.role()) = p.grad.data();
 
   // Forward through every segment but the last, keeping each segment's input.
   tw.segment_inputs.resize(segments);
@@ -180,8 +173,8 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
         float* out = arena;
         arena += P::scratch_rows * T::analysis.out[i].numel();
         ctx.dropout_stream = P::template dropout_stream<i>();
-        if constexpr (detail::takes_two_inputs<Layer>)
-          Eval<Layer>::forward2(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
+        if constexpr (TwoInputEvaluator<Layer>)
+          Eval<Layer>::forward_two_inputs(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
                                 fc.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
         else
           Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
@@ -241,8 +234,8 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
         } else {
           ctx.dropout_stream = P::template dropout_stream<i>();
           const LayerGrads& g = worker_grads[static_cast<std::size_t>(w)][i];
-          if constexpr (detail::has_backward2<Layer>)
-            Eval<Layer>::backward2(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i],
+          if constexpr (TwoInputEvaluator<Layer>)
+            Eval<Layer>::backward_two_inputs(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i],
                                    fc.x2 + r0 * T::input2_dims.numel(), dy, dx,
                                    call.dx2 ? call.dx2 + r0 * T::input2_dims.numel() : nullptr, rows, ctx);
           else
@@ -267,7 +260,7 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
       }
       detail::for_leaves_in<L>(first, first + 1, [&](auto i) {
         using Layer = typename T::template leaf<i>;
-        if constexpr (detail::is_batchnorm<Layer>)
+        if constexpr (BatchStatsEvaluator<Layer>)
           Eval<Layer>::backward_batch(std::get<i>(leaves), T::analysis.in[i], params[i], model_grads[i],
                                       segment_input(s), down, bn_dx, batch);
       });
@@ -280,9 +273,11 @@ double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspac
   // Worker gradients into the model's, in worker order.
   for (index_t w = 0; w < workers; ++w) {
     const float* partial = tw.partials[static_cast<std::size_t>(w)].data();
-    for (const GradSlot& slot : call.grads) {
-      for (index_t k = 0; k < slot.numel; ++k) slot.target[k] += partial[k];
-      partial += slot.numel;
+    for (Parameter& p : call.state) {
+      if (!p.grad.defined()) continue;
+      float* target = p.grad.data();
+      for (index_t k = 0; k < p.grad.numel(); ++k) target[k] += partial[k];
+      partial += p.grad.numel();
     }
   }
   double loss = 0;

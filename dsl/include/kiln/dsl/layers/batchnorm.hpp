@@ -22,6 +22,8 @@ struct BatchNorm1d {
   bool affine = true;
   bool track_running_stats = true;
 
+  static constexpr std::string_view kind = "batch_norm";
+
   static constexpr Text name() { return Text{"BatchNorm1d<"} + C + ">"; }
   static constexpr Shaped infer(Dims in) {
     if (in.rank != 1 && in.rank != 2)
@@ -33,15 +35,23 @@ struct BatchNorm1d {
   constexpr ParamList params(Dims) const {
     ParamList p;
     if (affine) {
-      p.add({"weight", Dims{C}, Init::ones});
-      p.add({"bias", Dims{C}, Init::zeros});
+      p.add({Role::weight, Dims{C}, Init::ones});
+      p.add({Role::bias, Dims{C}, Init::zeros});
     }
     if (track_running_stats) {
-      p.add({"running_mean", Dims{C}, Init::zeros, 0, true});
-      p.add({"running_var", Dims{C}, Init::ones, 0, true});
-      p.add({"num_batches_tracked", Dims{}, Init::zeros, 0, true, DType::int64});
+      p.add({Role::running_mean, Dims{C}, Init::zeros});
+      p.add({Role::running_var, Dims{C}, Init::ones});
+      p.add({Role::num_batches_tracked, Dims{}, Init::zeros});
     }
     return p;
+  }
+  // momentum None is written as NaN (a cumulative average).
+  constexpr Attributes attributes(Dims) const {
+    return Attributes{}
+        .add("eps", eps)
+        .add("momentum", momentum ? static_cast<double>(*momentum) : __builtin_nan(""))
+        .add("affine", affine)
+        .add("track_running_stats", track_running_stats);
   }
   constexpr index_t flops(Dims in) const { return in.numel() * 2; }
   // Whether this layer needs the statistics of the whole batch (and so splits the fused kernel).

@@ -16,6 +16,7 @@ struct Bilinear {
   static constexpr index_t out_features = Out;
   static constexpr bool has_bias = Bias;
   static constexpr bool takes_two_inputs = true;
+  static constexpr std::string_view kind = "bilinear";
 
   static constexpr Text name() {
     return Text{"Bilinear<"} + In1 + ", " + In2 + ", " + Out + (Bias ? ">" : ", false>");
@@ -43,10 +44,11 @@ struct Bilinear {
   constexpr ParamList params(Dims) const {
     const auto bound = static_cast<float>(1.0 / constexpr_sqrt(static_cast<double>(In1)));
     ParamList p;
-    p.add({"weight", Dims{Out, In1, In2}, Init::uniform, bound});
-    if (Bias) p.add({"bias", Dims{Out}, Init::uniform, bound});
+    p.add({Role::weight, Dims{Out, In1, In2}, Init::uniform, bound});
+    if (Bias) p.add({Role::bias, Dims{Out}, Init::uniform, bound});
     return p;
   }
+  constexpr Attributes attributes(Dims) const { return Attributes{}.add("out_features", Out); }
   constexpr index_t flops(Dims in) const { return in.numel() / In1 * Out * (2 * In1 * In2 + 2 * In1); }
   std::string repr() const {
     return fmt::format("Bilinear(in1_features={}, in2_features={}, out_features={}, bias={})", In1, In2, Out,

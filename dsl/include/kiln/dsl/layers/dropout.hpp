@@ -28,9 +28,11 @@ struct Dropout {
     }
   }
 
+  static constexpr std::string_view kind = "dropout";
   static constexpr Text name() { return "Dropout"; }
   static constexpr Shaped infer(Dims in) { return Shaped::fits(in); }
   constexpr ParamList params(Dims) const { return {}; }
+  constexpr Attributes attributes(Dims) const { return Attributes{}.add("p", p); }
   constexpr index_t flops(Dims in) const { return in.numel(); }
   std::string repr() const { return fmt::format("Dropout(p={}, inplace=False)", p); }
 };

@@ -13,6 +13,7 @@ struct Linear {
   static constexpr index_t in_features = In;
   static constexpr index_t out_features = Out;
   static constexpr bool has_bias = Bias;
+  static constexpr std::string_view kind = "linear";
 
   static constexpr Text name() {
     return Text{"Linear<"} + In + ", " + Out + (Bias ? ">" : ", false>");
@@ -28,10 +29,11 @@ struct Linear {
     // kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(In), 1/sqrt(In)); the bias uses the same bound.
     const auto bound = static_cast<float>(1.0 / constexpr_sqrt(static_cast<double>(In)));
     ParamList p;
-    p.add({"weight", Dims{Out, In}, Init::uniform, bound});
-    if (Bias) p.add({"bias", Dims{Out}, Init::uniform, bound});
+    p.add({Role::weight, Dims{Out, In}, Init::uniform, bound});
+    if (Bias) p.add({Role::bias, Dims{Out}, Init::uniform, bound});
     return p;
   }
+  constexpr Attributes attributes(Dims) const { return Attributes{}.add("out_features", Out); }
   constexpr index_t flops(Dims in) const { return in.numel() / In * Out * (2 * In + (Bias ? 1 : 0)); }
   std::string repr() const {
     return fmt::format("Linear(in_features={}, out_features={}, bias={})", In, Out, Bias ? "True" : "False");

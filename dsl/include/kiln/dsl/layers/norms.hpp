@@ -50,15 +50,20 @@ struct LayerNorm {
   bool elementwise_affine = true;
   bool bias = true;
 
+  static constexpr std::string_view kind = "layer_norm";
   static constexpr Text name() { return Text{"LayerNorm<"} + detail::sizes_text<Sizes...>() + ">"; }
   static constexpr Shaped infer(Dims in) { return detail::check_suffix<Sizes...>(in); }
   constexpr ParamList params(Dims) const {
     ParamList p;
     if (elementwise_affine) {
-      p.add({"weight", normalized_shape, Init::ones});
-      if (bias) p.add({"bias", normalized_shape, Init::zeros});
+      p.add({Role::weight, normalized_shape, Init::ones});
+      if (bias) p.add({Role::bias, normalized_shape, Init::zeros});
     }
     return p;
+  }
+  constexpr Attributes attributes(Dims) const {
+    return Attributes{}.add("eps", eps).add("elementwise_affine", elementwise_affine).add("bias", bias).add(
+        "norm_size", normalized_shape.numel());
   }
   constexpr index_t flops(Dims in) const { return in.numel() * 8; }
   std::string repr() const {
@@ -83,12 +88,20 @@ struct RMSNorm {
 
   constexpr float eps_value() const { return eps ? *eps : 1.1920928955078125e-07f; }
 
+  static constexpr std::string_view kind = "rms_norm";
   static constexpr Text name() { return Text{"RMSNorm<"} + detail::sizes_text<Sizes...>() + ">"; }
   static constexpr Shaped infer(Dims in) { return detail::check_suffix<Sizes...>(in); }
   constexpr ParamList params(Dims) const {
     ParamList p;
-    if (elementwise_affine) p.add({"weight", normalized_shape, Init::ones});
+    if (elementwise_affine) p.add({Role::weight, normalized_shape, Init::ones});
     return p;
+  }
+  constexpr Attributes attributes(Dims) const {
+    return Attributes{}
+        .add("eps", eps_value())
+        .add("elementwise_affine", elementwise_affine)
+        .add("eps_added_to_rms", eps_placement == RMSNormEps::added_to_rms)
+        .add("norm_size", normalized_shape.numel());
   }
   constexpr index_t flops(Dims in) const { return in.numel() * 4; }
   std::string repr() const {

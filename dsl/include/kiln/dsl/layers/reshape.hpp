@@ -1,4 +1,5 @@
-// Flatten<Start, End> and Unflatten<Dim, Sizes...>: views, no data moves (torch.nn.Flatten / Unflatten).
+// Flatten<Start, End>, Unflatten<Dim, Sizes...> and Identity: views, no data moves (torch.nn.Flatten, Unflatten,
+// Identity).
 // Dims count the batch dim as PyTorch does; in a network both work per sample, so they may not touch dim 0.
 #pragma once
 
@@ -12,6 +13,7 @@ template <int Start = 1, int End = -1>
 struct Flatten {
   static constexpr int start_dim = Start;
   static constexpr int end_dim = End;
+  static constexpr std::string_view kind = "flatten";
 
   static constexpr Text name() { return Text{"Flatten<"} + Start + ", " + End + ">"; }
   static constexpr Shaped infer(Dims in) {
@@ -28,6 +30,7 @@ struct Flatten {
     return Shaped::fits(out);
   }
   constexpr ParamList params(Dims) const { return {}; }
+  constexpr Attributes attributes(Dims) const { return Attributes{}; }
   constexpr index_t flops(Dims) const { return 0; }
   std::string repr() const { return fmt::format("Flatten(start_dim={}, end_dim={})", Start, End); }
 };
@@ -37,6 +40,7 @@ struct Unflatten {
   static_assert(sizeof...(Sizes) > 0, "Unflatten<Dim, Sizes...> needs at least one size");
   static_assert(((Sizes > 0) && ...), "Unflatten<Dim, Sizes...>: sizes must be positive");
   static constexpr int dim = Dim;
+  static constexpr std::string_view kind = "unflatten";
 
   static constexpr Text name() {
     Text t = Text{"Unflatten<"} + Dim;
@@ -60,6 +64,7 @@ struct Unflatten {
     return Shaped::fits(out);
   }
   constexpr ParamList params(Dims) const { return {}; }
+  constexpr Attributes attributes(Dims) const { return Attributes{}; }
   constexpr index_t flops(Dims) const { return 0; }
   std::string repr() const {
     std::string sizes;
@@ -68,6 +73,17 @@ struct Unflatten {
     if (sizeof...(Sizes) == 1) sizes += ",";
     return fmt::format("Unflatten(dim={}, unflattened_size=({}))", Dim, sizes);
   }
+};
+
+// Identity: x, unchanged (torch.nn.Identity). It takes an index in a Sequential, like any layer.
+struct Identity {
+  static constexpr std::string_view kind = "identity";
+  static constexpr Text name() { return "Identity"; }
+  static constexpr Shaped infer(Dims in) { return Shaped::fits(in); }
+  constexpr ParamList params(Dims) const { return {}; }
+  constexpr Attributes attributes(Dims) const { return Attributes{}; }
+  constexpr index_t flops(Dims) const { return 0; }
+  std::string repr() const { return "Identity()"; }
 };
 
 }  // namespace kiln::nn
