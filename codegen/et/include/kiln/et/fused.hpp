@@ -262,6 +262,38 @@ void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& ca
   });
 }
 
+// How a call cuts the network: segment s is leaves [first(s), last(s)). A segment starts at leaf 0 and at every
+// BatchNorm that needs the statistics of its whole input, which must be complete before any row can go on.
+template <std::size_t L>
+struct Segments {
+  std::array<std::size_t, L + 1> start{};
+  std::size_t count = 0;
+  explicit Segments(const std::array<bool, L>& batch_stats) {
+    for (std::size_t i = 0; i < L; ++i)
+      if (i == 0 || batch_stats[i]) start[count++] = i;
+    start[count] = L;
+  }
+  std::size_t first(std::size_t s) const { return start[s]; }
+  std::size_t last(std::size_t s) const { return start[s + 1]; }
+};
+
+// Runs segments [0, upto) forward over the whole batch, fused tile by tile: segment 0 reads the call's input,
+// segment s writes output_of(s) (the next segment's input, or the network's output), and a batch-statistics
+// BatchNorm that starts a segment is prepared from that segment's input first. Returns the last one written.
+template <Network Net, class Leaves, class OutputOf>
+const float* run_segments(const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<Net>& setup,
+                          Workspace<Net>& ws, const Tiling& tiling, const Segments<network_traits<Net>::leaf_count>& segments,
+                          std::size_t upto, OutputOf&& output_of) {
+  const float* src = call.x;
+  for (std::size_t s = 0; s < upto; ++s) {
+    if (setup.batch_stats[segments.first(s)]) prepare_batch_stats(segments.first(s), call, leaves, setup, ws, src);
+    float* dst = output_of(s);
+    run_segment(segments.first(s), segments.last(s), call, leaves, setup, tiling, src, dst);
+    src = dst;
+  }
+  return src;
+}
+
 }  // namespace detail
 
 template <Network Net>
@@ -276,27 +308,15 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
     std::memcpy(call.y, call.x, sizeof(float) * static_cast<std::size_t>(batch * T::input_dims.numel()));
   } else {
     detail::CallSetup<Net> setup = detail::setup_call(call, leaves, ws);
-    const detail::Tiling tiling = P::tiling(call.net, batch);
-    // Segments end where a BatchNorm needs the statistics of its whole input; the full-batch input of each
-    // such BatchNorm lives in one of the workspace's two stage buffers.
-    const float* src = call.x;
-    std::size_t first = 0;
-    int stage = 0;
-    while (first < L) {
-      if (setup.batch_stats[first]) detail::prepare_batch_stats(first, call, leaves, setup, ws, src);
-      std::size_t last = first + 1;
-      while (last < L && !setup.batch_stats[last]) ++last;
-      float* dst = call.y;
-      if (last < L) {
-        auto& buffer = ws.stage[stage];
-        buffer.resize(static_cast<std::size_t>(batch * T::analysis.in[last].numel()));
-        dst = buffer.data();
-        stage ^= 1;
-      }
-      detail::run_segment(first, last, call, leaves, setup, tiling, src, dst);
-      src = dst;
-      first = last;
-    }
+    const detail::Segments<L> segments(setup.batch_stats);
+    // The full-batch input of each later segment lives in one of the workspace's two stage buffers.
+    detail::run_segments(call, leaves, setup, ws, P::tiling(call.net, batch), segments, segments.count,
+                         [&](std::size_t s) {
+                           if (s + 1 == segments.count) return call.y;
+                           auto& buffer = ws.stage[s & 1];
+                           buffer.resize(static_cast<std::size_t>(batch * T::analysis.in[segments.first(s + 1)].numel()));
+                           return buffer.data();
+                         });
   }
 }
 

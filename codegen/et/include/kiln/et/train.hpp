@@ -59,230 +59,264 @@ namespace detail {
 // Layers whose backward reads only their input(s) and dL/d(output), never their output.
 template <class Layer>
 inline constexpr bool backward_ignores_output = nn::is_linear<Layer> || TwoInputEvaluator<Layer>;
+
+// Calls f(index_constant) for each leaf index in [first, last), last first.
+template <std::size_t L, class F>
+void for_leaves_in_reverse(std::size_t first, std::size_t last, F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((L - 1 - I >= first && L - 1 - I < last ? f(std::integral_constant<std::size_t, L - 1 - I>{}) : void()), ...);
+  }(std::make_index_sequence<L>{});
+}
+
+// One training call, as the steps above: the forward of the segments before the last (forward_fused's driver),
+// then each segment's backward from the last to the first, tile by tile, and the worker gradients summed.
+template <Network Net>
+class TrainPass {
+  using T = network_traits<Net>;
+  using P = Plan<Net>;
+  static constexpr std::size_t L = T::leaf_count;
+  using Leaves = decltype(leaf_values(std::declval<const Net&>()));
+
+ public:
+  TrainPass(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw)
+      : call_(call), fc_(call.forward), ws_(ws), tw_(tw), leaves_(leaf_values(fc_.net)),
+        setup_(setup_call(fc_, leaves_, ws)), segments_(setup_.batch_stats), tiling_(P::tiling(fc_.net, fc_.batch)),
+        needs_dx_(input_grad_needed(fc_.net, call.dx != nullptr || call.dx2 != nullptr)) {
+    bind_gradients();
+  }
+
+  // Returns the loss (as PyTorch's loss.item()).
+  double run() {
+    forward_all_but_last();
+    const float* upstream = nullptr;  // dL/d(output of the segment being walked back), full batch
+    for (std::size_t s = segments_.count; s-- > 0;) {
+      float* down = backward_segment(s, upstream);
+      upstream = setup_.batch_stats[segments_.first(s)] ? backward_batch_stats(s, down) : down;
+    }
+    add_worker_gradients();
+    double loss = 0;
+    for (const double l : losses_) loss += l;
+    return loss;
+  }
+
+ private:
+  // What one tile holds while it walks a segment forward and back.
+  struct Tile {
+    index_t worker, r0, rows;
+    TileContext ctx;
+    std::array<const float*, L> in{}, out{};  // each layer's input and output rows
+    float* gradients[3];                      // scratch for dL/d(activation) walking back
+  };
+
+  // Per worker, a buffer for every parameter's gradient (each worker owns a fixed set of tiles); and the model's.
+  void bind_gradients() {
+    index_t total = 0;
+    for (const Parameter& p : call_.state) total += p.grad.numel();
+    const auto workers = static_cast<std::size_t>(tiling_.slots());
+    tw_.partials.resize(workers);
+    worker_grads_.assign(workers, {});
+    for (std::size_t w = 0; w < workers; ++w) {
+      tw_.partials[w].assign(static_cast<std::size_t>(total), 0.0f);
+      index_t offset = 0;
+      for (const Parameter& p : call_.state)
+        if (p.grad.defined()) {
+          grad_of(worker_grads_[w][p.entry.leaf], p.role()) = tw_.partials[w].data() + offset;
+          offset += p.grad.numel();
+        }
+    }
+    for (Parameter& p : call_.state)
+      if (p.grad.defined()) grad_of(model_grads_[p.entry.leaf], p.role()) = p.grad.data();
+    losses_.assign(workers, 0.0);
+  }
+
+  const float* segment_input(std::size_t s) const { return s == 0 ? fc_.x : tw_.segment_inputs[s].data(); }
+
+  // Every segment but the last runs as the forward kernel does, keeping its full-batch input.
+  void forward_all_but_last() {
+    tw_.segment_inputs.resize(segments_.count);
+    run_segments(fc_, leaves_, setup_, ws_, tiling_, segments_, segments_.count - 1, [&](std::size_t s) {
+      auto& next = tw_.segment_inputs[s + 1];
+      next.resize(static_cast<std::size_t>(fc_.batch * T::analysis.in[segments_.first(s + 1)].numel()));
+      return next.data();
+    });
+    const std::size_t last = segments_.first(segments_.count - 1);
+    if (setup_.batch_stats[last]) prepare_batch_stats(last, fc_, leaves_, setup_, ws_, segment_input(segments_.count - 1));
+  }
+
+  // Segment s's backward, tile by tile, from dL/d(its output) (`upstream`; null for the last segment, whose
+  // tiles compute it from the loss). Returns where dL/d(its first layer's input, or output for a
+  // batch-statistics BatchNorm) went: a full-batch buffer, or the caller's dL/d(input), or null.
+  float* backward_segment(std::size_t s, const float* upstream) {
+    const std::size_t first = segments_.first(s), last = segments_.last(s);
+    const bool bn_first = setup_.batch_stats[first];
+    tw_.grads.resize(2 * segments_.count);
+    float* down = call_.dx;  // segment 0 without a BatchNorm first: the network's input, when asked for
+    index_t down_width = T::input_dims.numel();
+    if (bn_first || s > 0) {
+      down_width = bn_first ? T::analysis.out[first].numel() : T::analysis.in[first].numel();
+      tw_.grads[2 * s].resize(static_cast<std::size_t>(fc_.batch * down_width));
+      down = tw_.grads[2 * s].data();
+    }
+    // Tile scratch: every layer's output, and three buffers for the gradient walking back.
+    index_t act_floats = 0;
+    for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
+    const auto scratch_floats = static_cast<std::size_t>(P::scratch_rows * (act_floats + 3 * P::max_width()));
+    tiling_.run_tiles([&](index_t w, index_t t) {
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
+      Tile tile{w, tiling_.begin(t), tiling_.rows(t), TileContext{fc_.training, tiling_.begin(t), fc_.seed, fc_.step, 0}, {}, {}, {}};
+      float* arena = forward_tile(s, tile, scratch.data());
+      for (int k = 0; k < 3; ++k) tile.gradients[k] = arena + k * P::scratch_rows * P::max_width();
+      const float* dy = s + 1 == segments_.count ? loss_gradient(tile, tile.out[last - 1])
+                                                  : upstream + tile.r0 * T::analysis.out[last - 1].numel();
+      const std::size_t stop = bn_first ? first + 1 : first;  // the tile walks back down to this layer
+      dy = backward_tile(s, stop, tile, dy, down ? down + tile.r0 * down_width : nullptr, down_width);
+      // A segment that is only a batch-statistics BatchNorm: its output's gradient is the tile's dy.
+      if (stop == last && down)
+        std::memcpy(down + tile.r0 * down_width, dy, sizeof(float) * static_cast<std::size_t>(tile.rows * down_width));
+    });
+    return down;
+  }
+
+  // Forward through segment s on the tile's rows, every activation kept in the arena; returns the arena's rest.
+  float* forward_tile(std::size_t s, Tile& tile, float* arena) {
+    const std::size_t first = segments_.first(s), last = segments_.last(s);
+    const float* cur = segment_input(s) + tile.r0 * T::analysis.in[first].numel();
+    for_leaves_in<L>(first, last, [&](auto i) {
+      using Layer = typename T::template leaf<i>;
+      tile.in[i] = tile.out[i] = cur;
+      if (setup_.passes[i]) return;
+      // The last layer of a segment that is not the network's last: its output feeds only the next segment,
+      // whose gradient is already known. A Linear's backward does not read it: skip the GEMM.
+      if (i + 1 == last && s + 1 < segments_.count && backward_ignores_output<Layer>) return;
+      float* out = arena;
+      arena += P::scratch_rows * T::analysis.out[i].numel();
+      tile.ctx.dropout_stream = P::template dropout_stream<i>();
+      if constexpr (TwoInputEvaluator<Layer>)
+        Eval<Layer>::forward_two_inputs(std::get<i>(leaves_), T::analysis.in[i], setup_.params[i], cur,
+                                        fc_.x2 + tile.r0 * T::input2_dims.numel(), out, tile.rows, tile.ctx);
+      else
+        Eval<Layer>::forward(std::get<i>(leaves_), T::analysis.in[i], setup_.params[i], cur, out, tile.rows, tile.ctx);
+      tile.out[i] = cur = out;
+    });
+    return arena;
+  }
+
+  // The network's output y on the tile's rows: kept when asked for, the tile's loss added up, and dL/dy.
+  const float* loss_gradient(Tile& tile, const float* y) {
+    const index_t width = T::output_dims.numel(), n = tile.rows * width;
+    const LossTerm& loss = call_.loss;
+    double& total = losses_[static_cast<std::size_t>(tile.worker)];
+    float* g = tile.gradients[2];
+    if (fc_.y) std::memcpy(fc_.y + tile.r0 * width, y, sizeof(float) * static_cast<std::size_t>(n));
+    switch (loss.kind) {
+      case LossTerm::Kind::cross_entropy:
+        total += cross_entropy_tile(y, loss.classes + tile.r0, tile.rows, width, loss.label_smoothing, loss.scale, g);
+        break;
+      case LossTerm::Kind::mse: total += mse_tile(y, loss.targets + tile.r0 * width, n, loss.scale, g); break;
+      case LossTerm::Kind::upstream:  // dL/dy given: the "loss" is sum(y * dL/dy)
+        std::memcpy(g, loss.targets + tile.r0 * width, sizeof(float) * static_cast<std::size_t>(n));
+        for (index_t k = 0; k < n; ++k) total += y[k] * g[k];
+        break;
+    }
+    return g;
+  }
+
+  // Backward through layers [stop, last) of segment s on the tile, last first, from dy = dL/d(segment output).
+  // dL/d(input of `stop`) goes to `down` (when not null). Returns the last gradient computed.
+  const float* backward_tile(std::size_t s, std::size_t stop, Tile& tile, const float* dy, float* down,
+                             index_t down_width) {
+    int next_buffer = 0;
+    bool below_unneeded = false;  // a layer above did not pass its input's gradient down: nothing below needs it
+    LayerGrads* grads = worker_grads_[static_cast<std::size_t>(tile.worker)].data();
+    for_leaves_in_reverse<L>(stop, segments_.last(s), [&](auto i) {
+      if (below_unneeded) return;
+      using Layer = typename T::template leaf<i>;
+      const auto& layer = std::get<i>(leaves_);
+      if constexpr (nn::is_linear<Layer>) {
+        if (!needs_dx_[i]) {
+          Eval<Layer>::backward(layer, T::analysis.in[i], setup_.params[i], grads[i], tile.in[i], tile.out[i], dy,
+                                nullptr, tile.rows, tile.ctx);
+          below_unneeded = true;
+          return;
+        }
+      }
+      float* dx = down;
+      if (i != stop) {
+        dx = tile.gradients[next_buffer];
+        if (dx == dy) dx = tile.gradients[next_buffer ^= 1];
+        next_buffer ^= 1;
+      }
+      if (setup_.passes[i]) {
+        if (i == stop && dx) std::memcpy(dx, dy, sizeof(float) * static_cast<std::size_t>(tile.rows * down_width));
+        if (i != stop) dx = const_cast<float*>(dy);  // a view: the gradient passes on unchanged
+      } else {
+        tile.ctx.dropout_stream = P::template dropout_stream<i>();
+        if constexpr (TwoInputEvaluator<Layer>)
+          Eval<Layer>::backward_two_inputs(layer, T::analysis.in[i], setup_.params[i], grads[i], tile.in[i],
+                                           fc_.x2 + tile.r0 * T::input2_dims.numel(), dy, dx,
+                                           call_.dx2 ? call_.dx2 + tile.r0 * T::input2_dims.numel() : nullptr,
+                                           tile.rows, tile.ctx);
+        else
+          Eval<Layer>::backward(layer, T::analysis.in[i], setup_.params[i], grads[i], tile.in[i], tile.out[i], dy,
+                                dx, tile.rows, tile.ctx);
+      }
+      dy = dx;
+    });
+    return dy;
+  }
+
+  // The batch-statistics BatchNorm that starts segment s: its backward over the whole batch, from dL/d(its
+  // output) in `down`. Returns dL/d(its input): the previous segment's upstream (or the caller's dL/dx).
+  const float* backward_batch_stats(std::size_t s, const float* down) {
+    const std::size_t first = segments_.first(s);
+    float* dx = call_.dx;
+    if (s > 0) {
+      tw_.grads[2 * s + 1].resize(static_cast<std::size_t>(fc_.batch * T::analysis.in[first].numel()));
+      dx = tw_.grads[2 * s + 1].data();
+    }
+    for_leaves_in<L>(first, first + 1, [&](auto i) {
+      using Layer = typename T::template leaf<i>;
+      if constexpr (BatchStatsEvaluator<Layer>)
+        Eval<Layer>::backward_batch(std::get<i>(leaves_), T::analysis.in[i], setup_.params[i], model_grads_[i],
+                                    segment_input(s), down, dx, fc_.batch);
+    });
+    return dx;
+  }
+
+  // Worker gradients into the model's, in worker order: the sum does not depend on timing.
+  void add_worker_gradients() {
+    for (const std::vector<float>& partial_buffer : tw_.partials) {
+      const float* partial = partial_buffer.data();
+      for (Parameter& p : call_.state) {
+        if (!p.grad.defined()) continue;
+        float* target = p.grad.data();
+        for (index_t k = 0; k < p.grad.numel(); ++k) target[k] += partial[k];
+        partial += p.grad.numel();
+      }
+    }
+  }
+
+  const TrainCall<Net>& call_;
+  const ForwardCall<Net>& fc_;
+  Workspace<Net>& ws_;
+  TrainWorkspace<Net>& tw_;
+  const Leaves leaves_;
+  CallSetup<Net> setup_;
+  const Segments<L> segments_;
+  const Tiling tiling_;
+  const std::array<bool, L> needs_dx_;
+  std::vector<std::array<LayerGrads, L>> worker_grads_;
+  std::array<LayerGrads, L> model_grads_{};
+  std::vector<double> losses_;  // per worker
+};
 }  // namespace detail
 
 // Forward, loss and backward of one batch. Returns the loss (as PyTorch's loss.item()).
 template <Network Net>
 double train_fused(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw) {
-  using T = network_traits<Net>;
-  using P = detail::Plan<Net>;
-  constexpr std::size_t L = T::leaf_count;
-  static_assert(L > 0, "a network without layers has nothing to train");
-  const ForwardCall<Net>& fc = call.forward;
-  const auto leaves = leaf_values(fc.net);
-  const index_t batch = fc.batch;
-  detail::CallSetup<Net> setup = detail::setup_call(fc, leaves, ws);
-  const auto& params = setup.params;
-  const auto& passes = setup.passes;
-  const auto& batch_stats = setup.batch_stats;
-
-  // Segments: [starts[s], starts[s + 1]).
-  std::vector<std::size_t> starts{0};
-  for (std::size_t i = 1; i < L; ++i)
-    if (batch_stats[i]) starts.push_back(i);
-  starts.push_back(L);
-  const std::size_t segments = starts.size() - 1;
-
-  // Worker gradient buffers: each worker owns a fixed set of tiles.
-  const detail::Tiling tiling = P::tiling(fc.net, batch);
-  const index_t workers = tiling.slots();
-  index_t total_grad = 0;
-  for (const Parameter& p : call.state) total_grad += p.grad.numel();
-  tw.partials.resize(static_cast<std::size_t>(workers));
-  std::vector<std::array<LayerGrads, L>> worker_grads(static_cast<std::size_t>(workers));
-  for (index_t w = 0; w < workers; ++w) {
-    auto& buffer = tw.partials[static_cast<std::size_t>(w)];
-    buffer.assign(static_cast<std::size_t>(total_grad), 0.0f);
-    index_t offset = 0;
-    for (const Parameter& p : call.state)
-      if (p.grad.defined()) {
-        grad_of(worker_grads[static_cast<std::size_t>(w)][p.entry.leaf], p.role()) = buffer.data() + offset;
-        offset += p.grad.numel();
-      }
-  }
-  std::array<LayerGrads, L> model_grads{};
-  for (Parameter& p : call.state)
-    if (p.grad.defined()) grad_of(model_grads[p.entry.leaf], p.role()) = p.grad.data();
-
-  // Forward through every segment but the last, keeping each segment's input.
-  tw.segment_inputs.resize(segments);
-  auto segment_input = [&](std::size_t s) -> const float* {
-    return s == 0 ? fc.x : tw.segment_inputs[s].data();
-  };
-  for (std::size_t s = 0; s + 1 < segments; ++s) {
-    if (batch_stats[starts[s]]) detail::prepare_batch_stats(starts[s], fc, leaves, setup, ws, segment_input(s));
-    auto& next = tw.segment_inputs[s + 1];
-    next.resize(static_cast<std::size_t>(batch * T::analysis.in[starts[s + 1]].numel()));
-    detail::run_segment(starts[s], starts[s + 1], fc, leaves, setup, tiling, segment_input(s), next.data());
-  }
-  if (batch_stats[starts[segments - 1]])
-    detail::prepare_batch_stats(starts[segments - 1], fc, leaves, setup, ws, segment_input(segments - 1));
-
-  // Backward, from the last segment to the first. `upstream`: dL/d(the segment's output), full batch (null for
-  // the last segment, whose tiles compute it from the loss). `down`: where dL/d(the segment's first layer's
-  // input, or output for a batch-statistics BatchNorm) goes.
-  std::vector<double> losses(static_cast<std::size_t>(workers), 0.0);
-  const float* upstream = nullptr;
-  const auto needs_dx = input_grad_needed(fc.net, call.dx != nullptr || call.dx2 != nullptr);
-  for (std::size_t s = segments; s-- > 0;) {
-    const std::size_t first = starts[s], last = starts[s + 1];
-    const bool bn_first = batch_stats[first];
-    const std::size_t stop = bn_first ? first + 1 : first;  // the tiles walk back down to this layer
-    tw.grads.resize(2 * segments);
-    std::vector<float>& down_buffer = tw.grads[2 * s];
-    float* down = nullptr;
-    index_t down_width = 0;
-    if (bn_first) {
-      down_width = T::analysis.out[first].numel();
-      down_buffer.resize(static_cast<std::size_t>(batch * down_width));
-      down = down_buffer.data();
-    } else if (s > 0) {
-      down_width = T::analysis.in[first].numel();
-      down_buffer.resize(static_cast<std::size_t>(batch * down_width));
-      down = down_buffer.data();
-    } else {
-      down = call.dx;  // the network's input: only when asked for
-      down_width = T::input_dims.numel();
-    }
-    const index_t in_width = T::analysis.in[first].numel(), out_width = T::analysis.out[last - 1].numel();
-
-    // Tile scratch: every layer's output, and two buffers for the gradient walking back.
-    index_t act_floats = 0;
-    for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
-    const std::size_t scratch_floats = static_cast<std::size_t>(P::scratch_rows * (act_floats + 3 * P::max_width()));
-
-    tiling.run_tiles([&](index_t w, index_t t) {
-      thread_local std::vector<float> scratch;
-      if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-      const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
-      TileContext ctx{fc.training, r0, fc.seed, fc.step, 0};
-      std::array<const float*, L> in_ptr{}, out_ptr{};
-      float* arena = scratch.data();
-      // Forward through the segment, keeping every activation of the tile.
-      const float* cur = segment_input(s) + r0 * in_width;
-      detail::for_leaves_in<L>(first, last, [&](auto i) {
-        using Layer = typename T::template leaf<i>;
-        in_ptr[i] = cur;
-        if (passes[i]) {
-          out_ptr[i] = cur;
-          return;
-        }
-        // The last layer of a segment that is not the network's last: its output feeds only the next
-        // segment, whose gradient is already known. A Linear's backward does not read it: skip the GEMM.
-        if (i + 1 == last && s + 1 < segments && detail::backward_ignores_output<Layer>) return;
-        float* out = arena;
-        arena += P::scratch_rows * T::analysis.out[i].numel();
-        ctx.dropout_stream = P::template dropout_stream<i>();
-        if constexpr (TwoInputEvaluator<Layer>)
-          Eval<Layer>::forward_two_inputs(std::get<i>(leaves), T::analysis.in[i], params[i], cur,
-                                fc.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
-        else
-          Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], params[i], cur, out, rows, ctx);
-        out_ptr[i] = cur = out;
-      });
-      float* grad_buffers[3] = {arena, arena + P::scratch_rows * P::max_width(), arena + 2 * P::scratch_rows * P::max_width()};
-      // dL/d(segment output) for the tile.
-      const float* dy;
-      if (s + 1 == segments) {
-        if (fc.y) std::memcpy(fc.y + r0 * out_width, cur, sizeof(float) * static_cast<std::size_t>(rows * out_width));
-        float* g = grad_buffers[2];
-        switch (call.loss.kind) {
-          case LossTerm::Kind::cross_entropy:
-            losses[static_cast<std::size_t>(w)] += cross_entropy_tile(cur, call.loss.classes + r0, rows, out_width,
-                                                                      call.loss.label_smoothing, call.loss.scale, g);
-            break;
-          case LossTerm::Kind::mse:
-            losses[static_cast<std::size_t>(w)] +=
-                mse_tile(cur, call.loss.targets + r0 * out_width, rows * out_width, call.loss.scale, g);
-            break;
-          case LossTerm::Kind::upstream:
-            std::memcpy(g, call.loss.targets + r0 * out_width, sizeof(float) * static_cast<std::size_t>(rows * out_width));
-            for (index_t k = 0; k < rows * out_width; ++k) losses[static_cast<std::size_t>(w)] += cur[k] * g[k];
-            break;
-        }
-        dy = g;
-      } else {
-        dy = upstream + r0 * out_width;
-      }
-      // Backward through layers [stop, last), last first.
-      int next_buffer = 0;
-      bool below_unneeded = false;  // a layer above did not pass its input's gradient down: nothing below needs it
-      detail::for_leaves_in<L>(0, L, [&](auto rev) {
-        constexpr std::size_t i = L - 1 - decltype(rev)::value;
-        if (i < stop || i >= last || below_unneeded) return;
-        using Layer = typename T::template leaf<i>;
-        if constexpr (nn::is_linear<Layer>) {
-          if (!needs_dx[i]) {
-            Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i],
-                                  worker_grads[static_cast<std::size_t>(w)][i], in_ptr[i], out_ptr[i], dy, nullptr,
-                                  rows, ctx);
-            below_unneeded = true;
-            return;
-          }
-        }
-        float* dx;
-        if (i == stop) {
-          dx = down ? down + r0 * down_width : nullptr;
-        } else {
-          dx = grad_buffers[next_buffer];
-          if (dx == dy) dx = grad_buffers[next_buffer ^= 1];
-          next_buffer ^= 1;
-        }
-        if (passes[i]) {
-          if (i == stop && dx) std::memcpy(dx, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
-          if (i != stop) dx = const_cast<float*>(dy);
-        } else {
-          ctx.dropout_stream = P::template dropout_stream<i>();
-          const LayerGrads& g = worker_grads[static_cast<std::size_t>(w)][i];
-          if constexpr (TwoInputEvaluator<Layer>)
-            Eval<Layer>::backward_two_inputs(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i],
-                                   fc.x2 + r0 * T::input2_dims.numel(), dy, dx,
-                                   call.dx2 ? call.dx2 + r0 * T::input2_dims.numel() : nullptr, rows, ctx);
-          else
-            Eval<Layer>::backward(std::get<i>(leaves), T::analysis.in[i], params[i], g, in_ptr[i], out_ptr[i], dy,
-                                  dx, rows, ctx);
-        }
-        dy = dx;
-      });
-      // A segment that is only a batch-statistics BatchNorm: its output's gradient is the tile's dy.
-      if (stop == last && down) std::memcpy(down + r0 * down_width, dy, sizeof(float) * static_cast<std::size_t>(rows * down_width));
-    });
-
-    // A batch-statistics BatchNorm at the segment's start: its backward over the whole batch.
-    if (bn_first) {
-      std::vector<float>& bn_down = tw.grads[2 * s + 1];
-      float* bn_dx = nullptr;
-      if (s > 0) {
-        bn_down.resize(static_cast<std::size_t>(batch * T::analysis.in[first].numel()));
-        bn_dx = bn_down.data();
-      } else {
-        bn_dx = call.dx;
-      }
-      detail::for_leaves_in<L>(first, first + 1, [&](auto i) {
-        using Layer = typename T::template leaf<i>;
-        if constexpr (BatchStatsEvaluator<Layer>)
-          Eval<Layer>::backward_batch(std::get<i>(leaves), T::analysis.in[i], params[i], model_grads[i],
-                                      segment_input(s), down, bn_dx, batch);
-      });
-      upstream = bn_dx;
-    } else {
-      upstream = down;
-    }
-  }
-
-  // Worker gradients into the model's, in worker order.
-  for (index_t w = 0; w < workers; ++w) {
-    const float* partial = tw.partials[static_cast<std::size_t>(w)].data();
-    for (Parameter& p : call.state) {
-      if (!p.grad.defined()) continue;
-      float* target = p.grad.data();
-      for (index_t k = 0; k < p.grad.numel(); ++k) target[k] += partial[k];
-      partial += p.grad.numel();
-    }
-  }
-  double loss = 0;
-  for (const double l : losses) loss += l;
-  return loss;
+  static_assert(network_traits<Net>::leaf_count > 0, "a network without layers has nothing to train");
+  return detail::TrainPass<Net>(call, ws, tw).run();
 }
 
 }  // namespace kiln::et
