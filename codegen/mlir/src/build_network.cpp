@@ -539,7 +539,7 @@ const std::map<std::string_view, Lowering>& lowerings() {
         [&](auto... act) {
           ([&]<class Act>(Act) {
             std::vector<std::string_view> names;
-            std::apply([&](auto... field) { (names.push_back(field.name), ...); }, nn::fields_of<Act>());
+            std::apply([&](auto... field) { (names.push_back(field.name), ...); }, Act::fields());
             t.emplace(Act::kind, Lowering{[](F& f, const ir::Layer& l, Value x, Value) { return f.activation<Act>(l, x); },
                                           {}, names});
           }(act), ...);

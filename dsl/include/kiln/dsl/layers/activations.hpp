@@ -8,7 +8,7 @@
 // found by argument-dependent lookup.
 //
 // Adding an activation: declare it below (hyperparameters as members with torch's defaults and names, then
-// KILN_ACTIVATION(flops per element), kind, name, fields() if it has hyperparameters, forward, backward, repr)
+// KILN_ACTIVATION(flops per element, a Field per hyperparameter), kind, name, forward, backward, repr)
 // and add it to `activations` at the end of this file. Nothing else: every backend reads it from here.
 #pragma once
 
@@ -24,18 +24,19 @@
 namespace kiln::nn {
 
 // One hyperparameter of an activation: its torch name and where it lives. An activation lists them in
-// fields(); its attributes (kiln::ir) and its reconstruction from them (the MLIR backend) follow.
+// KILN_ACTIVATION; its attributes (kiln::ir) and its reconstruction from them (the MLIR backend) follow.
 template <class Layer, class T>
 struct Field {
   std::string_view name;
   T Layer::*member;
 };
 
-// What every activation shares: the shape passes through, nothing to learn, its fields as attributes. (A macro
-// rather than a base class: a base would make g++ warn, under -Wextra, about every designated initialiser that
-// omits it, as in nn::LeakyReLU{.negative_slope = 0.2f}.)
-#define KILN_ACTIVATION(flops_each)                                                                              \
+// What every activation shares: the shape passes through, nothing to learn, its hyperparameters (the Fields
+// after the flops per element) as attributes. (A macro rather than a base class: a base would make g++ warn,
+// under -Wextra, about every designated initialiser that omits it, as in nn::LeakyReLU{.negative_slope = 0.2f}.)
+#define KILN_ACTIVATION(flops_each, ...)                                                                        \
   static constexpr bool is_activation = true;                                                                   \
+  static constexpr auto fields() { return std::tuple{__VA_ARGS__}; }                                            \
   static constexpr Shaped infer(Dims in) { return Shaped::fits(in); }                                           \
   constexpr ParamList params(Dims) const { return {}; }                                                          \
   constexpr index_t flops(Dims in) const { return in.numel() * (flops_each); }                                  \
@@ -44,17 +45,11 @@ struct Field {
 template <class L>
 concept ActivationLayer = L::is_activation;
 
-// An activation's fields(), or none.
-template <class Act>
-constexpr auto fields_of() {
-  if constexpr (requires { Act::fields(); }) return Act::fields();
-  else return std::tuple<>{};
-}
 
 template <class Act>
 constexpr Attributes activation_attributes(const Act& act) {
   Attributes a;
-  std::apply([&](auto... f) { (a.add(f.name, static_cast<double>(act.*f.member)), ...); }, fields_of<Act>());
+  std::apply([&](auto... f) { (a.add(f.name, static_cast<double>(act.*f.member)), ...); }, Act::fields());
   return a;
 }
 
@@ -66,7 +61,7 @@ constexpr Act activation_from_attributes(const Attributes& a) {
     if constexpr (std::is_enum_v<T>) member = static_cast<T>(static_cast<int>(v));
     else member = static_cast<T>(v);
   };
-  std::apply([&](auto... f) { (set(act.*f.member, a.find(f.name)->value), ...); }, fields_of<Act>());
+  std::apply([&](auto... f) { (set(act.*f.member, a.find(f.name)->value), ...); }, Act::fields());
   return act;
 }
 
@@ -113,9 +108,8 @@ struct GELU {
   GELUApproximate approximate = GELUApproximate::none;
 
   static constexpr std::string_view kind = "gelu";
-  KILN_ACTIVATION(8)
+  KILN_ACTIVATION(8, Field{"approximate", &GELU::approximate})
   static constexpr Text name() { return "GELU"; }
-  static constexpr auto fields() { return std::tuple{Field<GELU, GELUApproximate>{"approximate", &GELU::approximate}}; }
   static constexpr float sqrt_half = 0.70710678118654752f, sqrt_2_over_pi = 0.79788456080286536f,
                          inv_sqrt_2pi = 0.39894228040143268f, cubic = 0.044715f;
   template <class V>
@@ -157,9 +151,8 @@ struct LeakyReLU {
   float negative_slope = 0.01f;
 
   static constexpr std::string_view kind = "leaky_relu";
-  KILN_ACTIVATION(2)
+  KILN_ACTIVATION(2, Field{"negative_slope", &LeakyReLU::negative_slope})
   static constexpr Text name() { return "LeakyReLU"; }
-  static constexpr auto fields() { return std::tuple{Field<LeakyReLU, float>{"negative_slope", &LeakyReLU::negative_slope}}; }
   template <class V>
   V forward(V x) const { return select(x > 0.0f, x, x * negative_slope); }
   template <class V>
@@ -172,9 +165,8 @@ struct ELU {
   float alpha = 1.0f;
 
   static constexpr std::string_view kind = "elu";
-  KILN_ACTIVATION(4)
+  KILN_ACTIVATION(4, Field{"alpha", &ELU::alpha})
   static constexpr Text name() { return "ELU"; }
-  static constexpr auto fields() { return std::tuple{Field<ELU, float>{"alpha", &ELU::alpha}}; }
   template <class V>
   V forward(V x) const { return select(x > 0.0f, x, alpha * expm1(x)); }
   template <class V>
@@ -188,11 +180,8 @@ struct Softplus {
   float threshold = 20.0f;
 
   static constexpr std::string_view kind = "softplus";
-  KILN_ACTIVATION(5)
+  KILN_ACTIVATION(5, Field{"beta", &Softplus::beta}, Field{"threshold", &Softplus::threshold})
   static constexpr Text name() { return "Softplus"; }
-  static constexpr auto fields() {
-    return std::tuple{Field<Softplus, float>{"beta", &Softplus::beta}, Field<Softplus, float>{"threshold", &Softplus::threshold}};
-  }
   template <class V>
   V forward(V x) const { return select(x * beta > threshold, x, log1p(exp(x * beta)) / beta); }
   template <class V>
