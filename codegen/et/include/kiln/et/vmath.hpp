@@ -3,6 +3,7 @@
 // code (padded), so a value's result never depends on where a tile boundary falls.
 #pragma once
 
+#include <kiln/dsl/dims.hpp>
 #include <kiln/et/simd.hpp>
 
 #include <algorithm>
