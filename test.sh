@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
-# The whole test suite, with g++ 12 and with clang 19: builds each from scratch-or-cache and runs CTest
-# (goldens, laws, errors, compile-fail pairs, samples, the find_package consumer, the safetensors interop).
+# The whole test suite (CI runs it through .ci/run):
+#   1. g++ 12, then clang++-19: the `release` preset (Release, Ninja) into build/test-<compiler>, everything built
+#      (header self-containment included) and CTest run: goldens, laws, errors, compile-fail pairs, samples, the
+#      find_package consumer, the safetensors interop, the MLIR backend.
+#   2. The `asan-ubsan` preset (clang++-19, AddressSanitizer + UndefinedBehaviorSanitizer, no MLIR, no samples):
+#      kiln_tests alone, and its Catch2 tests; the first report fails the test.
+#   3. The `tsan` preset (clang++-19, ThreadSanitizer): kiln_tests built from the thread-pool tests alone
+#      (tests/runtime/test_threads.cpp), run under TSan.
+# Each build is from scratch or from what the last run left in build/.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install-deps.sh
 status=0
+step() { echo "== $1 =="; step_start=$SECONDS; }
+took() { echo "== $1: $((SECONDS - step_start)) s =="; }
 for compiler in g++ clang++-19; do
   dir=build/test-${compiler}
-  echo "== ${compiler} =="
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$compiler" >/dev/null
+  step "${compiler}"
+  cmake --preset release -B "$dir" -DCMAKE_CXX_COMPILER="$compiler" >/dev/null
   cmake --build "$dir" -j2
   ctest --test-dir "$dir" -j2 --output-on-failure || status=1
+  took "${compiler}"
+done
+for preset in asan-ubsan tsan; do
+  step "${preset}"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j2
+  ctest --preset "$preset" -j2 || status=1
+  took "${preset}"
 done
 exit $status

@@ -102,7 +102,7 @@ TEST_CASE("jit: the in-process cache returns the kernel compiled before", "[jit]
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("jit: the disk cache serves a new process; a damaged file is compiled again", "[jit][cache]") {
+TEST_CASE("jit: the disk cache serves a new process, a damaged file is compiled again", "[jit][cache]") {
   const auto dir = temp_cache("disk");
   kiln::Model model{small_net, 1};
   model.eval();

@@ -52,7 +52,7 @@ TEST_CASE("laws: Flatten then Unflatten is the identity, bit for bit", "[laws]")
   CHECK(x.view({5, 24}).view({5, 2, 3, 4}).shares_storage_with(x));
 }
 
-TEST_CASE("laws: Dropout in eval mode is the identity; p = 0 keeps and p = 1 drops everything", "[laws]") {
+TEST_CASE("laws: Dropout in eval mode is the identity, p = 0 keeps and p = 1 drops everything", "[laws]") {
   static constexpr nn::Sequential net{kiln::input<100>, nn::Dropout{0.7f}};
   Tensor x({50, 100});
   for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 13) - 6.5f;

@@ -140,7 +140,7 @@ TEST_CASE("training: BatchNorm and Dropout train step for step (running stats, m
                    nn::CrossEntropyLoss{});
 }
 
-TEST_CASE("training: gradients accumulate until zeroed; runs are bit-reproducible for a thread count", "[training]") {
+TEST_CASE("training: gradients accumulate until zeroed, runs are bit-reproducible for a thread count", "[training]") {
   // 4096 rows (the golden batch repeated): enough work for the kernel to use both threads.
   const kiln::TensorFile g = train_golden("optim_bn_dropout");
   const Tensor& x32 = g.tensors.at("X");

@@ -224,7 +224,11 @@ Stage stage_from_name(std::string_view name) {
 
 Target host_target() {
   std::string features;
-  for (const auto& f : llvm::sys::getHostCPUFeatures()) features += (features.empty() ? "" : ",") + std::string(f.getValue() ? "+" : "-") + f.getKey().str();
+  for (const auto& f : llvm::sys::getHostCPUFeatures()) {
+    if (!features.empty()) features += ',';  // appended piece by piece: see ir::to_string(Dims)
+    features += f.getValue() ? '+' : '-';
+    features += f.getKey().str();
+  }
   return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features};
 }
 

@@ -4,6 +4,7 @@
 // falls.
 #pragma once
 
+#include <kiln/dsl/dims.hpp>
 #include <kiln/et/simd.hpp>
 
 #include <algorithm>

@@ -56,7 +56,10 @@ using KernelFn = void (*)(void* const* buffers, std::int64_t batch, std::uint64_
 // field of every struct above is in it (attributes exactly, as hexadecimal floats).
 inline std::string to_string(const Dims& d) {
   std::string s = "[";
-  for (int i = 0; i < d.rank; ++i) s += (i ? "," : "") + std::to_string(d.sizes[i]);
+  for (int i = 0; i < d.rank; ++i) {
+    if (i) s += ',';  // not `"," + std::to_string(...)`: g++ 12 -O3 warns about it (bogus -Wrestrict, GCC PR 105329)
+    s += std::to_string(d.sizes[i]);
+  }
   return s + "]";
 }
 inline std::string to_string(const Layer& l) {
