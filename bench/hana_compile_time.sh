@@ -46,7 +46,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 includes=(-I"$root/dsl/include" -I"$root/codegen/et/include" -I"$root/codegen/ir/include"
-          -I"$root/runtime/include" -I"$(dirname "$source")")
+          -I"$root/runtime/include" -I"$root/api/include" -I"$(dirname "$source")")
 # shellcheck disable=SC2206
 extra_includes=(${KILN_EXTRA_INCLUDES:-})
 

@@ -15,7 +15,7 @@ inline std::filesystem::path golden_path(const std::string& name) {
   return std::filesystem::path{KILN_GOLDEN_DIR} / (name + ".safetensors");
 }
 
-// Max relative error of `actual` against `expected`, the measure of SEMANTICS.md: within 1e-5 relative,
+// Max relative error of `actual` against `expected`, the measure of docs/SEMANTICS.md: within 1e-5 relative,
 // or 1e-6 absolute near zero. Returns the worst |a - e| / (1e-5 |e| + 1e-6) ratio (<= 1 passes) and where.
 struct Closeness {
   double worst_ratio = 0;

@@ -29,11 +29,12 @@
 namespace kiln {
 
 namespace detail {
+// "[N, 1, 28, 28]": per-sample dims with the batch written N.
+inline std::string batched_text(const Dims& d) { return std::string{d.text().view()}; }
+
 // Shape of a schema entry as a runtime Shape.
 inline Shape shape_of(const Dims& d) { return Shape(d.sizes, d.sizes + d.rank); }
 
-// "[N, 1, 28, 28]" for a tensor of `shape` that has a batch dim; the tensor's shape otherwise.
-inline std::string batched_text(const Dims& d) { return std::string{d.text().view()}; }
 }  // namespace detail
 
 template <Network Net>

@@ -291,8 +291,9 @@ class TrainPass {
       for (Parameter& p : call_.state) {
         if (!p.grad.defined()) continue;
         float* target = p.grad.data();
-        for (index_t k = 0; k < p.grad.numel(); ++k) target[k] += partial[k];
-        partial += p.grad.numel();
+        const index_t n = p.grad.numel();  // hoisted: numel() multiplies out the shape on every call
+        for (index_t k = 0; k < n; ++k) target[k] += partial[k];
+        partial += n;
       }
     }
   }
