@@ -64,8 +64,22 @@ static_assert(nn::Dropout{}.p == 0.5f);
 static_assert(nn::BatchNorm1d<4>{}.eps == 1e-5f && *nn::BatchNorm1d<4>{}.momentum == 0.1f);
 static_assert(nn::RMSNorm<4>{}.eps_value() == 1.1920928955078125e-07f);
 
-// Layers satisfy the layer concept.
+static_assert(nn::LeakyReLU{}.negative_slope == 0.01f && nn::ELU{}.alpha == 1.0f);
+static_assert(nn::Softplus{}.beta == 1.0f && nn::Softplus{}.threshold == 20.0f);
+static_assert(nn::GELU{}.approximate == nn::GELUApproximate::none);
+
+// Layers satisfy the layer concept; every activation too.
 static_assert(nn::Layer<nn::Linear<2, 3>> && nn::Layer<nn::BatchNorm1d<3>> && nn::Layer<nn::Unflatten<1, 2, 2>>);
+static_assert(nn::Layer<nn::Identity> && nn::Layer<nn::LogSoftmax<-1>>);
+static_assert([]<class... A>(std::tuple<A...>*) { return ((nn::Layer<A> && nn::ActivationLayer<A>) && ...); }(
+    static_cast<nn::activations*>(nullptr)));
+static_assert(!nn::ActivationLayer<nn::Linear<2, 3>> && !nn::ActivationLayer<nn::Identity>);
+
+// The new layers in a network: shapes, no parameters, their FLOPs.
+constexpr nn::Sequential activations{kiln::input<3, 10>, nn::GELU{}, nn::SiLU{}, nn::LeakyReLU{.negative_slope = 0.2f},
+                                     nn::ELU{}, nn::Softplus{}, nn::Hardswish{}, nn::Identity{}, nn::LogSoftmax<-1>{}};
+static_assert(kiln::output_shape(activations) == Dims{3, 10} && kiln::parameter_count(activations) == 0);
+static_assert(kiln::flops_per_sample(activations) == 30 * (8 + 5 + 2 + 4 + 5 + 4 + 0 + 5));
 
 // --- networks that do not fit: the sentence of each rule ---
 static_assert(error_of<Input<784>, nn::Linear<784, 512>, nn::ReLU, nn::Linear<784, 10>>() ==
@@ -74,6 +88,9 @@ static_assert(error_of<Input<24>, nn::Unflatten<1, 5, 5>>() ==
               Text{"layer 0 (Unflatten<1, 5, 5>) splits a dim of size 24 into sizes whose product is 25"});
 static_assert(error_of<Input<4, 6>, nn::Softmax<3>>() ==
               Text{"layer 0 (Softmax<3>) has dim 3, out of range for an input of rank 3 [N, 4, 6]"});
+static_assert(error_of<Input<10>, nn::LogSoftmax<0>>() ==
+              Text{"layer 0 (LogSoftmax<0>) would normalise over the batch dim of [N, 10]; in a network it works per "
+                   "sample (use kiln::F for dim 0)"});
 static_assert(error_of<Input<3, 8>, nn::LayerNorm<3, 4>>() ==
               Text{"layer 0 (LayerNorm<3, 4>) normalises over the last dims [3, 4] but receives [N, 3, 8]"});
 static_assert(error_of<Input<8>, nn::RMSNorm<16>>() ==
