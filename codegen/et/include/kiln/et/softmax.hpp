@@ -9,14 +9,20 @@
 
 namespace kiln::et {
 
+// The largest of xs[0], xs[inner], ..., xs[(length - 1) * inner].
+inline float strided_max(const float* xs, index_t length, index_t inner) {
+  float m = xs[0];
+  for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k * inner]);
+  return m;
+}
+
 // x viewed as [outer, length, inner]; softmax over the middle dim. x and y may be the same.
 inline void softmax_forward(const float* x, float* y, index_t outer, index_t length, index_t inner) {
   if (inner == 1) {  // contiguous rows: vectors
     for (index_t o = 0; o < outer; ++o) {
       const float* xs = x + o * length;
       float* ys = y + o * length;
-      float m = xs[0];
-      for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k]);
+      const float m = strided_max(xs, length, 1);
       map_vectors(xs, ys, length, [m](vfloat v) { return vexp(v - m); });
       const float inv = 1.0f / sum_vectors(ys, length);
       map_vectors(ys, ys, length, [inv](vfloat v) { return v * inv; });
@@ -27,8 +33,7 @@ inline void softmax_forward(const float* x, float* y, index_t outer, index_t len
     for (index_t in = 0; in < inner; ++in) {
       const float* xs = x + o * length * inner + in;
       float* ys = y + o * length * inner + in;
-      float m = xs[0];
-      for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k * inner]);
+      const float m = strided_max(xs, length, inner);
       float sum = 0;
       for (index_t k = 0; k < length; ++k) sum += ys[k * inner] = vexp(broadcast(xs[k * inner] - m))[0];
       const float inv = 1.0f / sum;
@@ -54,8 +59,7 @@ inline void log_softmax_forward(const float* x, float* y, index_t outer, index_t
     for (index_t in = 0; in < inner; ++in) {
       const float* xs = x + o * length * inner + in;
       float* ys = y + o * length * inner + in;
-      float m = xs[0];
-      for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k * inner]);
+      const float m = strided_max(xs, length, inner);
       float sum = 0;
       for (index_t k = 0; k < length; ++k) sum += vexp(broadcast(xs[k * inner] - m))[0];
       const float log_sum = std::log(sum);  // (x - max) - log_sum, as PyTorch: x - (max + log_sum) would round
