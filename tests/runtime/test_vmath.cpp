@@ -111,7 +111,7 @@ TEST_CASE("vmath: vlog is within 1 ulp of log", "[vmath]") {
   require_within(worst_error([](et::vfloat x) { return et::vlog(x); }, [](double x) { return std::log(x); }), 1.0);
 }
 
-TEST_CASE("vmath: NaN gives NaN; infinities, zeros and domain edges as the std:: functions", "[vmath]") {
+TEST_CASE("vmath: NaN gives NaN, and infinities, zeros and domain edges as the std:: functions", "[vmath]") {
   const auto erf = [](et::vfloat x) { return et::verf(x); };
   const auto expm1 = [](et::vfloat x) { return et::vexpm1(x); };
   const auto log1p = [](et::vfloat x) { return et::vlog1p(x); };
