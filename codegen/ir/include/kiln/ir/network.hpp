@@ -63,15 +63,17 @@ inline std::string to_string(const Dims& d) {
   return s + "]";
 }
 inline std::string to_string(const Layer& l) {
-  std::string s = std::string(l.kind) + " " + std::string(l.path.view()) + " " + std::string(l.name.view()) + " " +
-                  to_string(l.in) + " " + to_string(l.in2) + " " + to_string(l.out);
+  // Appended piece by piece: `" " + std::string(...)` draws g++ 12's bogus -Wrestrict at -O3 (GCC PR 105329).
+  std::string s{l.kind};
+  for (const std::string_view piece : {l.path.view(), l.name.view()}) (s += ' ') += piece;
+  for (const Dims& d : {l.in, l.in2, l.out}) (s += ' ') += to_string(d);
   for (const Attribute& a : l.attributes) {
     char value[40];
     std::snprintf(value, sizeof value, "%a", a.value);
-    s += " " + std::string(a.name) + "=" + value;
+    (((s += ' ') += a.name) += '=') += value;
   }
   s += " |";
-  for (const int p : l.params) s += " " + std::to_string(p);
+  for (const int p : l.params) (s += ' ') += std::to_string(p);
   return s;
 }
 inline std::string to_string(const Network& net) {
