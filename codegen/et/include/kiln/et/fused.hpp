@@ -97,7 +97,6 @@ void check_batch_stats(const Leaves& leaves, index_t batch, bool training) {
   });
 }
 
-
 namespace detail {
 
 // How a batch is cut into tiles: blocks of linear_rows rows (the micro-kernel's), dealt out as evenly as
@@ -172,7 +171,6 @@ struct Plan {
     }(std::make_index_sequence<I>{});
   }
 };
-
 
 // What a call knows about each leaf before it runs: its parameters (with BatchNorm's scale and shift, already
 // prepared where the running stats apply), whether it passes the tile on unchanged, whether it needs the

@@ -37,7 +37,6 @@ std::array<bool, network_traits<Net>::leaf_count> input_grad_needed(const Net& n
   return needed;
 }
 
-
 template <Network Net>
 struct TrainCall {
   ForwardCall<Net> forward;          // y may be null: the output is then not kept
