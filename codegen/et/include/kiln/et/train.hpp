@@ -110,7 +110,8 @@ class TrainPass {
   // Per worker, a buffer for every parameter's gradient (each worker owns a fixed set of tiles); and the model's.
   void bind_gradients() {
     index_t total = 0;
-    for (const Parameter& p : call_.state) total += p.grad.numel();
+    for (const Parameter& p : call_.state)
+      if (p.grad.defined()) total += p.grad.numel();  // a buffer has no gradient (an undefined Tensor counts 1)
     const auto workers = static_cast<std::size_t>(tiling_.slots());
     tw_.partials.resize(workers);
     worker_grads_.assign(workers, {});
