@@ -1,16 +1,17 @@
 // The fused forward pass: the whole network as one kernel over tiles of batch rows.
 //
-// A tile of `tile_rows` samples walks through every layer with its intermediates in two per-thread scratch
-// buffers (ping-pong) that stay in cache; only the network's output is written to memory. Views (Flatten,
-// Unflatten) and eval-mode Dropout pass the tile on without work.
+// A tile of `tile_rows` samples walks through every step of the network's data flow (its layers, and the joins
+// of Residual, Sum and Concat) with its intermediates in per-thread scratch slots that stay in cache (flow.hpp:
+// two, ping-pong, for a straight line; one more while a skip path waits); only the network's output is written
+// to memory. Views (Flatten, Unflatten, Identity) and eval-mode Dropout pass the tile on without work.
 //
 // BatchNorm1d with batch statistics (train mode, or no running stats) needs the mean and variance over the
-// whole batch before it can normalise any row. The kernel splits there: the layers before it run fused over
-// all tiles into one full-batch buffer (its input), the statistics are computed from that buffer, and the
-// next fused segment starts at the BatchNorm. In eval mode BatchNorm is a per-channel affine map and the
-// network is a single segment.
+// whole batch before it can normalise any row. The kernel splits there: the steps before it run fused over
+// all tiles into one full-batch buffer (its input, and any skip path that crosses it), the statistics are
+// computed from that buffer, and the next fused segment starts at the BatchNorm. In eval mode BatchNorm is a
+// per-channel affine map and the network is a single segment.
 //
-// forward_unfused runs the same network one layer at a time over the whole batch, every intermediate a
+// forward_unfused runs the same network one step at a time over the whole batch, every intermediate a
 // full-batch buffer: with Unfused::same_kernels it uses the fused kernel's per-layer code (the baseline that
 // shows what fusion gains), with Unfused::plain_loops plain loops for Linear (the independent reference the
 // tests compare the fused kernel against).
@@ -19,6 +20,7 @@
 #include <kiln/dsl/schema.hpp>
 #include <kiln/dsl/sequential.hpp>
 #include <kiln/et/evaluators.hpp>
+#include <kiln/et/flow.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/threads.hpp>
 
@@ -48,12 +50,12 @@ struct ForwardCall {
 };
 
 // Memory a forward call reuses from one call to the next, so that a call allocates nothing: per BatchNorm1d
-// its per-channel scale and shift, and the full-batch buffers where the kernel splits.
+// its per-channel scale and shift, and per value the full-batch buffer where the kernel splits.
 template <Network Net>
 struct Workspace {
   static constexpr std::size_t L = network_traits<Net>::leaf_count;
   std::array<std::vector<float>, L> batchnorm;
-  std::vector<float> stage[2];
+  std::array<std::vector<float>, first_step_value + network_traits<Net>::step_count> stored;
   std::uint32_t calls = 0;  // calls so far: odd and even ones walk the weights in opposite orders
   Workspace() {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -138,17 +140,18 @@ struct Tiling {
 template <Network Net>
 struct Plan {
   using T = network_traits<Net>;
-  static constexpr std::size_t L = T::leaf_count;
+  static constexpr std::size_t L = T::leaf_count, S = T::step_count;
   static_assert([]<class... Leaves>(std::tuple<Leaves...>*) { return (Evaluator<Leaves> && ...); }(
                     static_cast<typename T::leaves*>(nullptr)),
                 "kiln::et: a layer of this network has no complete evaluator (see the Evaluator concept in et/eval.hpp)");
 
+  // The widest value of the data flow, per sample.
   static constexpr index_t max_width() {
     index_t w = std::max(T::input_dims.numel(), T::input2_dims.numel());
-    for (std::size_t i = 0; i < L; ++i) w = std::max({w, T::analysis.in[i].numel(), T::analysis.out[i].numel()});
+    for (std::size_t k = 0; k < S; ++k) w = std::max(w, T::analysis.steps[k].out.numel());
     return w;
   }
-  // Rows per tile, at most: two scratch buffers of about 128 KiB each, a multiple of the micro-kernel's rows.
+  // Rows per tile, at most: scratch slots of about 128 KiB each, a multiple of the micro-kernel's rows.
   // (A tile of the Tiling has at most one block more than its share: tile_rows + linear_rows.)
   static constexpr index_t tile_rows =
       std::clamp<index_t>(32768 / max_width() / linear_rows * linear_rows, linear_rows, 40 * linear_rows);
@@ -170,23 +173,32 @@ struct Plan {
       return (0u + ... + (std::is_same_v<typename T::template leaf<J>, nn::Dropout> ? 1u : 0u));
     }(std::make_index_sequence<I>{});
   }
+  // Per sample, the size of value v.
+  static constexpr index_t width(int v) { return T::analysis.dims(v).numel(); }
 };
+
+// Calls f(index_constant) for each step index in [first, last), in order.
+template <std::size_t S, class F>
+void for_steps_in(std::size_t first, std::size_t last, F&& f) {
+  for_leaves_in<S>(first, last, f);
+}
 
 // What a call knows about each leaf before it runs: its parameters (with BatchNorm's scale and shift, already
 // prepared where the running stats apply), whether it passes the tile on unchanged, whether it needs the
-// statistics of the whole batch.
+// statistics of the whole batch; and so where each value of the data flow lives (Flow).
 template <Network Net>
 struct CallSetup {
-  static constexpr std::size_t L = network_traits<Net>::leaf_count;
+  static constexpr std::size_t L = network_traits<Net>::leaf_count, S = network_traits<Net>::step_count;
   std::array<LayerParams, L> params;
   std::array<bool, L> passes{}, batch_stats{};
+  Flow<S> flow;
   bool reverse_weights = false;
 };
 
 template <Network Net, class Leaves>
 CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Workspace<Net>& ws) {
   using T = network_traits<Net>;
-  constexpr std::size_t L = T::leaf_count;
+  constexpr std::size_t L = T::leaf_count, S = T::step_count;
   check_batch_stats<Net>(leaves, call.batch, call.training);
   CallSetup<Net> setup;
   for (std::size_t i = 0; i < L; ++i) setup.params[i] = call.params[i];
@@ -204,92 +216,112 @@ CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Wo
                              ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
     }
   });
+  std::array<bool, S> step_passes{}, step_batch_stats{};
+  for (std::size_t k = 0; k < S; ++k) {
+    const Step& step = T::analysis.steps[k];
+    if (step.op != Step::Op::layer) continue;
+    step_passes[k] = setup.passes[step.leaf];
+    step_batch_stats[k] = setup.batch_stats[step.leaf];
+  }
+  setup.flow = plan_flow<S>(T::analysis, step_passes, step_batch_stats);
+  for (std::size_t r = 0; r < setup.flow.V; ++r)
+    if (setup.flow.stored[r])
+      ws.stored[r].resize(static_cast<std::size_t>(call.batch * Plan<Net>::width(static_cast<int>(r))));
   return setup;
 }
 
-// Prepares the batch-statistics BatchNorm at leaf `i` from its whole input x (and updates its running stats).
+// Where value v of the call is, full batch (for a network input or a stored value), else null.
+template <Network Net>
+const float* full_batch_value(const ForwardCall<Net>& call, const CallSetup<Net>& setup, const Workspace<Net>& ws,
+                              int v) {
+  const int r = setup.flow.root[static_cast<std::size_t>(v)];
+  if (r == 0) return call.x;
+  if (r == 1) return call.x2;
+  return setup.flow.stored[static_cast<std::size_t>(r)] ? ws.stored[static_cast<std::size_t>(r)].data() : nullptr;
+}
+
+// Prepares the batch-statistics BatchNorm at step k from its whole input (and updates its running stats).
 template <Network Net, class Leaves>
-void prepare_batch_stats(std::size_t i, const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<Net>& setup,
-                         Workspace<Net>& ws, const float* x) {
+void prepare_batch_stats(std::size_t k, const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<Net>& setup,
+                         Workspace<Net>& ws) {
   using T = network_traits<Net>;
-  for_leaves_in<T::leaf_count>(i, i + 1, [&](auto c) {
-    using Layer = typename T::template leaf<c>;
-    if constexpr (BatchStatsEvaluator<Layer>)
-      Eval<Layer>::prepare(std::get<c>(leaves), T::analysis.in[c], setup.params[c], call.training, x, call.batch,
-                           ws.batchnorm[c].data(), ws.batchnorm[c].data() + Layer::num_features);
+  for_steps_in<T::step_count>(k, k + 1, [&](auto c) {
+    constexpr Step step = T::analysis.steps[c];
+    if constexpr (step.op == Step::Op::layer) {
+      using Layer = typename T::template leaf<step.leaf>;
+      if constexpr (BatchStatsEvaluator<Layer>)
+        Eval<Layer>::prepare(std::get<step.leaf>(leaves), T::analysis.in[step.leaf], setup.params[step.leaf],
+                             call.training, full_batch_value(call, setup, ws, step.inputs[0]), call.batch,
+                             ws.batchnorm[step.leaf].data(), ws.batchnorm[step.leaf].data() + Layer::num_features);
+    }
   });
 }
 
-// Runs leaves [first, last) fused over the whole batch, in tiles of `tile` rows spread over the threads:
-// reads src (the input of `first`, full batch) and writes dst (the output of last - 1, full batch).
+// Step K's forward on a tile's rows: in(j) is where its j-th input is, out where its output goes.
+template <Network Net, std::size_t K, class Leaves, class In>
+void run_step(const Leaves& leaves, const CallSetup<Net>& setup, In&& in, float* out, index_t rows, TileContext& ctx) {
+  using T = network_traits<Net>;
+  constexpr Step step = T::analysis.steps[K];
+  if constexpr (step.op == Step::Op::layer) {
+    using Layer = typename T::template leaf<step.leaf>;
+    ctx.dropout_stream = Plan<Net>::template dropout_stream<step.leaf>();
+    const auto& layer = std::get<step.leaf>(leaves);
+    if constexpr (TwoInputEvaluator<Layer>)
+      Eval<Layer>::forward_two_inputs(layer, T::analysis.in[step.leaf], setup.params[step.leaf], in(0), in(1), out,
+                                      rows, ctx);
+    else
+      Eval<Layer>::forward(layer, T::analysis.in[step.leaf], setup.params[step.leaf], in(0), out, rows, ctx);
+  } else {
+    std::array<const float*, nn::max_branches> x{};
+    for (int j = 0; j < step.input_count; ++j) x[static_cast<std::size_t>(j)] = in(j);
+    if constexpr (step.op == Step::Op::add)
+      join::add(x.data(), step.input_count, out, rows * step.out.numel());
+    else
+      join::concat(join::ConcatLayout(T::analysis, step), x.data(), step.input_count, out, rows);
+  }
+}
+
+// Runs segment s fused over the whole batch, in tiles spread over the threads: values from earlier segments
+// are read from their full-batch buffers, values read later are written to theirs, the output to call.y.
 template <Network Net, class Leaves>
-void run_segment(std::size_t first, std::size_t last, const ForwardCall<Net>& call, const Leaves& leaves,
-                 const CallSetup<Net>& setup, const Tiling& tiling, const float* src, float* dst) {
+void run_segment(std::size_t s, const ForwardCall<Net>& call, const Leaves& leaves, const CallSetup<Net>& setup,
+                 Workspace<Net>& ws, const Tiling& tiling) {
   using T = network_traits<Net>;
   using P = Plan<Net>;
-  constexpr std::size_t L = T::leaf_count;
-  const index_t batch = call.batch;
-  const index_t in_width = T::analysis.in[first].numel(), out_width = T::analysis.out[last - 1].numel();
-  std::size_t last_compute = L;
-  for (std::size_t i = first; i < last; ++i)
-    if (!setup.passes[i]) last_compute = i;
-  if (last_compute == L) {  // only views: the data is unchanged
-    if (src != dst) std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(batch * in_width));
-    return;
-  }
+  const Flow<T::step_count>& flow = setup.flow;
+  const auto slot_floats = static_cast<std::size_t>(P::scratch_rows * P::max_width());
   tiling.run_tiles([&](index_t, index_t t) {
     thread_local std::vector<float> scratch;
-    if (scratch.size() < static_cast<std::size_t>(2 * P::scratch_rows * P::max_width()))
-      scratch.resize(static_cast<std::size_t>(2 * P::scratch_rows * P::max_width()));
-    float* const buffers[2] = {scratch.data(), scratch.data() + P::scratch_rows * P::max_width()};
+    if (scratch.size() < static_cast<std::size_t>(flow.slots) * slot_floats)
+      scratch.resize(static_cast<std::size_t>(flow.slots) * slot_floats);
     const index_t r0 = tiling.begin(t), rows = tiling.rows(t);
-    const float* cur = src + r0 * in_width;
+    auto at = [&](int v) -> float* {
+      const auto r = static_cast<std::size_t>(flow.root[static_cast<std::size_t>(v)]);
+      if (const float* full = full_batch_value(call, setup, ws, v)) return const_cast<float*>(full) + r0 * P::width(v);
+      if (static_cast<int>(r) == flow.output_root) return call.y + r0 * P::width(v);
+      return scratch.data() + static_cast<std::size_t>(flow.slot[r]) * slot_floats;
+    };
     TileContext ctx{call.training, r0, call.seed, call.step, 0, setup.reverse_weights};
-    for_leaves_in<L>(first, last_compute + 1, [&](auto i) {
-      using Layer = typename T::template leaf<i>;
-      if (setup.passes[i]) return;
-      float* out = i == last_compute ? dst + r0 * out_width : (cur == buffers[0] ? buffers[1] : buffers[0]);
-      ctx.dropout_stream = P::template dropout_stream<i>();
-      if constexpr (TwoInputEvaluator<Layer>)
-        Eval<Layer>::forward_two_inputs(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur,
-                              call.x2 + r0 * T::input2_dims.numel(), out, rows, ctx);
-      else
-        Eval<Layer>::forward(std::get<i>(leaves), T::analysis.in[i], setup.params[i], cur, out, rows, ctx);
-      cur = out;
+    for_steps_in<T::step_count>(flow.first(s), flow.last(s), [&](auto k) {
+      constexpr Step step = T::analysis.steps[k];
+      if (step.op == Step::Op::layer && setup.passes[step.leaf]) return;
+      run_step<Net, k>(leaves, setup, [&](int j) -> const float* { return at(step.inputs[static_cast<std::size_t>(j)]); },
+                       at(value_of_step(k)), rows, ctx);
     });
   });
 }
 
-// How a call cuts the network: segment s is leaves [first(s), last(s)). A segment starts at leaf 0 and at every
-// BatchNorm that needs the statistics of its whole input, which must be complete before any row can go on.
-template <std::size_t L>
-struct Segments {
-  std::array<std::size_t, L + 1> start{};
-  std::size_t count = 0;
-  explicit Segments(const std::array<bool, L>& batch_stats) {
-    for (std::size_t i = 0; i < L; ++i)
-      if (i == 0 || batch_stats[i]) start[count++] = i;
-    start[count] = L;
-  }
-  std::size_t first(std::size_t s) const { return start[s]; }
-  std::size_t last(std::size_t s) const { return start[s + 1]; }
-};
-
-// Runs segments [0, upto) forward over the whole batch, fused tile by tile: segment 0 reads the call's input,
-// segment s writes output_of(s) (the next segment's input, or the network's output), and a batch-statistics
-// BatchNorm that starts a segment is prepared from that segment's input first. Returns the last one written.
-template <Network Net, class Leaves, class OutputOf>
-const float* run_segments(const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<Net>& setup,
-                          Workspace<Net>& ws, const Tiling& tiling, const Segments<network_traits<Net>::leaf_count>& segments,
-                          std::size_t upto, OutputOf&& output_of) {
-  const float* src = call.x;
+// Runs segments [0, upto) forward over the whole batch, fused tile by tile; a batch-statistics BatchNorm that
+// starts a segment is prepared from its whole input first.
+template <Network Net, class Leaves>
+void run_segments(const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<Net>& setup, Workspace<Net>& ws,
+                  const Tiling& tiling, std::size_t upto) {
+  using T = network_traits<Net>;
   for (std::size_t s = 0; s < upto; ++s) {
-    if (setup.batch_stats[segments.first(s)]) prepare_batch_stats(segments.first(s), call, leaves, setup, ws, src);
-    float* dst = output_of(s);
-    run_segment(segments.first(s), segments.last(s), call, leaves, setup, tiling, src, dst);
-    src = dst;
+    const Step& first = T::analysis.steps[setup.flow.first(s)];
+    if (first.op == Step::Op::layer && setup.batch_stats[first.leaf]) prepare_batch_stats(setup.flow.first(s), call, leaves, setup, ws);
+    run_segment(s, call, leaves, setup, ws, tiling);
   }
-  return src;
 }
 
 }  // namespace detail
@@ -298,23 +330,15 @@ template <Network Net>
 void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
   using T = network_traits<Net>;
   using P = detail::Plan<Net>;
-  constexpr std::size_t L = T::leaf_count;
   const auto leaves = leaf_values(call.net);
-  const index_t batch = call.batch;
-
-  if constexpr (L == 0) {
-    std::memcpy(call.y, call.x, sizeof(float) * static_cast<std::size_t>(batch * T::input_dims.numel()));
+  const auto n = static_cast<std::size_t>(call.batch * T::output_dims.numel());
+  if constexpr (T::step_count == 0) {
+    std::memcpy(call.y, call.x, sizeof(float) * n);
   } else {
     detail::CallSetup<Net> setup = detail::setup_call(call, leaves, ws);
-    const detail::Segments<L> segments(setup.batch_stats);
-    // The full-batch input of each later segment lives in one of the workspace's two stage buffers.
-    detail::run_segments(call, leaves, setup, ws, P::tiling(call.net, batch), segments, segments.count,
-                         [&](std::size_t s) {
-                           if (s + 1 == segments.count) return call.y;
-                           auto& buffer = ws.stage[s & 1];
-                           buffer.resize(static_cast<std::size_t>(batch * T::analysis.in[segments.first(s + 1)].numel()));
-                           return buffer.data();
-                         });
+    detail::run_segments(call, leaves, setup, ws, P::tiling(call.net, call.batch), setup.flow.segments);
+    if (!setup.flow.output_direct)  // the output is the input or a stored value (a network of views)
+      std::memcpy(call.y, detail::full_batch_value(call, setup, ws, T::analysis.output_value), sizeof(float) * n);
   }
 }
 
@@ -324,42 +348,63 @@ template <Network Net>
 void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
   using T = network_traits<Net>;
   using P = detail::Plan<Net>;
-  constexpr std::size_t L = T::leaf_count;
+  constexpr std::size_t S = T::step_count;
   const auto leaves = leaf_values(call.net);
   const index_t batch = call.batch;
   check_batch_stats<Net>(leaves, batch, call.training);
 
-  std::vector<float> current(call.x, call.x + batch * T::input_dims.numel()), next;
-  detail::for_leaves_in<L>(0, L, [&](auto i) {
-    using Layer = typename T::template leaf<i>;
-    const auto& layer = std::get<i>(leaves);
-    LayerParams p = call.params[i];
-    std::vector<float> scale_shift;
-    if constexpr (BatchStatsEvaluator<Layer>) {
-      scale_shift.resize(2 * Layer::num_features);
-      p.scale = scale_shift.data();
-      p.shift = scale_shift.data() + Layer::num_features;
-      Eval<Layer>::prepare(layer, T::analysis.in[i], p, call.training, current.data(), batch, scale_shift.data(),
-                           scale_shift.data() + Layer::num_features);
+  // Every value of the data flow for the whole batch (a view's is its input's).
+  std::array<std::vector<float>, first_step_value + S> store;
+  std::array<const float*, first_step_value + S> at{call.x, call.x2};
+  detail::for_steps_in<S>(0, S, [&](auto k) {
+    constexpr Step step = T::analysis.steps[k];
+    auto& out = store[value_of_step(k)];
+    if constexpr (step.op == Step::Op::layer) {
+      using Layer = typename T::template leaf<step.leaf>;
+      const auto& layer = std::get<step.leaf>(leaves);
+      const float* x = at[static_cast<std::size_t>(step.inputs[0])];
+      LayerParams p = call.params[step.leaf];
+      std::vector<float> scale_shift;
+      if constexpr (BatchStatsEvaluator<Layer>) {
+        scale_shift.resize(2 * Layer::num_features);
+        p.scale = scale_shift.data();
+        p.shift = scale_shift.data() + Layer::num_features;
+        Eval<Layer>::prepare(layer, T::analysis.in[step.leaf], p, call.training, x, batch, scale_shift.data(),
+                             scale_shift.data() + Layer::num_features);
+      }
+      if (Eval<Layer>::passes_through(layer, call.training)) {
+        at[value_of_step(k)] = x;
+        return;
+      }
+      out.assign(static_cast<std::size_t>(batch * step.out.numel()), 0.0f);
+      const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<step.leaf>()};
+      const Dims& in = T::analysis.in[step.leaf];
+      if constexpr (TwoInputEvaluator<Layer>) {
+        if (how == Unfused::plain_loops)
+          Eval<Layer>::forward_two_inputs_reference(layer, in, p, x, call.x2, out.data(), batch, ctx);
+        else
+          Eval<Layer>::forward_two_inputs(layer, in, p, x, call.x2, out.data(), batch, ctx);
+      } else if constexpr (ReferenceEvaluator<Layer>) {
+        if (how == Unfused::plain_loops)
+          Eval<Layer>::forward_reference(layer, in, p, x, out.data(), batch, ctx);
+        else
+          Eval<Layer>::forward(layer, in, p, x, out.data(), batch, ctx);
+      } else {
+        Eval<Layer>::forward(layer, in, p, x, out.data(), batch, ctx);
+      }
+    } else {
+      out.assign(static_cast<std::size_t>(batch * step.out.numel()), 0.0f);
+      std::array<const float*, nn::max_branches> x{};
+      for (int j = 0; j < step.input_count; ++j) x[static_cast<std::size_t>(j)] = at[static_cast<std::size_t>(step.inputs[j])];
+      if constexpr (step.op == Step::Op::add)
+        join::add(x.data(), step.input_count, out.data(), batch * step.out.numel());
+      else
+        join::concat(join::ConcatLayout(T::analysis, step), x.data(), step.input_count, out.data(), batch);
     }
-    if (Eval<Layer>::passes_through(layer, call.training)) return;
-    next.assign(static_cast<std::size_t>(batch * T::analysis.out[i].numel()), 0.0f);
-    const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<i>()};
-    if constexpr (TwoInputEvaluator<Layer>) {
-      if (how == Unfused::plain_loops)
-        Eval<Layer>::forward_two_inputs_reference(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
-      else
-        Eval<Layer>::forward_two_inputs(layer, T::analysis.in[i], p, current.data(), call.x2, next.data(), batch, ctx);
-    } else if constexpr (ReferenceEvaluator<Layer>) {
-      if (how == Unfused::plain_loops)
-        Eval<Layer>::forward_reference(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
-      else
-        Eval<Layer>::forward(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
-    } else
-      Eval<Layer>::forward(layer, T::analysis.in[i], p, current.data(), next.data(), batch, ctx);
-    std::swap(current, next);
+    at[value_of_step(k)] = out.data();
   });
-  std::memcpy(call.y, current.data(), sizeof(float) * current.size());
+  std::memcpy(call.y, at[static_cast<std::size_t>(T::analysis.output_value)],
+              sizeof(float) * static_cast<std::size_t>(batch * T::output_dims.numel()));
 }
 
 }  // namespace kiln::et

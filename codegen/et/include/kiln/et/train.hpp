@@ -2,13 +2,14 @@
 //
 // The network is cut into the same segments as the forward pass (fused.hpp): a segment ends where a BatchNorm1d
 // needs the statistics of its whole input. The forward pass runs every segment but the last as the forward
-// kernel does, keeping each segment's full-batch input. The last segment then runs forward, loss and backward
-// in one pass per tile: its activations stay in the tile's scratch, the loss gradient of the tile's rows is
-// computed there, and the backward pass walks back through the layers while everything is in cache.
-// Where a BatchNorm starts a segment, its backward needs sums over the whole batch: the tiles write dL/d(its
-// output) to a full-batch buffer, the BatchNorm's backward runs over the batch, and the previous segment is
-// walked back tile by tile, recomputing its forward from its stored input (cheaper than storing every
-// activation of the batch). Dropout masks are drawn again from the same Philox counters.
+// kernel does, keeping the full-batch values that cross a segment boundary. Then each segment, last first, runs
+// forward and backward in one pass per tile: its activations stay in the tile's scratch (a value kept for the
+// whole batch is read, not recomputed), the last segment's tiles compute the loss gradient of their rows, and
+// the backward walks the steps back while everything is in cache. Where paths meet (a skip connection, the
+// branches of a Sum or Concat) their gradients are summed into the value they read. A value read in a later
+// segment gets its gradient in a full-batch buffer, summed over the segments; a batch-statistics BatchNorm that
+// starts a segment runs its backward over the whole batch once the segment's tiles are done. Dropout masks are
+// drawn again from the same Philox counters.
 //
 // Parameter gradients accumulate in one buffer per worker thread, each worker taking a fixed set of tiles,
 // and are added to the model's gradients in worker order: the result does not depend on timing.
@@ -22,18 +23,34 @@
 
 namespace kiln::et {
 
-// needed[i]: whether a backward uses dL/d(input of layer i): a layer before it has parameters (their gradients
-// need it), or the caller asks for the network input's gradient. Where not (a Linear after Flatten at the start
-// of a network), train_fused skips that dx, for a Linear a GEMM as large as its forward one, and the backward
-// of the layers below; and Model packs the transposed weights only where it is needed.
+// needs[v]: whether a backward needs dL/d(value v): a step before it has parameters (their gradients need it),
+// or the caller asks for the network input's gradient (dx, dx2). Where not, the backward skips that gradient:
+// for a Linear after Flatten at the start of a network, a GEMM as large as its forward one, and the backward
+// of the steps below.
+template <Network Net>
+std::array<bool, first_step_value + network_traits<Net>::step_count> values_needing_grad(const Net& net, bool dx,
+                                                                                        bool dx2) {
+  using T = network_traits<Net>;
+  std::array<bool, first_step_value + T::step_count> needs{dx, dx2};
+  std::array<bool, T::leaf_count> has_params{};
+  for_each_leaf(net, [&](auto i, const auto& layer) { has_params[i] = layer.params(T::analysis.in[i]).count > 0; });
+  for (std::size_t k = 0; k < T::step_count; ++k) {
+    const Step& step = T::analysis.steps[k];
+    bool need = step.op == Step::Op::layer && has_params[step.leaf];
+    for (int j = 0; j < step.input_count; ++j) need = need || needs[static_cast<std::size_t>(step.inputs[j])];
+    needs[static_cast<std::size_t>(value_of_step(k))] = need;
+  }
+  return needs;
+}
+
+// needed[i]: whether a backward computes dL/d(input of leaf i) (Model packs transposed weights only there).
 template <Network Net>
 std::array<bool, network_traits<Net>::leaf_count> input_grad_needed(const Net& net, bool input_grad) {
-  std::array<bool, network_traits<Net>::leaf_count> needed{};
-  bool before = input_grad;
-  for_each_leaf(net, [&](auto i, const auto& layer) {
-    needed[i] = before;
-    before = before || layer.params(network_traits<Net>::analysis.in[i]).count > 0;
-  });
+  using T = network_traits<Net>;
+  const auto needs = values_needing_grad(net, input_grad, input_grad);
+  std::array<bool, T::leaf_count> needed{};
+  for (std::size_t i = 0; i < T::leaf_count; ++i)
+    needed[i] = needs[static_cast<std::size_t>(T::analysis.steps[T::analysis.step_of[i]].inputs[0])];
   return needed;
 }
 
@@ -49,22 +66,19 @@ struct TrainCall {
 
 template <Network Net>
 struct TrainWorkspace {
-  std::vector<std::vector<float>> segment_inputs;  // the full-batch input of every segment after the first
-  std::vector<std::vector<float>> grads;            // full-batch gradients at segment boundaries, two per segment
+  std::array<std::vector<float>, first_step_value + network_traits<Net>::step_count> grads;  // full-batch dL/d(value)
+  std::vector<float> grad_sum;                      // a batch-statistics BatchNorm's dL/dx, before it is added
   std::vector<std::vector<float>> partials;         // per worker: every parameter's gradient
 };
 
 namespace detail {
-// Layers whose backward reads only their input(s) and dL/d(output), never their output.
-template <class Layer>
-inline constexpr bool backward_ignores_output = nn::is_linear<Layer> || TwoInputEvaluator<Layer>;
 
-// Calls f(index_constant) for each leaf index in [first, last), last first.
-template <std::size_t L, class F>
-void for_leaves_in_reverse(std::size_t first, std::size_t last, F&& f) {
+// Calls f(index_constant) for each step index in [first, last), last first.
+template <std::size_t S, class F>
+void for_steps_in_reverse(std::size_t first, std::size_t last, F&& f) {
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((L - 1 - I >= first && L - 1 - I < last ? f(std::integral_constant<std::size_t, L - 1 - I>{}) : void()), ...);
-  }(std::make_index_sequence<L>{});
+    ((S - 1 - I >= first && S - 1 - I < last ? f(std::integral_constant<std::size_t, S - 1 - I>{}) : void()), ...);
+  }(std::make_index_sequence<S>{});
 }
 
 // One training call, as the steps above: the forward of the segments before the last (forward_fused's driver),
@@ -73,24 +87,32 @@ template <Network Net>
 class TrainPass {
   using T = network_traits<Net>;
   using P = Plan<Net>;
-  static constexpr std::size_t L = T::leaf_count;
+  static constexpr std::size_t L = T::leaf_count, S = T::step_count, V = first_step_value + S;
   using Leaves = decltype(leaf_values(std::declval<const Net&>()));
 
  public:
   TrainPass(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw)
       : call_(call), fc_(call.forward), ws_(ws), tw_(tw), leaves_(leaf_values(fc_.net)),
-        setup_(setup_call(fc_, leaves_, ws)), segments_(setup_.batch_stats), tiling_(P::tiling(fc_.net, fc_.batch)),
-        needs_dx_(input_grad_needed(fc_.net, call.dx != nullptr || call.dx2 != nullptr)) {
+        setup_(setup_call(fc_, leaves_, ws)), flow_(setup_.flow), tiling_(P::tiling(fc_.net, fc_.batch)),
+        needs_(values_needing_grad(fc_.net, call.dx != nullptr, call.dx2 != nullptr)) {
     bind_gradients();
+    for (std::size_t k = 0; k < S; ++k) {
+      const int v = value_of_step(k);
+      if (flow_.stored[static_cast<std::size_t>(v)] || starts_with_batch_stats(k)) {
+        full_grad_[static_cast<std::size_t>(v)] = true;
+        tw_.grads[static_cast<std::size_t>(v)].resize(static_cast<std::size_t>(fc_.batch * P::width(v)));
+      }
+    }
   }
 
   // Returns the loss (as PyTorch's loss.item()).
   double run() {
-    forward_all_but_last();
-    const float* upstream = nullptr;  // dL/d(output of the segment being walked back), full batch
-    for (std::size_t s = segments_.count; s-- > 0;) {
-      float* down = backward_segment(s, upstream);
-      upstream = setup_.batch_stats[segments_.first(s)] ? backward_batch_stats(s, down) : down;
+    run_segments(fc_, leaves_, setup_, ws_, tiling_, flow_.segments - 1);
+    const std::size_t first_of_last = flow_.first(flow_.segments - 1);
+    if (starts_with_batch_stats(first_of_last)) prepare_batch_stats(first_of_last, fc_, leaves_, setup_, ws_);
+    for (std::size_t s = flow_.segments; s-- > 0;) {
+      backward_segment(s);
+      if (starts_with_batch_stats(flow_.first(s))) backward_batch_stats(flow_.first(s));
     }
     add_worker_gradients();
     double loss = 0;
@@ -99,13 +121,25 @@ class TrainPass {
   }
 
  private:
-  // What one tile holds while it walks a segment forward and back.
-  struct Tile {
-    index_t worker, r0, rows;
-    TileContext ctx;
-    std::array<const float*, L> in{}, out{};  // each layer's input and output rows
-    float* gradients[3];                      // scratch for dL/d(activation) walking back
-  };
+  // A step is a layer that needs the statistics of its whole input (so it starts a segment).
+  bool starts_with_batch_stats(std::size_t k) const {
+    const Step& step = T::analysis.steps[k];
+    return step.op == Step::Op::layer && setup_.batch_stats[step.leaf];
+  }
+  bool passes(std::size_t k) const {
+    const Step& step = T::analysis.steps[k];
+    return step.op == Step::Op::layer && setup_.passes[step.leaf];
+  }
+  // Whether step k's backward runs in the tiles (not for a batch-statistics BatchNorm: after them).
+  bool runs_backward(std::size_t k) const {
+    return !passes(k) && needs_[static_cast<std::size_t>(value_of_step(k))] && !starts_with_batch_stats(k);
+  }
+  int root(int v) const { return flow_.root[static_cast<std::size_t>(v)]; }
+  // A root computed in segment s whose activation and gradient live in the tile's scratch.
+  bool local(int r, std::size_t s) const {
+    return r >= first_step_value && !flow_.stored[static_cast<std::size_t>(r)] &&
+           flow_.segment_of[static_cast<std::size_t>(flow_.defined_at[static_cast<std::size_t>(r)])] == s;
+  }
 
   // Per worker, a buffer for every parameter's gradient (each worker owns a fixed set of tiles); and the model's.
   void bind_gradients() {
@@ -129,85 +163,109 @@ class TrainPass {
     losses_.assign(workers, 0.0);
   }
 
-  const float* segment_input(std::size_t s) const { return s == 0 ? fc_.x : tw_.segment_inputs[s].data(); }
-
-  // Every segment but the last runs as the forward kernel does, keeping its full-batch input.
-  void forward_all_but_last() {
-    tw_.segment_inputs.resize(segments_.count);
-    run_segments(fc_, leaves_, setup_, ws_, tiling_, segments_, segments_.count - 1, [&](std::size_t s) {
-      auto& next = tw_.segment_inputs[s + 1];
-      next.resize(static_cast<std::size_t>(fc_.batch * T::analysis.in[segments_.first(s + 1)].numel()));
-      return next.data();
-    });
-    const std::size_t last = segments_.first(segments_.count - 1);
-    if (setup_.batch_stats[last]) prepare_batch_stats(last, fc_, leaves_, setup_, ws_, segment_input(segments_.count - 1));
+  // Where segment s's tiles keep things: per local root its activation (arena offset, in floats) and its
+  // gradient's scratch slot, allocated walking back so that a slot is reused once its gradient is consumed.
+  struct SegmentLayout {
+    std::array<std::size_t, V> activation{};
+    std::array<int, V> grad_slot{};
+    std::size_t activation_floats = 0;
+    int grad_slots = 0;
+  };
+  SegmentLayout layout(std::size_t s) const {
+    SegmentLayout l;
+    l.grad_slot.fill(-1);
+    for (std::size_t k = flow_.first(s); k < flow_.last(s); ++k) {
+      const int v = value_of_step(k);
+      if (passes(k) || !local(v, s)) continue;
+      l.activation[static_cast<std::size_t>(v)] = l.activation_floats;
+      l.activation_floats += static_cast<std::size_t>(P::scratch_rows * P::width(v));
+    }
+    std::array<bool, V> taken{};  // per slot
+    auto allocate = [&](int r) {
+      if (!local(r, s) || full_grad_[static_cast<std::size_t>(r)] || l.grad_slot[static_cast<std::size_t>(r)] >= 0) return;
+      int slot = 0;
+      while (taken[static_cast<std::size_t>(slot)]) ++slot;
+      taken[static_cast<std::size_t>(slot)] = true;
+      l.grad_slot[static_cast<std::size_t>(r)] = slot;
+      l.grad_slots = std::max(l.grad_slots, slot + 1);
+    };
+    if (s + 1 == flow_.segments) allocate(flow_.output_root);
+    for (std::size_t k = flow_.last(s); k-- > flow_.first(s);) {
+      if (!runs_backward(k)) continue;
+      const Step& step = T::analysis.steps[k];
+      for (int j = 0; j < step.input_count; ++j)
+        if (needs_[static_cast<std::size_t>(step.inputs[j])]) allocate(root(step.inputs[j]));
+      const int out = value_of_step(k);
+      if (l.grad_slot[static_cast<std::size_t>(out)] >= 0) taken[static_cast<std::size_t>(l.grad_slot[static_cast<std::size_t>(out)])] = false;
+    }
+    return l;
   }
 
-  // Segment s's backward, tile by tile, from dL/d(its output) (`upstream`; null for the last segment, whose
-  // tiles compute it from the loss). Returns where dL/d(its first layer's input, or output for a
-  // batch-statistics BatchNorm) went: a full-batch buffer, or the caller's dL/d(input), or null.
-  float* backward_segment(std::size_t s, const float* upstream) {
-    const std::size_t first = segments_.first(s), last = segments_.last(s);
-    const bool bn_first = setup_.batch_stats[first];
-    tw_.grads.resize(2 * segments_.count);
-    float* down = call_.dx;  // segment 0 without a BatchNorm first: the network's input, when asked for
-    index_t down_width = T::input_dims.numel();
-    if (bn_first || s > 0) {
-      down_width = bn_first ? T::analysis.out[first].numel() : T::analysis.in[first].numel();
-      tw_.grads[2 * s].resize(static_cast<std::size_t>(fc_.batch * down_width));
-      down = tw_.grads[2 * s].data();
-    }
-    // Tile scratch: every layer's output, and three buffers for the gradient walking back.
-    index_t act_floats = 0;
-    for (std::size_t i = first; i < last; ++i) act_floats += T::analysis.out[i].numel();
-    const auto scratch_floats = static_cast<std::size_t>(P::scratch_rows * (act_floats + 3 * P::max_width()));
+  // What one tile holds while it walks a segment forward and back.
+  struct Tile {
+    index_t worker, r0, rows;
+    TileContext ctx;
+    float* arena;       // activations
+    float* grad_slots;  // gradients, then one slot for a gradient before it is added to another
+    std::array<bool, V> written;  // per root: its gradient holds a contribution (later ones are added)
+  };
+  static constexpr auto slot_floats = static_cast<std::size_t>(P::scratch_rows * P::max_width());
+
+  const float* activation(const Tile& tile, const SegmentLayout& l, int v) const {
+    if (const float* full = full_batch_value(fc_, setup_, ws_, v)) return full + tile.r0 * P::width(v);
+    return tile.arena + l.activation[static_cast<std::size_t>(root(v))];
+  }
+  // Where dL/d(value v) goes on the tile's rows: the caller's dx for a network input (null when not asked for),
+  // a full-batch buffer, or a scratch slot.
+  float* gradient(const Tile& tile, const SegmentLayout& l, int v) const {
+    const int r = root(v);
+    if (r == 0) return call_.dx ? call_.dx + tile.r0 * P::width(0) : nullptr;
+    if (r == 1) return call_.dx2 ? call_.dx2 + tile.r0 * P::width(1) : nullptr;
+    if (full_grad_[static_cast<std::size_t>(r)]) return tw_.grads[static_cast<std::size_t>(r)].data() + tile.r0 * P::width(r);
+    return tile.grad_slots + static_cast<std::size_t>(l.grad_slot[static_cast<std::size_t>(r)]) * slot_floats;
+  }
+  float* temporary(const Tile& tile, const SegmentLayout& l) const {
+    return tile.grad_slots + static_cast<std::size_t>(l.grad_slots) * slot_floats;
+  }
+
+  // Segment s's forward and backward, tile by tile.
+  void backward_segment(std::size_t s) {
+    const SegmentLayout l = layout(s);
+    const std::size_t scratch_floats = l.activation_floats + static_cast<std::size_t>(l.grad_slots + 1) * slot_floats;
+    std::array<bool, V> written_after{};
     tiling_.run_tiles([&](index_t w, index_t t) {
       thread_local std::vector<float> scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-      Tile tile{w, tiling_.begin(t), tiling_.rows(t), TileContext{fc_.training, tiling_.begin(t), fc_.seed, fc_.step, 0}, {}, {}, {}};
-      float* arena = forward_tile(s, tile, scratch.data());
-      for (int k = 0; k < 3; ++k) tile.gradients[k] = arena + k * P::scratch_rows * P::max_width();
-      const float* dy = s + 1 == segments_.count ? loss_gradient(tile, tile.out[last - 1])
-                                                  : upstream + tile.r0 * T::analysis.out[last - 1].numel();
-      const std::size_t stop = bn_first ? first + 1 : first;  // the tile walks back down to this layer
-      dy = backward_tile(s, stop, tile, dy, down ? down + tile.r0 * down_width : nullptr, down_width);
-      // A segment that is only a batch-statistics BatchNorm: its output's gradient is the tile's dy.
-      if (stop == last && down)
-        std::memcpy(down + tile.r0 * down_width, dy, sizeof(float) * static_cast<std::size_t>(tile.rows * down_width));
+      Tile tile{w, tiling_.begin(t), tiling_.rows(t), TileContext{fc_.training, tiling_.begin(t), fc_.seed, fc_.step, 0},
+                scratch.data(), scratch.data() + l.activation_floats, written_};
+      forward_tile(s, l, tile);
+      if (s + 1 == flow_.segments) loss_gradient(tile, l);
+      backward_tile(s, l, tile);
+      if (t == 0) written_after = tile.written;  // every tile writes the same gradients
     });
-    return down;
+    written_ = written_after;
   }
 
-  // Forward through segment s on the tile's rows, every activation kept in the arena; returns the arena's rest.
-  float* forward_tile(std::size_t s, Tile& tile, float* arena) {
-    const std::size_t first = segments_.first(s), last = segments_.last(s);
-    const float* cur = segment_input(s) + tile.r0 * T::analysis.in[first].numel();
-    for_leaves_in<L>(first, last, [&](auto i) {
-      using Layer = typename T::template leaf<i>;
-      tile.in[i] = tile.out[i] = cur;
-      if (setup_.passes[i]) return;
-      // The last layer of a segment that is not the network's last: its output feeds only the next segment,
-      // whose gradient is already known. A Linear's backward does not read it: skip the GEMM.
-      if (i + 1 == last && s + 1 < segments_.count && backward_ignores_output<Layer>) return;
-      float* out = arena;
-      arena += P::scratch_rows * T::analysis.out[i].numel();
-      tile.ctx.dropout_stream = P::template dropout_stream<i>();
-      if constexpr (TwoInputEvaluator<Layer>)
-        Eval<Layer>::forward_two_inputs(std::get<i>(leaves_), T::analysis.in[i], setup_.params[i], cur,
-                                        fc_.x2 + tile.r0 * T::input2_dims.numel(), out, tile.rows, tile.ctx);
-      else
-        Eval<Layer>::forward(std::get<i>(leaves_), T::analysis.in[i], setup_.params[i], cur, out, tile.rows, tile.ctx);
-      tile.out[i] = cur = out;
+  // Forward through segment s on the tile's rows, every activation kept (a stored value is already there).
+  void forward_tile(std::size_t s, const SegmentLayout& l, Tile& tile) {
+    for_steps_in<S>(flow_.first(s), flow_.last(s), [&](auto k) {
+      constexpr int v = value_of_step(k);
+      if (passes(k) || !local(v, s)) return;
+      constexpr Step step = T::analysis.steps[k];
+      run_step<Net, k>(leaves_, setup_, [&](int j) { return activation(tile, l, step.inputs[static_cast<std::size_t>(j)]); },
+                       const_cast<float*>(activation(tile, l, v)), tile.rows, tile.ctx);
     });
-    return arena;
   }
 
   // The network's output y on the tile's rows: kept when asked for, the tile's loss added up, and dL/dy.
-  const float* loss_gradient(Tile& tile, const float* y) {
+  void loss_gradient(Tile& tile, const SegmentLayout& l) {
     const index_t width = T::output_dims.numel(), n = tile.rows * width;
+    const float* y = activation(tile, l, T::analysis.output_value);
+    float* g = gradient(tile, l, T::analysis.output_value);
+    if (!g) g = temporary(tile, l);  // a network of views, without dx: the gradient goes nowhere
+    else tile.written[static_cast<std::size_t>(flow_.output_root)] = true;
     const LossTerm& loss = call_.loss;
     double& total = losses_[static_cast<std::size_t>(tile.worker)];
-    float* g = tile.gradients[2];
     if (fc_.y) std::memcpy(fc_.y + tile.r0 * width, y, sizeof(float) * static_cast<std::size_t>(n));
     switch (loss.kind) {
       case LossTerm::Kind::cross_entropy:
@@ -219,69 +277,89 @@ class TrainPass {
         for (index_t k = 0; k < n; ++k) total += y[k] * g[k];
         break;
     }
-    return g;
   }
 
-  // Backward through layers [stop, last) of segment s on the tile, last first, from dy = dL/d(segment output).
-  // dL/d(input of `stop`) goes to `down` (when not null). Returns the last gradient computed.
-  const float* backward_tile(std::size_t s, std::size_t stop, Tile& tile, const float* dy, float* down,
-                             index_t down_width) {
-    int next_buffer = 0;
-    bool below_unneeded = false;  // a layer above did not pass its input's gradient down: nothing below needs it
+  // Backward through segment s's steps on the tile, last first; each adds dL/d(its inputs) to theirs.
+  void backward_tile(std::size_t s, const SegmentLayout& l, Tile& tile) {
     LayerGrads* grads = worker_grads_[static_cast<std::size_t>(tile.worker)].data();
-    for_leaves_in_reverse<L>(stop, segments_.last(s), [&](auto i) {
-      if (below_unneeded) return;
-      using Layer = typename T::template leaf<i>;
-      const auto& layer = std::get<i>(leaves_);
-      if constexpr (nn::is_linear<Layer>) {
-        if (!needs_dx_[i]) {
-          Eval<Layer>::backward(layer, T::analysis.in[i], setup_.params[i], grads[i], tile.in[i], tile.out[i], dy,
-                                nullptr, tile.rows, tile.ctx);
-          below_unneeded = true;
-          return;
+    for_steps_in_reverse<S>(flow_.first(s), flow_.last(s), [&](auto k) {
+      if (!runs_backward(k)) return;
+      constexpr Step step = T::analysis.steps[k];
+      constexpr int v = value_of_step(k);
+      const float* dy = gradient(tile, l, v);
+      // Where dL/d(input j) goes: straight to its gradient if it is the first contribution, else to the
+      // temporary, added afterwards by `settle`. Null where no backward needs it.
+      auto target = [&](int j) -> float* {
+        const int u = step.inputs[static_cast<std::size_t>(j)];
+        if (!needs_[static_cast<std::size_t>(u)]) return nullptr;
+        float* g = gradient(tile, l, u);
+        return g && tile.written[static_cast<std::size_t>(root(u))] ? temporary(tile, l) : g;
+      };
+      auto settle = [&](int j, const float* dx) {
+        const int u = step.inputs[static_cast<std::size_t>(j)];
+        float* g = needs_[static_cast<std::size_t>(u)] ? gradient(tile, l, u) : nullptr;
+        if (!g) return;
+        if (dx != g) join::pass_gradient(dx, g, true, tile.rows * P::width(u));
+        tile.written[static_cast<std::size_t>(root(u))] = true;
+      };
+      if constexpr (step.op == Step::Op::layer) {
+        using Layer = typename T::template leaf<step.leaf>;
+        const auto& layer = std::get<step.leaf>(leaves_);
+        tile.ctx.dropout_stream = P::template dropout_stream<step.leaf>();
+        float* dx = target(0);
+        if constexpr (TwoInputEvaluator<Layer>) {
+          float* dx2 = target(1);
+          Eval<Layer>::backward_two_inputs(layer, T::analysis.in[step.leaf], setup_.params[step.leaf], grads[step.leaf],
+                                           activation(tile, l, 0), activation(tile, l, 1), dy, dx, dx2, tile.rows,
+                                           tile.ctx);
+          settle(1, dx2);
+        } else {
+          Eval<Layer>::backward(layer, T::analysis.in[step.leaf], setup_.params[step.leaf], grads[step.leaf],
+                                activation(tile, l, step.inputs[0]), activation(tile, l, v), dy, dx, tile.rows, tile.ctx);
+        }
+        settle(0, dx);
+      } else {
+        const join::ConcatLayout layout = step.op == Step::Op::concat ? join::ConcatLayout(T::analysis, step)
+                                                                      : join::ConcatLayout{};
+        for (int j = 0; j < step.input_count; ++j) {
+          const int u = step.inputs[static_cast<std::size_t>(j)];
+          float* g = needs_[static_cast<std::size_t>(u)] ? gradient(tile, l, u) : nullptr;
+          if (!g) continue;
+          const bool accumulate = tile.written[static_cast<std::size_t>(root(u))];
+          if (step.op == Step::Op::add) join::pass_gradient(dy, g, accumulate, tile.rows * P::width(u));
+          else join::concat_backward(layout, j, dy, g, accumulate, tile.rows);
+          tile.written[static_cast<std::size_t>(root(u))] = true;
         }
       }
-      float* dx = down;
-      if (i != stop) {
-        dx = tile.gradients[next_buffer];
-        if (dx == dy) dx = tile.gradients[next_buffer ^= 1];
-        next_buffer ^= 1;
-      }
-      if (setup_.passes[i]) {
-        if (i == stop && dx) std::memcpy(dx, dy, sizeof(float) * static_cast<std::size_t>(tile.rows * down_width));
-        if (i != stop) dx = const_cast<float*>(dy);  // a view: the gradient passes on unchanged
-      } else {
-        tile.ctx.dropout_stream = P::template dropout_stream<i>();
-        if constexpr (TwoInputEvaluator<Layer>)
-          Eval<Layer>::backward_two_inputs(layer, T::analysis.in[i], setup_.params[i], grads[i], tile.in[i],
-                                           fc_.x2 + tile.r0 * T::input2_dims.numel(), dy, dx,
-                                           call_.dx2 ? call_.dx2 + tile.r0 * T::input2_dims.numel() : nullptr,
-                                           tile.rows, tile.ctx);
-        else
-          Eval<Layer>::backward(layer, T::analysis.in[i], setup_.params[i], grads[i], tile.in[i], tile.out[i], dy,
-                                dx, tile.rows, tile.ctx);
-      }
-      dy = dx;
     });
-    return dy;
   }
 
-  // The batch-statistics BatchNorm that starts segment s: its backward over the whole batch, from dL/d(its
-  // output) in `down`. Returns dL/d(its input): the previous segment's upstream (or the caller's dL/dx).
-  const float* backward_batch_stats(std::size_t s, const float* down) {
-    const std::size_t first = segments_.first(s);
-    float* dx = call_.dx;
-    if (s > 0) {
-      tw_.grads[2 * s + 1].resize(static_cast<std::size_t>(fc_.batch * T::analysis.in[first].numel()));
-      dx = tw_.grads[2 * s + 1].data();
-    }
-    for_leaves_in<L>(first, first + 1, [&](auto i) {
-      using Layer = typename T::template leaf<i>;
-      if constexpr (BatchStatsEvaluator<Layer>)
-        Eval<Layer>::backward_batch(std::get<i>(leaves_), T::analysis.in[i], setup_.params[i], model_grads_[i],
-                                    segment_input(s), down, dx, fc_.batch);
+  // The batch-statistics BatchNorm at step k (which starts its segment): its backward over the whole batch, from
+  // dL/d(its output), which the segment's tiles have summed; dL/d(its input) added to the input's gradient.
+  void backward_batch_stats(std::size_t k) {
+    for_steps_in<S>(k, k + 1, [&](auto c) {
+      constexpr Step step = T::analysis.steps[c];
+      if constexpr (step.op == Step::Op::layer) {
+        using Layer = typename T::template leaf<step.leaf>;
+        if constexpr (BatchStatsEvaluator<Layer>) {
+          if (!needs_[static_cast<std::size_t>(value_of_step(c))]) return;
+          const int u = step.inputs[0], r = root(u);
+          const auto n = static_cast<std::size_t>(fc_.batch * P::width(u));
+          float* g = !needs_[static_cast<std::size_t>(u)] ? nullptr
+                     : r == 0                             ? call_.dx
+                     : r == 1                             ? call_.dx2
+                                                          : tw_.grads[static_cast<std::size_t>(r)].data();
+          const bool accumulate = g && written_[static_cast<std::size_t>(r)];
+          if (accumulate) tw_.grad_sum.resize(n);
+          float* dx = accumulate ? tw_.grad_sum.data() : g;
+          Eval<Layer>::backward_batch(std::get<step.leaf>(leaves_), T::analysis.in[step.leaf], setup_.params[step.leaf],
+                                      model_grads_[step.leaf], full_batch_value(fc_, setup_, ws_, u),
+                                      tw_.grads[static_cast<std::size_t>(value_of_step(c))].data(), dx, fc_.batch);
+          if (accumulate) join::pass_gradient(dx, g, true, static_cast<index_t>(n));
+          if (g) written_[static_cast<std::size_t>(r)] = true;
+        }
+      }
     });
-    return dx;
   }
 
   // Worker gradients into the model's, in worker order: the sum does not depend on timing.
@@ -304,9 +382,11 @@ class TrainPass {
   TrainWorkspace<Net>& tw_;
   const Leaves leaves_;
   CallSetup<Net> setup_;
-  const Segments<L> segments_;
+  const Flow<S>& flow_;
   const Tiling tiling_;
-  const std::array<bool, L> needs_dx_;
+  const std::array<bool, V> needs_;
+  std::array<bool, V> full_grad_{};  // per root: its gradient is a full-batch buffer (tw_.grads)
+  std::array<bool, V> written_{};    // per root: its gradient holds a contribution from the segments walked back
   std::vector<std::array<LayerGrads, L>> worker_grads_;
   std::array<LayerGrads, L> model_grads_{};
   std::vector<double> losses_;  // per worker

@@ -39,6 +39,7 @@ Network describe(const Net& net) {
   Network n;
   const auto layers = layers_of(net);
   n.layers.assign(layers.begin(), layers.end());
+  n.steps.assign(T::analysis.steps.begin(), T::analysis.steps.begin() + T::step_count);
   const auto s = schema(net);
   n.buffers.assign(s.begin(), s.end());
   n.input_count = T::input_count;

@@ -39,8 +39,12 @@ struct Layer {
 };
 
 // The whole network, as the compiled backends take it. buffers: every parameter and buffer, in state_dict order.
+// steps: its data flow (kiln::Step, dsl/sequential.hpp): one step per layer (Step::leaf indexes `layers`) and
+// one per Residual, Sum or Concat, in the order they run; values 0 and 1 are the inputs, 2 + k step k's output.
+// Empty steps mean the layers one after the other.
 struct Network {
   std::vector<Layer> layers;
+  std::vector<Step> steps;
   std::vector<SchemaEntry> buffers;
   int input_count = 1;
   Dims input{}, input2{}, output{};
@@ -76,6 +80,18 @@ inline std::string to_string(const Layer& l) {
   for (const int p : l.params) (s += ' ') += std::to_string(p);
   return s;
 }
+inline std::string to_string(const Step& step) {
+  constexpr std::string_view ops[] = {"layer", "add", "concat"};
+  std::string s{"step "};
+  s += ops[static_cast<int>(step.op)];
+  for (const std::string_view piece : {step.path.view(), step.name.view()}) (s += ' ') += piece;
+  (s += " leaf ") += std::to_string(step.leaf);
+  (s += " dim ") += std::to_string(step.dim);
+  s += " in";
+  for (int j = 0; j < step.input_count; ++j) (s += ' ') += std::to_string(step.inputs[static_cast<std::size_t>(j)]);
+  (s += " -> ") += to_string(step.out);
+  return s;
+}
 inline std::string to_string(const Network& net) {
   std::string s = "inputs " + std::to_string(net.input_count) + " " + to_string(net.input) + " " +
                   to_string(net.input2) + " -> " + to_string(net.output) + "\n";
@@ -83,6 +99,7 @@ inline std::string to_string(const Network& net) {
     s += "buffer " + std::string(b.name.view()) + " " + std::string(role_name(b.spec.role)) + " " +
          to_string(b.spec.shape) + "\n";
   for (const Layer& l : net.layers) s += to_string(l) + "\n";
+  for (const Step& step : net.steps) s += to_string(step) + "\n";
   return s;
 }
 
