@@ -61,6 +61,53 @@ inline constexpr index_t random_input_width = 1 + static_cast<index_t>(mix(Seed)
 template <std::uint64_t Seed>
 inline constexpr auto random_network = random_layers<Seed, random_input_width<Seed>, 0, random_input_width<Seed>>();
 
+// A random graph: network Seed's blocks are each a plain layer or, chosen by the hash, a Residual (a chain of
+// random layers led back to the block's width), a Sum of two chains that meet at a random width, or a Concat of
+// an Identity (or a chain) and a chain; a block nests another block one level down. Every layer kind is drawn,
+// BatchNorm1d and Dropout inside branches too.
+template <std::uint64_t Seed, int Node, index_t Width, index_t Out>
+constexpr auto random_chain() {  // two random layers, then a Linear to Out
+  constexpr auto first = random_layer<Seed, Node * 4 + 1, Width>();
+  constexpr index_t w1 = kiln::network_traits<nn::Sequential<kiln::Input<Width>, std::remove_const_t<decltype(first)>>>::output_dims.last();
+  constexpr auto second = random_layer<Seed, Node * 4 + 2, w1>();
+  constexpr index_t w2 = kiln::network_traits<nn::Sequential<kiln::Input<w1>, std::remove_const_t<decltype(second)>>>::output_dims.last();
+  return nn::Sequential{first, second, nn::Linear<w2, Out>{}};
+}
+
+template <std::uint64_t Seed, int Node, index_t Width, int Depth>
+constexpr auto random_block() {
+  constexpr std::uint64_t h = mix(Seed * 977 + static_cast<std::uint64_t>(Node) * 31 + 7);
+  constexpr index_t out = 1 + static_cast<index_t>(mix(h + 1) % 40);
+  if constexpr (Depth == 2 || h % 4 == 0) {
+    return random_layer<Seed, Node + 100, Width>();
+  } else if constexpr (h % 4 == 1) {
+    constexpr auto inner = random_block<Seed, Node * 3 + 1, Width, Depth + 1>();
+    constexpr index_t w = kiln::network_traits<nn::Sequential<kiln::Input<Width>, std::remove_const_t<decltype(inner)>>>::output_dims.last();
+    return nn::Residual{inner, random_chain<Seed, Node * 3 + 2, w, Width>()};
+  } else if constexpr (h % 4 == 2) {
+    constexpr auto inner = random_block<Seed, Node * 3 + 2, Width, Depth + 1>();
+    constexpr index_t w = kiln::network_traits<nn::Sequential<kiln::Input<Width>, std::remove_const_t<decltype(inner)>>>::output_dims.last();
+    return nn::Sum{random_chain<Seed, Node * 3 + 1, Width, out>(), nn::Sequential{inner, nn::Linear<w, out>{}}};
+  } else if constexpr (h & 16) {
+    return nn::Concat{nn::Identity{}, random_chain<Seed, Node * 3 + 1, Width, out>()};
+  } else {
+    return nn::Concat{random_chain<Seed, Node * 3 + 1, Width, out>(), random_block<Seed, Node * 3 + 2, Width, Depth + 1>()};
+  }
+}
+
+template <std::uint64_t Seed, index_t First, int Block, index_t Width, class... Blocks>
+constexpr auto random_graph_blocks(Blocks... blocks) {
+  if constexpr (Block == 4) {
+    return nn::Sequential{kiln::input<First>, blocks..., nn::Linear<Width, 5>{}, nn::Softmax<-1>{}};
+  } else {
+    constexpr auto block = random_block<Seed, Block * 1000, Width, 0>();
+    constexpr index_t width = kiln::network_traits<nn::Sequential<kiln::Input<Width>, std::remove_const_t<decltype(block)>>>::output_dims.last();
+    return random_graph_blocks<Seed, First, Block + 1, width>(blocks..., block);
+  }
+}
+template <std::uint64_t Seed>
+inline constexpr auto random_graph = random_graph_blocks<Seed, random_input_width<Seed>, 0, random_input_width<Seed>>();
+
 // The calls a law makes on network Seed: batches 1, 2, 7, 33 and 257, each with an input drawn from
 // N(0, 1.5^2), in eval and in train mode (train not at batch 1: BatchNorm1d refuses one value per channel).
 // f(x, training) for each.

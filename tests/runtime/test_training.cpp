@@ -171,33 +171,24 @@ TEST_CASE("training: gradients accumulate until zeroed, runs are bit-reproducibl
   }
 }
 
-TEST_CASE("training: gradients agree with central finite differences", "[training][gradients]") {
-  // Every kind of layer with parameters, in train mode (BatchNorm through the batch statistics, Dropout with
-  // its fixed mask), in double-checked float: d/dθ of sum(output * g) against (L(θ + h) - L(θ - h)) / 2h.
-  static constexpr nn::Sequential net{kiln::input<6>,        kiln::input<5>,         nn::Bilinear<6, 5, 8>{},
-                                      nn::LayerNorm<8>{},    nn::Tanh{},             nn::Linear<8, 12>{},
-                                      nn::BatchNorm1d<12>{}, nn::Sigmoid{},          nn::Dropout{0.25f},
-                                      nn::Unflatten<1, 3, 4>{}, nn::RMSNorm<4>{.eps = 1e-3f}, nn::Flatten{},
-                                      nn::Linear<12, 4>{},   nn::Softmax<1>{}};
+// d/dθ of sum(output * g) against (L(θ + h) - L(θ - h)) / 2h for every parameter (7 entries each) and the
+// first input (every 5th entry), in train mode (BatchNorm through the batch statistics, Dropout with its fixed
+// mask: each evaluation is a fresh model at step 0).
+template <kiln::Network Net, class... X>
+void check_finite_differences(const Net& net, const Tensor& g, Tensor x1, X... more) {
   kiln::Model model{net, 5};
-  const kiln::index_t n = 7;
-  Tensor x1({n, 6}), x2({n, 5}), g({n, 4});
-  for (kiln::index_t i = 0; i < x1.numel(); ++i) x1[i] = std::sin(1.7f * static_cast<float>(i));
-  for (kiln::index_t i = 0; i < x2.numel(); ++i) x2[i] = std::cos(0.9f * static_cast<float>(i));
-  for (kiln::index_t i = 0; i < g.numel(); ++i) g[i] = std::sin(0.3f * static_cast<float>(i) + 1.0f);
-  // The objective at the model's current parameters, in double; each evaluation is a fresh train forward at
-  // step 0 (same mask), with the running stats restored afterwards.
   const kiln::TensorMap initial = model.state_dict();
   auto objective = [&](const kiln::TensorMap& state) {
     kiln::Model m{net, 5};
     m.load_state_dict(state);
-    const Tensor y = m(x1, x2);
+    const Tensor y = m(x1, more...);
     double s = 0;
     for (kiln::index_t i = 0; i < y.numel(); ++i) s += static_cast<double>(y[i]) * g[i];
     return s;
   };
   Tensor dx1, dx2;
-  model.backward(x1, x2, g, &dx1, &dx2);
+  if constexpr (sizeof...(X) == 1) model.backward(x1, more..., g, &dx1, &dx2);
+  else model.backward(x1, g, &dx1);
   const kiln::TensorMap grads = model.gradients();
   for (const auto& [name, grad] : grads) {
     for (kiln::index_t k = 0; k < grad.numel(); k += std::max<kiln::index_t>(1, grad.numel() / 7)) {
@@ -212,7 +203,6 @@ TEST_CASE("training: gradients agree with central finite differences", "[trainin
       CHECK(std::abs(grad[k] - numeric) <= 2e-3 * std::max(1.0, std::abs(numeric)));
     }
   }
-  // The input gradient, through the same central differences on x1.
   for (kiln::index_t k = 0; k < x1.numel(); k += 5) {
     const float keep = x1[k];
     x1[k] = keep + 1e-2f;
@@ -224,4 +214,42 @@ TEST_CASE("training: gradients agree with central finite differences", "[trainin
     INFO("x1[" << k << "]: backward " << dx1[k] << ", finite difference " << numeric);
     CHECK(std::abs(dx1[k] - numeric) <= 2e-3 * std::max(1.0, std::abs(numeric)));
   }
+}
+
+Tensor wave(kiln::Shape shape, float frequency, float phase = 0) {
+  Tensor t(std::move(shape));
+  for (kiln::index_t i = 0; i < t.numel(); ++i) t[i] = std::sin(frequency * static_cast<float>(i) + phase);
+  return t;
+}
+
+TEST_CASE("training: gradients agree with central finite differences", "[training][gradients]") {
+  // Every kind of layer with parameters.
+  static constexpr nn::Sequential net{kiln::input<6>,        kiln::input<5>,         nn::Bilinear<6, 5, 8>{},
+                                      nn::LayerNorm<8>{},    nn::Tanh{},             nn::Linear<8, 12>{},
+                                      nn::BatchNorm1d<12>{}, nn::Sigmoid{},          nn::Dropout{0.25f},
+                                      nn::Unflatten<1, 3, 4>{}, nn::RMSNorm<4>{.eps = 1e-3f}, nn::Flatten{},
+                                      nn::Linear<12, 4>{},   nn::Softmax<1>{}};
+  const kiln::index_t n = 7;
+  check_finite_differences(net, wave({n, 4}, 0.3f, 1.0f), wave({n, 6}, 1.7f), wave({n, 5}, 0.9f, 1.5707964f));
+}
+
+TEST_CASE("training: gradients through Residual, Sum and Concat agree with central finite differences",
+          "[training][gradients][graph]") {
+  // Paths that meet: a skip around a batch-statistics BatchNorm (the skip crosses the kernel's split, its
+  // gradient summed over two segments), a Sum whose branches hold a Dropout and a nested Residual, a Concat
+  // along dim 1 with the input itself as a branch, a Residual whose body is a view (y = 2x).
+  static constexpr nn::Sequential net{
+      kiln::input<3, 4>,
+      nn::Concat{nn::dim<1>, nn::Identity{}, nn::Sequential{nn::Linear<4, 4>{}, nn::Tanh{}}},  // [6, 4]
+      nn::Flatten{},
+      nn::Residual{nn::Linear<24, 16>{}, nn::BatchNorm1d<16>{}, nn::SiLU{}, nn::Linear<16, 24>{}},
+      nn::Sum{nn::Sequential{nn::Linear<24, 10>{}, nn::Dropout{0.3f}},
+              nn::Sequential{nn::Residual{nn::LayerNorm<24>{}, nn::Linear<24, 24>{}}, nn::Linear<24, 10>{}},
+              nn::Linear<24, 10, false>{}},
+      nn::Residual{nn::Identity{}},
+      nn::Concat{nn::GELU{}, nn::Sequential{nn::BatchNorm1d<10>{}, nn::Sigmoid{}}},
+      nn::Linear<20, 4>{},
+      nn::Softmax<-1>{}};
+  const kiln::index_t n = 7;
+  check_finite_differences(net, wave({n, 4}, 0.3f, 1.0f), wave({n, 3, 4}, 1.7f));
 }
