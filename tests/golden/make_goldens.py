@@ -338,7 +338,8 @@ CASES = [
                                    nn.Linear(64, 10)), [(32,)], gen_randn),
     ("net_graph_nerf", lambda: S(Concat(nn.Identity(), nn.Sequential(nn.Linear(63, 64), nn.ReLU())),
                                  nn.Linear(127, 64), nn.ReLU(), nn.Linear(64, 4)), [(63,)], gen_randn),
-    ("net_graph_two_path", lambda: S(Sum(nn.Linear(32, 32), nn.Sequential(nn.Linear(32, 8), nn.Tanh(), nn.Linear(8, 32)))),
+    ("net_graph_two_path", lambda: S(Sum(nn.Linear(32, 32),
+                                         nn.Sequential(nn.Linear(32, 8), nn.Tanh(), nn.Linear(8, 32)))),
      [(32,)], gen_randn),
     # A Residual in a Concat branch, a Sum in a Residual's body and in a Sequential branch.
     ("net_graph_nested", lambda: S(nn.Linear(12, 16),
