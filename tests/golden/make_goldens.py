@@ -20,6 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+# Kiln's composites' reference modules (python/kiln_nn.py): Residual, Sum, Concat, Identity
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from kiln_nn import Concat, Residual, Sum  # noqa: E402
+
 BATCH_SIZES = (1, 3, 64, 1000)
 # 20-digit decimal, > 2**63: both Philox key words are non-zero and a reader
 # has to parse it as an unsigned 64-bit integer.
@@ -116,7 +120,9 @@ class KilnDropout(nn.Module):
 
 
 def replace_dropouts(model, seed, step=0, module=None):
-    """Swap every nn.Dropout for `module` (KilnDropout by default); stream = depth-first ordinal."""
+    """Swap every nn.Dropout for `module` (KilnDropout by default); stream = depth-first ordinal.
+    Children are visited in registration order, which is Kiln's leaf order: a Sequential's items, a Residual's
+    body, a Sum's or Concat's branches, each one's subtree before the next."""
     module = module or KilnDropout
     counter = [0]
 
@@ -324,6 +330,60 @@ CASES = [
                                   nn.Linear(32, 32), nn.ELU(alpha=0.5), nn.Dropout(0.2), nn.Softplus(beta=0.5),
                                   nn.Hardswish(), nn.Identity(), nn.GELU(approximate="tanh"), nn.Linear(32, 5),
                                   nn.LogSoftmax(-1)), [(16,)], gen_randn),
+    # Composites (python/kiln_nn.py; Kiln's nn::Residual, nn::Sum, nn::Concat), in tests/runtime/golden_graph_cases.inc.
+    # The first three are the examples of the issue that introduced them, narrower (resmlp: 64 -> 256 -> 512 there).
+    ("net_graph_resmlp", lambda: S(nn.Linear(32, 64),
+                                   Residual(LayerNorm(64), nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 64)),
+                                   Residual(LayerNorm(64), nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 64)),
+                                   nn.Linear(64, 10)), [(32,)], gen_randn),
+    ("net_graph_nerf", lambda: S(Concat(nn.Identity(), nn.Sequential(nn.Linear(63, 64), nn.ReLU())),
+                                 nn.Linear(127, 64), nn.ReLU(), nn.Linear(64, 4)), [(63,)], gen_randn),
+    ("net_graph_two_path", lambda: S(Sum(nn.Linear(32, 32),
+                                         nn.Sequential(nn.Linear(32, 8), nn.Tanh(), nn.Linear(8, 32)))),
+     [(32,)], gen_randn),
+    # A Residual in a Concat branch, a Sum in a Residual's body and in a Sequential branch.
+    ("net_graph_nested", lambda: S(nn.Linear(12, 16),
+                                   Concat(Residual(nn.Linear(16, 16), nn.ReLU()),
+                                          nn.Sequential(nn.Linear(16, 8),
+                                                        Sum(nn.Identity(), nn.Sequential(nn.Linear(8, 8), nn.Tanh())))),
+                                   Residual(Sum(nn.Linear(24, 24), nn.Sequential(LayerNorm(24), nn.Linear(24, 24))),
+                                            nn.GELU()),
+                                   nn.Linear(24, 5)), [(12,)], gen_randn),
+    # Four levels: Residual > Concat > Sum > Residual, with the network's input as the first skip.
+    ("net_graph_deep", lambda: S(Residual(Concat(Sum(Residual(nn.Linear(6, 6), nn.Tanh()), nn.Linear(6, 6)),
+                                                 nn.Identity()),
+                                          nn.Linear(12, 6)),
+                                 nn.SiLU(), nn.Linear(6, 3)), [(6,)], gen_randn),
+    # Concat along dims other than the last on a [N, 4, 6] input (nn::dim<1>, nn::dim<-2>), a BatchNorm1d over
+    # dim 1 as a branch, a Sum and a Softmax on rank-3 values.
+    ("net_graph_concat_dims", lambda: S(Concat(nn.Identity(), nn.Sequential(nn.Linear(6, 6), nn.ReLU()), dim=1),
+                                        Concat(nn.Linear(6, 3), nn.Identity()),
+                                        Concat(nn.Identity(), nn.Softmax(-1), dim=-2),
+                                        Sum(nn.Identity(), nn.Linear(9, 9)),
+                                        nn.Flatten(), nn.Linear(144, 5)), [(4, 6)], gen_randn),
+    ("net_graph_concat_bn", lambda: S(Concat(nn.BatchNorm1d(4), nn.Identity(), dim=1), nn.Tanh(),
+                                      Concat(nn.Identity(), nn.Sequential(nn.Linear(6, 2), nn.Dropout(0.5)), dim=2),
+                                      nn.Flatten(), nn.Linear(64, 3)), [(4, 6)], gen_randn),
+    # BatchNorm1d and Dropout inside branches; five Dropouts (streams 0..4 in depth-first order: Sum's branch 0,
+    # branch 1, Concat's branch 0, the Residual body in Concat's branch 2, the last layer).
+    ("net_graph_bn_dropout", lambda: S(nn.Linear(10, 16),
+                                       Sum(nn.Sequential(nn.BatchNorm1d(16), nn.Dropout(0.5)),
+                                           nn.Sequential(nn.Linear(16, 16), nn.Dropout(0.25)),
+                                           nn.Identity()),
+                                       nn.ReLU(),
+                                       Concat(nn.Dropout(0.3),
+                                              nn.Sequential(nn.Linear(16, 8), nn.BatchNorm1d(8, momentum=None)),
+                                              Residual(nn.Dropout(0.5), nn.Linear(16, 16))),
+                                       nn.Dropout(0.2), nn.Linear(40, 4)), [(10,)], gen_randn),
+    # Residual bodies of Identity and Dropout only (y = 2x, x + dropout(x)), one of them on the network's input.
+    ("net_graph_residual_identity", lambda: S(Residual(nn.Dropout(0.5)), Residual(nn.Identity()), nn.Linear(8, 8),
+                                              Residual(nn.Identity(), nn.Dropout(0.25), nn.Identity()),
+                                              nn.Linear(8, 3)), [(8,)], gen_randn),
+    # Identity twice in a Concat and in a Sum; a Concat as the last layer.
+    ("net_graph_concat_identity", lambda: S(Concat(nn.Identity(), nn.Identity()), Sum(nn.Identity(), nn.Identity()),
+                                            Concat(nn.Identity(), nn.Linear(10, 3), nn.Identity()),
+                                            Concat(nn.Linear(23, 4), nn.Sequential(nn.Linear(23, 2), nn.Sigmoid()))),
+     [(5,)], gen_randn),
 ]
 
 
@@ -343,6 +403,13 @@ def _inits(fields):
 def kiln_layer(m):
     if isinstance(m, nn.Sequential):
         return "nn::Sequential{" + ", ".join(kiln_layer(c) for c in m) + "}"
+    if isinstance(m, Residual):
+        return "nn::Residual{" + ", ".join(kiln_layer(c) for c in m.body) + "}"
+    if isinstance(m, Sum):
+        return "nn::Sum{" + ", ".join(kiln_layer(b) for b in m.branches) + "}"
+    if isinstance(m, Concat):
+        dim = [] if m.dim == -1 else [f"nn::dim<{m.dim}>"]
+        return "nn::Concat{" + ", ".join(dim + [kiln_layer(b) for b in m.branches]) + "}"
     if isinstance(m, nn.Linear):
         return f"nn::Linear<{m.in_features}, {m.out_features}{'' if m.bias is not None else ', false'}>{{}}"
     if isinstance(m, nn.Bilinear):
@@ -481,7 +548,8 @@ def make_case(idx, name, builder, shapes, gen, outdir):
     # omitted when every layer is a Dropout (eval is the identity on in0).
     leaves = [m for m in model.modules() if not list(m.children())]
     train_differs = any(isinstance(m, (nn.BatchNorm1d, nn.Dropout)) for m in leaves)
-    eval_is_identity = all(isinstance(m, nn.Dropout) for m in leaves)
+    composite = any(isinstance(m, (Residual, Sum, Concat)) for m in model.modules())
+    eval_is_identity = not composite and all(isinstance(m, nn.Dropout) for m in leaves)
     if not train_differs:
         assert not buffer_keys, (name, buffer_keys)
 
@@ -556,7 +624,11 @@ def verify(path, tensors, meta):
 
 CASE_LISTS = (
     ("golden_layer_cases.inc", "Every layer alone", lambda name: not name.startswith("net_")),
-    ("golden_network_cases.inc", "The golden networks", lambda name: name.startswith("net_")),
+    ("golden_network_cases.inc", "The golden networks",
+     lambda name: name.startswith("net_") and not name.startswith("net_graph_")),
+    # Networks with composites (Residual, Sum, Concat): a list of their own, for the backends that run them.
+    ("golden_graph_cases.inc", "The networks with composites",
+     lambda name: name.startswith("net_graph_")),
 )
 
 
@@ -617,6 +689,42 @@ def main():
             y_s0 = F.linear(kiln_dropout(h, 0.25, seed, 0, 0), d2["4.weight"], d2["4.bias"])
         assert torch.allclose(y, d2[f"train.out.b{b}"], rtol=1e-5, atol=1e-5), b
         assert b == 1 or not torch.allclose(y_s0, d2[f"train.out.b{b}"], rtol=1e-5, atol=1e-5), b
+    check_graph_dropout_streams(outdir, names)
+
+
+def check_graph_dropout_streams(outdir, names):
+    """net_graph_bn_dropout, recomputed with functional ops and the streams written out: Kiln numbers the
+    Dropouts depth first (Sum's branches in order, then Concat's, a Residual's body in place), 0..4."""
+    idx = names.index("net_graph_bn_dropout")
+    d = {k: v.double() if v.dtype.is_floating_point else v
+         for k, v in load_file(os.path.join(outdir, "net_graph_bn_dropout.safetensors")).items()}
+    seed = DROPOUT_SEED_BASE + idx
+
+    def run(streams, B):
+        drop = [lambda t, p=p, s=s: kiln_dropout(t, p, seed, s, 0)
+                for p, s in zip((0.5, 0.25, 0.3, 0.5, 0.2), streams)]
+
+        def lin(t, k):
+            return F.linear(t, d[f"{k}.weight"], d[f"{k}.bias"])
+
+        def bn(t, k):  # train mode: the batch's statistics (the running ones only get updated)
+            return F.batch_norm(t, d[f"{k}.running_mean"].clone(), d[f"{k}.running_var"].clone(), d[f"{k}.weight"],
+                                d[f"{k}.bias"], training=True)
+
+        with torch.no_grad():
+            h = lin(d[f"in0.b{B}"], "0")
+            s = drop[0](bn(h, "1.branches.0.0")) + drop[1](lin(h, "1.branches.1.0")) + h
+            r = s.relu()
+            c = torch.cat([drop[2](r), bn(lin(r, "3.branches.1.0"), "3.branches.1.1"),
+                           r + lin(drop[3](r), "3.branches.2.body.1")], -1)
+            return lin(drop[4](c), "5")
+
+    for B in BATCH_SIZES[1:]:  # B = 1: BatchNorm1d in train mode refuses one value per channel
+        want = d[f"train.out.b{B}"]
+        assert torch.allclose(run((0, 1, 2, 3, 4), B), want, rtol=1e-5, atol=1e-6), B
+        for wrong in ((1, 0, 2, 3, 4), (0, 1, 3, 2, 4), (0, 1, 2, 3, 0)):
+            assert not torch.allclose(run(wrong, B), want, rtol=1e-5, atol=1e-6), (B, wrong)
+    print("net_graph_bn_dropout: Dropout streams 0..4 in depth-first order")
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def gradcheck_some(datadir):
     """torch.autograd.gradcheck (float64) on a few small cases, inputs and parameters together."""
     from torch.nn.utils.stateless import functional_call
     picks = ["bilinear", "batchnorm_3d", "layernorm_2d", "rmsnorm_tutorial", "softmax_3d_dim1",
-             "net_mixed", "net_two_dropouts", "net_rank3"]
+             "net_mixed", "net_two_dropouts", "net_rank3", "net_graph_bn_dropout", "net_graph_concat_dims"]
     for idx, (name, builder, shapes, _) in enumerate(mg.CASES):
         if name not in picks:
             continue

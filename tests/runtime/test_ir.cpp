@@ -50,6 +50,7 @@ TEST_CASE("ir: different layers never share a cache key (every layer of the test
   }
 #include "golden_layer_cases.inc"
 #include "golden_network_cases.inc"
+#include "golden_graph_cases.inc"
 #undef KILN_CASE
   kiln::testing::for_each_random_seed<12>(
       [&](auto seed) { describe_layers(kiln::testing::random_network<decltype(seed)::value>, all); });
