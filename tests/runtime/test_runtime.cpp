@@ -112,6 +112,28 @@ TEST_CASE("runtime: the summary prints every layer with its output shape and par
   CHECK_THAT(s, Catch::Contains("parameters: 204042"));
 }
 
+TEST_CASE("runtime: the summary shows a composite's row above its indented children, and its counts", "[runtime][graph]") {
+  static constexpr nn::Sequential net{kiln::input<63>,
+                                      nn::Concat{nn::Identity{}, nn::Sequential{nn::Linear<63, 128>{}, nn::ReLU{}}},
+                                      nn::Residual{nn::LayerNorm<191>{}, nn::Linear<191, 191>{}},
+                                      nn::Sum{nn::Linear<191, 4>{}, nn::Linear<191, 4, false>{}}};
+  const std::string s = fmt::format("{}", net);
+  INFO(s);
+  CHECK_THAT(s, Catch::Matches("(.|\\n)*\\n  \\(0\\): Concat: branches concatenated along dim 1 +\\[N, 191\\] +8192\\n"
+                               "    \\(0.branches.0\\): Identity\\(\\) +\\[N, 63\\] +0\\n"
+                               "    \\(0.branches.1.0\\): Linear\\(in_features=63, out_features=128, bias=True\\) +\\[N, 128\\] +8192\\n"
+                               "(.|\\n)*"));
+  CHECK_THAT(s, Catch::Contains("(1): Residual: x + body(x)"));
+  CHECK_THAT(s, Catch::Contains("    (1.body.1): Linear(in_features=191, out_features=191, bias=True)"));
+  CHECK_THAT(s, Catch::Contains("(2): Sum: sum of branches"));
+  // Parameters: 63*128+128, 2*191, 191*191+191, 191*4+4, 191*4; FLOPs: the layers' and the joins' adds.
+  CHECK(kiln::parameter_count(net) == 8192 + 382 + 36672 + 768 + 764);
+  kiln::index_t layer_flops = 0;
+  kiln::for_each_leaf(net, [&](auto i, const auto& layer) { layer_flops += layer.flops(kiln::network_traits<std::remove_const_t<decltype(net)>>::analysis.in[i]); });
+  CHECK(kiln::flops_per_sample(net) == layer_flops + 191 + 4);
+  CHECK(kiln::activation_bytes_per_sample(net) == 4 * (63 + 128 + 128 + 191 + 191 + 191 + 191 + 4 + 4 + 4));
+}
+
 TEST_CASE("runtime: Fashion-MNIST loads from Debian's dataset-fashion-mnist", "[runtime][files]") {
   const kiln::LabelledImages test = kiln::load_fashion_mnist(false);
   CHECK(test.images.shape() == kiln::Shape{10000, 1, 28, 28});

@@ -53,18 +53,25 @@ constexpr index_t parameter_count(const Net& net) {
   return n;
 }
 
+// The layers' FLOPs, and one add per output value and joined path of each Residual and Sum.
 template <Network Net>
 constexpr index_t flops_per_sample(const Net& net) {
+  using T = network_traits<Net>;
   index_t n = 0;
-  for_each_leaf(net, [&](auto i, const auto& layer) { n += layer.flops(network_traits<Net>::analysis.in[i]); });
+  for_each_leaf(net, [&](auto i, const auto& layer) { n += layer.flops(T::analysis.in[i]); });
+  for (std::size_t k = 0; k < T::step_count; ++k)
+    if (T::analysis.steps[k].op == Step::Op::add)
+      n += (T::analysis.steps[k].input_count - 1) * T::analysis.steps[k].out.numel();
   return n;
 }
 
-// Bytes of all layer outputs for one sample: what an unfused evaluator writes to memory per sample.
+// Bytes of all step outputs (layers and joins) for one sample: what an unfused evaluator writes per sample.
 template <Network Net>
 constexpr index_t activation_bytes_per_sample(const Net&) {
+  using T = network_traits<Net>;
   index_t n = 0;
-  for (const Dims& d : network_traits<Net>::analysis.out) n += d.numel() * static_cast<index_t>(sizeof(float));
+  for (std::size_t k = 0; k < T::step_count; ++k)
+    n += T::analysis.steps[k].out.numel() * static_cast<index_t>(sizeof(float));
   return n;
 }
 
