@@ -1,4 +1,4 @@
-// Kiln's fused kernel against libtorch (PyTorch's C++ frontend) on four networks, in eval mode, with the same
+// Kiln's fused kernel against libtorch (PyTorch's C++ frontend) on six networks, in eval mode, with the same
 // weights, for batches 1, 32, 256 and 4096 on 1 and 2 threads; Kiln's unfused evaluator for context.
 //
 //   <case>_t<threads>/<variant>/<batch>, variants:
@@ -78,6 +78,11 @@ constexpr nn::Sequential mlp_norm{kiln::input<512>,      nn::Linear<512, 512>{},
 constexpr nn::Sequential tiny{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}, nn::Linear<32, 32>{}, nn::ReLU{},
                               nn::Linear<32, 4>{}};
 constexpr nn::Sequential bilinear{kiln::input<64>, kiln::input<48>, nn::Bilinear<64, 48, 32>{}};
+// Residual MLPs: width 256, blocks LayerNorm -> Linear(256, 512) -> GELU -> Linear(512, 256) around a skip.
+constexpr nn::Residual resblock{nn::LayerNorm<256>{}, nn::Linear<256, 512>{}, nn::GELU{}, nn::Linear<512, 256>{}};
+constexpr nn::Sequential resmlp{kiln::input<64>, nn::Linear<64, 256>{}, resblock, resblock, nn::Linear<256, 10>{}};
+constexpr nn::Sequential resmlp6{kiln::input<64>, nn::Linear<64, 256>{}, resblock, resblock, resblock,
+                                 resblock,        resblock,              resblock, nn::Linear<256, 10>{}};
 
 // torch.nn.RMSNorm (PyTorch 2.4) for libtorch 1.13, which has none: eps = FLT_EPSILON as torch's default for
 // float32, and Kiln's.
@@ -90,6 +95,24 @@ struct RMSNormImpl : torch::nn::Module {
   double eps = FLT_EPSILON;
 };
 TORCH_MODULE(RMSNorm);
+
+// python/kiln_nn.py's Residual: y = x + body(x), the body's parameters under "body.".
+struct ResidualImpl : torch::nn::Module {
+  explicit ResidualImpl(torch::nn::Sequential b) : body(register_module("body", std::move(b))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return x + body->forward(x); }
+  torch::nn::Sequential body;
+};
+TORCH_MODULE(Residual);
+
+torch::nn::Sequential torch_resmlp(int blocks) {
+  torch::nn::Sequential seq(torch::nn::Linear(64, 256));
+  for (int b = 0; b < blocks; ++b)
+    seq->push_back(Residual(torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({256})),
+                                                  torch::nn::Linear(256, 512), torch::nn::GELU(),
+                                                  torch::nn::Linear(512, 256))));
+  seq->push_back(torch::nn::Linear(256, 10));
+  return seq;
+}
 
 torch::nn::Sequential torch_mlp_s() {
   return torch::nn::Sequential(torch::nn::Linear(784, 256), torch::nn::ReLU(), torch::nn::Linear(256, 256),
@@ -425,10 +448,16 @@ int main(int argc, char** argv) {
   c_mlp_norm.check_agreement();
   c_tiny.check_agreement();
   c_bilinear.check_agreement();
+  Case<std::remove_cvref_t<decltype(resmlp)>> c_resmlp{"resmlp", resmlp, torch_resmlp(2), 5};
+  Case<std::remove_cvref_t<decltype(resmlp6)>> c_resmlp6{"resmlp6", resmlp6, torch_resmlp(6), 6};
+  c_resmlp.check_agreement();
+  c_resmlp6.check_agreement();
   c_mlp_s.register_benchmarks();
   c_mlp_norm.register_benchmarks();
   c_tiny.register_benchmarks();
   c_bilinear.register_benchmarks();
+  c_resmlp.register_benchmarks();
+  c_resmlp6.register_benchmarks();
 
   kiln::bench::RatioReporter reporter("torch", peak.gflops);
   // Batch 1 reads every weight once: the time to read them is its bound (issue: MLP-S within 1.3x of it).
@@ -443,6 +472,8 @@ int main(int argc, char** argv) {
   stream_bound("mlp_norm", mlp_norm);
   stream_bound("tiny", tiny);
   stream_bound("bilinear", bilinear);
+  stream_bound("resmlp", resmlp);
+  stream_bound("resmlp6", resmlp6);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 }
