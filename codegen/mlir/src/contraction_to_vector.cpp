@@ -78,7 +78,10 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         epilogue = g;
         continue;
       }
-      if (user->getBlock() != mm->getBlock() || !mm->isBeforeInBlock(user)) return failure();
+      // Any other reader comes after the matmul: in its block, or inside an op there (the tiles of another
+      // matmul whose epilogue reads this product, in a Sum of two Linears).
+      Operation* reader = mm->getBlock()->findAncestorOpInBlock(*user);
+      if (!reader || !mm->isBeforeInBlock(reader)) return failure();
       otherReaders = true;
     }
     if (!fill) return failure();
