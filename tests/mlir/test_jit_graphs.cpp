@@ -117,4 +117,12 @@ TEST_CASE("kiln::mlir: malformed steps are errors naming the step", "[mlir][grap
   bad = good;
   bad.output = kiln::Dims{9};
   fails(bad, "kiln::mlir: the network's output is [9] but its last step gives [8]");
+
+  // Without steps, the layers run one after the other, and are checked as such.
+  constexpr nn::Sequential line{kiln::input<6>, nn::Linear<6, 6>{}, nn::ReLU{}, nn::Linear<6, 2>{}};
+  kiln::ir::Network chain = kiln::ir::describe(line);
+  chain.steps.clear();
+  CHECK_NOTHROW(kiln::mlir::lower(chain, "k", kiln::mlir::Stage::mlir));
+  chain.layers[2].in = kiln::Dims{5};
+  fails(chain, "kiln::mlir: layer 2 (Linear<6, 2>): expects [5] but the layer before gives [6]");
 }
