@@ -1,7 +1,10 @@
 // The ahead-of-time kernels of every golden network (kiln_add_kernel, linked into this test) against PyTorch's
-// goldens, in eval and train mode: the same checks as the expression-template and JIT kernels.
+// goldens, in eval and train mode: the same checks as the expression-template and JIT kernels. A graph network's
+// against the expression-template kernel, as test_jit_graphs.cpp checks the JIT's.
 #include "../runtime/golden_check.hpp"
 #include "aot_networks.hpp"
+#include "graph_check.hpp"
+#include "graph_networks.hpp"
 
 #include <kiln/jit.hpp>
 
@@ -13,6 +16,7 @@
 #include <aot_net_rank3.h>
 #include <aot_net_seed.h>
 #include <aot_net_two_dropouts.h>
+#include <aot_graph_nested.h>
 
 #include <vector>
 
@@ -20,14 +24,19 @@ namespace {
 
 // The AOT entry points behind kiln::jit::Kernel, which calls them as it calls a JIT kernel's: the model's
 // buffers, seed and step, its checks first.
+std::shared_ptr<kiln::mlir::LoadedKernel> entry_points(kiln::ir::KernelFn eval, kiln::ir::KernelFn train) {
+  auto kernel = std::make_shared<kiln::mlir::LoadedKernel>();
+  kernel->eval = eval;
+  kernel->train = train;
+  return kernel;
+}
+
 template <kiln::Network Net>
 std::vector<kiln::testing::Backend<Net>> aot_backend(kiln::ir::KernelFn eval, kiln::ir::KernelFn train) {
-  auto entry_points = std::make_shared<kiln::mlir::LoadedKernel>();
-  entry_points->eval = eval;
-  entry_points->train = train;
+  const auto loaded = entry_points(eval, train);
   return {{"aot",
            [=](kiln::Model<Net>& m, const kiln::Tensor& x, const kiln::Tensor* x2) {
-             kiln::jit::Kernel<Net> kernel(m, entry_points);
+             kiln::jit::Kernel<Net> kernel(m, loaded);
              if constexpr (kiln::network_traits<Net>::input_count == 2) return kernel(x, *x2);
              else return kernel(x);
            },
@@ -49,3 +58,10 @@ KILN_AOT_CASE(net_nested)
 KILN_AOT_CASE(net_rank3)
 KILN_AOT_CASE(net_seed)
 KILN_AOT_CASE(net_two_dropouts)
+
+TEST_CASE("aot graph: nested composites == the expression-template kernel", "[aot][graph]") {
+  using Net = std::remove_const_t<decltype(graph_nets::nested)>;
+  const auto kernel = entry_points(aot_graph_nested_eval, aot_graph_nested_train);
+  kiln::testing::check_kernel_equals_expression_templates(
+      graph_nets::nested, "nested", [&](kiln::Model<Net>& m) { return kiln::jit::Kernel<Net>(m, kernel); });
+}

@@ -5,6 +5,9 @@
 // bufferization.to_tensor, computes on tensors and writes the output (and, in train mode, BatchNorm1d's running
 // statistics) back with bufferization.materialize_in_destination. Activations stay [N, F] (row-major per
 // sample, so Flatten and Unflatten are free); a layer that needs more dims (Softmax, the norms) expands them.
+// The body walks the network's steps (ir::Network::steps; its layers one after the other when it has none),
+// one tensor per value: a layer step lowers its layer, an add step (Residual, Sum) adds its inputs
+// elementwise, a concat step (Concat) copies its inputs into slices of one result.
 // Each layer's lowering is one member function below, named after the layer, and `lowerings()` maps each layer
 // kind to it. The activations have one lowering for all: their math from dsl/layers/activations.hpp,
 // instantiated on Scalar. docs/SEMANTICS.md says what each layer computes.
@@ -42,6 +45,21 @@ constexpr int64_t kDyn = ShapedType::kDynamic;
 // A layer's attribute, which checkLowering has made sure it has.
 double attr(const ir::Layer& l, std::string_view name) { return l.attributes.find(name)->value; }
 
+// The network's data flow: its steps, or for a network built by hand without them, its layers one after the
+// other (the first one reading both inputs of a two-input network, as a Bilinear does).
+std::vector<Step> stepsOf(const ir::Network& net) {
+  if (!net.steps.empty()) return net.steps;
+  std::vector<Step> chain(net.layers.size());
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    Step& s = chain[i];
+    s.leaf = i;
+    s.inputs[static_cast<std::size_t>(s.input_count++)] = i == 0 ? 0 : value_of_step(i - 1);
+    if (i == 0 && net.input_count == 2) s.inputs[static_cast<std::size_t>(s.input_count++)] = 1;
+    s.out = net.layers[i].out;
+  }
+  return chain;
+}
+
 class FunctionBuilder;
 // How one kind of layer lowers: y from x (and the network's second input x2, for Bilinear), plus what it reads.
 struct Lowering {
@@ -77,11 +95,13 @@ class FunctionBuilder {
     n_ = entry.getArgument(0);
     seed_ = entry.getArgument(1);
     step_ = entry.getArgument(2);
-    Value x = tensorOf(entry.getArgument(3 + nb));
-    Value x2 = net_.input_count == 2 ? tensorOf(entry.getArgument(4 + nb)) : Value{};
-    for (const ir::Layer& layer : net_.layers) x = lowerLayer(layer, x, x2);
+    // One tensor per value of the data flow: the inputs, then each step's output.
+    SmallVector<Value> values{tensorOf(entry.getArgument(3 + nb)),
+                              net_.input_count == 2 ? tensorOf(entry.getArgument(4 + nb)) : Value{}};
+    for (const Step& s : stepsOf(net_)) values.push_back(lowerStep(s, values));
+    Value y = values.size() > first_step_value ? values.back() : values[0];
     // The output, then the updated running statistics: written after the whole forward has read the old ones.
-    b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, x, entry.getArguments().back(), true,
+    b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, y, entry.getArguments().back(), true,
                                                            true);
     for (auto& [value, memref] : pendingWrites_)
       b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, value, memref, true, true);
@@ -89,6 +109,16 @@ class FunctionBuilder {
   }
 
  private:
+  Value lowerStep(const Step& s, ArrayRef<Value> values) {
+    SmallVector<Value> ins;
+    for (int j = 0; j < s.input_count; ++j) ins.push_back(values[s.inputs[static_cast<std::size_t>(j)]]);
+    switch (s.op) {
+      case Step::Op::layer: return lowerLayer(net_.layers[s.leaf], ins[0], ins.size() > 1 ? ins[1] : Value{});
+      case Step::Op::add: return sum(ins);
+      case Step::Op::concat: return concat(ins, s.out, s.dim);
+    }
+    return {};
+  }
   Value lowerLayer(const ir::Layer& l, Value x, Value x2) { return lowerings().at(l.kind).lower(*this, l, x, x2); }
 
   friend const std::map<std::string_view, Lowering>& lowerings();
@@ -167,6 +197,57 @@ class FunctionBuilder {
     auto type = cast<RankedTensorType>(x.getType());
     ReassociationIndices rest = llvm::to_vector(llvm::seq<int64_t>(1, type.getRank()));
     return b_.create<tensor::CollapseShapeOp>(loc_, x, SmallVector<ReassociationIndices>{{0}, rest});
+  }
+
+  // ---- Residual and Sum: y = x_0 + x_1 + ..., added in this order (et::join::add) ------------------------
+  // One elementwise generic: linalg's elementwise fusion merges it with its producers, so that a residual
+  // branch ending in a Linear adds the skip path in the matmul's epilogue.
+  Value sum(ArrayRef<Value> xs) {
+    if (xs.size() == 1) return xs[0];
+    SmallVector<AffineMap> maps(xs.size() + 1, map(2, {0, 1}));
+    return generic(xs[0].getType(), xs, emptyRows({features(xs[0])}, f32_), maps,
+                   {IteratorType::parallel, IteratorType::parallel}, [&](OpBuilder& b, Location loc, ValueRange v) {
+                     Value acc = v[0];
+                     for (std::size_t k = 1; k < xs.size(); ++k) acc = b.create<arith::AddFOp>(loc, acc, v[k]);
+                     b.create<linalg::YieldOp>(loc, ValueRange{acc});
+                   });
+  }
+
+  // ---- Concat along per-sample dim d --------------------------------------------------------------------
+  // A sample of the result is `outer` blocks (the dims before d), each the branches' pieces one after the
+  // other (et::join::concat's layout): the result is [N, outer, total], each branch viewed [N, outer, piece]
+  // and copied into its slice (outer = 1 drops that dim, so that the copy fuses with a 2-D producer).
+  // The branches are copied last first: the last one was computed last, so nothing runs between its producer
+  // and its copy, and a Linear's epilogue then writes straight into the slice.
+  Value concat(ArrayRef<Value> pieces, const Dims& out, int dim) {
+    const int64_t outer = out.product(0, dim), total = out.numel() / outer;
+    Value result = outer > 1 ? emptyRows({outer, total}, f32_) : emptyRows({total}, f32_);
+    int64_t end = total;
+    for (Value piece : llvm::reverse(pieces)) {
+      const int64_t width = features(piece) / outer;
+      end -= width;
+      result = copyIntoSlice(outer > 1 ? expandRows(piece, {outer, width}) : piece, result, end);
+    }
+    return outer > 1 ? collapseRows(result) : result;
+  }
+  // dest with piece [N, ..., w] written at [offset, offset + w) of its last dim. Copied by an identity
+  // linalg.generic into the extracted slice, which bufferizes in place: not tensor.concat (MLIR 19 does not
+  // bufferize it), nor the piece inserted as it is (a strided memref.copy, which lowers to a call into MLIR's
+  // runtime library, which the kernels do not link).
+  Value copyIntoSlice(Value piece, Value dest, int64_t offset) {
+    auto type = cast<RankedTensorType>(piece.getType());
+    const auto rank = static_cast<unsigned>(type.getRank());
+    SmallVector<OpFoldResult> offsets(rank, b_.getIndexAttr(0)), strides(rank, b_.getIndexAttr(1));
+    SmallVector<OpFoldResult> sizes{OpFoldResult(n_)};
+    offsets.back() = b_.getIndexAttr(offset);
+    for (unsigned i = 1; i < rank; ++i) sizes.push_back(b_.getIndexAttr(type.getDimSize(i)));
+    Value slot = b_.create<tensor::ExtractSliceOp>(loc_, type, dest, offsets, sizes, strides);
+    const SmallVector<AffineMap> maps(2, b_.getMultiDimIdentityMap(rank));
+    const SmallVector<IteratorType> iterators(rank, IteratorType::parallel);
+    Value copy = generic(type, ValueRange{piece}, slot, maps, iterators, [&](OpBuilder& b, Location loc, ValueRange v) {
+      b.create<linalg::YieldOp>(loc, ValueRange{v[0]});
+    });
+    return b_.create<tensor::InsertSliceOp>(loc_, copy, dest, offsets, sizes, strides);
   }
 
   // ---- Linear: y = x W^T + b, over the last dim ----------------------------------------------------------

@@ -78,15 +78,20 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         epilogue = g;
         continue;
       }
-      if (user->getBlock() != mm->getBlock() || !mm->isBeforeInBlock(user)) return failure();
+      // Any other reader comes after the matmul: in its block, or inside an op there (the tiles of another
+      // matmul whose epilogue reads this product, in a Sum of two Linears).
+      Operation* reader = mm->getBlock()->findAncestorOpInBlock(*user);
+      if (!reader || !mm->isBeforeInBlock(reader)) return failure();
       otherReaders = true;
     }
     if (!fill) return failure();
-    if (otherReaders) epilogue = nullptr;
-    // Nothing between the matmul and its epilogue may write memory (allocating the epilogue's output is fine).
-    if (epilogue)
-      for (Operation* op = mm->getNextNode(); op != epilogue.getOperation(); op = op->getNextNode())
-        if (!isMemoryEffectFree(op) && !isa<memref::AllocOp>(op)) return failure();
+    // The tiles run where the epilogue is, so nothing between the matmul and its epilogue may write memory
+    // (allocating the epilogue's output is fine). If something does (another branch of a graph network), the
+    // product is written to c and the epilogue runs on its own.
+    bool fuse = epilogue && !otherReaders;
+    for (Operation* op = mm->getNextNode(); fuse && op != epilogue.getOperation(); op = op->getNextNode())
+      fuse = isMemoryEffectFree(op) || isa<memref::AllocOp>(op);
+    if (!fuse) epilogue = nullptr;
 
     Location loc = mm.getLoc();
     const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);

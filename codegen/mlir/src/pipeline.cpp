@@ -133,37 +133,152 @@ class StagePasses {
 };
 
 // What the builder relies on, checked before it runs: an ir::Network from ir::describe always passes; one put
-// together by hand may not, and then the error names the layer instead of crashing in the builder.
-void validate(const ir::Network& net) {
+// together by hand may not, and then the error names the layer or step instead of crashing in the builder.
+[[noreturn]] void failLayer(const ir::Layer& l, const std::string& what) {
+  throw Error(fmt::format("kiln::mlir: layer {} ({}): {}", l.path.view(), l.name.view(), what));
+}
+
+// Each layer's parameters, lowering and dims, on their own.
+void validateLayer(const ir::Network& net, const ir::Layer& l) {
   const int buffers = static_cast<int>(net.buffers.size());
-  auto fail = [](const ir::Layer& l, const std::string& what) {
-    throw Error(fmt::format("kiln::mlir: layer {} ({}): {}", l.path.view(), l.name.view(), what));
-  };
-  if (net.input_count != 1 && net.input_count != 2)
-    throw Error(fmt::format("kiln::mlir: a network takes 1 or 2 inputs, not {}", net.input_count));
+  for (int r = 0; r < role_count; ++r) {
+    const int index = l.params[static_cast<std::size_t>(r)];
+    if (index < -1 || index >= buffers)
+      failLayer(l, fmt::format("its {} is buffer {}, but the network has {} buffers", role_name(static_cast<Role>(r)),
+                               index, buffers));
+    if (index >= 0 && net.buffers[static_cast<std::size_t>(index)].spec.role != static_cast<Role>(r))
+      failLayer(l, fmt::format("its {} is buffer {} ({}), which is a {}", role_name(static_cast<Role>(r)), index,
+                               net.buffers[static_cast<std::size_t>(index)].name.view(),
+                               role_name(net.buffers[static_cast<std::size_t>(index)].spec.role)));
+  }
+  backend::checkLowering(l);
+  if (l.in.rank < 1 || l.out.rank < 1) failLayer(l, "has no per-sample dims");
+}
+
+// A network without steps: its layers one after the other, Bilinear first.
+void validateChain(const ir::Network& net) {
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
     const ir::Layer& l = net.layers[i];
-    for (int r = 0; r < role_count; ++r) {
-      const int index = l.params[static_cast<std::size_t>(r)];
-      if (index < -1 || index >= buffers)
-        fail(l, fmt::format("its {} is buffer {}, but the network has {} buffers", role_name(static_cast<Role>(r)),
-                            index, buffers));
-      if (index >= 0 && net.buffers[static_cast<std::size_t>(index)].spec.role != static_cast<Role>(r))
-        fail(l, fmt::format("its {} is buffer {} ({}), which is a {}", role_name(static_cast<Role>(r)), index,
-                            net.buffers[static_cast<std::size_t>(index)].name.view(),
-                            role_name(net.buffers[static_cast<std::size_t>(index)].spec.role)));
-    }
-    backend::checkLowering(l);
     if (l.kind == "bilinear" && (i != 0 || net.input_count != 2))
-      fail(l, "takes the network's two inputs, so it must be the first layer of a network with two inputs");
-    if (l.in.rank < 1 || l.out.rank < 1) fail(l, "has no per-sample dims");
+      failLayer(l, "takes the network's two inputs, so it must be the first layer of a network with two inputs");
     if (i > 0 && !(l.in == net.layers[i - 1].out))
-      fail(l, fmt::format("expects {} but the layer before gives {}", ir::to_string(l.in), ir::to_string(net.layers[i - 1].out)));
+      failLayer(l, fmt::format("expects {} but the layer before gives {}", ir::to_string(l.in),
+                               ir::to_string(net.layers[i - 1].out)));
   }
   const Dims out = net.layers.empty() ? net.input : net.layers.back().out;
   if (!(out.numel() == net.output.numel()))
     throw Error(fmt::format("kiln::mlir: the network's output is {} but its last layer gives {}", ir::to_string(net.output),
                             ir::to_string(out)));
+}
+
+// The steps of a graph network, in order: each reads values defined before it, in dims that fit.
+class StepChecker {
+ public:
+  explicit StepChecker(const ir::Network& net) : net_(net), runs_(net.layers.size(), 0) {}
+
+  void check() {
+    for (std::size_t k = 0; k < net_.steps.size(); ++k) checkStep(k, net_.steps[k]);
+    for (std::size_t i = 0; i < runs_.size(); ++i)
+      if (runs_[i] != 1)
+        failLayer(net_.layers[i], fmt::format("is run by {} steps; each layer runs in exactly one", runs_[i]));
+    const Dims& out = net_.steps.back().out;
+    if (!(out == net_.output))
+      throw Error(fmt::format("kiln::mlir: the network's output is {} but its last step gives {}",
+                              ir::to_string(net_.output), ir::to_string(out)));
+  }
+
+ private:
+  [[noreturn]] void fail(std::size_t k, const Step& s, const std::string& what) const {
+    const bool layer = s.op == Step::Op::layer && s.leaf < net_.layers.size();
+    const std::string_view path = layer ? net_.layers[s.leaf].path.view() : s.path.view();
+    const std::string_view name = layer ? net_.layers[s.leaf].name.view() : s.name.view();
+    if (name.empty()) throw Error(fmt::format("kiln::mlir: step {}: {}", k, what));
+    throw Error(fmt::format("kiln::mlir: step {}, layer {} ({}): {}", k, path, name, what));
+  }
+  const Dims& dims(int value) const {
+    if (value == 0) return net_.input;
+    if (value == 1) return net_.input2;
+    return net_.steps[static_cast<std::size_t>(value - first_step_value)].out;
+  }
+  // Where value `value`, read by step k, comes from.
+  std::string source(int value, std::size_t k) const {
+    if (value == 0) return "the network's input";
+    if (value == 1) return "the network's second input";
+    const auto j = static_cast<std::size_t>(value - first_step_value);
+    const Step& s = net_.steps[j];
+    if (s.op != Step::Op::layer) return fmt::format("layer {} ({})", s.path.view(), s.name.view());
+    if (j + 1 == k) return "the layer before";
+    const ir::Layer& l = net_.layers[s.leaf];
+    return fmt::format("layer {} ({})", l.path.view(), l.name.view());
+  }
+  std::vector<Dims> inputDims(std::size_t k, const Step& s) const {
+    if (s.input_count < 1 || s.input_count > nn::max_branches)
+      fail(k, s, fmt::format("has {} inputs, not 1 to {}", s.input_count, nn::max_branches));
+    std::vector<Dims> in;
+    for (int j = 0; j < s.input_count; ++j) {
+      const int v = s.inputs[static_cast<std::size_t>(j)];
+      if (v < 0 || v >= value_of_step(k) || (v == 1 && net_.input_count != 2))
+        fail(k, s, fmt::format("reads value {}, which is not defined before it", v));
+      in.push_back(dims(v));
+    }
+    return in;
+  }
+  void checkStep(std::size_t k, const Step& s) {
+    const std::vector<Dims> in = inputDims(k, s);
+    if (s.out.rank < 1) fail(k, s, "has no per-sample dims");
+    if (s.op == Step::Op::layer) checkLayer(k, s, in);
+    else if (s.op == Step::Op::add) checkAdd(k, s, in);
+    else if (s.op == Step::Op::concat) checkConcat(k, s, in);
+    else fail(k, s, fmt::format("has an unknown op {}", static_cast<int>(s.op)));
+  }
+  void checkLayer(std::size_t k, const Step& s, const std::vector<Dims>& in) {
+    if (s.leaf >= net_.layers.size())
+      fail(k, s, fmt::format("runs layer {}, but the network has {} layers", s.leaf, net_.layers.size()));
+    const ir::Layer& l = net_.layers[s.leaf];
+    ++runs_[s.leaf];
+    const bool bilinear = l.kind == "bilinear";
+    if (bilinear && !(s.input_count == 2 && s.inputs[0] == 0 && s.inputs[1] == 1))
+      fail(k, s, "takes the network's two inputs, so it must read values 0 and 1");
+    if (!bilinear && s.input_count != 1) fail(k, s, fmt::format("reads {} values; a layer reads one", s.input_count));
+    if (!(in[0] == l.in))
+      fail(k, s, fmt::format("expects {} but {} gives {}", ir::to_string(l.in), source(s.inputs[0], k),
+                             ir::to_string(in[0])));
+    if (!(s.out == l.out))
+      fail(k, s, fmt::format("gives {} but its layer gives {}", ir::to_string(s.out), ir::to_string(l.out)));
+  }
+  void checkAdd(std::size_t k, const Step& s, const std::vector<Dims>& in) {
+    for (const Dims& d : in)
+      if (!(d == in[0]))
+        fail(k, s, fmt::format("adds {} to {}; added values need the same dims", ir::to_string(d),
+                               ir::to_string(in[0])));
+    if (!(s.out == in[0])) fail(k, s, fmt::format("gives {} but adds {}", ir::to_string(s.out), ir::to_string(in[0])));
+  }
+  void checkConcat(std::size_t k, const Step& s, const std::vector<Dims>& in) {
+    if (s.dim < 0 || s.dim >= s.out.rank)
+      fail(k, s, fmt::format("concatenates along per-sample dim {} of {}", s.dim, ir::to_string(s.out)));
+    index_t along = 0;
+    for (const Dims& d : in) {
+      bool agree = d.rank == s.out.rank;
+      for (int i = 0; agree && i < d.rank; ++i) agree = i == s.dim || d.sizes[i] == s.out.sizes[i];
+      if (!agree)
+        fail(k, s, fmt::format("concatenates {} into {} along dim {}: they must agree on every other dim",
+                               ir::to_string(d), ir::to_string(s.out), s.dim));
+      along += d.sizes[s.dim];
+    }
+    if (along != s.out.sizes[s.dim])
+      fail(k, s, fmt::format("gives {} but its inputs add up to {} along dim {}", ir::to_string(s.out), along, s.dim));
+  }
+
+  const ir::Network& net_;
+  std::vector<int> runs_;  // per layer: the steps that run it
+};
+
+void validate(const ir::Network& net) {
+  if (net.input_count != 1 && net.input_count != 2)
+    throw Error(fmt::format("kiln::mlir: a network takes 1 or 2 inputs, not {}", net.input_count));
+  for (const ir::Layer& l : net.layers) validateLayer(net, l);
+  if (net.steps.empty()) validateChain(net);
+  else StepChecker(net).check();
 }
 
 // Stage by stage, stopping at `last`.
@@ -177,7 +292,9 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
 
   StagePasses(ctx, diags, "linalg")
       .then(std::make_unique<FuseElementwisePass>())
-      .then("eliminate-empty-tensors,one-shot-bufferize,canonicalize")
+      // cse then canonicalize again: a Concat's slices, written in place, leave copies of a subview onto an
+      // equal one, which are erased once cse has made them the same subview.
+      .then("eliminate-empty-tensors,one-shot-bufferize,canonicalize,cse,canonicalize")
       .then(backend::createContractionToVectorPass())
       .then("func.func(buffer-deallocation-pipeline),canonicalize,cse")
       .run(*module);

@@ -1,5 +1,5 @@
-// The networks kiln-mlir knows by name: the samples' networks, and one small network per layer (what the
-// FileCheck tests in tests/mlir/filecheck look at).
+// The networks kiln-mlir knows by name: the samples' networks, one small network per layer and per kind of
+// join (what the FileCheck tests in tests/mlir/filecheck look at).
 #pragma once
 
 #include <kiln/dsl/layers.hpp>
@@ -43,6 +43,11 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["batchnorm"] = ir::describe(nn::Sequential{kiln::input<4, 3>, nn::BatchNorm1d<4>{}});
   m["layernorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::LayerNorm<4>{}});
   m["rmsnorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::RMSNorm<4>{}});
+  // Graph networks: a skip path (the add), two Linears summed, a concat of the input with a branch's output.
+  m["residual"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Residual{nn::Linear<8, 8>{}, nn::ReLU{}}});
+  m["sum"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Sum{nn::Linear<20, 8>{}, nn::Linear<20, 8>{}}});
+  m["concat"] = ir::describe(
+      nn::Sequential{kiln::input<6>, nn::Concat{nn::Identity{}, nn::Sequential{nn::Linear<6, 4>{}, nn::ReLU{}}}});
   return m;
 }
 
