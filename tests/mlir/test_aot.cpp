@@ -16,6 +16,9 @@
 #include <aot_net_rank3.h>
 #include <aot_net_seed.h>
 #include <aot_net_two_dropouts.h>
+#include <aot_net_graph_bn_dropout.h>
+#include <aot_net_graph_nested.h>
+#include <aot_net_graph_resmlp.h>
 #include <aot_graph_nested.h>
 
 #include <vector>
@@ -58,6 +61,9 @@ KILN_AOT_CASE(net_nested)
 KILN_AOT_CASE(net_rank3)
 KILN_AOT_CASE(net_seed)
 KILN_AOT_CASE(net_two_dropouts)
+KILN_AOT_CASE(net_graph_bn_dropout)
+KILN_AOT_CASE(net_graph_nested)
+KILN_AOT_CASE(net_graph_resmlp)
 
 TEST_CASE("aot graph: nested composites == the expression-template kernel", "[aot][graph]") {
   using Net = std::remove_const_t<decltype(graph_nets::nested)>;

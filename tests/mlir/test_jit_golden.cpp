@@ -34,4 +34,5 @@ std::vector<kiln::testing::Backend<Net>> jit_backend() {
   }
 #include "../runtime/golden_layer_cases.inc"
 #include "../runtime/golden_network_cases.inc"
+#include "../runtime/golden_graph_cases.inc"
 #undef KILN_CASE
