@@ -108,6 +108,13 @@ constexpr auto random_graph_blocks(Blocks... blocks) {
 template <std::uint64_t Seed>
 inline constexpr auto random_graph = random_graph_blocks<Seed, random_input_width<Seed>, 0, random_input_width<Seed>>();
 
+// Random network Seed, a straight line or a graph.
+template <std::uint64_t Seed, bool Graph>
+constexpr auto random_net() {
+  if constexpr (Graph) return random_graph<Seed>;
+  else return random_network<Seed>;
+}
+
 // The calls a law makes on network Seed: batches 1, 2, 7, 33 and 257, each with an input drawn from
 // N(0, 1.5^2), in eval and in train mode (train not at batch 1: BatchNorm1d refuses one value per channel).
 // f(x, training) for each.

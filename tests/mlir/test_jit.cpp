@@ -40,9 +40,9 @@ std::filesystem::path temp_cache(const std::string& name) {
   return dir;
 }
 
-template <std::uint64_t Seed>
+template <std::uint64_t Seed, bool Graph = false>
 void check_jit_equals_expression_templates() {
-  static constexpr auto net = kiln::testing::random_network<Seed>;
+  static constexpr auto net = kiln::testing::random_net<Seed, Graph>();
   INFO("network " << Seed << ":\n" << kiln::summary(net));
   kiln::testing::for_each_random_call<Seed>([&](const Tensor& x, bool training) {
     kiln::Model et_model{net, Seed};
@@ -57,7 +57,9 @@ void check_jit_equals_expression_templates() {
       CHECK(jit_model.step() == et_model.step());
       const auto a = jit_model.state_dict(), b = et_model.state_dict();
       for (const auto& [k, t] : a) {
-        if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), what + ", " + k, 2e-5, 4e-6);
+        // A graph's BatchNorm often normalises a sum of branches: its running mean is a mean of larger values
+        // that cancel, where the two kernels' rounding shows as ~5e-6 absolute.
+        if (t.dtype() == kiln::DType::float32) kiln::testing::check_close(t, b.at(k), what + ", " + k, 2e-5, Graph ? 1e-5 : 4e-6);
         else CHECK(t.data_i64()[0] == b.at(k).data_i64()[0]);
       }
     }
@@ -70,6 +72,10 @@ constexpr nn::Sequential small_net{kiln::input<12>, nn::Linear<12, 8>{}, nn::ReL
 
 TEST_CASE("jit: == the expression-template kernel on random networks", "[jit][laws]") {
   kiln::testing::for_each_random_seed<12>([](auto seed) { check_jit_equals_expression_templates<decltype(seed)::value>(); });
+}
+
+TEST_CASE("jit: == the expression-template kernel on random graphs (Residual, Sum, Concat, nested)", "[jit][laws][graph]") {
+  kiln::testing::for_each_random_seed<12>([](auto seed) { check_jit_equals_expression_templates<decltype(seed)::value, true>(); });
 }
 
 TEST_CASE("jit: one compile serves every batch size, and reads the parameters as they are now", "[jit]") {

@@ -13,18 +13,12 @@ using kiln::Tensor;
 
 namespace {
 
-template <std::uint64_t Seed, bool Graph>
-constexpr auto random_net() {
-  if constexpr (Graph) return kiln::testing::random_graph<Seed>;
-  else return kiln::testing::random_network<Seed>;
-}
-
 // The fused kernel against the unfused evaluator with the same per-layer kernels (only the tiling differs: equal
 // to rounding), and against the plain-loop reference. A BatchNorm's running mean is a mean of values that
 // cancel (its input is often centred): float rounding of the plain loops shows there as ~1e-6 absolute.
 template <std::uint64_t Seed, bool Graph = false>
 void check_fused_equals_unfused() {
-  static constexpr auto net = random_net<Seed, Graph>();
+  static constexpr auto net = kiln::testing::random_net<Seed, Graph>();
   INFO("network " << Seed << ":\n" << kiln::summary(net));
   kiln::testing::for_each_random_call<Seed>([&](const Tensor& x, bool training) {
     const std::string call = "batch " + std::to_string(x.size(0)) + (training ? ", train" : ", eval");
