@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -56,6 +57,9 @@ struct Workspace {
   static constexpr std::size_t L = network_traits<Net>::leaf_count;
   std::array<std::vector<float>, L> batchnorm;
   std::array<std::vector<float>, first_step_value + network_traits<Net>::step_count> stored;
+  // Per mode (eval, train): where the values live. It follows from the layers, which a model never changes, so
+  // it is planned on the first call in that mode.
+  std::optional<Flow<network_traits<Net>::step_count>> flows[2];
   std::uint32_t calls = 0;  // calls so far: odd and even ones walk the weights in opposite orders
   Workspace() {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
@@ -173,8 +177,13 @@ struct Plan {
       return (0u + ... + (std::is_same_v<typename T::template leaf<J>, nn::Dropout> ? 1u : 0u));
     }(std::make_index_sequence<I>{});
   }
-  // Per sample, the size of value v.
-  static constexpr index_t width(int v) { return T::analysis.dims(v).numel(); }
+  // Per sample, the size of value v (a table: the tiles look it up for every step).
+  static constexpr std::array<index_t, first_step_value + S> widths = [] {
+    std::array<index_t, first_step_value + S> w{};
+    for (std::size_t v = 0; v < w.size(); ++v) w[v] = T::analysis.dims(static_cast<int>(v)).numel();
+    return w;
+  }();
+  static constexpr index_t width(int v) { return widths[static_cast<std::size_t>(v)]; }
 };
 
 // Calls f(index_constant) for each step index in [first, last), in order.
@@ -191,7 +200,7 @@ struct CallSetup {
   static constexpr std::size_t L = network_traits<Net>::leaf_count, S = network_traits<Net>::step_count;
   std::array<LayerParams, L> params;
   std::array<bool, L> passes{}, batch_stats{};
-  Flow<S> flow;
+  const Flow<S>* flow = nullptr;  // the workspace's plan for this call's mode
   bool reverse_weights = false;
 };
 
@@ -216,16 +225,20 @@ CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Wo
                              ws.batchnorm[i].data(), ws.batchnorm[i].data() + Layer::num_features);
     }
   });
-  std::array<bool, S> step_passes{}, step_batch_stats{};
-  for (std::size_t k = 0; k < S; ++k) {
-    const Step& step = T::analysis.steps[k];
-    if (step.op != Step::Op::layer) continue;
-    step_passes[k] = setup.passes[step.leaf];
-    step_batch_stats[k] = setup.batch_stats[step.leaf];
+  std::optional<Flow<S>>& flow = ws.flows[call.training ? 1 : 0];
+  if (!flow) {
+    std::array<bool, S> step_passes{}, step_batch_stats{};
+    for (std::size_t k = 0; k < S; ++k) {
+      const Step& step = T::analysis.steps[k];
+      if (step.op != Step::Op::layer) continue;
+      step_passes[k] = setup.passes[step.leaf];
+      step_batch_stats[k] = setup.batch_stats[step.leaf];
+    }
+    flow = plan_flow<S>(T::analysis, step_passes, step_batch_stats);
   }
-  setup.flow = plan_flow<S>(T::analysis, step_passes, step_batch_stats);
-  for (std::size_t r = 0; r < setup.flow.V; ++r)
-    if (setup.flow.stored[r])
+  setup.flow = &*flow;
+  for (std::size_t r = 0; r < flow->V; ++r)
+    if (flow->stored[r])
       ws.stored[r].resize(static_cast<std::size_t>(call.batch * Plan<Net>::width(static_cast<int>(r))));
   return setup;
 }
@@ -234,10 +247,10 @@ CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Wo
 template <Network Net>
 const float* full_batch_value(const ForwardCall<Net>& call, const CallSetup<Net>& setup, const Workspace<Net>& ws,
                               int v) {
-  const int r = setup.flow.root[static_cast<std::size_t>(v)];
+  const int r = setup.flow->root[static_cast<std::size_t>(v)];
   if (r == 0) return call.x;
   if (r == 1) return call.x2;
-  return setup.flow.stored[static_cast<std::size_t>(r)] ? ws.stored[static_cast<std::size_t>(r)].data() : nullptr;
+  return setup.flow->stored[static_cast<std::size_t>(r)] ? ws.stored[static_cast<std::size_t>(r)].data() : nullptr;
 }
 
 // Prepares the batch-statistics BatchNorm at step k from its whole input (and updates its running stats).
@@ -288,7 +301,7 @@ void run_segment(std::size_t s, const ForwardCall<Net>& call, const Leaves& leav
                  Workspace<Net>& ws, const Tiling& tiling) {
   using T = network_traits<Net>;
   using P = Plan<Net>;
-  const Flow<T::step_count>& flow = setup.flow;
+  const Flow<T::step_count>& flow = *setup.flow;
   const auto slot_floats = static_cast<std::size_t>(P::scratch_rows * P::max_width());
   tiling.run_tiles([&](index_t, index_t t) {
     thread_local std::vector<float> scratch;
@@ -318,8 +331,8 @@ void run_segments(const ForwardCall<Net>& call, const Leaves& leaves, CallSetup<
                   const Tiling& tiling, std::size_t upto) {
   using T = network_traits<Net>;
   for (std::size_t s = 0; s < upto; ++s) {
-    const Step& first = T::analysis.steps[setup.flow.first(s)];
-    if (first.op == Step::Op::layer && setup.batch_stats[first.leaf]) prepare_batch_stats(setup.flow.first(s), call, leaves, setup, ws);
+    const Step& first = T::analysis.steps[setup.flow->first(s)];
+    if (first.op == Step::Op::layer && setup.batch_stats[first.leaf]) prepare_batch_stats(setup.flow->first(s), call, leaves, setup, ws);
     run_segment(s, call, leaves, setup, ws, tiling);
   }
 }
@@ -336,8 +349,8 @@ void forward_fused(const ForwardCall<Net>& call, Workspace<Net>& ws) {
     std::memcpy(call.y, call.x, sizeof(float) * n);
   } else {
     detail::CallSetup<Net> setup = detail::setup_call(call, leaves, ws);
-    detail::run_segments(call, leaves, setup, ws, P::tiling(call.net, call.batch), setup.flow.segments);
-    if (!setup.flow.output_direct)  // the output is the input or a stored value (a network of views)
+    detail::run_segments(call, leaves, setup, ws, P::tiling(call.net, call.batch), setup.flow->segments);
+    if (!setup.flow->output_direct)  // the output is the input or a stored value (a network of views)
       std::memcpy(call.y, detail::full_batch_value(call, setup, ws, T::analysis.output_value), sizeof(float) * n);
   }
 }
