@@ -198,7 +198,7 @@ void for_steps_in(std::size_t first, std::size_t last, F&& f) {
 template <Network Net>
 struct CallSetup {
   static constexpr std::size_t L = network_traits<Net>::leaf_count, S = network_traits<Net>::step_count;
-  std::array<LayerParams, L> params;
+  std::array<LayerParams, L> params{};
   std::array<bool, L> passes{}, batch_stats{};
   const Flow<S>* flow = nullptr;  // the workspace's plan for this call's mode
   bool reverse_weights = false;

@@ -93,7 +93,7 @@ class TrainPass {
  public:
   TrainPass(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw)
       : call_(call), fc_(call.forward), ws_(ws), tw_(tw), leaves_(leaf_values(fc_.net)),
-        setup_(setup_call(fc_, leaves_, ws)), flow_(*setup_.flow), tiling_(P::tiling(fc_.net, fc_.batch)),
+        setup_(setup_call(fc_, leaf_values(fc_.net), ws)), flow_(*setup_.flow), tiling_(P::tiling(fc_.net, fc_.batch)),
         needs_(values_needing_grad(fc_.net, call.dx != nullptr, call.dx2 != nullptr)) {
     bind_gradients();
     for (std::size_t k = 0; k < S; ++k) {
