@@ -4,6 +4,7 @@
 #include <kiln/et/functional.hpp>
 
 namespace F = kiln::F;
+namespace nn = kiln::nn;
 using kiln::Tensor;
 using kiln::testing::check_close;
 using kiln::testing::golden_path;
@@ -100,6 +101,25 @@ TEST_CASE("F: composed expressions evaluate as one pass and equal the step-by-st
   check_close(chain, at(g, "eval.out.b64"), "the whole network through F");
 }
 
+TEST_CASE("F: add and cat compose a residual block and a concat as the composites do", "[functional][graph]") {
+  static constexpr nn::Sequential net{kiln::input<3, 4>,
+                                      nn::Residual{nn::Linear<4, 8>{}, nn::ReLU{}, nn::Linear<8, 4>{}},
+                                      nn::Concat{nn::dim<1>, nn::Identity{}, nn::Tanh{}}};
+  kiln::Model model{net, 9};
+  model.eval();
+  Tensor x({5, 3, 4});
+  for (kiln::index_t i = 0; i < x.numel(); ++i) x[i] = std::sin(0.7f * static_cast<float>(i));
+  const auto sd = model.state_dict();
+  const auto h = F::add(x, F::linear(F::relu(F::linear(x, sd.at("0.body.0.weight"), sd.at("0.body.0.bias"))),
+                                     sd.at("0.body.2.weight"), sd.at("0.body.2.bias")));
+  const Tensor y = F::cat(h, F::tanh(h), 1);
+  check_close(y, model(x), "F::cat(F::add(...)) == the network");
+  CHECK(y.shape() == kiln::Shape{5, 6, 4});
+  const Tensor along_last = F::cat(x, F::tanh(x));
+  CHECK(along_last.shape() == kiln::Shape{5, 3, 8});
+  CHECK(along_last[4] == Approx(std::tanh(x[0])).epsilon(1e-6));
+}
+
 TEST_CASE("F: shape errors say what was expected and what was given", "[functional][errors]") {
   const Tensor x({4, 10}), w({3, 12}), b({5});
   CHECK_THROWS_WITH(F::linear(x, w), Catch::Contains("input [4, 10] has 10 features in its last dim but weight [3, 12] expects 12"));
@@ -108,4 +128,7 @@ TEST_CASE("F: shape errors say what was expected and what was given", "[function
   CHECK_THROWS_WITH(F::layer_norm(x, {5}), Catch::Contains("normalized_shape [5] is not a suffix of the input shape [4, 10]"));
   CHECK_THROWS_WITH(F::unflatten(x, 1, {3, 4}), Catch::Contains("sizes [3, 4] do not multiply to 10"));
   CHECK_THROWS_WITH(F::batch_norm(x, Tensor({4}), Tensor({10})), Catch::Contains("running_mean must be [10], got [4]"));
+  CHECK_THROWS_WITH(F::add(x, Tensor({4, 9})), Catch::Contains("F::add: shapes [4, 10] and [4, 9] differ"));
+  CHECK_THROWS_WITH(F::cat(x, Tensor({3, 10}), 1), Catch::Contains("F::cat: [4, 10] and [3, 10] differ off dim 1"));
+  CHECK_THROWS_WITH(F::cat(x, x, 0), Catch::Contains("dim 0 is out of range or the batch dim"));
 }

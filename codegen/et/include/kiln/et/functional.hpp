@@ -395,6 +395,67 @@ struct ReshapeNode : Expression<ReshapeNode<E>> {
   }
 };
 
+// a + b, of one shape (torch.add): the skip connection of a residual block, written as F.
+template <class E1, class E2>
+struct AddNode : Expression<AddNode<E1, E2>> {
+  E1 a;
+  E2 b;
+  AddNode(E1 x, E2 y) : a(std::move(x)), b(std::move(y)) {
+    if (a.shape() != b.shape()) fail(fmt::format("add: shapes {} and {} differ", shape_text(a.shape()), shape_text(b.shape())));
+  }
+  Shape shape() const { return a.shape(); }
+  void prepare() const {
+    a.prepare();
+    b.prepare();
+  }
+  int depth() const { return std::max(a.depth(), b.depth()) + 1; }
+  void rows(index_t r0, index_t n, float* out) const {
+    a.rows(r0, n, out);
+    const float* y = child_rows(b, r0, n, depth());
+    for (index_t i = 0; i < n * row_size(shape()); ++i) out[i] += y[i];
+  }
+};
+
+// torch.cat([a, b], dim) along a per-sample dim: shapes agree on every other dim.
+template <class E1, class E2>
+struct CatNode : Expression<CatNode<E1, E2>> {
+  E1 a;
+  E2 b;
+  int dim = 0;  // the full-shape dim, >= 1
+  CatNode(E1 x, E2 y, int d) : a(std::move(x)), b(std::move(y)) {
+    const Shape sa = a.shape(), sb = b.shape();
+    const int rank = static_cast<int>(sa.size());
+    dim = d < 0 ? d + rank : d;
+    if (dim < 1 || dim >= rank)
+      fail(fmt::format("cat: dim {} is out of range or the batch dim for an input {}", d, shape_text(sa)));
+    bool agree = sb.size() == sa.size();
+    for (int i = 0; agree && i < rank; ++i) agree = i == dim || sa[static_cast<std::size_t>(i)] == sb[static_cast<std::size_t>(i)];
+    if (!agree) fail(fmt::format("cat: {} and {} differ off dim {}", shape_text(sa), shape_text(sb), d));
+  }
+  Shape shape() const {
+    Shape s = a.shape();
+    s[static_cast<std::size_t>(dim)] += b.shape()[static_cast<std::size_t>(dim)];
+    return s;
+  }
+  void prepare() const {
+    a.prepare();
+    b.prepare();
+  }
+  int depth() const { return std::max(a.depth(), b.depth()) + 2; }
+  void rows(index_t r0, index_t n, float* out) const {
+    const float* x = child_rows(a, r0, n, depth() - 1);
+    const float* y = child_rows(b, r0, n, depth());
+    index_t outer = 1;
+    for (int i = 1; i < dim; ++i) outer *= a.shape()[static_cast<std::size_t>(i)];
+    const index_t pa = row_size(a.shape()) / outer, pb = row_size(b.shape()) / outer;
+    for (index_t r = 0; r < n * outer; ++r) {
+      std::copy(x + r * pa, x + (r + 1) * pa, out);
+      std::copy(y + r * pb, y + (r + 1) * pb, out + pa);
+      out += pa + pb;
+    }
+  }
+};
+
 }  // namespace detail
 
 // y = x W^T + b over the last dim (torch.nn.functional.linear). An undefined bias (Tensor{}) means none.
@@ -407,6 +468,16 @@ template <class X1, class X2>
 auto bilinear(const X1& x1, const X2& x2, const Tensor& weight, const Tensor& bias = {}) {
   return detail::BilinearNode<detail::operand_t<X1>, detail::operand_t<X2>>(detail::operand(x1), detail::operand(x2),
                                                                             weight, bias);
+}
+// a + b (torch.add), e.g. a residual block: F::add(x, F::linear(F::relu(F::linear(x, w1, b1)), w2, b2)).
+template <class X1, class X2>
+auto add(const X1& a, const X2& b) {
+  return detail::AddNode<detail::operand_t<X1>, detail::operand_t<X2>>(detail::operand(a), detail::operand(b));
+}
+// torch.cat([a, b], dim) along a per-sample dim (dim counts the batch dim; negative from the end).
+template <class X1, class X2>
+auto cat(const X1& a, const X2& b, int dim = -1) {
+  return detail::CatNode<detail::operand_t<X1>, detail::operand_t<X2>>(detail::operand(a), detail::operand(b), dim);
 }
 // Any activation layer of kiln::nn on every element: F::activation(nn::ELU{.alpha = 0.5f}, x).
 template <nn::ActivationLayer Act, class X>
