@@ -89,7 +89,7 @@ class Model {
   void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y, Path::fused); }
   void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, Path::fused); }
 
-  // The unfused evaluators (one layer at a time over the whole batch), for tests and benchmarks:
+  // The unfused evaluators (one step at a time over the whole batch), for tests and benchmarks:
   // forward_reference with plain loops for Linear, forward_unfused with the fused kernel's per-layer code.
   Tensor forward_reference(const Tensor& x, const Tensor* x2 = nullptr) {
     Tensor y(output_shape(x));

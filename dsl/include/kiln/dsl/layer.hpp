@@ -11,7 +11,8 @@
 //   std::string repr() const;                     // PyTorch's repr, "Linear(in_features=784, ...)"
 // An element-wise activation also carries its math (dsl/layers/activations.hpp), which every backend
 // instantiates; the other layers' math lives in codegen/et/include/kiln/et/<layer>.hpp (expression templates)
-// and codegen/mlir/src/lower_layers.cpp (MLIR).
+// and codegen/mlir/src/build_network.cpp (MLIR). Composites (Residual, Sum, Concat) are not layers: they are
+// structure (composites.hpp), which the analysis in sequential.hpp turns into steps.
 #pragma once
 
 #include <kiln/dsl/dims.hpp>
