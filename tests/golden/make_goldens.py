@@ -20,9 +20,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-# Kiln's composites' reference modules (python/kiln_nn.py): Residual, Sum, Concat, Identity
+# Kiln's reference modules (python/kiln_nn.py) and its spelling of a module as a C++ declaration (the exporter's,
+# python/kiln_export/spelling.py)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-from kiln_nn import Concat, Residual, Sum  # noqa: E402
+from kiln_export import spelling  # noqa: E402
+from kiln_nn import Concat, LayerNorm, LayerNormNoBias, Residual, RMSNorm, Sequential, Sum  # noqa: E402
 
 BATCH_SIZES = (1, 3, 64, 1000)
 # 20-digit decimal, > 2**63: both Philox key words are non-zero and a reader
@@ -139,86 +141,13 @@ def replace_dropouts(model, seed, step=0, module=None):
 
 
 # --------------------------------------------------------------------------
-# Modules torch 1.13 lacks
-# --------------------------------------------------------------------------
-def _shape_tuple(shape):
-    return (shape,) if isinstance(shape, int) else tuple(shape)
-
-
-class RMSNorm(nn.Module):
-    """Default: x * rsqrt(mean(x^2) + eps) * weight (as torch>=2.4 nn.RMSNorm);
-    eps=None means finfo(float32).eps.  tutorial=True: x / (sqrt(mean(x^2)) + eps) * weight."""
-
-    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, tutorial=False):
-        super().__init__()
-        self.normalized_shape = _shape_tuple(normalized_shape)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        self.tutorial = tutorial
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape))
-        else:
-            self.register_parameter("weight", None)
-
-    def forward(self, x):
-        eps = torch.finfo(torch.float32).eps if self.eps is None else self.eps
-        dims = tuple(range(-len(self.normalized_shape), 0))
-        ms = x.pow(2).mean(dims, keepdim=True)
-        if self.tutorial:
-            y = x / (torch.sqrt(ms) + eps)
-        else:
-            y = x * torch.rsqrt(ms + eps)
-        if self.weight is not None:
-            y = y * self.weight
-        return y
-
-    def extra_repr(self):
-        s = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
-        return s + (", variant=tutorial" if self.tutorial else "")
-
-
-class LayerNormNoBias(nn.Module):
-    """LayerNorm(..., bias=False) of torch>=2.1: only `weight`."""
-
-    def __init__(self, normalized_shape, eps=1e-5):
-        super().__init__()
-        self.normalized_shape = _shape_tuple(normalized_shape)
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(self.normalized_shape))
-
-    def forward(self, x):
-        return F.layer_norm(x, self.normalized_shape, self.weight, None, self.eps)
-
-    def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine=True, bias=False"
-
-
-def LayerNorm(shape, eps=1e-5, elementwise_affine=True, bias=True):
-    if not bias:
-        assert elementwise_affine
-        return LayerNormNoBias(shape, eps)
-    return nn.LayerNorm(shape, eps=eps, elementwise_affine=elementwise_affine)
-
-
-# --------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------
-class Seq(nn.Sequential):
-    """nn.Sequential whose first layer may take several inputs (Bilinear).
-    Same state_dict keys and repr as nn.Sequential."""
-
-    def forward(self, *inputs):
-        x = None
-        for i, m in enumerate(self):
-            x = m(*inputs) if i == 0 else m(x)
-        return x
-
-    def _get_name(self):
-        return "Sequential"
-
-
 def S(*layers):
-    return Seq(*layers)
+    """A network: kiln_nn.Sequential (torch.nn.Sequential whose first layer may take two inputs, a Bilinear)."""
+    return Sequential(*layers)
+
+
 SPECIAL = [0.0, 1e-3, 1.0, 10.0, 30.0, 50.0, 90.0, 200.0]
 
 
@@ -291,7 +220,7 @@ CASES = [
     ("rmsnorm_eps", lambda: S(RMSNorm(16, eps=1e-6)), [(16,)], gen_randn),
     ("rmsnorm_2d", lambda: S(RMSNorm((3, 8))), [(3, 8)], gen_randn),
     ("rmsnorm_noaffine", lambda: S(RMSNorm(16, elementwise_affine=False)), [(16,)], gen_randn),
-    ("rmsnorm_tutorial", lambda: S(RMSNorm(16, eps=1e-6, tutorial=True)), [(16,)], gen_randn),
+    ("rmsnorm_tutorial", lambda: S(RMSNorm(16, eps=1e-6, eps_placement="added_to_rms")), [(16,)], gen_randn),
     ("net_seed", lambda: S(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(),
                            nn.Dropout(0.2), nn.Linear(256, 10)), [(1, 28, 28)], gen_rand),
     ("net_bilinear", lambda: S(nn.Bilinear(64, 48, 32), nn.ReLU(), nn.Linear(32, 8), nn.Softmax(-1)),
@@ -304,7 +233,7 @@ CASES = [
                          nn.Linear(32, 5)), [(4, 16)], gen_randn),
     ("net_nested", lambda: S(S(nn.Linear(20, 30), nn.ReLU()), S(nn.Linear(30, 30), nn.Dropout(0.5), nn.Tanh()),
                              nn.Linear(30, 3)), [(20,)], gen_randn),
-    ("net_mixed", lambda: S(nn.Linear(16, 32, bias=False), RMSNorm(32, eps=1e-6, tutorial=True), nn.ReLU(),
+    ("net_mixed", lambda: S(nn.Linear(16, 32, bias=False), RMSNorm(32, eps=1e-6, eps_placement="added_to_rms"), nn.ReLU(),
                             nn.Dropout(0.5), nn.BatchNorm1d(32, momentum=None, affine=False),
                             nn.Linear(32, 4), nn.Softmax(-1)), [(16,)], gen_randn),
     ("net_rank3", lambda: S(nn.Linear(10, 12), nn.BatchNorm1d(3), nn.Sigmoid(), nn.Dropout(0.3),
@@ -388,95 +317,10 @@ CASES = [
 
 
 # --------------------------------------------------------------------------
-# Kiln declaration of a case (metadata `kiln_network`; documentation only)
+# Kiln declaration of a case (metadata `kiln_network`; the case lists)
 # --------------------------------------------------------------------------
-def _cf(v):
-    """float -> C++ float literal (repr of the Python float, e.g. 0.2f, 1e-05f)."""
-    return repr(float(v)) + "f"
-
-
-def _inits(fields):
-    """Designated initializers for the non-default members, in declaration order."""
-    return "{" + ", ".join(f".{k} = {v}" for k, v in fields) + "}"
-
-
-def kiln_layer(m):
-    if isinstance(m, nn.Sequential):
-        return "nn::Sequential{" + ", ".join(kiln_layer(c) for c in m) + "}"
-    if isinstance(m, Residual):
-        return "nn::Residual{" + ", ".join(kiln_layer(c) for c in m.body) + "}"
-    if isinstance(m, Sum):
-        return "nn::Sum{" + ", ".join(kiln_layer(b) for b in m.branches) + "}"
-    if isinstance(m, Concat):
-        dim = [] if m.dim == -1 else [f"nn::dim<{m.dim}>"]
-        return "nn::Concat{" + ", ".join(dim + [kiln_layer(b) for b in m.branches]) + "}"
-    if isinstance(m, nn.Linear):
-        return f"nn::Linear<{m.in_features}, {m.out_features}{'' if m.bias is not None else ', false'}>{{}}"
-    if isinstance(m, nn.Bilinear):
-        return (f"nn::Bilinear<{m.in1_features}, {m.in2_features}, {m.out_features}"
-                f"{'' if m.bias is not None else ', false'}>{{}}")
-    if isinstance(m, (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Hardswish, nn.Identity)):
-        return f"nn::{type(m).__name__}{{}}"
-    if isinstance(m, nn.GELU):
-        return "nn::GELU{.approximate = nn::GELUApproximate::tanh}" if m.approximate == "tanh" else "nn::GELU{}"
-    if isinstance(m, nn.LeakyReLU):
-        return "nn::LeakyReLU" + _inits([("negative_slope", _cf(m.negative_slope))] if m.negative_slope != 0.01 else [])
-    if isinstance(m, nn.ELU):
-        return "nn::ELU" + _inits([("alpha", _cf(m.alpha))] if m.alpha != 1.0 else [])
-    if isinstance(m, nn.Softplus):
-        f = []
-        if m.beta != 1:
-            f.append(("beta", _cf(m.beta)))
-        if m.threshold != 20:
-            f.append(("threshold", _cf(m.threshold)))
-        return "nn::Softplus" + _inits(f)
-    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
-        return f"nn::{type(m).__name__}<{m.dim}>{{}}"
-    if isinstance(m, nn.Flatten):
-        if (m.start_dim, m.end_dim) == (1, -1):
-            return "nn::Flatten{}"
-        return f"nn::Flatten<{m.start_dim}, {m.end_dim}>{{}}"
-    if isinstance(m, nn.Unflatten):
-        return f"nn::Unflatten<{m.dim}, {', '.join(str(d) for d in m.unflattened_size)}>{{}}"
-    if isinstance(m, nn.Dropout):
-        return f"nn::Dropout{{{_cf(m.p)}}}"
-    if isinstance(m, nn.BatchNorm1d):
-        f = []
-        if m.eps != 1e-5:
-            f.append(("eps", _cf(m.eps)))
-        if m.momentum is None:
-            f.append(("momentum", "std::nullopt"))
-        elif m.momentum != 0.1:
-            f.append(("momentum", _cf(m.momentum)))
-        if not m.affine:
-            f.append(("affine", "false"))
-        if not m.track_running_stats:
-            f.append(("track_running_stats", "false"))
-        return f"nn::BatchNorm1d<{m.num_features}>{_inits(f)}"
-    if isinstance(m, (nn.LayerNorm, LayerNormNoBias)):
-        f = []
-        if m.eps != 1e-5:
-            f.append(("eps", _cf(m.eps)))
-        if isinstance(m, nn.LayerNorm) and not m.elementwise_affine:
-            f.append(("elementwise_affine", "false"))
-        if isinstance(m, LayerNormNoBias):
-            f.append(("bias", "false"))
-        return f"nn::LayerNorm<{', '.join(str(d) for d in m.normalized_shape)}>{_inits(f)}"
-    if isinstance(m, RMSNorm):
-        f = []
-        if m.eps is not None:
-            f.append(("eps", _cf(m.eps)))
-        if not m.elementwise_affine:
-            f.append(("elementwise_affine", "false"))
-        if m.tutorial:
-            f.append(("eps_placement", "nn::RMSNormEps::added_to_rms"))
-        return f"nn::RMSNorm<{', '.join(str(d) for d in m.normalized_shape)}>{_inits(f)}"
-    raise TypeError(f"no Kiln spelling for {type(m).__name__}")
-
-
 def kiln_network(model, shapes):
-    inputs = [f"kiln::input<{', '.join(str(d) for d in s)}>" for s in shapes]
-    return "kiln::nn::Sequential{" + ", ".join(inputs + [kiln_layer(c) for c in model]) + "}"
+    return spelling.network(model, shapes)
 
 
 def perturb(model):
