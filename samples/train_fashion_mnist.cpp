@@ -97,6 +97,7 @@ int main(int argc, char** argv) try {
 
   std::vector<double> train_loss, train_acc, test_loss, test_acc;
   std::ofstream csv(o.out + "/history.csv");
+  std::ofstream(o.out + "/network.py") << kiln::to_pytorch(net);  // the same network in PyTorch, for best.safetensors
   csv << "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,samples_per_second\n";
   double best = -1;
   Tensor x, y, logits;
@@ -151,8 +152,8 @@ int main(int argc, char** argv) try {
                              {{"Loss (cross-entropy)", "loss", {{"train", "#1f77b4", train_loss}, {"test", "#d62728", test_loss}}},
                               {"Accuracy", "accuracy", {{"train", "#1f77b4", train_acc}, {"test", "#d62728", test_acc}}, true}});
   }
-  fmt::print("\nbest test accuracy: {:.2f}%\nwrote {}/best.safetensors, {}/history.csv, {}/curves.svg\n", 100 * best,
-             o.out, o.out, o.out);
+  fmt::print("\nbest test accuracy: {:.2f}%\nwrote {}/best.safetensors, {}/network.py (the network in PyTorch), "
+             "{}/history.csv, {}/curves.svg\n", 100 * best, o.out, o.out, o.out, o.out);
   return 0;
 } catch (const std::exception& e) {
   fmt::print(stderr, "{}\n", e.what());

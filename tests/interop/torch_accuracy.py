@@ -1,14 +1,15 @@
-"""Loads weights Kiln trained (samples/train_fashion_mnist) into PyTorch with safetensors.torch.load_file, and
-checks that PyTorch's test accuracy equals the one Kiln measured (stored in the file's metadata).
-Run with Debian's torch: PYTHONPATH=build/pydeps-torch /usr/bin/python3 tests/interop/torch_accuracy.py FILE"""
+"""Loads weights Kiln trained (samples/train_fashion_mnist) into PyTorch with safetensors.torch.load_file, into the
+module that kiln::to_pytorch wrote beside them (network.py: no class written by hand), and checks that PyTorch's
+test accuracy equals the one Kiln measured (stored in the file's metadata).
+Run with Debian's torch: PYTHONPATH=build/pydeps-torch:python /usr/bin/python3 tests/interop/torch_accuracy.py FILE"""
 import gzip
+import os
 import sys
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import nn
 
 
 def idx(path):
@@ -21,8 +22,11 @@ def idx(path):
 
 path = sys.argv[1]
 root = "/usr/share/datasets/fashion-mnist"
-model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
-                      nn.Linear(256, 10))
+scope = {}
+with open(os.path.join(os.path.dirname(path), "network.py")) as f:
+    exec(f.read(), scope)
+model = scope["make_network"]()
+print(model)
 model.load_state_dict(load_file(path), strict=True)
 model.eval()
 x = torch.from_numpy(idx(f"{root}/t10k-images-idx3-ubyte.gz").astype(np.float32) / 255).reshape(-1, 1, 28, 28)

@@ -14,6 +14,7 @@
 #include <kiln/dsl/schema.hpp>
 #include <kiln/dsl/sequential.hpp>
 #include <kiln/dsl/summary.hpp>
+#include <kiln/dsl/to_pytorch.hpp>
 #include <kiln/et/functional.hpp>
 #include <kiln/et/fused.hpp>
 #include <kiln/model.hpp>

@@ -67,9 +67,11 @@ struct LayerNorm {
   }
   constexpr index_t flops(Dims in) const { return in.numel() * 8; }
   std::string repr() const {
-    return fmt::format("LayerNorm({}, eps={}, elementwise_affine={})", detail::shape_repr<Sizes...>(), eps,
-                       elementwise_affine ? "True" : "False");
+    return fmt::format("LayerNorm({}, eps={}, elementwise_affine={}{})", detail::shape_repr<Sizes...>(), eps,
+                       elementwise_affine ? "True" : "False", elementwise_affine && !bias ? ", bias=False" : "");
   }
+  // to_pytorch: bias=False needs torch>=2.1, or kiln_nn.LayerNorm.
+  constexpr std::string_view torch_module() const { return elementwise_affine && !bias ? "kiln_nn" : "nn"; }
 };
 
 // Where RMSNorm adds eps. torch.nn.RMSNorm (the default): x / sqrt(mean(x^2) + eps). The seed tutorial's
@@ -107,8 +109,10 @@ struct RMSNorm {
   std::string repr() const {
     return fmt::format("RMSNorm({}, eps={}, elementwise_affine={}{})", detail::shape_repr<Sizes...>(),
                        eps ? fmt::format("{}", *eps) : "None", elementwise_affine ? "True" : "False",
-                       eps_placement == RMSNormEps::added_to_rms ? ", eps added to the RMS" : "");
+                       eps_placement == RMSNormEps::added_to_rms ? ", eps_placement='added_to_rms'" : "");
   }
+  // to_pytorch: torch.nn has RMSNorm from 2.4 on, and never the eps added to the RMS.
+  static constexpr std::string_view torch_module() { return "kiln_nn"; }
 };
 
 }  // namespace kiln::nn
