@@ -45,12 +45,12 @@ class NerfSkip(nn.Module):
     def forward(self, x):
         h = torch.relu(self.fc2(torch.relu(self.fc1(x))))
         h = torch.cat([x, h], dim=-1)
-        return self.out(F.relu(self.fc3(h)))
+        return self.out(F.softplus(self.fc3(h), beta=2.0))
 
 
 class TwoPath(nn.Module):
-    """Two paths summed with the input (nn::Sum), a functional LayerNorm with the module's parameters, F.dropout
-    that follows the module's mode, a view that unflattens and a flatten."""
+    """Two paths summed with the input (nn::Sum), a functional LayerNorm and Linear with the module's parameters,
+    F.dropout that follows the module's mode, a view that unflattens and a flatten."""
 
     def __init__(self):
         super().__init__()
@@ -59,14 +59,15 @@ class TwoPath(nn.Module):
         self.up = nn.Linear(4, 16)
         self.norm_weight = nn.Parameter(torch.rand(16) + 0.5)
         self.norm_bias = nn.Parameter(torch.randn(16) * 0.1)
-        self.head = nn.Linear(16, 3)
+        self.head_weight = nn.Parameter(torch.randn(3, 16) * 0.3)
+        self.head_bias = nn.Parameter(torch.randn(3) * 0.1)
 
     def forward(self, x):
         y = self.wide(x) + self.up(torch.tanh(self.down(x))) + x
         y = F.layer_norm(y, (16,), self.norm_weight, self.norm_bias, 1e-5)
         y = F.dropout(y, 0.25, training=self.training)
         y = F.silu(y.view(y.size(0), 4, 4)).flatten(1)
-        return self.head(y)
+        return F.linear(y, self.head_weight, self.head_bias)
 
 
 class NormBranches(nn.Module):
