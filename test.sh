@@ -6,7 +6,7 @@
 #   2. The `asan-ubsan` preset (clang++-19, AddressSanitizer + UndefinedBehaviorSanitizer, no MLIR, no samples):
 #      kiln_tests alone, and its Catch2 tests; the first report fails the test.
 #   3. The `tsan` preset (clang++-19, ThreadSanitizer): kiln_tests built from the thread-pool tests alone
-#      (tests/runtime/test_threads.cpp), run under TSan.
+#      (tests/runtime/test_threads*.cpp: the pool, a model shared by threads), run under TSan.
 # Each build is from scratch or from what the last run left in build/.
 set -euo pipefail
 cd "$(dirname "$0")"

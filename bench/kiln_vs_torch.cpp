@@ -280,7 +280,10 @@ struct Case {
   static constexpr bool unfused_is_reference = !has_forward_unfused<kiln::Model<Net>>;
   static constexpr kiln::index_t unfused_max_batch = unfused_is_reference ? reference_max_batch : 4096;
   kiln::Tensor reference_forward(kiln::index_t b) {
-    return model.forward_reference(kx[b][0], inputs == 2 ? &kx[b][1] : nullptr);
+    if constexpr (inputs == 1) return model.forward_reference(kx[b][0]);
+    else if constexpr (requires { model.forward_reference(kx[b][0], kx[b][1]); })
+      return model.forward_reference(kx[b][0], kx[b][1]);
+    else return model.forward_reference(kx[b][0], &kx[b][1]);  // a Kiln before the two-input overload
   }
   // Into a preallocated y where the API allows (forward_unfused), else a new tensor.
   const kiln::Tensor& unfused_forward(kiln::index_t b, kiln::Tensor& y) {

@@ -56,7 +56,13 @@ class Pool {
         run(std::min(max_items, count - base), [&](index_t i) { body(base + i); });
       return;
     }
-    std::lock_guard<std::mutex> run_lock(run_mutex_);  // one job at a time
+    // One job at a time. A caller that finds the pool busy with another thread's job runs its own items: with
+    // several callers (one model shared by server threads), each keeps its core instead of queueing.
+    std::unique_lock<std::mutex> run_lock(run_mutex_, std::try_to_lock);
+    if (!run_lock.owns_lock()) {
+      for (index_t i = 0; i < count; ++i) body(i);
+      return;
+    }
     const std::uint32_t generation = ++generation_;  // wraps around: only equality matters
     body_.store(&body, std::memory_order_relaxed);
     count_.store(count, std::memory_order_release);  // after the last job's ticket was closed (below)

@@ -32,7 +32,10 @@ std::vector<Backend<Net>> expression_template_backends() {
              if constexpr (network_traits<Net>::input_count == 2) return m(x, *x2);
              else return m(x);
            }},
-          {"unfused", [](Model<Net>& m, const Tensor& x, const Tensor* x2) { return m.forward_reference(x, x2); }}};
+          {"unfused", [](Model<Net>& m, const Tensor& x, const Tensor* x2) {
+             if constexpr (network_traits<Net>::input_count == 2) return m.forward_reference(x, *x2);
+             else return m.forward_reference(x);
+           }}};
 }
 
 template <Network Net>

@@ -7,6 +7,11 @@
 //
 // Like torch.nn.Module, a new model is in train mode. state_dict() returns copies under PyTorch's names; the
 // model changes only through load_state_dict / load_safetensors (which repack the weights for the kernel).
+//
+// Threads (sharing.hpp): eval-mode calls (model(x), forward) may run on any number of threads at once, each with
+// a workspace of its own. What changes the model (a train-mode call, a load, train()/eval(), set_step,
+// parameters_changed, a backward) runs alone: while calls run it is refused with a kiln::Error, and calls are
+// refused while it runs.
 #pragma once
 
 #include <kiln/dsl/schema.hpp>
@@ -18,6 +23,7 @@
 #include <kiln/runtime/philox.hpp>
 #include <kiln/runtime/tensor.hpp>
 #include <kiln/runtime/tensor_file.hpp>
+#include <kiln/sharing.hpp>
 
 #include <fmt/format.h>
 
@@ -64,40 +70,67 @@ class Model {
   std::uint64_t seed() const { return seed_; }
 
   // torch.nn.Module.train() / eval(): switch Dropout and BatchNorm1d.
-  void train(bool on = true) { training_ = on; }
-  void eval() { training_ = false; }
+  void train(bool on = true) {
+    const detail::Users::Hold alone(users_, true, on ? "train()" : "eval()");
+    training_ = on;
+  }
+  void eval() { train(false); }
   bool is_training() const { return training_; }
 
   // Dropout draws from Philox keyed by the seed, at counter (element, dropout ordinal, step); every forward
   // in train mode advances the step.
   std::uint64_t step() const { return step_; }
-  void set_step(std::uint64_t step) { step_ = step; }
+  void set_step(std::uint64_t step) {
+    const detail::Users::Hold alone(users_, true, "set_step");
+    step_ = step;
+  }
 
-  Tensor operator()(const Tensor& x) {
+  // const: a model may be shared between threads (see above). In train mode a call still advances the step
+  // and updates BatchNorm1d's running statistics, as in PyTorch, and runs alone.
+  Tensor operator()(const Tensor& x) const {
     static_assert(Traits::input_count == 1, "this network takes two inputs: call model(x1, x2)");
     Tensor y(output_shape(x));
     run(x, nullptr, y, Path::fused);
     return y;
   }
-  Tensor operator()(const Tensor& x1, const Tensor& x2) {
+  Tensor operator()(const Tensor& x1, const Tensor& x2) const {
     static_assert(Traits::input_count == 2, "this network takes one input: call model(x)");
     Tensor y(output_shape(x1));
     run(x1, &x2, y, Path::fused);
     return y;
   }
   // Into a preallocated output [N, output dims...].
-  void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y, Path::fused); }
-  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, Path::fused); }
+  void forward(const Tensor& x, Tensor& y) const {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: call forward(x1, x2, y)");
+    run(x, nullptr, y, Path::fused);
+  }
+  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) const {
+    static_assert(Traits::input_count == 2, "this network takes one input: call forward(x, y)");
+    run(x1, &x2, y, Path::fused);
+  }
 
   // The unfused evaluators (one step at a time over the whole batch), for tests and benchmarks:
   // forward_reference with plain loops for Linear, forward_unfused with the fused kernel's per-layer code.
-  Tensor forward_reference(const Tensor& x, const Tensor* x2 = nullptr) {
+  Tensor forward_reference(const Tensor& x) const {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: call forward_reference(x1, x2)");
     Tensor y(output_shape(x));
-    run(x, x2, y, Path::reference);
+    run(x, nullptr, y, Path::reference);
     return y;
   }
-  void forward_unfused(const Tensor& x, Tensor& y) { run(x, nullptr, y, Path::unfused); }
-  void forward_unfused(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y, Path::unfused); }
+  Tensor forward_reference(const Tensor& x1, const Tensor& x2) const {
+    static_assert(Traits::input_count == 2, "this network takes one input: call forward_reference(x)");
+    Tensor y(output_shape(x1));
+    run(x1, &x2, y, Path::reference);
+    return y;
+  }
+  void forward_unfused(const Tensor& x, Tensor& y) const {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: call forward_unfused(x1, x2, y)");
+    run(x, nullptr, y, Path::unfused);
+  }
+  void forward_unfused(const Tensor& x1, const Tensor& x2, Tensor& y) const {
+    static_assert(Traits::input_count == 2, "this network takes one input: call forward_unfused(x, y)");
+    run(x1, &x2, y, Path::unfused);
+  }
 
   // Parameters and buffers under PyTorch's state_dict names, as copies.
   TensorMap state_dict() const {
@@ -138,6 +171,7 @@ class Model {
         if (!find(name)) problems.push_back(fmt::format("unexpected key \"{}\"", name));
     if (!problems.empty())
       throw Error(fmt::format("{}: cannot load into {}: {}", source, describe(), fmt::join(problems, "; ")));
+    const detail::Users::Hold alone(users_, true, "load_state_dict");
     for (Parameter& p : state_)
       if (auto it = tensors.find(std::string{p.name()}); it != tensors.end()) p.value.copy_from(it->second);
     pack();
@@ -168,6 +202,8 @@ class Model {
   // output [N, classes]; `input_grad`, dL/d(input).
   double forward_backward(const Tensor& x, const Tensor& targets, const nn::CrossEntropyLoss& loss,
                           Tensor* logits = nullptr, Tensor* input_grad = nullptr) {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: forward_backward takes one (call "
+                                            "model(x1, x2), then backward(x1, x2, grad_output))");
     static_assert(Traits::output_dims.rank == 1, "CrossEntropyLoss takes logits [N, C]: the network's output is not");
     const index_t n = x.dim() > 0 ? x.size(0) : 0, classes = Traits::output_dims.sizes[0];
     if (targets.dtype() != DType::int64 || targets.shape() != Shape{n})
@@ -184,6 +220,8 @@ class Model {
   // Forward, MSELoss against float targets shaped like the output, and backward.
   double forward_backward(const Tensor& x, const Tensor& targets, const nn::MSELoss& loss, Tensor* output = nullptr,
                           Tensor* input_grad = nullptr) {
+    static_assert(Traits::input_count == 1, "this network takes two inputs: forward_backward takes one (call "
+                                            "model(x1, x2), then backward(x1, x2, grad_output))");
     const Shape out_shape = output_shape(x);
     if (targets.dtype() != DType::float32 || targets.shape() != out_shape)
       throw Error(fmt::format("MSELoss: targets must be F32 {} (the output's shape), got {} {}", shape_text(out_shape),
@@ -212,7 +250,40 @@ class Model {
     return out;
   }
   // Call after writing parameters through parameters() (optimizers do): repacks the kernel's weights.
-  void parameters_changed() { pack(); }
+  void parameters_changed() {
+    const detail::Users::Hold alone(users_, true, "parameters_changed");
+    pack();
+  }
+
+  // Holds the model alone while an optimizer writes its parameters (kiln::optim), and repacks them at the end.
+  class ParameterUpdate {
+   public:
+    explicit ParameterUpdate(Model& model) : model_(model), hold_(model.users_, true, "an optimizer step") {}
+    ~ParameterUpdate() { model_.pack(); }
+    ParameterUpdate(const ParameterUpdate&) = delete;
+    ParameterUpdate& operator=(const ParameterUpdate&) = delete;
+
+   private:
+    Model& model_;
+    detail::Users::Hold hold_;
+  };
+
+  // Holds the model for one call of another backend (kiln::jit) that runs its parameters, as model(x) does:
+  // shared in eval mode, alone in train mode (then advance_step() after the call).
+  class Call {
+   public:
+    explicit Call(const Model& model)
+        : model_(model), training_(model.training_), hold_(model.users_, training_, "a kernel call") {}
+    bool training() const { return training_; }
+    void advance_step() const {
+      if (training_) ++model_.step_;
+    }
+
+   private:
+    const Model& model_;
+    bool training_;
+    detail::Users::Hold hold_;
+  };
 
   // What a forward checks before it runs, for other backends (kiln::jit) that run this model's parameters:
   // that a batch of this size has more than one value per channel for every BatchNorm1d using batch statistics.
@@ -239,6 +310,7 @@ class Model {
   }
 
   double train(const Tensor& x, const Tensor* x2, const et::LossTerm& loss, Tensor* y, Tensor* dx, Tensor* dx2) {
+    const detail::Users::Hold alone(users_, true, "a backward");
     const Shape out_shape = output_shape(x);
     if (x2) check_second_input(x, *x2);
     auto prepare = [&](Tensor* t, const Shape& shape) -> float* {
@@ -351,31 +423,45 @@ class Model {
   }
 
   enum class Path { fused, unfused, reference };
-  void run(const Tensor& x, const Tensor* x2, Tensor& y, Path path) {
-    const Shape out_shape = output_shape(x);
+  // Whether y is the output for a batch of `batch` (checked without building a Shape: a call allocates nothing).
+  static bool is_output(const Tensor& y, index_t batch) {
+    bool ok = y.defined() && y.dtype() == DType::float32 && y.dim() == Traits::output_dims.rank + 1 && y.size(0) == batch;
+    for (int d = 0; ok && d < Traits::output_dims.rank; ++d) ok = y.size(d + 1) == Traits::output_dims.sizes[d];
+    return ok;
+  }
+  void run(const Tensor& x, const Tensor* x2, Tensor& y, Path path) const {
+    check_input(x, Traits::input_dims, Traits::input_count == 2 ? "first" : "the");
     if (x2) check_second_input(x, *x2);
-    if (y.shape() != out_shape || y.dtype() != DType::float32)
-      throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(out_shape), dtype_name(y.dtype()),
-                              shape_text(y.shape())));
+    if (!is_output(y, x.size(0)))
+      throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(output_shape(x)),
+                              dtype_name(y.dtype()), shape_text(y.shape())));
+    const Call use{*this};
     const et::ForwardCall<Net> call{net_,          params_,   x.data(), x2 ? x2->data() : nullptr, y.data(),
                                     x.size(0),     training_, seed_,    static_cast<std::uint32_t>(step_)};
     switch (path) {
-      case Path::fused: et::forward_fused(call, workspace_); break;
+      case Path::fused: {
+        std::unique_ptr<et::Workspace<Net>> workspace = workspaces_.take();
+        et::forward_fused(call, *workspace);
+        workspaces_.give_back(std::move(workspace));
+        break;
+      }
       case Path::unfused: et::forward_unfused(call, et::Unfused::same_kernels); break;
       case Path::reference: et::forward_unfused(call, et::Unfused::plain_loops); break;
     }
-    if (training_) ++step_;
+    use.advance_step();
   }
 
   Net net_;
   std::uint64_t seed_ = 0;
-  std::uint64_t step_ = 0;
+  mutable std::uint64_t step_ = 0;  // a train-mode call advances it
   bool training_ = true;
   std::vector<Parameter> state_;
   std::array<et::LayerParams, L> params_{};
   std::array<Tensor, L> packed_{}, packed_t_{};
   std::array<bool, L> packed_t_fresh_{};
-  et::Workspace<Net> workspace_;
+  detail::Users users_;
+  detail::WorkspacePool<et::Workspace<Net>> workspaces_;
+  et::Workspace<Net> workspace_;  // the training passes'
   et::TrainWorkspace<Net> train_workspace_;
 };
 

@@ -13,14 +13,15 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <numbers>
 #include <string>
 #include <vector>
 
 namespace kiln::optim {
 
-// What every optimizer holds: the model's parameters (value and gradient views) and how to tell the model
-// that they changed.
+// What every optimizer holds: the model's parameters (value and gradient views) and how to hold the model while
+// it writes them (no call of the model runs meanwhile; the model repacks them when the step ends).
 class Optimizer {
  public:
   double lr;
@@ -33,15 +34,17 @@ class Optimizer {
 
  protected:
   template <class Model>
-  Optimizer(Model& model, double lr_) : lr(lr_), changed_([&model] { model.parameters_changed(); }) {
+  Optimizer(Model& model, double lr_)
+      : lr(lr_), begin_update_([&model] { return std::make_shared<typename Model::ParameterUpdate>(model); }) {
     if (!(lr_ >= 0)) throw Error(fmt::format("optimizer: lr must be >= 0, got {}", lr_));
     params_ = model.parameters();
   }
-  void changed() { changed_(); }
+  // Held for the length of a step.
+  std::shared_ptr<void> begin_update() { return begin_update_(); }
   std::vector<Parameter> params_;
 
  private:
-  std::function<void()> changed_;
+  std::function<std::shared_ptr<void>()> begin_update_;
 };
 
 struct SGDOptions {
@@ -63,6 +66,7 @@ class SGD : public Optimizer {
     momentum_.resize(params_.size());
   }
   void step() {
+    const auto update = begin_update();
     using et::vfloat;
     const float wd = static_cast<float>(o_.weight_decay), mu = static_cast<float>(o_.momentum),
                 damp = static_cast<float>(1 - o_.dampening), rate = static_cast<float>(lr);
@@ -100,7 +104,6 @@ class SGD : public Optimizer {
         }
       }
     }
-    changed();
   }
 
  private:
@@ -122,6 +125,7 @@ class Adam : public Optimizer {
   template <class Model>
   Adam(Model& model, AdamOptions options) : Adam(model, options, false) {}
   void step() {
+    const auto update = begin_update();
     ++t_;
     const double bias1 = 1 - std::pow(o_.beta1, static_cast<double>(t_));
     const double bias2_sqrt = std::sqrt(1 - std::pow(o_.beta2, static_cast<double>(t_)));
@@ -160,7 +164,6 @@ class Adam : public Optimizer {
         for (int l = 0; l < lanes; ++l) p[i + l] = pv[l], m[i + l] = mv[l], v[i + l] = vv[l];
       }
     }
-    changed();
   }
 
  protected:

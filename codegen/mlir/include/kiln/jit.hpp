@@ -12,8 +12,8 @@
 #include <kiln/mlir/kernel.hpp>
 #include <kiln/model.hpp>
 
+#include <array>
 #include <memory>
-#include <vector>
 
 namespace kiln::jit {
 
@@ -24,48 +24,58 @@ class Kernel {
  public:
   Kernel(Model<Net>& model, std::shared_ptr<const mlir::LoadedKernel> kernel) : model_(&model), kernel_(std::move(kernel)) {}
 
-  Tensor operator()(const Tensor& x) {
+  Tensor operator()(const Tensor& x) const {
     static_assert(network_traits<Net>::input_count == 1, "this network takes two inputs: call kernel(x1, x2)");
     Tensor y(model_->checked_output_shape(x));
     run(x, nullptr, y);
     return y;
   }
-  Tensor operator()(const Tensor& x1, const Tensor& x2) {
+  Tensor operator()(const Tensor& x1, const Tensor& x2) const {
     static_assert(network_traits<Net>::input_count == 2, "this network takes one input: call kernel(x)");
     Tensor y(model_->checked_output_shape(x1, &x2));
     run(x1, &x2, y);
     return y;
   }
-  void forward(const Tensor& x, Tensor& y) { run(x, nullptr, y); }
-  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) { run(x1, &x2, y); }
+  void forward(const Tensor& x, Tensor& y) const {
+    static_assert(network_traits<Net>::input_count == 1, "this network takes two inputs: call forward(x1, x2, y)");
+    run(x, nullptr, y);
+  }
+  void forward(const Tensor& x1, const Tensor& x2, Tensor& y) const {
+    static_assert(network_traits<Net>::input_count == 2, "this network takes one input: call forward(x, y)");
+    run(x1, &x2, y);
+  }
 
   mlir::Origin origin() const { return kernel_->origin; }
   Model<Net>& model() const { return *model_; }
 
  private:
-  void run(const Tensor& x, const Tensor* x2, Tensor& y) {
+  // The kernel's buffers: the state_dict's tensors, the input(s), the output; on the stack, so that calls from
+  // several threads share nothing but the model (held as model(x) holds it).
+  static constexpr std::size_t max_buffers = network_traits<Net>::leaf_count * ParamList::capacity + 3;
+
+  void run(const Tensor& x, const Tensor* x2, Tensor& y) const {
     const Shape out = model_->checked_output_shape(x, x2);
     if (y.shape() != out || y.dtype() != DType::float32)
       throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(out), dtype_name(y.dtype()),
                               shape_text(y.shape())));
-    const bool training = model_->is_training();
+    const typename Model<Net>::Call use{*model_};
     const index_t batch = x.size(0);
     model_->check_batch(batch);
     if (batch > 0) {
-      buffers_.clear();
-      for (const Parameter& p : model_->state()) buffers_.push_back(const_cast<std::byte*>(p.value.bytes()));
-      buffers_.push_back(const_cast<float*>(x.data()));
-      if (x2) buffers_.push_back(const_cast<float*>(x2->data()));
-      buffers_.push_back(y.data());
-      (training ? kernel_->train : kernel_->eval)(buffers_.data(), batch, model_->seed(),
-                                                  static_cast<std::uint32_t>(model_->step()));
+      std::array<void*, max_buffers> buffers{};
+      std::size_t n = 0;
+      for (const Parameter& p : model_->state()) buffers[n++] = const_cast<std::byte*>(p.value.bytes());
+      buffers[n++] = const_cast<float*>(x.data());
+      if (x2) buffers[n++] = const_cast<float*>(x2->data());
+      buffers[n++] = y.data();
+      (use.training() ? kernel_->train : kernel_->eval)(buffers.data(), batch, model_->seed(),
+                                                        static_cast<std::uint32_t>(model_->step()));
     }
-    if (training) model_->set_step(model_->step() + 1);
+    use.advance_step();
   }
 
   Model<Net>* model_;
   std::shared_ptr<const mlir::LoadedKernel> kernel_;
-  std::vector<void*> buffers_;
 };
 
 // Compiles the model's network (or finds it in the caches) and binds the kernel to the model.

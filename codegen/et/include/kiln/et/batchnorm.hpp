@@ -9,6 +9,7 @@
 #include <kiln/runtime/error.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -89,7 +90,7 @@ struct Eval<nn::BatchNorm1d<C>> {
   // uses batch statistics.
   static void prepare(const Layer& bn, Dims in, const LayerParams& p, bool training, const float* x, index_t samples,
                       float* scale, float* shift) {
-    std::vector<double> mean(C), var(C);
+    std::array<double, C> mean, var;  // on the stack: a call allocates nothing
     if (bn.uses_batch_stats(training)) {
       batchnorm_batch_stats(x, samples, C, in.rank == 2 ? in.sizes[1] : 1, mean.data(), var.data());
       if (training) batchnorm_update_running_stats(bn, p, mean.data(), var.data(), values_per_channel(in, samples));
