@@ -1,4 +1,4 @@
-// Random networks for law tests, generated at compile time (tests/runtime/test_laws.cpp, tests/mlir).
+// Random networks for law tests, generated at compile time (tests/runtime/test_laws_*.cpp, tests/mlir).
 #pragma once
 
 #include <kiln/kiln.hpp>
