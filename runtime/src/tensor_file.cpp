@@ -17,6 +17,7 @@
 #include <limits>
 #include <set>
 #include <system_error>
+#include <tuple>
 
 static_assert(std::endian::native == std::endian::little, "Kiln's safetensors I/O assumes a little-endian machine");
 
@@ -71,6 +72,12 @@ std::uint64_t read_header_length(const std::filesystem::path& path, std::istream
 // Parses the header text. Nesting and duplicate keys are refused while parsing, before a deep value is built:
 // nothing downstream (the DOM's destructor, a message) then meets more than max_json_depth levels.
 Json parse_header(const std::filesystem::path& path, const std::string& text) {
+  // nlohmann accepts two things JSON (and the reference's parser) does not: it stops at a NUL byte as at the
+  // end of the input, leaving the rest unread, and it skips a leading byte order mark.
+  if (const auto nul = text.find('\0'); nul != std::string::npos)
+    fail(path, fmt::format("corrupt header: not valid JSON (a NUL byte at byte {} of the header)", nul));
+  if (text.starts_with("\xEF\xBB\xBF")) fail(path, "corrupt header: not valid JSON (it starts with a byte order mark)");
+
   std::vector<std::set<std::string>> keys_of_open_objects;
   auto check = [&](int depth, Json::parse_event_t event, Json& parsed) {
     using Event = Json::parse_event_t;
@@ -83,11 +90,6 @@ Json parse_header(const std::filesystem::path& path, const std::string& text) {
       fail(path, fmt::format("corrupt header: key \"{}\" appears twice in one object", parsed.get<std::string>()));
     return true;
   };
-  // nlohmann accepts two things JSON (and the reference's parser) does not: it stops at a NUL byte as at the
-  // end of the input, leaving the rest unread, and it skips a leading byte order mark.
-  if (const auto nul = text.find('\0'); nul != std::string::npos)
-    fail(path, fmt::format("corrupt header: not valid JSON (a NUL byte at byte {} of the header)", nul));
-  if (text.starts_with("\xEF\xBB\xBF")) fail(path, "corrupt header: not valid JSON (it starts with a byte order mark)");
   Json header;
   try {
     header = Json::parse(text, check);
