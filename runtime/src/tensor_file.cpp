@@ -199,10 +199,8 @@ TensorFile read_tensor_file(const std::filesystem::path& path) {
   TensorFile result;
   std::vector<Entry> entries;
   for (const auto& [key, entry] : header.items()) {
-    if (key == "__metadata__")
-      result.metadata = parse_metadata(path, entry);
-    else
-      entries.push_back(parse_entry(path, key, entry, data_size));
+    if (key == "__metadata__") result.metadata = parse_metadata(path, entry);
+    else entries.push_back(parse_entry(path, key, entry, data_size));
   }
   check_layout(path, entries, data_size);
 

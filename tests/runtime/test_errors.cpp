@@ -38,7 +38,9 @@ std::string le64(std::uint64_t n) {
   return out;
 }
 // A safetensors file with the given JSON header and data bytes.
-std::string safetensors_bytes(const std::string& header, const std::string& data) { return le64(header.size()) + header + data; }
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  return le64(header.size()) + header + data;
+}
 
 // Hostile files (sizes that overflow, memory claimed but not present, deep nesting, duplicate keys, gaps and
 // trailing bytes, names that are not UTF-8) are a few hand-made bytes each, in a folder of this process's own
@@ -244,7 +246,8 @@ TEST_CASE("hostile files: sizes that overflow are refused before use", "[errors]
   CHECK_THROWS_WITH(Tensor({kiln::index_t{1} << 40, kiln::index_t{1} << 24}),
                     Contains("shape [1099511627776, 16777216] has more elements than an index_t can count"));
   CHECK_THROWS_WITH(Tensor({kiln::index_t{1} << 62}), Contains("shape [4611686018427387904] of F32 needs more bytes"));
-  CHECK_THROWS_WITH(Tensor({4}).view({kiln::index_t{1} << 62, 4, 0}), Contains("more elements than an index_t can count"));
+  CHECK_THROWS_WITH(Tensor({4}).view({kiln::index_t{1} << 62, 4, 0}),
+                    Contains("more elements than an index_t can count"));
 
   // IDX: four dims of 2^32 - 1 overflow 64 bits.
   const auto idx = dir / "overflow.idx";
@@ -253,7 +256,8 @@ TEST_CASE("hostile files: sizes that overflow are refused before use", "[errors]
                                         "bytes than memory can hold"));
 }
 
-TEST_CASE("hostile files: memory an IDX header claims is not allocated until the data arrives", "[errors][files][hostile]") {
+TEST_CASE("hostile files: memory an IDX header claims is not allocated until the data arrives",
+          "[errors][files][hostile]") {
   TempDir dir;
   // 16 GiB claimed, 10 bytes present: refused at once, plain or gzipped.
   const std::string claims_16_gib = idx_header({4, 65536, 65536}) + "0123456789";
@@ -262,7 +266,8 @@ TEST_CASE("hostile files: memory an IDX header claims is not allocated until the
   const auto gzipped = dir / "claims.idx.gz";
   gzFile gz = gzopen(gzipped.c_str(), "wb");
   REQUIRE(gz != nullptr);
-  CHECK(gzwrite(gz, claims_16_gib.data(), static_cast<unsigned>(claims_16_gib.size())) == static_cast<int>(claims_16_gib.size()));
+  CHECK(gzwrite(gz, claims_16_gib.data(), static_cast<unsigned>(claims_16_gib.size())) ==
+        static_cast<int>(claims_16_gib.size()));
   gzclose(gz);
   for (const auto& path : {plain, gzipped}) {
     const auto start = std::chrono::steady_clock::now();
@@ -277,13 +282,15 @@ TEST_CASE("hostile files: memory an IDX header claims is not allocated until the
   CHECK(kiln::read_idx(plain).data.size() == 6);
 }
 
-TEST_CASE("hostile files: JSON nested deeper than a header needs is refused while parsing", "[errors][files][hostile]") {
+TEST_CASE("hostile files: JSON nested deeper than a header needs is refused while parsing",
+          "[errors][files][hostile]") {
   TempDir dir;
   // 100,000 levels: recursion over them (building, destroying or printing the JSON) would overflow the stack.
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  const std::string shape_error =
-      refusal(dir, safetensors_bytes(R"({"a": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 0]}})", ""));
-  CHECK_THAT(shape_error, Contains("corrupt header: the JSON nests deeper than 16 levels (a safetensors header needs 3)"));
+  const std::string shape_error = refusal(
+      dir, safetensors_bytes(R"({"a": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 0]}})", ""));
+  CHECK_THAT(shape_error,
+             Contains("corrupt header: the JSON nests deeper than 16 levels (a safetensors header needs 3)"));
   CHECK(shape_error.size() < 300);  // the message does not print the value
   CHECK_THAT(refusal(dir, safetensors_bytes(R"({"__metadata__": {"k": )" + deep + "}}", "")),
              Contains("the JSON nests deeper than 16 levels"));
@@ -304,15 +311,17 @@ TEST_CASE("hostile files: header bytes that JSON does not allow are refused", "[
              Contains("corrupt header: not valid JSON (") && Contains("ill-formed UTF-8 byte; last read: '\"\\xff'"));
 }
 
-TEST_CASE("hostile files: duplicate keys, gaps and trailing bytes are refused, as the reference refuses them", "[errors][files][hostile]") {
+TEST_CASE("hostile files: duplicate keys, gaps and trailing bytes are refused, as the reference refuses them",
+          "[errors][files][hostile]") {
   TempDir dir;
   const std::string eight(8, '\0');
   CHECK_THAT(refusal(dir, safetensors_bytes("{" + entry("a", "[2]", 0, 8) + ", " + entry("a", "[2]", 8, 16) + "}",
                                             eight + eight)),
              Contains("corrupt header: key \"a\" appears twice in one object"));
-  CHECK_THAT(refusal(dir, safetensors_bytes(R"({"a": {"dtype": "F32", "dtype": "I64", "shape": [1], "data_offsets": [0, 8]}})",
-                                            eight)),
-             Contains("key \"dtype\" appears twice in one object"));
+  CHECK_THAT(
+      refusal(dir, safetensors_bytes(R"({"a": {"dtype": "F32", "dtype": "I64", "shape": [1], "data_offsets": [0, 8]}})",
+                                     eight)),
+      Contains("key \"dtype\" appears twice in one object"));
   // The reference takes the last of two metadata values; Kiln refuses to guess in any object.
   CHECK_THAT(refusal(dir, safetensors_bytes(R"({"__metadata__": {"k": "1", "k": "2"}})", "")),
              Contains("key \"k\" appears twice in one object"));
