@@ -4,7 +4,8 @@
 #      (header self-containment included) and CTest run: goldens, laws, errors, compile-fail pairs, samples, the
 #      find_package consumer, the safetensors interop, the MLIR backend.
 #   2. The `asan-ubsan` preset (clang++-19, AddressSanitizer + UndefinedBehaviorSanitizer, no MLIR, no samples):
-#      kiln_tests alone, and its Catch2 tests; the first report fails the test.
+#      kiln_tests and the file readers' fuzz targets (tests/fuzz/); its Catch2 tests and 3 seconds of each
+#      fuzzer; the first report fails the test.
 #   3. The `tsan` preset (clang++-19, ThreadSanitizer): kiln_tests built from the thread-pool tests alone
 #      (tests/runtime/test_threads.cpp), run under TSan.
 # Each build is from scratch or from what the last run left in build/.
