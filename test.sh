@@ -5,7 +5,8 @@
 #      find_package consumer, the safetensors interop, the MLIR backend. Each pass runs the compile-fail pairs with
 #      its own compiler only (KILN_COMPILE_FAIL_OTHER_COMPILER=OFF): the other pass runs them with the other.
 #   2. The `asan-ubsan` preset (clang++-19 at -O0, AddressSanitizer + UndefinedBehaviorSanitizer, no MLIR, no
-#      samples): kiln_tests alone, and its Catch2 tests; the first report fails the test.
+#      samples): kiln_tests and the file readers' fuzz targets (tests/fuzz/); its Catch2 tests and 3 seconds of
+#      each fuzzer; the first report fails the test.
 #   3. The `tsan` preset (clang++-19, ThreadSanitizer): kiln_tests built from the thread-pool tests alone
 #      (tests/runtime/test_threads*.cpp: the pool, a model shared by threads), run under TSan.
 # Each build is from scratch or from what the last run left in build/.

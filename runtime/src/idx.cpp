@@ -3,53 +3,91 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace kiln {
 
 namespace {
+
 [[noreturn]] void fail(const std::filesystem::path& path, const std::string& what) {
   throw Error(fmt::format("{}: {}", path.string(), what));
 }
+
+using GzFile = std::unique_ptr<gzFile_s, int (*)(gzFile)>;
+
+// Reads up to n bytes; fewer only where the data ends. Returns how many were read.
+std::size_t read_up_to(GzFile& file, void* dst, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
+    const int got = gzread(file.get(), static_cast<char*>(dst) + done, chunk);
+    if (got <= 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  return done;
+}
+
+[[noreturn]] void fail_truncated(const std::filesystem::path& path, GzFile& file, const char* what, std::size_t done,
+                                 std::size_t n) {
+  int code = 0;
+  const char* msg = gzerror(file.get(), &code);
+  fail(path, fmt::format("truncated or corrupt while reading {} ({} of {} bytes{})", what, done, n,
+                         code != 0 ? fmt::format("; zlib: {}", msg) : ""));
+}
+
+void read_exactly(const std::filesystem::path& path, GzFile& file, void* dst, std::size_t n, const char* what) {
+  const std::size_t done = read_up_to(file, dst, n);
+  if (done < n) fail_truncated(path, file, what, done, n);
+}
+
+// The element count the dims describe, checked for overflow.
+std::size_t element_count(const std::filesystem::path& path, const Shape& dims) {
+  std::size_t count = 1;
+  for (index_t d : dims)
+    if (__builtin_mul_overflow(count, static_cast<std::size_t>(d), &count))
+      fail(path, fmt::format("corrupt: the dims {} describe more bytes than memory can hold", shape_text(dims)));
+  return count;
+}
+
+// The dims are only a claim: the data is read in pieces and the buffer grows with what arrives, so dims that
+// claim 16 GiB over a short file cost no more memory than the file holds.
+std::vector<std::uint8_t> read_data(const std::filesystem::path& path, GzFile& file, std::size_t count) {
+  constexpr std::size_t piece = std::size_t{1} << 20;
+  std::vector<std::uint8_t> data;
+  while (data.size() < count) {
+    const std::size_t done = data.size(), n = std::min(piece, count - done);
+    data.resize(done + n);
+    const std::size_t got = read_up_to(file, data.data() + done, n);
+    if (got < n) fail_truncated(path, file, "the data", done + got, count);
+  }
+  std::uint8_t extra;
+  if (read_up_to(file, &extra, 1) != 0)
+    fail(path, fmt::format("corrupt: more bytes follow the {} the dims describe", count));
+  return data;
+}
+
 }  // namespace
 
 IdxBytes read_idx(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) fail(path, "no such file");
-  std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
+  GzFile file(gzopen(path.c_str(), "rb"), gzclose);
   if (!file) fail(path, "cannot open the file");
-  auto read = [&](void* dst, std::size_t n, const char* what) {
-    std::size_t done = 0;
-    while (done < n) {
-      const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(n - done, 1u << 30));
-      const int got = gzread(file.get(), static_cast<char*>(dst) + done, chunk);
-      if (got <= 0) {
-        int code = 0;
-        const char* msg = gzerror(file.get(), &code);
-        fail(path, fmt::format("truncated or corrupt while reading {} ({} of {} bytes{})", what, done, n,
-                               code != 0 ? fmt::format("; zlib: {}", msg) : ""));
-      }
-      done += static_cast<std::size_t>(got);
-    }
-  };
   std::uint8_t magic[4];
-  read(magic, 4, "the magic number");
+  read_exactly(path, file, magic, 4, "the magic number");
   if (magic[0] != 0 || magic[1] != 0 || magic[3] < 1 || magic[3] > 4)
     fail(path, fmt::format("not an IDX file (magic bytes {:02x} {:02x} {:02x} {:02x})", magic[0], magic[1], magic[2],
                            magic[3]));
   if (magic[2] != 0x08)
     fail(path, fmt::format("IDX element type 0x{:02x} is not supported (Kiln reads unsigned bytes, 0x08)", magic[2]));
   IdxBytes result;
-  std::size_t count = 1;
   for (int d = 0; d < magic[3]; ++d) {
     std::uint8_t be[4];
-    read(be, 4, "the dims");
+    read_exactly(path, file, be, 4, "the dims");
     const std::uint32_t size = std::uint32_t{be[0]} << 24 | std::uint32_t{be[1]} << 16 | std::uint32_t{be[2]} << 8 | be[3];
     result.shape.push_back(static_cast<index_t>(size));
-    count *= size;
-    if (count > (std::size_t{1} << 34)) fail(path, "corrupt: the dims describe an impossibly large array");
   }
-  result.data.resize(count);
-  read(result.data.data(), count, "the data");
+  result.data = read_data(path, file, element_count(path, result.shape));
   return result;
 }
 

@@ -1,9 +1,11 @@
 // kiln_interop write <file> <keys.txt>: saves a trained-looking model's state_dict, and lists "name dtype shape".
 // kiln_interop compare <a> <b>: the two files hold the same tensors, bit for bit.
+// kiln_interop refuses <folder>: every file in the folder (hostile.py wrote them) is refused with a kiln::Error.
 #include <kiln/kiln.hpp>
 
 #include <cstring>
 #include <fstream>
+#include <set>
 
 namespace nn = kiln::nn;
 
@@ -34,7 +36,21 @@ int main(int argc, char** argv) try {
     fmt::print("kiln read {} tensors written by safetensors, bit-exact\n", a.size());
     return 0;
   }
-  fmt::print(stderr, "usage: kiln_interop write <file> <keys.txt> | compare <a> <b>\n");
+  if (mode == "refuses" && argc == 3) {
+    std::set<std::filesystem::path> files(std::filesystem::directory_iterator(argv[2]), {});
+    for (const auto& file : files) {
+      try {
+        kiln::load_tensors(file);
+      } catch (const kiln::Error& e) {
+        fmt::print("kiln refuses {}: {}\n", file.filename().string(), std::string(e.what()).substr(0, 300));
+        continue;
+      }
+      throw kiln::Error(fmt::format("{} loads, but the reference safetensors refuses it", file.string()));
+    }
+    fmt::print("kiln refuses all {} hostile files\n", files.size());
+    return 0;
+  }
+  fmt::print(stderr, "usage: kiln_interop write <file> <keys.txt> | compare <a> <b> | refuses <folder>\n");
   return 2;
 } catch (const std::exception& e) {
   fmt::print(stderr, "{}\n", e.what());

@@ -17,7 +17,8 @@ struct IdxBytes {
 };
 
 // Reads an IDX file of unsigned bytes (type 0x08); a name ending in .gz is decompressed on the fly.
-// Throws kiln::Error naming the file when it is missing, truncated, or not such a file.
+// Throws kiln::Error naming the file when it is missing, truncated, not such a file, or has bytes after the
+// data its dims describe. Memory grows with the data actually read, not with what the dims claim.
 IdxBytes read_idx(const std::filesystem::path& path);
 
 // Where Debian's dataset-fashion-mnist package puts the files.

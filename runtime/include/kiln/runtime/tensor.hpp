@@ -25,9 +25,13 @@ using Shape = std::vector<index_t>;
 
 inline std::string shape_text(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
+// The element count of a shape. A shape may come from a file or an argument, so the product is checked:
+// [2^40, 2^24] must be an error, not a count that wrapped around.
 inline index_t numel_of(const Shape& s) {
   index_t n = 1;
-  for (index_t d : s) n *= d;
+  for (index_t d : s)
+    if (__builtin_mul_overflow(n, d, &n))
+      throw Error(fmt::format("shape {} has more elements than an index_t can count", shape_text(s)));
   return n;
 }
 
@@ -42,6 +46,10 @@ class Tensor {
   explicit Tensor(Shape shape, DType dtype = DType::float32) : shape_(std::move(shape)), dtype_(dtype) {
     for (index_t d : shape_)
       if (d < 0) throw Error(fmt::format("Tensor: negative size in shape {}", shape_text(shape_)));
+    const auto max_elements = static_cast<index_t>((PTRDIFF_MAX - alignment) / dtype_size(dtype_));
+    if (numel() > max_elements)
+      throw Error(fmt::format("Tensor: shape {} of {} needs more bytes than memory can address", shape_text(shape_),
+                              dtype_name(dtype_)));
     const std::size_t bytes = static_cast<std::size_t>(numel()) * dtype_size(dtype_);
     const std::size_t rounded = (bytes + alignment - 1) / alignment * alignment;
     storage_ = std::shared_ptr<std::byte>(
