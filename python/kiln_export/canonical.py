@@ -40,7 +40,7 @@ def in_mode(module, training, call, run=True):
 
 def children_of(m):
     """A Sequential's layers, a Residual's body, a Sum's or Concat's branches, with their key prefixes."""
-    if isinstance(m, nn.Sequential):
+    if spelling.is_sequential(m):
         return list(m.named_children())
     if isinstance(m, kiln_nn.Residual):
         return [(f"body.{j}", c) for j, c in enumerate(m.body)]
@@ -81,7 +81,7 @@ def check_join(m, path):
 
 def in_kiln_shape(m, path=""):
     """True when m is already Kiln's shape all the way down; ExportError for a torch.nn layer Kiln lacks."""
-    if isinstance(m, nn.Sequential) or isinstance(m, COMPOSITES):
+    if spelling.is_sequential(m) or type(m) in COMPOSITES:
         check_join(m, path)
         return all(in_kiln_shape(c, f"{path}.{k}" if path else k) for k, c in children_of(m))
     try:
@@ -96,11 +96,11 @@ def in_kiln_shape(m, path=""):
 def kiln_module(module, example_inputs):
     """The module in Kiln's shape: a Sequential (kiln_nn.Sequential when it takes two inputs)."""
     two_inputs = len(example_inputs) == 2
-    if isinstance(module, nn.Sequential) and in_kiln_shape(module):
+    if spelling.is_sequential(module) and in_kiln_shape(module):
         if two_inputs and not isinstance(module, kiln_nn.Sequential):
             return kiln_nn.Sequential(*module)  # same keys; torch.nn.Sequential's forward takes one input
         return module
-    if not isinstance(module, nn.Sequential) and in_kiln_shape(module):
+    if not spelling.is_sequential(module) and in_kiln_shape(module):
         return (kiln_nn.Sequential if two_inputs else nn.Sequential)(module)
     from .trace import rebuild  # only here: needs torch.fx
     return rebuild(module, example_inputs)

@@ -80,45 +80,52 @@ def _rmsnorm_types():
 
 
 def layer(m, ns="nn::"):
-    """The declaration of one leaf layer; ExportError (no path yet: the caller adds it) when Kiln has none."""
-    if isinstance(m, nn.Linear):
+    """The declaration of one leaf layer; ExportError (no path yet: the caller adds it) when Kiln has none. The
+    type must be torch's own class, not a subclass: a subclass may compute something else in its forward."""
+    t = type(m)
+    if t is nn.Linear:
         return f"{ns}Linear<{m.in_features}, {m.out_features}{'' if m.bias is not None else ', false'}>{{}}"
-    if isinstance(m, nn.Bilinear):
+    if t is nn.Bilinear:
         return (f"{ns}Bilinear<{m.in1_features}, {m.in2_features}, {m.out_features}"
                 f"{'' if m.bias is not None else ', false'}>{{}}")
-    if isinstance(m, PLAIN):
-        return f"{ns}{type(m).__name__}{{}}"
-    if isinstance(m, nn.GELU):
+    if t in PLAIN:
+        return f"{ns}{t.__name__}{{}}"
+    if t is nn.GELU:
         return f"{ns}GELU{{.approximate = {ns}GELUApproximate::tanh}}" if m.approximate == "tanh" else f"{ns}GELU{{}}"
-    if isinstance(m, nn.LeakyReLU):
+    if t is nn.LeakyReLU:
         slope = [("negative_slope", float_literal(m.negative_slope))] if m.negative_slope != 0.01 else []
         return f"{ns}LeakyReLU{_initialisers(slope)}"
-    if isinstance(m, nn.ELU):
+    if t is nn.ELU:
         return f"{ns}ELU{_initialisers([('alpha', float_literal(m.alpha))] if m.alpha != 1.0 else [])}"
-    if isinstance(m, nn.Softplus):
+    if t is nn.Softplus:
         return _softplus(m, ns)
-    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
-        return f"{ns}{type(m).__name__}<{m.dim}>{{}}"
-    if isinstance(m, nn.Flatten):
+    if t in (nn.Softmax, nn.LogSoftmax):
+        return f"{ns}{t.__name__}<{m.dim}>{{}}"
+    if t is nn.Flatten:
         if (m.start_dim, m.end_dim) == (1, -1):
             return f"{ns}Flatten{{}}"
         return f"{ns}Flatten<{m.start_dim}, {m.end_dim}>{{}}"
-    if isinstance(m, nn.Unflatten):
+    if t is nn.Unflatten:
         return f"{ns}Unflatten<{m.dim}, {_sizes(m.unflattened_size)}>{{}}"
-    if isinstance(m, nn.Dropout):
+    if t is nn.Dropout:
         return f"{ns}Dropout{{{float_literal(m.p)}}}"
-    if isinstance(m, nn.BatchNorm1d):
+    if t is nn.BatchNorm1d:
         return _batchnorm(m, ns)
-    if isinstance(m, (nn.LayerNorm, kiln_nn.LayerNormNoBias)):
+    if t in (nn.LayerNorm, kiln_nn.LayerNormNoBias):
         return _layernorm(m, ns)
-    if isinstance(m, _rmsnorm_types()):
+    if t in _rmsnorm_types():
         return _rmsnorm(m, ns)
-    raise ExportError(f"({type(m).__name__}) has no Kiln equivalent")
+    raise ExportError(f"({t.__name__}) has no Kiln equivalent")
+
+
+def is_sequential(m):
+    """torch's Sequential, or kiln_nn's (two inputs); a subclass with a forward of its own is not."""
+    return type(m) in (nn.Sequential, kiln_nn.Sequential)
 
 
 def item(m, ns="nn::"):
     """The declaration of a layer, an nn.Sequential or a composite, on one line."""
-    if isinstance(m, nn.Sequential):
+    if is_sequential(m):
         return f"{ns}Sequential{{" + ", ".join(item(c, ns) for c in m) + "}"
     if isinstance(m, kiln_nn.Residual):
         return f"{ns}Residual{{" + ", ".join(item(c, ns) for c in m.body) + "}"
@@ -145,11 +152,11 @@ def network_lines(model, shapes, ns="kiln::nn::", width=110):
     longer than `width`."""
     def lay(m, indent):
         flat = item(m, ns)
-        if len(flat) + indent <= width or not isinstance(m, (nn.Sequential, kiln_nn.Residual, kiln_nn.Sum,
-                                                               kiln_nn.Concat)):
+        if len(flat) + indent <= width or not (is_sequential(m) or isinstance(m, (kiln_nn.Residual, kiln_nn.Sum,
+                                                                                  kiln_nn.Concat))):
             return [" " * indent + flat]
         head = flat[:flat.index("{") + 1]
-        children = (list(m) if isinstance(m, nn.Sequential) else list(m.body) if isinstance(m, kiln_nn.Residual)
+        children = (list(m) if is_sequential(m) else list(m.body) if isinstance(m, kiln_nn.Residual)
                     else list(m.branches))
         lines = [" " * indent + head]
         if isinstance(m, kiln_nn.Concat) and m.dim != -1:
