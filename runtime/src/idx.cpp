@@ -43,11 +43,11 @@ void read_exactly(const std::filesystem::path& path, GzFile& file, void* dst, st
 
 // The element count the dims describe, checked for overflow.
 std::size_t element_count(const std::filesystem::path& path, const Shape& dims) {
-  std::size_t count = 1;
-  for (index_t d : dims)
-    if (__builtin_mul_overflow(count, static_cast<std::size_t>(d), &count))
-      fail(path, fmt::format("corrupt: the dims {} describe more bytes than memory can hold", shape_text(dims)));
-  return count;
+  try {
+    return static_cast<std::size_t>(numel_of(dims));
+  } catch (const Error&) {
+    fail(path, fmt::format("corrupt: the dims {} describe more bytes than memory can hold", shape_text(dims)));
+  }
 }
 
 // The dims are only a claim: the data is read in pieces and the buffer grows with what arrives, so dims that

@@ -133,11 +133,17 @@ Entry parse_entry(const std::filesystem::path& path, const std::string& key, con
       fail(path, fmt::format("corrupt header: key \"{}\" has {} in its shape, not a size", key, describe(d)));
     e.shape.push_back(d.get<index_t>());
   }
-  std::uint64_t bytes = dtype_size(e.dtype);
-  for (index_t d : e.shape)
-    if (__builtin_mul_overflow(bytes, static_cast<std::uint64_t>(d), &bytes))
-      fail(path, fmt::format("corrupt header: key \"{}\" is {} {}, more bytes than 64 bits can count", key,
-                             dtype_name(e.dtype), shape_text(e.shape)));
+  // numel_of's rule (every product of the non-zero dims fits), then the bytes.
+  std::uint64_t bytes = 0;
+  bool fits = true;
+  try {
+    fits = !__builtin_mul_overflow(static_cast<std::uint64_t>(numel_of(e.shape)), dtype_size(e.dtype), &bytes);
+  } catch (const Error&) {
+    fits = false;
+  }
+  if (!fits)
+    fail(path, fmt::format("corrupt header: key \"{}\" is {} {}, more bytes than 64 bits can count", key,
+                           dtype_name(e.dtype), shape_text(e.shape)));
 
   const auto& offsets = entry["data_offsets"];
   if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())

@@ -31,4 +31,6 @@ def idx(dims, data):
 write("idx", "labels", idx([5], [0, 1, 9, 3, 2]))
 write("idx", "images", idx([2, 2, 3], range(12)))
 write("idx", "images.gz", gzip.compress(idx([2, 2, 3], range(12)), mtime=0))
+# What fuzz_idx found: a zero dim after two dims whose product overflows index_t (refused, not taken as empty).
+write("idx", "zero_dim_overflow", idx([3534514216, 4269735936, 0, 4278190080], []))
 print("seeds written", file=sys.stderr)

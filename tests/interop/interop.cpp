@@ -1,6 +1,7 @@
 // kiln_interop write <file> <keys.txt>: saves a trained-looking model's state_dict, and lists "name dtype shape".
 // kiln_interop compare <a> <b>: the two files hold the same tensors, bit for bit.
 // kiln_interop refuses <folder>: every file in the folder (hostile.py wrote them) is refused with a kiln::Error.
+// kiln_interop optimizers <folder>: SGD (momentum) and Adam states after two steps, for optimizer_layout.py.
 #include <kiln/kiln.hpp>
 
 #include <cstring>
@@ -23,6 +24,24 @@ int main(int argc, char** argv) try {
     std::ofstream keys(argv[3]);
     for (const auto& [name, t] : model.state_dict())
       keys << name << ' ' << kiln::dtype_name(t.dtype()) << ' ' << fmt::format("{}", fmt::join(t.shape(), ",")) << '\n';
+    return 0;
+  }
+  if (mode == "optimizers" && argc == 3) {
+    const std::string dir = argv[2];
+    kiln::Model model{net, 3};
+    kiln::Tensor x({8, 1, 28, 28}), y({8}, kiln::DType::int64);
+    for (kiln::index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 251) / 251.0f;
+    for (kiln::index_t i = 0; i < 8; ++i) y.data_i64()[i] = i;
+    kiln::optim::SGD sgd{model, {.lr = 0.1, .momentum = 0.9}};
+    kiln::optim::Adam adam{model, {.lr = 0.01}};
+    for (int step = 0; step < 2; ++step) {
+      model.zero_grad();
+      model.forward_backward(x, y, nn::CrossEntropyLoss{});
+      sgd.step();
+      adam.step();
+    }
+    sgd.save_safetensors(dir + "/sgd.safetensors");
+    adam.save_safetensors(dir + "/adam.safetensors");
     return 0;
   }
   if (mode == "compare" && argc == 4) {

@@ -38,7 +38,7 @@ struct RestoreThreads {
 
 }  // namespace
 
-TEST_CASE("shared model: eval-mode calls from several threads give the single-threaded outputs", "[threads]") {
+TEST_CASE("threads: a shared model: eval-mode calls from several threads give the single-threaded outputs", "[threads]") {
   RestoreThreads restore;
   kiln::set_num_threads(2);  // the callers also share the pool
   kiln::Model model{shared_net, 3};
@@ -73,7 +73,7 @@ TEST_CASE("shared model: eval-mode calls from several threads give the single-th
   CHECK(model.step() == 0);
 }
 
-TEST_CASE("shared model: a load while calls run is refused, and no call mixes old and new weights", "[threads]") {
+TEST_CASE("threads: a shared model: a load while calls run is refused, and no call mixes old and new weights", "[threads]") {
   RestoreThreads restore;
   kiln::set_num_threads(1);
   kiln::Model model{shared_net, 3};
@@ -118,7 +118,7 @@ TEST_CASE("shared model: a load while calls run is refused, and no call mixes ol
   CHECK(loads.load() + loads_refused.load() >= 300);
 }
 
-TEST_CASE("shared model: train-mode calls run alone, and every one that ran is counted once", "[threads]") {
+TEST_CASE("threads: a shared model: train-mode calls run alone, and every one that ran is counted once", "[threads]") {
   RestoreThreads restore;
   kiln::set_num_threads(1);
   kiln::Model model{shared_net, 3};  // train mode
@@ -142,7 +142,7 @@ TEST_CASE("shared model: train-mode calls run alone, and every one that ran is c
   CHECK(model.state_dict().at("1.num_batches_tracked").data_i64()[0] == ran.load());
 }
 
-TEST_CASE("shared model: a change while a call runs is refused by name", "[threads]") {
+TEST_CASE("threads: a shared model: a change while a call runs is refused by name", "[threads]") {
   kiln::Model model{shared_net, 3};
   model.eval();
   // Hold the model as a call does, then try each change.

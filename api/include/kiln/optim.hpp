@@ -4,12 +4,19 @@
 //   for (...) { model.zero_grad(); model.forward_backward(x, y, loss); opt.step(); }
 //
 // Updates run in float32 on the parameters, as PyTorch's do; after each step the model repacks its weights.
+//
+// Resuming: opt.save_safetensors(path) / opt.load_safetensors(path) (or state_dict() / load_state_dict()) keep
+// what torch.optim's state_dict keeps, under its names flattened: tensors "state.<i>.momentum_buffer" (SGD),
+// "state.<i>.step", "state.<i>.exp_avg", "state.<i>.exp_avg_sq" (Adam, AdamW), i the parameter's index in
+// params(); the param group's hyperparameters as metadata "param_groups.0.<name>", every digit kept. A scheduler's
+// state_dict() is metadata too. Loaded into a new model, optimizer and scheduler, a run continues bit for bit.
 #pragma once
 
 #include <kiln/et/simd.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/parameter.hpp>
 #include <kiln/runtime/tensor.hpp>
+#include <kiln/runtime/tensor_file.hpp>
 
 #include <cmath>
 #include <functional>
@@ -32,6 +39,53 @@ class Optimizer {
   // The parameters' values and gradients (views into the model), in the network's order.
   std::vector<Parameter>& params() { return params_; }
 
+  // torch.optim's state_dict, flattened (see the top of this file).
+  TensorFile state_dict() const {
+    TensorFile out;
+    out.metadata["optimizer"] = kind();
+    for (const auto& [name, value] : hyperparameters()) out.metadata["param_groups.0." + name] = fmt::format("{}", value);
+    write_state(out.tensors);
+    return out;
+  }
+  // Restores what state_dict() gave, hyperparameters included (as torch does), after checking all of it: a
+  // failed load changes nothing. `source` names where it came from, in errors.
+  void load_state_dict(const TensorFile& state, const std::string& source = "optimizer state") {
+    auto fail = [&](const std::string& what) { throw Error(fmt::format("{}: cannot load into {}: {}", source, kind(), what)); };
+    const auto saved_kind = state.metadata.find("optimizer");
+    if (saved_kind == state.metadata.end() || saved_kind->second != kind())
+      fail(fmt::format("it holds the state of {}", saved_kind == state.metadata.end() ? "no optimizer" : saved_kind->second));
+    std::vector<std::pair<std::string, double>> values = hyperparameters();
+    for (auto& [name, value] : values) {
+      const auto it = state.metadata.find("param_groups.0." + name);
+      if (it == state.metadata.end()) fail(fmt::format("no \"param_groups.0.{}\"", name));
+      std::size_t used = 0;
+      try {
+        value = std::stod(it->second, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != it->second.size()) fail(fmt::format("\"param_groups.0.{}\" is \"{}\", not a number", name, it->second));
+    }
+    for (const auto& [key, t] : state.tensors) {
+      const auto [index, name] = state_key(key);
+      if (index < 0 || index >= static_cast<long>(params_.size()) || !state_names_allow(name))
+        fail(fmt::format("unexpected key \"{}\"", key));
+      const Shape want = name == "step" ? Shape{} : params_[static_cast<std::size_t>(index)].value.shape();
+      if (t.dtype() != DType::float32 || t.shape() != want)
+        fail(fmt::format("key \"{}\": expected F32 {}, got {} {}", key, shape_text(want), dtype_name(t.dtype()), shape_text(t.shape())));
+    }
+    check_state(state.tensors, fail);
+    set_hyperparameters(values);
+    read_state(state.tensors);
+  }
+  void save_safetensors(const std::filesystem::path& path) const {
+    const TensorFile state = state_dict();
+    save_tensors(path, state.tensors, state.metadata);
+  }
+  void load_safetensors(const std::filesystem::path& path) { load_state_dict(read_tensor_file(path), path.string()); }
+
+  virtual ~Optimizer() = default;
+
  protected:
   template <class Model>
   Optimizer(Model& model, double lr_)
@@ -42,6 +96,29 @@ class Optimizer {
   // Held for the length of a step.
   std::shared_ptr<void> begin_update() { return begin_update_(); }
   std::vector<Parameter> params_;
+
+  // What each optimizer says about its state: its torch name, its hyperparameters by torch's names (lr first),
+  // the per-parameter tensor names it keeps, and how to write, check and read them.
+  virtual std::string kind() const = 0;
+  virtual std::vector<std::pair<std::string, double>> hyperparameters() const = 0;
+  virtual void set_hyperparameters(const std::vector<std::pair<std::string, double>>& values) = 0;
+  virtual bool state_names_allow(const std::string& name) const = 0;
+  virtual void write_state(TensorMap& out) const = 0;
+  virtual void check_state(const TensorMap& in, const std::function<void(const std::string&)>& fail) const = 0;
+  virtual void read_state(const TensorMap& in) = 0;
+  static std::string state_name(std::size_t index, const char* name) { return fmt::format("state.{}.{}", index, name); }
+  // "state.3.exp_avg" -> {3, "exp_avg"}; {-1, ""} for another key.
+  static std::pair<long, std::string> state_key(const std::string& key) {
+    if (!key.starts_with("state.")) return {-1, ""};
+    const std::size_t dot = key.find('.', 6);
+    if (dot == std::string::npos || dot == 6 || dot - 6 > 9) return {-1, ""};
+    long index = 0;
+    for (std::size_t i = 6; i < dot; ++i) {
+      if (key[i] < '0' || key[i] > '9') return {-1, ""};
+      index = index * 10 + (key[i] - '0');
+    }
+    return {index, key.substr(dot + 1)};
+  }
 
  private:
   std::function<std::shared_ptr<void>()> begin_update_;
@@ -65,6 +142,31 @@ class SGD : public Optimizer {
       throw Error("SGD: nesterov momentum requires a momentum and zero dampening");
     momentum_.resize(params_.size());
   }
+
+ protected:
+  std::string kind() const override { return "SGD"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override {
+    return {{"lr", lr}, {"momentum", o_.momentum}, {"dampening", o_.dampening}, {"weight_decay", o_.weight_decay},
+            {"nesterov", o_.nesterov ? 1.0 : 0.0}};
+  }
+  void set_hyperparameters(const std::vector<std::pair<std::string, double>>& v) override {
+    lr = v[0].second, o_.momentum = v[1].second, o_.dampening = v[2].second, o_.weight_decay = v[3].second;
+    o_.nesterov = v[4].second != 0;
+  }
+  bool state_names_allow(const std::string& name) const override { return name == "momentum_buffer"; }
+  void write_state(TensorMap& out) const override {
+    for (std::size_t k = 0; k < momentum_.size(); ++k)
+      if (momentum_[k].defined()) out.emplace(state_name(k, "momentum_buffer"), momentum_[k].clone());
+  }
+  void check_state(const TensorMap&, const std::function<void(const std::string&)>&) const override {}
+  void read_state(const TensorMap& in) override {
+    for (std::size_t k = 0; k < momentum_.size(); ++k) {
+      const auto it = in.find(state_name(k, "momentum_buffer"));
+      momentum_[k] = it == in.end() ? Tensor{} : it->second.clone();  // absent: before the first step
+    }
+  }
+
+ public:
   void step() {
     const auto update = begin_update();
     using et::vfloat;
@@ -175,6 +277,52 @@ class Adam : public Optimizer {
     }
   }
 
+  std::string kind() const override { return decoupled_ ? "AdamW" : "Adam"; }
+  std::vector<std::pair<std::string, double>> hyperparameters() const override {
+    return {{"lr", lr}, {"betas.0", o_.beta1}, {"betas.1", o_.beta2}, {"eps", o_.eps}, {"weight_decay", o_.weight_decay}};
+  }
+  void set_hyperparameters(const std::vector<std::pair<std::string, double>>& v) override {
+    lr = v[0].second, o_.beta1 = v[1].second, o_.beta2 = v[2].second, o_.eps = v[3].second;
+    o_.weight_decay = v[4].second;
+  }
+  bool state_names_allow(const std::string& name) const override {
+    return name == "step" || name == "exp_avg" || name == "exp_avg_sq";
+  }
+  // torch keeps a step per parameter (a float32 scalar in torch 1.13 and 2.x); here they are one count.
+  void write_state(TensorMap& out) const override {
+    if (t_ == 0) return;  // torch's state is empty before the first step
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      Tensor step(Shape{});
+      step[0] = static_cast<float>(t_);
+      out.emplace(state_name(k, "step"), step);
+      out.emplace(state_name(k, "exp_avg"), m_[k].clone());
+      out.emplace(state_name(k, "exp_avg_sq"), v_[k].clone());
+    }
+  }
+  void check_state(const TensorMap& in, const std::function<void(const std::string&)>& fail) const override {
+    if (in.empty()) return;
+    const auto first = in.find(state_name(0, "step"));
+    for (std::size_t k = 0; k < params_.size(); ++k)
+      for (const char* name : {"step", "exp_avg", "exp_avg_sq"})
+        if (!in.contains(state_name(k, name))) fail(fmt::format("missing key \"{}\"", state_name(k, name)));
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      const float step = in.at(state_name(k, "step"))[0];
+      if (step != first->second[0] || !(step >= 1) || step != std::floor(step) || step > 16777216.0f)
+        fail(fmt::format("\"{}\" is {}: the steps must be one whole count, from 1 to 2^24", state_name(k, "step"), step));
+    }
+  }
+  void read_state(const TensorMap& in) override {
+    t_ = in.empty() ? 0 : static_cast<long>(in.at(state_name(0, "step"))[0]);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (in.empty()) {
+        m_[k].fill(0.0f), v_[k].fill(0.0f);
+      } else {
+        m_[k].copy_from(in.at(state_name(k, "exp_avg")));
+        v_[k].copy_from(in.at(state_name(k, "exp_avg_sq")));
+      }
+    }
+  }
+
  private:
   AdamOptions o_;
   bool decoupled_;
@@ -211,6 +359,29 @@ inline double clip_grad_norm(Optimizer& opt, double max_norm) {
   return total;
 }
 
+namespace detail {
+// A scheduler's last_epoch and base lr from its state_dict(), checked before either is set.
+inline void load_schedule(const Metadata& state, const char* scheduler, int& epoch, double& base) {
+  auto number = [&](const char* key) {
+    const auto it = state.find(key);
+    std::size_t used = 0;
+    double value = 0;
+    if (it != state.end()) try {
+        value = std::stod(it->second, &used);
+      } catch (const std::exception&) {
+      }
+    if (it == state.end() || used == 0 || used != it->second.size())
+      throw Error(fmt::format("{} state: \"{}\" missing or not a number", scheduler, key));
+    return value;
+  };
+  const double last_epoch = number("last_epoch"), base_lr = number("base_lrs.0");
+  if (last_epoch < 0 || last_epoch != std::floor(last_epoch) || last_epoch > 1e9)
+    throw Error(fmt::format("{} state: last_epoch {} is not a count", scheduler, last_epoch));
+  epoch = static_cast<int>(last_epoch);
+  base = base_lr;
+}
+}  // namespace detail
+
 // torch.optim.lr_scheduler.StepLR: lr = base gamma^floor(epoch / step_size); call step() after opt.step().
 class StepLR {
  public:
@@ -218,6 +389,9 @@ class StepLR {
     if (step_size < 1) throw Error(fmt::format("StepLR: step_size must be >= 1, got {}", step_size));
   }
   void step() { opt_.lr = base_ * std::pow(gamma_, ++epoch_ / step_size_); }
+  // torch's keys: last_epoch, base_lrs (the optimizer's lr is the optimizer's state).
+  Metadata state_dict() const { return {{"last_epoch", std::to_string(epoch_)}, {"base_lrs.0", fmt::format("{}", base_)}}; }
+  void load_state_dict(const Metadata& state) { detail::load_schedule(state, "StepLR", epoch_, base_); }
 
  private:
   Optimizer& opt_;
@@ -237,6 +411,8 @@ class CosineAnnealingLR {
     ++epoch_;
     opt_.lr = eta_min_ + (base_ - eta_min_) * (1 + std::cos(std::numbers::pi * epoch_ / t_max_)) / 2;
   }
+  Metadata state_dict() const { return {{"last_epoch", std::to_string(epoch_)}, {"base_lrs.0", fmt::format("{}", base_)}}; }
+  void load_state_dict(const Metadata& state) { detail::load_schedule(state, "CosineAnnealingLR", epoch_, base_); }
 
  private:
   Optimizer& opt_;

@@ -26,13 +26,17 @@ using Shape = std::vector<index_t>;
 inline std::string shape_text(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // The element count of a shape. A shape may come from a file or an argument, so the product is checked:
-// [2^40, 2^24] must be an error, not a count that wrapped around.
+// [2^40, 2^24] must be an error, not a count that wrapped around. The product of the non-zero dims must fit even
+// when a zero dim makes the count 0 ([2^40, 2^24, 0] too): strides and offsets are such products.
 inline index_t numel_of(const Shape& s) {
   index_t n = 1;
-  for (index_t d : s)
-    if (__builtin_mul_overflow(n, d, &n))
+  bool empty = false;
+  for (index_t d : s) {
+    if (d == 0) empty = true;
+    else if (__builtin_mul_overflow(n, d, &n))
       throw Error(fmt::format("shape {} has more elements than an index_t can count", shape_text(s)));
-  return n;
+  }
+  return empty ? 0 : n;
 }
 
 constexpr std::size_t dtype_size(DType d) { return d == DType::float32 ? 4 : 8; }
