@@ -17,8 +17,6 @@ import re
 
 import torch
 
-import kiln_nn
-
 from . import spelling, weights
 from .canonical import in_mode, kiln_module
 from .errors import ExportError
