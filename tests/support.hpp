@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -49,5 +50,16 @@ inline void check_close(const Tensor& actual, const Tensor& expected, const std:
                         << " (max relative error " << c.max_rel_error << ")");
   CHECK(c.worst_ratio <= 1.0);
 }
+
+// Same shape, dtype and bytes: bit for bit (a NaN equals itself, 0.0 is not -0.0).
+inline bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
+}
+
+// Puts the pool's thread count back when a test that changes it ends.
+struct RestoreThreads {
+  int n = get_num_threads();
+  ~RestoreThreads() { set_num_threads(n); }
+};
 
 }  // namespace kiln::testing

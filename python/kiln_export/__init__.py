@@ -33,6 +33,7 @@ class Exported:
     def __init__(self, header, weights_path, module, declaration, difference):
         self.header, self.weights, self.module = header, weights_path, module
         self.declaration, self.difference = declaration, difference
+        self.check = None  # check.CheckResult, after export(check=True)
 
 
 def declaration(module, example_inputs):
@@ -64,7 +65,6 @@ def export(module, example_inputs, name="net", out_dir=".", check=False, kiln_pr
     weights.save(weights_path, state, {"kiln_network": one_line, "source": type(module).__name__})
     _write_header(header, name, module, m, shapes)
     out = Exported(header, weights_path, m, one_line, difference)
-    out.check = None
     if check:
         from .check import check_with_kiln
         out.check = check_with_kiln(out, module, inputs, kiln_prefix)

@@ -51,11 +51,16 @@ def write_whole(path, chunks):
 
 def load(path):
     """The tensors of a safetensors file (F32 and I64), as the checks read Kiln's outputs back."""
+    return load_with_metadata(path)[0]
+
+
+def load_with_metadata(path):
+    """The tensors of a safetensors file (F32 and I64) and its metadata (a dict of strings, empty when none)."""
     with open(path, "rb") as f:
         raw = f.read()
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None) or {}
     data = raw[8 + n:]
     dtypes = {v: k for k, v in DTYPES.items()}
     out = {}
@@ -64,4 +69,4 @@ def load(path):
         t = torch.frombuffer(bytearray(data[begin:end]), dtype=dtypes[e["dtype"]]) if end > begin else \
             torch.empty(0, dtype=dtypes[e["dtype"]])
         out[name] = t.reshape(e["shape"])
-    return out
+    return out, metadata

@@ -3,7 +3,6 @@ golden module's (numbers compared as floats: Kiln writes 2 where torch prints 2.
 must take the golden weights, and in eval mode it must give the golden outputs.
 
 Usage: PYTHONPATH=python /usr/bin/python3 tests/export/check_to_pytorch.py DIR GOLDEN_DIR"""
-import json
 import os
 import re
 import sys
@@ -28,12 +27,8 @@ def main(source_dir, golden_dir):
         with open(os.path.join(source_dir, f"{name}.py")) as f:
             exec(compile(f.read(), f"{name}.py", "exec"), scope)
         model = scope["make_network"]()
-        path = os.path.join(golden_dir, f"{name}.safetensors")
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            meta = json.loads(f.read(n))["__metadata__"]
+        tensors, meta = weights.load_with_metadata(os.path.join(golden_dir, f"{name}.safetensors"))
         assert canonical_repr(str(model)) == canonical_repr(meta["network"]), (name, str(model), meta["network"])
-        tensors = weights.load(path)
         keys = set(model.state_dict())
         model.load_state_dict({k: v for k, v in tensors.items() if k in keys}, strict=True)
         inputs = [tensors[f"in{k}.b{B}"] for k in range(2) if f"in{k}.b{B}" in tensors]

@@ -36,12 +36,7 @@ B = 64  # the golden batch the outputs are compared at
 
 def golden(name):
     """The golden file's tensors and metadata."""
-    import json
-    path = os.path.join(GOLDEN_DIR, f"{name}.safetensors")
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        meta = json.loads(f.read(n)).get("__metadata__", {})
-    return weights.load(path), meta
+    return weights.load_with_metadata(os.path.join(GOLDEN_DIR, f"{name}.safetensors"))
 
 
 class UserModule(nn.Module):

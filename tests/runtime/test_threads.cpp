@@ -10,12 +10,7 @@
 
 using kiln::index_t;
 
-namespace {
-struct RestoreThreads {
-  int n = kiln::get_num_threads();
-  ~RestoreThreads() { kiln::set_num_threads(n); }
-};
-}  // namespace
+using kiln::testing::RestoreThreads;
 
 TEST_CASE("threads: parallel_for runs every item exactly once", "[threads]") {
   RestoreThreads restore;

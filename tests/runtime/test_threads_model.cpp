@@ -24,19 +24,10 @@ Tensor input(kiln::index_t batch, float phase) {
   return x;
 }
 
-bool equal(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape()) return false;
-  for (kiln::index_t i = 0; i < a.numel(); ++i)
-    if (a[i] != b[i]) return false;
-  return true;
-}
-
-struct RestoreThreads {
-  int n = kiln::get_num_threads();
-  ~RestoreThreads() { kiln::set_num_threads(n); }
-};
-
 }  // namespace
+
+using kiln::testing::RestoreThreads;
+using kiln::testing::same_bits;
 
 TEST_CASE("threads: a shared model: eval-mode calls from several threads give the single-threaded outputs", "[threads]") {
   RestoreThreads restore;
@@ -63,7 +54,7 @@ TEST_CASE("threads: a shared model: eval-mode calls from several threads give th
           y = Tensor({batches[k], 5});
           shared.forward(inputs[k], y);
         }
-        wrong += !equal(y, expected[k]);
+        wrong += !same_bits(y, expected[k]);
         ++calls;
       }
     });
@@ -84,7 +75,7 @@ TEST_CASE("threads: a shared model: a load while calls run is refused, and no ca
   const Tensor y_old = model(x);
   model.load_state_dict(new_weights);
   const Tensor y_new = model(x);
-  REQUIRE(!equal(y_old, y_new));
+  REQUIRE(!same_bits(y_old, y_new));
 
   std::atomic<bool> done{false};
   std::atomic<int> mixed{0}, calls_refused{0}, calls_run{0}, loads{0}, loads_refused{0};
@@ -92,7 +83,7 @@ TEST_CASE("threads: a shared model: a load while calls run is refused, and no ca
     while (!done) {
       try {
         const Tensor y = model(x);
-        mixed += !equal(y, y_old) && !equal(y, y_new);
+        mixed += !same_bits(y, y_old) && !same_bits(y, y_new);
         ++calls_run;
       } catch (const kiln::Error& e) {
         calls_refused += std::string{e.what()}.find("refused while another thread changes the model") != std::string::npos;

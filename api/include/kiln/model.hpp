@@ -461,7 +461,7 @@ class Model {
   std::array<bool, L> packed_t_fresh_{};
   detail::Users users_;
   detail::WorkspacePool<et::Workspace<Net>> workspaces_;
-  et::Workspace<Net> workspace_;  // the training passes'
+  et::Workspace<Net> workspace_;  // forward_backward's and backward's, which run alone
   et::TrainWorkspace<Net> train_workspace_;
 };
 

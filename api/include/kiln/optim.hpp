@@ -22,10 +22,42 @@
 #include <functional>
 #include <memory>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace kiln::optim {
+
+namespace detail {
+// The number a metadata entry holds, written whole ("0.001", not "0.001x"); nullopt when absent or not a number.
+inline std::optional<double> metadata_number(const Metadata& metadata, const std::string& key) {
+  const auto it = metadata.find(key);
+  if (it == metadata.end()) return std::nullopt;
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(it->second, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used == 0 || used != it->second.size()) return std::nullopt;
+  return value;
+}
+
+// A scheduler's last_epoch and base lr from its state_dict(), checked before either is set.
+inline void load_schedule(const Metadata& state, const char* scheduler, int& epoch, double& base) {
+  auto number = [&](const char* key) {
+    const std::optional<double> value = metadata_number(state, key);
+    if (!value) throw Error(fmt::format("{} state: \"{}\" missing or not a number", scheduler, key));
+    return *value;
+  };
+  const double last_epoch = number("last_epoch"), base_lr = number("base_lrs.0");
+  if (last_epoch < 0 || last_epoch != std::floor(last_epoch) || last_epoch > 1e9)
+    throw Error(fmt::format("{} state: last_epoch {} is not a count", scheduler, last_epoch));
+  epoch = static_cast<int>(last_epoch);
+  base = base_lr;
+}
+}  // namespace detail
 
 // What every optimizer holds: the model's parameters (value and gradient views) and how to hold the model while
 // it writes them (no call of the model runs meanwhile; the model repacks them when the step ends).
@@ -56,15 +88,12 @@ class Optimizer {
       fail(fmt::format("it holds the state of {}", saved_kind == state.metadata.end() ? "no optimizer" : saved_kind->second));
     std::vector<std::pair<std::string, double>> values = hyperparameters();
     for (auto& [name, value] : values) {
-      const auto it = state.metadata.find("param_groups.0." + name);
-      if (it == state.metadata.end()) fail(fmt::format("no \"param_groups.0.{}\"", name));
-      std::size_t used = 0;
-      try {
-        value = std::stod(it->second, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != it->second.size()) fail(fmt::format("\"param_groups.0.{}\" is \"{}\", not a number", name, it->second));
+      const std::string key = "param_groups.0." + name;
+      const auto it = state.metadata.find(key);
+      if (it == state.metadata.end()) fail(fmt::format("no \"{}\"", key));
+      const std::optional<double> number = detail::metadata_number(state.metadata, key);
+      if (!number) fail(fmt::format("\"{}\" is \"{}\", not a number", key, it->second));
+      value = *number;
     }
     for (const auto& [key, t] : state.tensors) {
       const auto [index, name] = state_key(key);
@@ -359,28 +388,6 @@ inline double clip_grad_norm(Optimizer& opt, double max_norm) {
   return total;
 }
 
-namespace detail {
-// A scheduler's last_epoch and base lr from its state_dict(), checked before either is set.
-inline void load_schedule(const Metadata& state, const char* scheduler, int& epoch, double& base) {
-  auto number = [&](const char* key) {
-    const auto it = state.find(key);
-    std::size_t used = 0;
-    double value = 0;
-    if (it != state.end()) try {
-        value = std::stod(it->second, &used);
-      } catch (const std::exception&) {
-      }
-    if (it == state.end() || used == 0 || used != it->second.size())
-      throw Error(fmt::format("{} state: \"{}\" missing or not a number", scheduler, key));
-    return value;
-  };
-  const double last_epoch = number("last_epoch"), base_lr = number("base_lrs.0");
-  if (last_epoch < 0 || last_epoch != std::floor(last_epoch) || last_epoch > 1e9)
-    throw Error(fmt::format("{} state: last_epoch {} is not a count", scheduler, last_epoch));
-  epoch = static_cast<int>(last_epoch);
-  base = base_lr;
-}
-}  // namespace detail
 
 // torch.optim.lr_scheduler.StepLR: lr = base gamma^floor(epoch / step_size); call step() after opt.step().
 class StepLR {
