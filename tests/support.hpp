@@ -32,8 +32,8 @@ inline Closeness closeness(const float* actual, const float* expected, index_t n
     const double a = actual[i], e = expected[i];
     const double diff = std::abs(a - e);
     double ratio = diff / (rel * std::abs(e) + abs);
-    if (std::isnan(a) != std::isnan(e) || std::isinf(a) != std::isinf(e)) ratio = INFINITY;
-    if (std::isnan(ratio)) ratio = 0;  // both nan or the same inf
+    // NaN only where PyTorch has NaN, an infinity only where it has the same one
+    if (!std::isfinite(a) || !std::isfinite(e)) ratio = (a == e || (std::isnan(a) && std::isnan(e))) ? 0 : INFINITY;
     if (std::abs(e) > 1e-6) c.max_rel_error = std::max(c.max_rel_error, diff / std::abs(e));
     if (ratio > c.worst_ratio) c = {ratio, c.max_rel_error, i, actual[i], expected[i]};
   }

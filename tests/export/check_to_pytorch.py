@@ -11,6 +11,9 @@ import torch
 
 from kiln_export import weights
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+import make_goldens  # noqa: E402  (worst_difference: NaN where the golden has NaN)
+
 NUMBER = re.compile(r"(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?")
 B = 64
 
@@ -35,7 +38,7 @@ def main(source_dir, golden_dir):
         want = tensors.get(f"eval.out.b{B}", inputs[0])  # absent: eval is the identity (Dropouts alone)
         with torch.no_grad():
             got = model.eval()(*inputs)
-        worst = ((got.double() - want.double()).abs() / want.double().abs().clamp(min=1)).max().item()
+        worst = make_goldens.worst_difference(got, want)
         assert worst <= 1e-4, (name, worst)
     print(f"{len(names)} networks written by kiln::to_pytorch build in PyTorch, load the golden weights and give "
           "the golden outputs")

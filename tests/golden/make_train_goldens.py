@@ -45,7 +45,8 @@ OPTIM_STEPS = 20
 # Kiln's dropout mask, differentiable (make_goldens.KilnDropout goes through numpy)
 # --------------------------------------------------------------------------
 class KilnDropoutAG(nn.Module):
-    """Train mode: where(keep, x * float32(1/(1-p)), 0) with Kiln's Philox keep-mask; eval: identity.
+    """Train mode: x * where(keep, float32(1/(1-p)), 0) with Kiln's Philox keep-mask (a product, as PyTorch's: a
+    dropped NaN stays NaN, in the gradient too); eval: identity.
     step=None: the Philox step is the number of train-mode forwards this module has done before."""
 
     def __init__(self, p, seed, stream, step=0):
@@ -62,7 +63,7 @@ class KilnDropoutAG(nn.Module):
         keep = mg.kiln_dropout_keep(x.numel(), self.p, self.seed, self.stream, step)
         keep = torch.from_numpy(keep.reshape(tuple(x.shape)))
         scale = float(np.float32(1) / (np.float32(1) - np.float32(self.p))) if self.p != 1 else 0.0
-        return torch.where(keep, x * scale, torch.zeros((), dtype=x.dtype))
+        return x * torch.where(keep, torch.tensor(scale, dtype=x.dtype), torch.zeros((), dtype=x.dtype))
 
     def extra_repr(self):
         return f"p={self.p}, stream={self.stream}, step={self.fixed_step}"
@@ -92,7 +93,7 @@ def verify(path, tensors, meta):
     assert set(back) == set(tensors), (path, set(back) ^ set(tensors))
     for k, v in tensors.items():
         b = back[k]
-        assert b.dtype == v.dtype and b.shape == v.shape and torch.equal(b, v), (path, k)
+        assert mg.identical(b, v), (path, k)
         want = torch.int64 if k in INT64_KEYS or k.endswith("num_batches_tracked") else torch.float32
         assert b.dtype == want, (path, k, b.dtype)
         if k.endswith("num_batches_tracked"):
@@ -199,7 +200,7 @@ def make_grad_case(idx, name, builder, shapes, datadir, outdir):
             ref = data.get(f"{mode}.out.b{B}")
             if ref is None:
                 ref = data.get(f"eval.out.b{B}", data[f"in0.b{B}"])
-            assert torch.equal(f32(out), ref), (name, mode, B)
+            assert mg.identical(f32(out), ref), (name, mode, B)
             for k, v in g.items():
                 assert v is not None and v.dtype == torch.float64, (name, k)
                 key = f"{mode}.grad.{k}.b{B}"
@@ -207,9 +208,9 @@ def make_grad_case(idx, name, builder, shapes, datadir, outdir):
                     omitted.append(key)
                 else:
                     tensors[key] = f32(v)
-            # A finite difference is no check across a kink: gen_kinks puts inputs exactly on them (autograd's
-            # gradient there is the reference, as PyTorch defines it).
-            if B == 3 and mg.CASES[idx][3] is not mg.gen_kinks:
+            # A finite difference is no check across a kink (gen_kinks puts inputs exactly on them; autograd's
+            # gradient there is the reference, as PyTorch defines it) nor at NaN and Inf (gen_nonfinite).
+            if B == 3 and mg.CASES[idx][3] not in (mg.gen_kinks, mg.gen_nonfinite):
                 max_fd = max(max_fd, fd_check(model, inputs, grad_out, mode == "train", dropout_seed, g, name))
     if omitted:
         meta["omitted"] = ",".join(omitted)

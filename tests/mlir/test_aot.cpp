@@ -13,6 +13,7 @@
 #include <aot_net_mixed.h>
 #include <aot_net_mlp_norm.h>
 #include <aot_net_nested.h>
+#include <aot_net_nonfinite_norms.h>
 #include <aot_net_rank3.h>
 #include <aot_net_seed.h>
 #include <aot_net_two_dropouts.h>
@@ -58,6 +59,7 @@ KILN_AOT_CASE(net_bilinear)
 KILN_AOT_CASE(net_mixed)
 KILN_AOT_CASE(net_mlp_norm)
 KILN_AOT_CASE(net_nested)
+KILN_AOT_CASE(net_nonfinite_norms)
 KILN_AOT_CASE(net_rank3)
 KILN_AOT_CASE(net_seed)
 KILN_AOT_CASE(net_two_dropouts)

@@ -2,6 +2,8 @@
 // steps of SGD (momentum, dampening, nesterov, weight decay), Adam, AdamW, clipping, StepLR, cosine annealing.
 #include "../support.hpp"
 
+#include <limits>
+
 namespace nn = kiln::nn;
 namespace optim = kiln::optim;
 using kiln::Tensor;
@@ -138,6 +140,22 @@ TEST_CASE("training: label smoothing, sum reduction and MSE trajectories match P
 TEST_CASE("training: BatchNorm and Dropout train step for step (running stats, masks per step)", "[training]") {
   check_trajectory("bn_dropout", net_b, [](auto& m) { return plain(new optim::SGD(m, {.lr = 0.1, .momentum = 0.9})); },
                    nn::CrossEntropyLoss{});
+}
+
+TEST_CASE("training: a NaN gradient makes clip_grad_norm's total and every gradient NaN, as in PyTorch", "[training]") {
+  kiln::Model model{net_a, 3};
+  optim::SGD opt(model, {.lr = 0.1});
+  Tensor x({4, 10}), y({4}, kiln::DType::int64);
+  for (kiln::index_t i = 0; i < x.numel(); ++i) x.data()[i] = 0.1f * static_cast<float>(i % 7);
+  x.data()[13] = std::numeric_limits<float>::quiet_NaN();  // sample 1
+  for (kiln::index_t r = 0; r < 4; ++r) y.data_i64()[r] = r % 3;
+  model.forward_backward(x, y, nn::CrossEntropyLoss{});
+  CHECK(std::isnan(optim::clip_grad_norm(opt, 1.0)));
+  for (const auto& [name, grad] : model.gradients())
+    for (const float v : grad.values()) {
+      INFO(name);
+      REQUIRE(std::isnan(v));  // torch.clamp(NaN, max=1) is NaN, and every gradient is multiplied by it
+    }
 }
 
 TEST_CASE("training: gradients accumulate until zeroed, runs are bit-reproducible for a thread count", "[training]") {

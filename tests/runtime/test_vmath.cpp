@@ -1,4 +1,4 @@
-// vmath's erf, expm1, log and log1p against the std:: functions in double: the error in ulps of the float
+// vmath's exp, erf, expm1, log and log1p against the std:: functions in double: the error in ulps of the float
 // result over a dense sweep of [-10, 10], tiny values of both signs (where expm1 and log1p must not cancel),
 // subnormals, large values and the specials (NaN in gives NaN out, +-inf, +-0). The bounds are what the
 // implementations meet with and without FMA, with margin; a formula like exp(x) - 1 or log(1 + x) misses them
@@ -31,7 +31,8 @@ std::vector<float> sweep_inputs() {
   }
   // 300 floats either side of the reductions' edges, log1p's domain's, and where erf, expm1 saturate.
   for (const float edge : {-1.0f, -0.875f, 0.875f, -0.70710677f, 0.70710677f, -0.29289323f, 0.41421354f,
-                           -0.34657359f, 0.34657359f, 1.0f, 1.4142135f, 3.92f, -17.3f, 88.72f})
+                           -0.34657359f, 0.34657359f, 1.0f, 1.4142135f, 3.92f, -17.3f, 88.72f, 88.3763f, -87.3365f,
+                           -103.28f})
   {
     float up = edge, down = edge;
     for (int k = 0; k < 300; ++k) {
@@ -93,6 +94,12 @@ float at(F f, float x) {
 
 }  // namespace
 
+// Down to the subnormal results (x < -87.3) and up to those just below FLT_MAX (88.38 < x < 88.72), where 2^n
+// alone would not be a normal float.
+TEST_CASE("vmath: vexp is within 1.5 ulp of exp, subnormal and near-overflow results included", "[vmath]") {
+  require_within(worst_error([](et::vfloat x) { return et::vexp(x); }, [](double x) { return std::exp(x); }), 1.5);
+}
+
 TEST_CASE("vmath: verf is within 1.5 ulp of erf", "[vmath]") {
   require_within(worst_error([](et::vfloat x) { return et::verf(x); }, [](double x) { return std::erf(x); }), 1.5);
 }
@@ -116,6 +123,22 @@ TEST_CASE("vmath: NaN gives NaN, and infinities, zeros and domain edges as the s
   const auto expm1 = [](et::vfloat x) { return et::vexpm1(x); };
   const auto log1p = [](et::vfloat x) { return et::vlog1p(x); };
   const auto log = [](et::vfloat x) { return et::vlog(x); };
+  const auto exp = [](et::vfloat x) { return et::vexp(x); };
+  const auto tanh = [](et::vfloat x) { return et::vtanh(x); };
+  const auto sigmoid = [](et::vfloat x) { return et::vsigmoid(x); };
+  for (const float x : {qnan, -qnan}) {  // the activations' clamps and compares must not make a number of NaN
+    CHECK(std::isnan(at(exp, x)));
+    CHECK(std::isnan(at(tanh, x)));
+    CHECK(std::isnan(at(sigmoid, x)));
+  }
+  CHECK(at(exp, inf) == inf);
+  CHECK(at(exp, 89.0f) == inf);
+  CHECK(same_bits(at(exp, -inf), 0.0f));
+  CHECK(same_bits(at(exp, -104.0f), 0.0f));
+  CHECK(at(tanh, inf) == 1.0f);
+  CHECK(at(tanh, -inf) == -1.0f);
+  CHECK(at(sigmoid, inf) == 1.0f);
+  CHECK(same_bits(at(sigmoid, -inf), 0.0f));
   for (const float x : {qnan, -qnan}) {
     CHECK(std::isnan(at(erf, x)));
     CHECK(std::isnan(at(expm1, x)));

@@ -373,7 +373,8 @@ class AdamW : public Adam {
 };
 
 // torch.nn.utils.clip_grad_norm_: scales every gradient by min(1, max_norm / (total + 1e-6)), where total is
-// the L2 norm of all gradients together; returns total (before clipping).
+// the L2 norm of all gradients together; returns total (before clipping). A NaN total makes every gradient NaN,
+// as torch.clamp passes the NaN on (std::min would give 1).
 inline double clip_grad_norm(Optimizer& opt, double max_norm) {
   double total = 0;
   for (auto& p : opt.params()) {
@@ -382,7 +383,8 @@ inline double clip_grad_norm(Optimizer& opt, double max_norm) {
     total += sq;
   }
   total = std::sqrt(total);
-  const float coef = static_cast<float>(std::min(1.0, max_norm / (total + 1e-6)));
+  const double ratio = max_norm / (total + 1e-6);
+  const float coef = static_cast<float>(ratio < 1.0 || std::isnan(ratio) ? ratio : 1.0);
   for (auto& p : opt.params())
     for (float& g : p.grad.values()) g *= coef;
   return total;

@@ -281,22 +281,27 @@ class FunctionBuilder {
   }
 
   // ---- Bilinear: y[n, o] = sum_ij x1[n, i] A[o, i, j] x2[n, j] + b[o] ------------------------------------
-  // As the expression-template kernel does it: T = x2 A^T with A viewed [Out * In1, In2] (a matmul), then
-  // y[n, o] = sum_i T[n, o, i] x1[n, i].
+  // In PyTorch's order, as the expression-template kernel (so that an Inf in an input gives Inf or NaN where
+  // PyTorch's does): T[n, o, j] = sum_i x1[n, i] A[o, i, j], the loop over j innermost (A's rows, contiguous),
+  // then y[n, o] = sum_j T[n, o, j] x2[n, j].
   Value bilinear(const ir::Layer& l, Value x1, Value x2) {
     const int64_t in1 = features(x1), in2 = features(x2), out = l.out.last();
-    Value a = param(l, Role::weight, {out * in1, in2});
-    Value t = b_.create<linalg::MatmulTransposeBOp>(
-                    loc_, TypeRange{RankedTensorType::get({kDyn, out * in1}, f32_)}, ValueRange{x2, a},
-                    ValueRange{filled(emptyRows({out * in1}, f32_), constF32(b_, 0.0f))})
-                  .getResult(0);
-    Value t3 = expandRows(t, {out, in1});
-    Value y = generic(RankedTensorType::get({kDyn, out}, f32_), ValueRange{t3, x1},
+    Value a = param(l, Role::weight, {out, in1, in2});
+    auto par = IteratorType::parallel, red = IteratorType::reduction;
+    Value t3 = generic(RankedTensorType::get({kDyn, out, in2}, f32_), ValueRange{x1, a},
+                       filled(emptyRows({out, in2}, f32_), constF32(b_, 0.0f)),
+                       {map(4, {0, 2}), map(4, {1, 2, 3}), map(4, {0, 1, 3})}, {par, par, red, par},
+                       [&](OpBuilder& b, Location loc, ValueRange v) {
+                         auto flags = arith::FastMathFlags::contract;
+                         Value p = b.create<arith::MulFOp>(loc, v[0], v[1], flags);
+                         b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], p, flags)});
+                       });
+    Value y = generic(RankedTensorType::get({kDyn, out}, f32_), ValueRange{t3, x2},
                       filled(emptyRows({out}, f32_), constF32(b_, 0.0f)),
                       {map(3, {0, 1, 2}), map(3, {0, 2}), map(3, {0, 1})},
                       {IteratorType::parallel, IteratorType::parallel, IteratorType::reduction},
                       [&](OpBuilder& b, Location loc, ValueRange v) {
-                        // reassoc: the sum over i may be split into SIMD partial sums (LLVM vectorises it).
+                        // reassoc: the sum over j may be split into SIMD partial sums (LLVM vectorises it).
                         auto flags = arith::FastMathFlags::reassoc | arith::FastMathFlags::contract;
                         Value p = b.create<arith::MulFOp>(loc, v[0], v[1], flags);
                         b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[2], p, flags)});
@@ -353,8 +358,7 @@ class FunctionBuilder {
     const auto stream = static_cast<uint32_t>(attr(l, "stream"));
     if (!training_ || p == 0.0f) return x;
     const int64_t F = features(x);
-    if (p >= 1.0f) return filled(emptyRows({F}, f32_), constF32(b_, 0.0f));
-    const float scale = 1.0f / (1.0f - p);
+    const float scale = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);  // p = 1 keeps nothing: every element x * 0
     return generic(x.getType(), ValueRange{x}, emptyRows({F}, f32_), {map(2, {0, 1}), map(2, {0, 1})},
                    {IteratorType::parallel, IteratorType::parallel}, [&](OpBuilder& b, Location loc, ValueRange v) {
                      auto i64 = b.getI64Type(), i32 = b.getI32Type();
@@ -396,8 +400,9 @@ class FunctionBuilder {
                      Value u = b.create<arith::MulFOp>(loc, b.create<arith::UIToFPOp>(loc, f32_, bits),
                                                        constF32(b, 1.0f / 16777216.0f));
                      Value keep = b.create<arith::CmpFOp>(loc, arith::CmpFPredicate::OGE, u, constF32(b, p));
-                     Value scaled = b.create<arith::MulFOp>(loc, v[0], constF32(b, scale));
-                     b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::SelectOp>(loc, keep, scaled, constF32(b, 0.0f))});
+                     // x times the mask, as PyTorch: a dropped NaN or Inf gives NaN, not 0
+                     Value mask = b.create<arith::SelectOp>(loc, keep, constF32(b, scale), constF32(b, 0.0f));
+                     b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::MulFOp>(loc, v[0], mask)});
                    });
   }
 

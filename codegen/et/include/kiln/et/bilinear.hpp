@@ -1,8 +1,10 @@
-// Bilinear's forward: y_o = b_o + sum_i x1_i sum_j A_oij x2_j.
+// Bilinear's forward: y_o = b_o + sum_j x2_j sum_i x1_i A_oij, summed in PyTorch's order (x1 against A first,
+// as its _trilinear does), so that an Inf in an input gives Inf or NaN where PyTorch's does.
 //
-// The inner sums for every (o, i) are one GEMM: T[r, o*In1 + i] = sum_j x2[r, j] A[o*In1 + i, j], with A
-// viewed as [Out*In1, In2] and packed like a Linear weight (linear.hpp). Then y[r, o] is a dot product of x1[r]
-// with T[r, o*In1 .. o*In1 + In1). T is computed for a few rows at a time so it stays in cache.
+// The inner sums for every (o, j) are one GEMM: T[r, o*In2 + j] = sum_i x1[r, i] B[o*In2 + j, i], with
+// B[o*In2 + j, i] = A[o, i, j] (A with its last two dims swapped, packed like a Linear weight, linear.hpp).
+// Then y[r, o] is a dot product of x2[r] with T[r, o*In2 .. o*In2 + In2). T is computed for a few rows at a
+// time so it stays in cache.
 #pragma once
 
 #include <kiln/dsl/layers/bilinear.hpp>
@@ -15,6 +17,16 @@
 
 namespace kiln::et {
 
+// Packs A [out, in1, in2] as the Linear weight B [out * in2, in1] above.
+inline void pack_bilinear_weight(const float* a, index_t in1, index_t in2, index_t out, float* packed) {
+  thread_local std::vector<float> swapped;  // kept: packing follows every optimizer step
+  swapped.resize(static_cast<std::size_t>(out * in1 * in2));
+  for (index_t o = 0; o < out; ++o)
+    for (index_t i = 0; i < in1; ++i)
+      for (index_t j = 0; j < in2; ++j) swapped[static_cast<std::size_t>((o * in2 + j) * in1 + i)] = a[(o * in1 + i) * in2 + j];
+  pack_linear_weight(swapped.data(), in1, out * in2, packed);
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 // g++ -O3 warns that the scalar tail's offsets could overflow once the vector loop has taken every output.
 #pragma GCC diagnostic push
@@ -24,23 +36,23 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
                              const float* packed, const float* bias, float* y) {
   constexpr index_t block = 2 * linear_rows;
   thread_local std::vector<float> t_buffer;
-  if (t_buffer.size() < static_cast<std::size_t>(block * out * in1))
-    t_buffer.resize(static_cast<std::size_t>(block * out * in1));
+  if (t_buffer.size() < static_cast<std::size_t>(block * out * in2))
+    t_buffer.resize(static_cast<std::size_t>(block * out * in2));
   float* t = t_buffer.data();
   for (index_t r0 = 0; r0 < rows; r0 += block) {
     const index_t n = std::min(block, rows - r0);
-    linear_forward(x2 + r0 * in2, n, in2, out * in1, packed, nullptr, t);
+    linear_forward(x1 + r0 * in1, n, in1, out * in2, packed, nullptr, t);
     for (index_t r = 0; r < n; ++r) {
-      const float* u = x1 + (r0 + r) * in1;
+      const float* v = x2 + (r0 + r) * in2;
       index_t o = 0;
       // simd_width outputs at a time: one accumulator each, then one transpose sums all of them at once (a
       // lane-by-lane sum per output took a sixth of the layer's time).
-      if (in1 % simd_width == 0)
+      if (in2 % simd_width == 0)
         for (; o + simd_width <= out; o += simd_width) {
           vfloat acc[simd_width] = {};
-          for (index_t i = 0; i < in1; i += simd_width) {
-            const vfloat ui = load(u + i);
-            for (index_t k = 0; k < simd_width; ++k) acc[k] += ui * load(t + (r * out + o + k) * in1 + i);
+          for (index_t j = 0; j < in2; j += simd_width) {
+            const vfloat vj = load(v + j);
+            for (index_t k = 0; k < simd_width; ++k) acc[k] += vj * load(t + (r * out + o + k) * in2 + j);
           }
           transpose_block(acc);
           vfloat sum = bias ? load(bias + o) : vfloat{};
@@ -48,13 +60,13 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
           store(y + (r0 + r) * out + o, sum);
         }
       for (; o < out; ++o) {
-        const float* tr = t + (r * out + o) * in1;
+        const float* tr = t + (r * out + o) * in2;
         vfloat acc{};
-        index_t i = 0;
-        for (; i + simd_width <= in1; i += simd_width) acc += load(u + i) * load(tr + i);
+        index_t j = 0;
+        for (; j + simd_width <= in2; j += simd_width) acc += load(v + j) * load(tr + j);
         float s = 0;
         for (int l = 0; l < simd_width; ++l) s += acc[l];
-        for (; i < in1; ++i) s += u[i] * tr[i];
+        for (; j < in2; ++j) s += v[j] * tr[j];
         y[(r0 + r) * out + o] = s + (bias ? bias[o] : 0.0f);
       }
     }
@@ -73,11 +85,10 @@ inline void bilinear_forward_reference(const float* x1, const float* x2, index_t
     const float* v = x2 + r * in2;
     for (index_t o = 0; o < out; ++o) {
       double acc = bias ? bias[o] : 0.0;
-      for (index_t i = 0; i < in1; ++i) {
-        const float* row = a + (o * in1 + i) * in2;
+      for (index_t j = 0; j < in2; ++j) {  // x1 against A first, as bilinear_forward
         double t = 0;
-        for (index_t j = 0; j < in2; ++j) t += static_cast<double>(row[j]) * v[j];
-        acc += u[i] * t;
+        for (index_t i = 0; i < in1; ++i) t += static_cast<double>(a[(o * in1 + i) * in2 + j]) * u[i];
+        acc += v[j] * t;
       }
       y[r * out + o] = static_cast<float>(acc);
     }
@@ -87,8 +98,8 @@ inline void bilinear_forward_reference(const float* x1, const float* x2, index_t
 template <index_t In1, index_t In2, index_t Out, bool Bias>
 struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
   using Layer = nn::Bilinear<In1, In2, Out, Bias>;
-  static constexpr index_t packed_size = linear_packed_size(In2, Out * In1);
-  static void pack(const float* weight, float* packed) { pack_linear_weight(weight, In2, Out * In1, packed); }
+  static constexpr index_t packed_size = linear_packed_size(In1, Out * In2);
+  static void pack(const float* weight, float* packed) { pack_bilinear_weight(weight, In1, In2, Out, packed); }
 
   static bool passes_through(const Layer&, bool) { return false; }
   static void forward_two_inputs(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,

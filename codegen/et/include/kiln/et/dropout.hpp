@@ -9,13 +9,14 @@ namespace kiln::et {
 
 inline void dropout_forward(const float* x, float* y, index_t count, std::uint64_t first_element, float p,
                             const DropoutStream& rng) {
+  // x times the mask, as PyTorch computes it: a dropped NaN or Inf gives NaN, not 0.
   if (p >= 1.0f) {
-    for (index_t i = 0; i < count; ++i) y[i] = 0.0f;
+    for (index_t i = 0; i < count; ++i) y[i] = x[i] * 0.0f;
     return;
   }
   const float scale = 1.0f / (1.0f - p);
   index_t i = 0;
-  auto one = [&](index_t k, std::uint32_t word) { y[k] = Philox4x32::to_unit_float(word) >= p ? x[k] * scale : 0.0f; };
+  auto one = [&](index_t k, std::uint32_t word) { y[k] = x[k] * (Philox4x32::to_unit_float(word) >= p ? scale : 0.0f); };
   // Up to a block boundary one at a time, then 16 blocks (64 elements) per vectorised Philox call.
   for (; i < count && (first_element + static_cast<std::uint64_t>(i)) % 4 != 0; ++i) {
     const std::uint64_t e = first_element + static_cast<std::uint64_t>(i);

@@ -9,10 +9,13 @@
 
 namespace kiln::et {
 
-// The largest of xs[0], xs[inner], ..., xs[(length - 1) * inner].
+// The largest of xs[0], xs[inner], ..., xs[(length - 1) * inner]; NaN if one of them is NaN, as PyTorch's max.
 inline float strided_max(const float* xs, index_t length, index_t inner) {
   float m = xs[0];
-  for (index_t k = 1; k < length; ++k) m = std::max(m, xs[k * inner]);
+  for (index_t k = 1; k < length; ++k) {
+    const float v = xs[k * inner];
+    m = v > m || v != v ? v : m;
+  }
   return m;
 }
 

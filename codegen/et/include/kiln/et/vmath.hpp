@@ -58,14 +58,21 @@ inline vfloat pow2(vfloat n) {
 }
 }  // namespace detail
 
+// exp(x) = (expm1(r) + 1) 2^n, with 2^n applied as two powers of 2 that each stay normal: the results just
+// below FLT_MAX (n = 128) and the subnormal ones (n down to -150) come out right. The clamp keeps n in that
+// range: exp is inf in float above 89 and rounds to 0 below -104, where the product overflows or underflows to
+// just that. A NaN stays NaN (the clamp would make it a number).
 inline vfloat vexp(vfloat x) {
-  x = vmin(vmax(x, broadcast(-87.3365478515625f)), broadcast(88.72283935546875f));
+  const vfloat c = vmin(vmax(x, broadcast(-104.0f)), broadcast(89.0f));
   vfloat n;
-  const vfloat r = detail::exp_split(x, n);
-  return (detail::expm1_reduced(r) + 1.0f) * detail::pow2(n);
+  const vfloat r = detail::exp_split(c, n);
+  const vfloat half = __builtin_convertvector(__builtin_convertvector(n * 0.5f, vint), vfloat);
+  const vfloat y = (detail::expm1_reduced(r) + 1.0f) * detail::pow2(half) * detail::pow2(n - half);
+  return x != x ? x : y;
 }
 
-// tanh: an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above (with the sign of x).
+// tanh: an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above (with the sign of x); NaN for NaN
+// (through vexp).
 inline vfloat vtanh(vfloat x) {
   const vfloat ax = vabs(x);
   const vfloat z = x * x;
@@ -80,7 +87,7 @@ inline vfloat vtanh(vfloat x) {
   return ax < 0.625f ? small : large;
 }
 
-// 1 / (1 + exp(-x)), written with exp(-|x|) so that nothing overflows.
+// 1 / (1 + exp(-x)), written with exp(-|x|) so that nothing overflows; NaN for NaN (through vexp).
 inline vfloat vsigmoid(vfloat x) {
   const vfloat e = vexp(-vabs(x));
   const vfloat r = 1.0f / (1.0f + e);

@@ -65,7 +65,8 @@ constexpr Act activation_from_attributes(const Attributes& a) {
   return act;
 }
 
-// max(0, x); a NaN stays NaN.
+// max(0, x); a NaN stays NaN. The backward passes dy where y <= 0 is false, as PyTorch's threshold_backward
+// (so also at a NaN).
 struct ReLU {
   static constexpr std::string_view kind = "relu";
   KILN_ACTIVATION(1)
@@ -74,7 +75,7 @@ struct ReLU {
   template <class V>
   V forward(V x) const { return select(x < 0.0f, V(0.0f), x); }
   template <class V>
-  V backward(V x, V, V dy) const { return select(x > 0.0f, dy, V(0.0f)); }
+  V backward(V x, V, V dy) const { return select(x <= 0.0f, V(0.0f), dy); }
 };
 
 // 1 / (1 + exp(-x)), evaluated without overflow for large |x|
@@ -160,7 +161,7 @@ struct LeakyReLU {
   std::string repr() const { return fmt::format("LeakyReLU(negative_slope={})", negative_slope); }
 };
 
-// x > 0 ? x : alpha * (exp(x) - 1)
+// x > 0 ? x : alpha * (exp(x) - 1); a NaN takes the exp branch in both directions, as in PyTorch's kernels
 struct ELU {
   float alpha = 1.0f;
 
@@ -200,10 +201,10 @@ struct Hardswish {
   std::string repr() const { return "Hardswish()"; }
   template <class V>
   V forward(V x) const { return x * min(max(x + 3.0f, V(0.0f)), V(6.0f)) / 6.0f; }
-  // At x = 3 exactly: dy, as PyTorch's vectorised kernel gives (its scalar tail gives 1.5 dy).
+  // In the order of PyTorch's vectorised kernel: dy at x = 3 exactly (its scalar tail gives 1.5 dy), NaN at NaN.
   template <class V>
   V backward(V x, V, V dy) const {
-    return select(x < -3.0f, V(0.0f), select(x < 3.0f, dy * (x / 3.0f + 0.5f), dy));
+    return select(x < -3.0f, V(0.0f), select(x >= 3.0f, dy, dy * (x / 3.0f + 0.5f)));
   }
 };
 
