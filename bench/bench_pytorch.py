@@ -329,29 +329,15 @@ def combine(args):
     has_onednn = any(k[2] == "onednn" for k in gb)
     rows = []
     for case, batch in cases(gb):
-        one = lambda v: fastest(gb.get((case, batch, v)))[0]  # variants measured once: their only value
-        kiln, unf, mlir, onednn = one("kiln"), one("unfused"), one("jit"), one("onednn")
-        lt, lt_kernels = fastest(gb.get((case, batch, "torch")))
-        eager, eager_kernels = fastest(py.get((case, batch, "eager")))
-        jit, jit_kernels = fastest(py.get((case, batch, "jit")))
-        if kiln is None and lt is None:
-            continue
-        torches = [(t, f"{v}, {k}") for t, v, k in ((lt, "libtorch", lt_kernels), (eager, "eager", eager_kernels),
-                                                     (jit, "jit", jit_kernels)) if t is not None]
-        best, best_what = min(torches) if torches else (None, "-")
-        row = [case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, us(kiln), us(lt), lt_kernels or "-",
-               us(eager), us(jit), best_what, us(unf), ratio(lt, kiln), ratio(best, kiln)]
-        if has_onednn:
-            row += [us(onednn), ratio(onednn, kiln)]
-        row += [us(mlir), ratio(lt, mlir), ratio(mlir, kiln),
-                busy_text(max(gb_others.get((case, batch), 0.0), py_others.get((case, batch), 0.0)))]
-        rows.append(row)
+        others = max(gb_others.get((case, batch), 0.0), py_others.get((case, batch), 0.0))
+        row = summary_row(gb, py, case, batch, others, has_onednn)
+        if row is not None:
+            rows.append(row)
     header = ["net", "threads", "batch", "kiln us", "libtorch us", "libtorch BLAS", "eager us", "jit us",
               "best torch", "unfused us", "kiln x libtorch", "kiln x best torch"]
     if has_onednn:
         header += ["oneDNN us", "kiln x oneDNN"]
-    header += ["kiln-mlir us", "kiln-mlir x libtorch", "kiln-mlir / kiln", "others"]
-    print_table(header, rows)
+    print_table(header + ["kiln-mlir us", "kiln-mlir x libtorch", "kiln-mlir / kiln", "others"], rows)
     print("\nlibtorch BLAS: the OpenBLAS kernel set under which libtorch was fastest for that row (eager's and jit's "
           "are in the table below); best torch: the fastest of libtorch, eager and jit, and its kernel set")
     if has_onednn:
@@ -362,6 +348,25 @@ def combine(args):
         print(f"no oneDNN column: kiln_vs_torch reports oneDNN {onednn}")
     print(OTHERS_NOTE)
     print_anchor(gb, py)
+
+
+def summary_row(gb, py, case, batch, others, has_onednn):
+    """One row of the summary, or None where neither Kiln nor libtorch ran the case."""
+    one = lambda v: fastest(gb.get((case, batch, v)))[0]  # variants measured once: their only value
+    kiln, unf, mlir, onednn = one("kiln"), one("unfused"), one("jit"), one("onednn")
+    lt, lt_kernels = fastest(gb.get((case, batch, "torch")))
+    eager, eager_kernels = fastest(py.get((case, batch, "eager")))
+    jit, jit_kernels = fastest(py.get((case, batch, "jit")))
+    if kiln is None and lt is None:
+        return None
+    torches = [(t, f"{v}, {k}") for t, v, k in ((lt, "libtorch", lt_kernels), (eager, "eager", eager_kernels),
+                                                 (jit, "jit", jit_kernels)) if t is not None]
+    best, best_what = min(torches) if torches else (None, "-")
+    row = [case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, us(kiln), us(lt), lt_kernels or "-", us(eager),
+           us(jit), best_what, us(unf), ratio(lt, kiln), ratio(best, kiln)]
+    if has_onednn:
+        row += [us(onednn), ratio(onednn, kiln)]
+    return row + [us(mlir), ratio(lt, mlir), ratio(mlir, kiln), busy_text(others)]
 
 
 def cases(gb):
