@@ -11,8 +11,13 @@ and the median of those. Also the cores other processes kept busy meanwhile ("ot
 (KILN_BENCH_WAIT_QUIET) it waits for a quiet machine before each repetition. Prints a table; --json writes
 the medians.
 
+Each row of the JSON also names the CPU and the OpenBLAS kernel set it ran under ("SkylakeX (auto)": OpenBLAS's
+own choice; bench/run.sh runs this script once per kernel set).
+
 With --combine FILE... (kiln_vs_torch's --benchmark_out JSON files) it measures nothing and prints one table of
-Kiln, libtorch, and eager and jit from the --json files of earlier runs of this script, side by side.
+Kiln, libtorch, oneDNN, and eager and jit from the --json files of earlier runs of this script, side by side:
+each PyTorch variant under the OpenBLAS kernel set that was fastest for that case (named), then a table of
+PyTorch under every kernel set tried. The CPU and date come first.
 
   bench/run.sh runs it with the environment bench/README.md describes; by hand:
   /usr/bin/python3 bench/bench_pytorch.py --threads 1 --repetitions 5
@@ -97,6 +102,28 @@ def openblas():
     return None
 
 
+def blas_kernels(blas) -> str:
+    """The OpenBLAS kernel set, labelled as kiln_vs_torch and bench/common.sh label it: the core's name, "(auto)"
+    when OpenBLAS picked it itself (OPENBLAS_CORETYPE unset)."""
+    if blas is None:
+        return "not OpenBLAS"
+    core = blas.openblas_get_corename().decode()
+    return core if os.environ.get("OPENBLAS_CORETYPE") else f"{core} (auto)"
+
+
+def cpu_name() -> str:
+    """As lscpu names the CPU, with family, model and stepping (bench/cpu_name.hpp)."""
+    fields = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if not line.strip():
+                break  # the first processor's block
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, stepping {fields.get('stepping', '?')})")
+
+
 def set_threads(n: int, blas):
     torch.set_num_threads(n)
     if blas is not None:
@@ -171,6 +198,8 @@ def measure(args):
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
     backend = [l.strip() for l in torch.__config__.parallel_info().splitlines() if "parallel backend" in l]
+    cpu, kernels = cpu_name(), blas_kernels(blas)
+    print(f"CPU: {cpu}")
     print(f"torch {torch.__version__}" + (f", {backend[0]}" if backend else ""))
     print("BLAS: " + (f"{blas.openblas_get_config().decode()}; kernels for {blas.openblas_get_corename().decode()}"
                       if blas is not None else "not OpenBLAS (probably the reference BLAS: slow)"))
@@ -192,7 +221,7 @@ def measure(args):
                     err = float(((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)))
                     if err > 1e-4:
                         sys.exit(f"{name} batch {batch}: jit and eager disagree ({err:.3g} relative)")
-                    row = {"net": name, "threads": threads, "batch": batch}
+                    row = {"net": name, "threads": threads, "batch": batch, "blas_kernels": kernels, "cpu": cpu}
                     others = 0.0
                     for variant, f in (("eager", m), ("jit", jit)):
                         t, o = time_call(lambda: f(*xs), args.min_time, args.repetitions, args.wait_quiet)
@@ -231,48 +260,157 @@ def print_table(header, rows):
         print("| " + " | ".join(text(i, c) for i, c in enumerate(r)) + " |")
 
 
-def combine(args):
-    """One table: Kiln and libtorch (kiln_vs_torch's medians) beside eager and jit (this script's), and Kiln's
-    MLIR JIT kernel (kiln_vs_torch's "jit" variant: "kiln-mlir", 1 thread only; not TorchScript's jit)."""
-    gb, others = {}, {}
-    for path in args.combine:
+def read_kiln_vs_torch(paths):
+    """kiln_vs_torch's --benchmark_out files -> ({(case, batch, variant): {kernel set: median us}}, {(case, batch):
+    others}, [context]). The torch variant may come from several files, one per OpenBLAS kernel set; the other
+    variants come from one process."""
+    times, others, contexts = {}, {}, []
+    for path in paths:
         with open(path) as f:
-            for b in json.load(f)["benchmarks"]:
-                # the median of repetitions, or the one run when there are none
-                if b.get("aggregate_name") != "median" and not (
-                        b.get("run_type") == "iteration" and b.get("repetitions", 1) <= 1):
-                    continue
-                case, variant, batch = b["run_name"].split("/")[:3]
-                scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
-                gb[(case, int(batch), variant)] = b["real_time"] * scale
-                others[(case, int(batch))] = max(others.get((case, int(batch)), 0.0), b.get("others", 0.0))
-    py = {}
-    for path in args.json or []:
+            data = json.load(f)
+        context = data["context"]
+        contexts.append(context)
+        kernels = context.get("blas_kernels", "?")
+        for b in data["benchmarks"]:
+            # the median of repetitions, or the one run when there are none
+            if b.get("aggregate_name") != "median" and not (
+                    b.get("run_type") == "iteration" and b.get("repetitions", 1) <= 1):
+                continue
+            case, variant, batch = b["run_name"].split("/")[:3]
+            scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
+            times.setdefault((case, int(batch), variant), {})[kernels] = b["real_time"] * scale
+            key = (case, int(batch))
+            others[key] = max(others.get(key, 0.0), b.get("others", 0.0))
+    return times, others, contexts
+
+
+def read_pytorch(paths):
+    """This script's --json files -> ({(case, batch, "eager"|"jit"): {kernel set: median us}}, {(case, batch):
+    others}, {cpu names})."""
+    times, others, cpus = {}, {}, set()
+    for path in paths or []:
         with open(path) as f:
             for r in json.load(f):
-                py[(f"{r['net']}_t{r['threads']}", r["batch"])] = r
+                key = (f"{r['net']}_t{r['threads']}", r["batch"])
+                for variant in ("eager", "jit"):
+                    times.setdefault(key + (variant,), {})[r.get("blas_kernels", "?")] = r[variant]
+                others[key] = max(others.get(key, 0.0), r["others"])
+                cpus.add(r.get("cpu", "?"))
+    return times, others, cpus
+
+
+def fastest(by_kernels):
+    """(median us, kernel set) of the fastest kernel set, or (None, None)."""
+    if not by_kernels:
+        return None, None
+    kernels = min(by_kernels, key=by_kernels.get)
+    return by_kernels[kernels], kernels
+
+
+def print_provenance(contexts, py_cpus):
+    """Which CPU and when, once, above the tables; a warning where the files disagree on the CPU."""
+    cpus = {c.get("cpu", "?") for c in contexts} | (py_cpus - {"?"})
+    first = contexts[0] if contexts else {}
+    print(f"CPU: {' / '.join(sorted(cpus))}; kiln_vs_torch started {first.get('date', '?')}; "
+          f"{first.get('num_cpus', '?')} CPUs")
+    if len(cpus) > 1:
+        print("!! these results come from different CPUs: the ratios below are not meaningful")
+    print()
+
+
+def combine(args):
+    """One table: Kiln and libtorch (kiln_vs_torch's medians) beside eager and jit (this script's), oneDNN's vendor
+    ceiling, and Kiln's MLIR JIT kernel (kiln_vs_torch's "jit" variant: "kiln-mlir", 1 thread only; not
+    TorchScript's jit). Each PyTorch variant is taken under its fastest OpenBLAS kernel set, and a second table
+    gives it under every kernel set tried."""
+    gb, gb_others, contexts = read_kiln_vs_torch(args.combine)
+    py, py_others, py_cpus = read_pytorch(args.json)
+    print_provenance(contexts, py_cpus)
+    has_onednn = any(k[2] == "onednn" for k in gb)
     rows = []
-    cases = sorted({k[0] for k in gb}, key=lambda c: (int(c.rsplit("_t", 1)[1]), list(networks()).index(c.rsplit("_t", 1)[0])))
-    fmt = lambda v: "-" if v is None else f"{v:.2f}"
-    for case in cases:
-        for batch in BATCHES:
-            kiln, lt, unf, mlir = (gb.get((case, batch, v)) for v in ("kiln", "torch", "unfused", "jit"))
-            if kiln is None and lt is None:
-                continue
-            p = py.get((case, batch), {})
-            eager, jit = p.get("eager"), p.get("jit")
-            torches = [t for t in (lt, eager, jit) if t is not None]
-            best = min(torches) if torches else None
-            rows.append([case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, fmt(kiln), fmt(lt), fmt(eager),
-                         fmt(jit), fmt(unf), "-" if kiln is None or lt is None else f"{lt / kiln:.2f}",
-                         "-" if kiln is None or best is None else f"{best / kiln:.2f}", fmt(mlir),
-                         "-" if mlir is None or lt is None else f"{lt / mlir:.2f}",
-                         "-" if mlir is None or kiln is None else f"{mlir / kiln:.2f}",
-                         busy_text(max(others.get((case, batch), 0.0), p.get("others", 0.0)))])
-    print_table(["net", "threads", "batch", "kiln us", "libtorch us", "eager us", "jit us", "unfused us",
-                 "kiln x libtorch", "kiln x best torch", "kiln-mlir us", "kiln-mlir x libtorch",
-                 "kiln-mlir / kiln", "others"], rows)
+    for case, batch in cases(gb):
+        others = max(gb_others.get((case, batch), 0.0), py_others.get((case, batch), 0.0))
+        row = summary_row(gb, py, case, batch, others, has_onednn)
+        if row is not None:
+            rows.append(row)
+    header = ["net", "threads", "batch", "kiln us", "libtorch us", "libtorch BLAS", "eager us", "jit us",
+              "best torch", "unfused us", "kiln x libtorch", "kiln x best torch"]
+    if has_onednn:
+        header += ["oneDNN us", "kiln x oneDNN"]
+    print_table(header + ["kiln-mlir us", "kiln-mlir x libtorch", "kiln-mlir / kiln", "others"], rows)
+    print("\nlibtorch BLAS: the OpenBLAS kernel set under which libtorch was fastest for that row (eager's and jit's "
+          "are in the table below); best torch: the fastest of libtorch, eager and jit, and its kernel set")
+    if has_onednn:
+        print("oneDNN: the vendor ceiling, the same Linear(+ReLU) chain as oneDNN matmuls with fused bias and ReLU "
+              "(GEMM-bound networks, batches 256 and 4096); kiln x oneDNN < 1: Kiln is slower than oneDNN")
+    else:
+        onednn = contexts[0].get("onednn", "not in these files") if contexts else "not in these files"
+        print(f"no oneDNN column: kiln_vs_torch reports oneDNN {onednn}")
     print(OTHERS_NOTE)
+    print_anchor(gb, py)
+
+
+def summary_row(gb, py, case, batch, others, has_onednn):
+    """One row of the summary, or None where neither Kiln nor libtorch ran the case."""
+    one = lambda v: fastest(gb.get((case, batch, v)))[0]  # variants measured once: their only value
+    kiln, unf, mlir, onednn = one("kiln"), one("unfused"), one("jit"), one("onednn")
+    lt, lt_kernels = fastest(gb.get((case, batch, "torch")))
+    eager, eager_kernels = fastest(py.get((case, batch, "eager")))
+    jit, jit_kernels = fastest(py.get((case, batch, "jit")))
+    if kiln is None and lt is None:
+        return None
+    torches = [(t, f"{v}, {k}") for t, v, k in ((lt, "libtorch", lt_kernels), (eager, "eager", eager_kernels),
+                                                 (jit, "jit", jit_kernels)) if t is not None]
+    best, best_what = min(torches) if torches else (None, "-")
+    row = [case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, us(kiln), us(lt), lt_kernels or "-", us(eager),
+           us(jit), best_what, us(unf), ratio(lt, kiln), ratio(best, kiln)]
+    if has_onednn:
+        row += [us(onednn), ratio(onednn, kiln)]
+    return row + [us(mlir), ratio(lt, mlir), ratio(mlir, kiln), busy_text(others)]
+
+
+def cases(gb):
+    """(case, batch) in table order: threads, then the networks' order, then batch."""
+    known = list(networks())  # kiln_vs_torch also runs networks this script does not (resmlp): those come last
+    net_order = lambda n: (known.index(n), "") if n in known else (len(known), n)
+    names = sorted({k[0] for k in gb}, key=lambda c: (int(c.rsplit("_t", 1)[1]), net_order(c.rsplit("_t", 1)[0])))
+    return [(c, b) for c in names for b in BATCHES]
+
+
+def us(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def ratio(slower, faster):
+    return "-" if slower is None or faster is None else f"{slower / faster:.2f}"
+
+
+def print_anchor(gb, py):
+    """PyTorch's side under every OpenBLAS kernel set tried, the fastest marked, and how often each won."""
+    sources = {"libtorch": lambda c, b: gb.get((c, b, "torch"), {}),
+               "eager": lambda c, b: py.get((c, b, "eager"), {}), "jit": lambda c, b: py.get((c, b, "jit"), {})}
+    kernel_sets = sorted({k for d in list(gb.values()) + list(py.values()) for k in d},
+                         key=lambda k: (not k.endswith("(auto)"), k))
+    if len(kernel_sets) < 2:
+        print(f"\nPyTorch ran under one OpenBLAS kernel set only: {', '.join(kernel_sets) or 'none'}")
+        return
+    wins = {v: {k: 0 for k in kernel_sets} for v in sources}
+    rows = []
+    for case, batch in cases(gb):
+        row = [case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch]
+        for variant, get in sources.items():
+            times = get(case, batch)
+            _, best = fastest(times)
+            if best is not None:
+                wins[variant][best] += 1
+            row += [us(times.get(k)) + ("*" if k == best and len(times) > 1 else "") for k in kernel_sets]
+        if any(c != "-" for c in row[3:]):
+            rows.append(row)
+    print("\nThe anchor: PyTorch under each OpenBLAS kernel set (us; * the fastest, which the table above uses)\n")
+    print_table(["net", "threads", "batch"] + [f"{v} {k}" for v in sources for k in kernel_sets], rows)
+    print()
+    for variant, counts in wins.items():
+        print(f"{variant}: fastest under " + ", ".join(f"{k} in {n}" for k, n in counts.items()) + " case(s)")
 
 
 def main():

@@ -10,16 +10,23 @@
 //     unfused  model.forward_unfused(x, y): the same per-layer kernels, one layer at a time over the whole
 //              batch (what fusion gains); with a Kiln that has no forward_unfused, model.forward_reference(x)
 //              (plain loops), and then not at batch 4096
+//     onednn   the vendor ceiling (onednn_mlp.hpp): the same layers as oneDNN matmul primitives with the bias
+//              and ReLU fused, created once, for the networks that are such a chain (mlp_s, tiny), at batches
+//              256 and 4096 where the matrix products dominate; built only when CMake finds oneDNN (Debian:
+//              libdnnl-dev), and the program says at start whether it was
 //
 // Before anything is timed, each network's Kiln and libtorch outputs are compared at every batch and thread
 // count (within 1e-4 relative; the program stops otherwise): fused, unfused, and model.forward_reference (plain
 // loops, the tests' reference) up to batch 256. The single-core FP32 FMA peak is measured at
 // start, and the table gives GFLOP/s (kiln::flops_per_sample x batch / time) as a fraction of it x threads.
 // Each measurement also records the cores other processes kept busy meanwhile ("others"; quiet.hpp), and
-// KILN_BENCH_WAIT_QUIET=<seconds> makes each wait (up to that long) for a quiet machine first.
+// KILN_BENCH_WAIT_QUIET=<seconds> makes each wait (up to that long) for a quiet machine first. The CPU, the
+// OpenBLAS kernel set libtorch ran on and the oneDNN version go to the output and to the JSON's context
+// (bench/run.sh runs the torch variant once per OpenBLAS kernel set and keeps the fastest).
 //
 //   bench/run.sh   (sets the environment PyTorch wants, see bench/README.md), or by hand:
 //   build-bench/bench/kiln_vs_torch --benchmark_filter=_t1/ --benchmark_repetitions=5
+#include "cpu_name.hpp"
 #include "fma_peak.hpp"
 #include "quiet.hpp"
 #include "ratio_reporter.hpp"
@@ -36,6 +43,10 @@
 #define KILN_BENCH_JIT 1
 #endif
 
+#ifdef KILN_BENCH_HAS_DNNL
+#include "onednn_mlp.hpp"
+#endif
+
 #include <torch/torch.h>
 
 #include <dlfcn.h>
@@ -47,6 +58,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -63,6 +75,9 @@ namespace {
 constexpr kiln::index_t batches[] = {1, 32, 256, 4096};
 constexpr int thread_counts[] = {1, 2};
 constexpr kiln::index_t reference_max_batch = 256;  // plain loops run at a few GFLOP/s
+// The vendor ceiling is about the matrix products, which dominate from batch 256; below, per-call overheads do.
+constexpr kiln::index_t vendor_batches[] = {256, 4096};
+constexpr bool is_vendor_batch(kiln::index_t b) { return std::ranges::find(vendor_batches, b) != std::end(vendor_batches); }
 
 template <class M>
 constexpr bool has_forward_unfused = requires(M& m, const kiln::Tensor& x, kiln::Tensor& y) { m.forward_unfused(x, y); };
@@ -169,6 +184,47 @@ std::string blas_description() {
   return fmt::format("{}; kernels for {}", config(), core());
 }
 
+// The OpenBLAS kernel set libtorch runs on, as bench/run.sh labels its configurations: the core's name, with
+// "(auto)" when OpenBLAS picked it itself (OPENBLAS_CORETYPE unset).
+std::string blas_kernels() {
+  auto core = reinterpret_cast<openblas_str_fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (!core) return "not OpenBLAS";
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  return forced && *forced ? std::string(core()) : fmt::format("{} (auto)", core());
+}
+
+std::string onednn_description() {
+#ifdef KILN_BENCH_HAS_DNNL
+  const dnnl_version_t* v = dnnl_version();
+  return fmt::format("oneDNN {}.{}.{}", v->major, v->minor, v->patch);
+#else
+  return "not built (CMake did not find oneDNN; Debian: libdnnl-dev): no vendor-ceiling variant";
+#endif
+}
+
+#ifdef KILN_BENCH_HAS_DNNL
+// The network as a chain of dense layers for oneDNN, when it is one: Linear layers, each optionally followed
+// by a ReLU, and at most a Softmax over dim 1 at the end. Other networks (norms, Bilinear, residuals) get no
+// vendor variant: their time is not mostly matrix products.
+std::optional<kiln::bench::DenseChain> dense_chain(const torch::nn::Sequential& seq) {
+  kiln::bench::DenseChain chain;
+  const auto modules = seq->children();
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    const bool follows_linear = !chain.layers.empty() && !chain.layers.back().relu && !chain.softmax;
+    if (auto* linear = modules[i]->as<torch::nn::Linear>(); linear && !chain.softmax)
+      chain.layers.push_back({linear->weight.data_ptr<float>(), linear->bias.data_ptr<float>(),
+                              linear->options.in_features(), linear->options.out_features(), false});
+    else if (modules[i]->as<torch::nn::ReLU>() && follows_linear) chain.layers.back().relu = true;
+    else if (auto* softmax = modules[i]->as<torch::nn::Softmax>();
+             softmax && softmax->options.dim() == 1 && !chain.layers.empty() && i + 1 == modules.size())
+      chain.softmax = true;
+    else return std::nullopt;
+  }
+  if (chain.layers.empty()) return std::nullopt;
+  return chain;
+}
+#endif
+
 // ---- one network in both frameworks ---------------------------------------------------------------------------
 
 template <class Net>
@@ -191,6 +247,14 @@ struct Case {
   }
 #endif
 
+#ifdef KILN_BENCH_HAS_DNNL
+  // The vendor ceiling, where the network is a dense chain (dense_chain); its outputs per vendor batch.
+  std::optional<kiln::bench::DenseChain> chain;
+  std::map<kiln::index_t, kiln::Tensor> vy;
+  std::string onednn_implementation;
+  double onednn_worst = 0;  // oneDNN against torch, relative (check_onednn)
+#endif
+
   static constexpr int inputs = kiln::network_traits<Net>::input_count;
 
   Case(std::string n, const Net& network, torch::nn::Sequential s, std::uint64_t seed)
@@ -199,6 +263,9 @@ struct Case {
     copy_weights_to_torch();
     model.eval();
     seq->eval();
+#ifdef KILN_BENCH_HAS_DNNL
+    if constexpr (inputs == 1) chain = dense_chain(seq);
+#endif
     std::mt19937 rng(static_cast<std::uint32_t>(seed) + 1);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (kiln::index_t b : batches) {
@@ -219,6 +286,9 @@ struct Case {
       ky[b] = kiln::Tensor(out);
 #ifdef KILN_BENCH_JIT
       jy[b] = kiln::Tensor(out);
+#endif
+#ifdef KILN_BENCH_HAS_DNNL
+      if (chain && is_vendor_batch(b)) vy[b] = kiln::Tensor(out);
 #endif
     }
 #ifdef KILN_BENCH_JIT
@@ -345,16 +415,37 @@ struct Case {
           if (er > 1e-4) fail(fmt::format("{}: Kiln's reference evaluator and torch disagree: {:.3g} relative", what, er));
           worst = std::max(worst, er);
         }
+#ifdef KILN_BENCH_HAS_DNNL
+        if (chain && is_vendor_batch(b)) check_onednn(b, ref, what);
+#endif
       }
     fmt::print("{}: Kiln (fused, unfused, reference, jit) == torch within {:.2g} relative at batches 1-4096, 1 and 2 "
                "threads\n", name, worst);
+#ifdef KILN_BENCH_HAS_DNNL
+    if (chain)
+      fmt::print("{}: oneDNN runs it as {} matmuls with fused bias, {} of them with a fused ReLU{} ({}); == torch "
+                 "within {:.2g} relative at batches 256 and 4096, 1 and 2 threads\n",
+                 name, chain->layers.size(), std::ranges::count_if(chain->layers, &kiln::bench::DenseLayer::relu),
+                 chain->softmax ? ", then a softmax" : "", onednn_implementation, onednn_worst);
+#endif
   }
 
-  // One benchmark: the threads set, a quiet machine awaited (KILN_BENCH_WAIT_QUIET), `body` timed, and the
-  // counters: GFLOP/s, threads, and the cores other processes kept busy meanwhile ("others").
+#ifdef KILN_BENCH_HAS_DNNL
+  // oneDNN's chain, created under the current thread count, against torch's output `ref` (the same bound).
+  void check_onednn(kiln::index_t b, const torch::Tensor& ref, const std::string& what) {
+    kiln::bench::OneDnnMlp mlp(*chain, b);
+    mlp.forward(kx[b][0].data(), vy[b].data());
+    onednn_implementation = mlp.implementation();
+    const double e = worst_relative_error(vy[b].data(), ref, what + " (onednn)");
+    if (e > 1e-4) fail(fmt::format("{}: oneDNN and torch disagree: {:.3g} relative", what, e));
+    onednn_worst = std::max(onednn_worst, e);
+  }
+#endif
+
+  // One benchmark, its thread count already set: a quiet machine awaited (KILN_BENCH_WAIT_QUIET), `body` timed,
+  // and the counters: GFLOP/s, threads, and the cores other processes kept busy meanwhile ("others").
   template <class Body>
   void measure(benchmark::State& state, int threads, Body body) {
-    set_threads(threads);
     quiet_gate();
     // Warm-up, untimed (Google Benchmark 1.7 has none): at least 2 calls, up to 50 ms. The first calls after a
     // change of thread count, or after other work, can take milliseconds (thread wake-up, OpenBLAS buffers).
@@ -379,6 +470,9 @@ struct Case {
     benchmark::RegisterBenchmark(fmt::format("{}_t{}/{}", name, threads, variant).c_str(),
                                  [this, threads, make_body](benchmark::State& state) {
                                    torch::NoGradGuard no_grad;
+                                   // before make_body: oneDNN plans a primitive's work for the threads it is
+                                   // created under
+                                   set_threads(threads);
                                    measure(state, threads, make_body(state.range(0)));
                                  })
         ->Arg(b)
@@ -418,6 +512,16 @@ struct Case {
               benchmark::ClobberMemory();
             };
           });
+#ifdef KILN_BENCH_HAS_DNNL
+        if (chain && is_vendor_batch(b))
+          add("onednn", threads, b, [this](kiln::index_t batch) {
+            return [this, batch, mlp = kiln::bench::OneDnnMlp(*chain, batch)]() mutable {
+              mlp.forward(kx[batch][0].data(), vy[batch].data());
+              benchmark::DoNotOptimize(vy[batch].data());
+              benchmark::ClobberMemory();
+            };
+          });
+#endif
       }
   }
 
@@ -434,7 +538,14 @@ int main(int argc, char** argv) {
 #ifndef KILN_BENCH_HAS_THREADS
   fmt::print("note: this Kiln has no kiln::set_num_threads; its _t2 numbers are on its default threads\n");
 #endif
+  // Which machine and libraries every number below comes from; also in the JSON output's context.
+  const std::string cpu = kiln::bench::cpu_name();
+  fmt::print("CPU: {}\n", cpu);
   fmt::print("libtorch {}; BLAS: {}\n", TORCH_VERSION, blas_description());
+  fmt::print("oneDNN (the vendor ceiling): {}\n", onednn_description());
+  benchmark::AddCustomContext("cpu", cpu);
+  benchmark::AddCustomContext("blas_kernels", blas_kernels());
+  benchmark::AddCustomContext("onednn", onednn_description());
   const char* env = std::getenv("OPENBLAS_NUM_THREADS");
   fmt::print("OPENBLAS_NUM_THREADS={} OPENBLAS_CORETYPE={} GLIBC_TUNABLES={}\n", env ? env : "(unset)",
              std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "(unset)",

@@ -3,10 +3,12 @@
 # on 1 and 2 threads, each thread count in its own processes with OpenBLAS pinned to it; then prints one table
 # of medians. bench/README.md reports one run.
 #
-#   bench/run.sh            # the full run (about 10 minutes on a 2-core machine)
-#   bench/run.sh --quick    # 1 repetition, short timings: for checking that everything works
+#   bench/run.sh            # the full run (20-25 minutes on a 2-core machine: PyTorch's side runs once per
+#                           # OpenBLAS kernel set, about 4 minutes each)
+#   bench/run.sh --quick    # 1 repetition, short timings, 2 kernel sets: for checking that everything works
 #
 # Environment: KILN_BENCH_BUILD (build folder, default build-bench), KILN_BENCH_REPETITIONS (default 5),
+# KILN_BENCH_JOBS (parallel compile jobs, default 2),
 # KILN_BENCH_WAIT_QUIET (seconds, default 0): before each benchmark process, and before each measurement in it,
 # wait up to this long for the machine to be quiet (other processes using under 0.05 cores over 3 s, 0.1 over
 # 0.3 s). On a 2-core machine a compile running beside the benchmarks ruins the 2-thread numbers (libgomp's
@@ -19,8 +21,12 @@
 #    than OpenBLAS at these sizes). Unless libblas.so.3 is OpenBLAS's OpenMP build, this script uses Debian's
 #    libopenblas0-openmp package unpacked into the build folder (apt-get download; nothing is installed), via
 #    LD_LIBRARY_PATH.
-#  - OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (a forced Haswell core type would mean AVX2 kernels; unset,
-#    OpenBLAS picks its AVX-512 kernels here), OPENBLAS_NUM_THREADS = the benchmark's thread count.
+#  - OpenBLAS's kernel set: OpenBLAS's own detection can pick a slower set than the CPU runs (on a CPU model it
+#    does not know), so libtorch (kiln_vs_torch's torch variant) and Python PyTorch run under each kernel set
+#    that makes sense here (OPENBLAS_CORETYPE unset, SkylakeX, Cooperlake, SapphireRapids, Zen, Haswell: those
+#    that load distinct kernels, as OpenBLAS reports; --quick: auto and one other), each in its own processes,
+#    and the table keeps the fastest per case and names it. Kiln's side (and the oneDNN vendor ceiling) runs
+#    once, in the process with OpenBLAS's own choice. OPENBLAS_NUM_THREADS = the benchmark's thread count.
 #  - glibc malloc's mmap threshold raised (64 MiB) and trimming made rare, so that large temporaries are reused
 #    rather than mapped and page-faulted on every call.
 set -euo pipefail
@@ -33,16 +39,22 @@ build=${KILN_BENCH_BUILD:-build-bench}
 reps=${KILN_BENCH_REPETITIONS:-5}
 out=$build/bench-results
 python=/usr/bin/python3  # Debian's, which has python3-torch
-source bench/common.sh  # configure_bench_build, find_openblas, bench_env
+source bench/common.sh  # configure_bench_build, find_openblas, choose_openblas_cores, bench_env(_core), print_cpu
+
+# Every number below comes from this CPU.
+echo "== machine"
+print_cpu
 
 echo "== build ($build)"
+install_bench_packages
 configure_bench_build "$build"
-cmake --build "$build" -j2 --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time
+cmake --build "$build" -j"${KILN_BENCH_JOBS:-2}" --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time
 mkdir -p "$out"
 
 # ---- OpenBLAS for libtorch -------------------------------------------------------------------------------------
 find_openblas "$build" ||
   echo "!! could not fetch OpenBLAS: libtorch and PyTorch will run on the reference BLAS (far slower)" >&2
+choose_openblas_cores $((quick ? 2 : ${#openblas_core_requests[@]}))
 
 # Cores that other processes kept busy over the next $1 seconds (from /proc/stat; run while we are idle).
 others_busy() {
@@ -67,10 +79,7 @@ wait_quiet() {
   return 0
 }
 
-# ---- the machine ------------------------------------------------------------------------------------------------
-echo "== machine"
-lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|L2 cache|L3 cache):' | sed 's/  */ /g'
-echo "AVX-512: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no)"
+# ---- the software and the load ----------------------------------------------------------------------------------
 echo "$(g++ --version | head -1); torch $($python -c 'import torch; print(torch.__version__)')"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$build"/bench/kiln_fma_peak
@@ -82,11 +91,18 @@ if ((quick)); then
   gb_args=(--benchmark_repetitions=1 --benchmark_min_time=0.02 --benchmark_color=false)
   py_args=(--repetitions 1 --min-time 0.02)
 fi
+# Everything once under OpenBLAS's own kernel choice; then libtorch alone under each other kernel set.
+kiln_json=()
 for t in 1 2; do
-  echo "== kiln_vs_torch, $t thread(s)"
-  wait_quiet
-  bench_env "$t" "$build"/bench/kiln_vs_torch --benchmark_filter="_t$t/" "${gb_args[@]}" \
-    --benchmark_out="$out/kiln_vs_torch_t$t.json" --benchmark_out_format=json | tee "$out/kiln_vs_torch_t$t.txt"
+  for i in "${!blas_cores[@]}"; do
+    core=${blas_cores[i]} filter="_t$t/" name=kiln_vs_torch_t$t what="every variant"
+    [[ $core == auto ]] || { filter="_t$t/torch/" name=kiln_vs_torch_t${t}_$core what="libtorch only"; }
+    echo "== kiln_vs_torch, $t thread(s), OpenBLAS ${blas_core_labels[i]}: $what"
+    wait_quiet
+    bench_env_core "$core" "$t" "$build"/bench/kiln_vs_torch --benchmark_filter="$filter" "${gb_args[@]}" \
+      --benchmark_out="$out/$name.json" --benchmark_out_format=json | tee "$out/$name.txt"
+    kiln_json+=("$out/$name.json")
+  done
 done
 
 # ---- the MLIR backend's compile times ---------------------------------------------------------------------------
@@ -94,17 +110,23 @@ echo "== kiln_jit_compile_time"
 "$build"/bench/kiln_jit_compile_time $((quick ? 2 : 9)) | tee "$out/jit_compile_time.txt"
 
 # ---- Python PyTorch --------------------------------------------------------------------------------------------
+py_json=()
 for t in 1 2; do
-  echo "== bench_pytorch.py, $t thread(s)"
-  wait_quiet
-  bench_env "$t" $python bench/bench_pytorch.py --threads "$t" "${py_args[@]}" --json "$out/pytorch_t$t.json" |
-    tee "$out/pytorch_t$t.txt"
+  for i in "${!blas_cores[@]}"; do
+    core=${blas_cores[i]} name=pytorch_t$t
+    [[ $core == auto ]] || name=pytorch_t${t}_$core
+    echo "== bench_pytorch.py, $t thread(s), OpenBLAS ${blas_core_labels[i]}"
+    wait_quiet
+    bench_env_core "$core" "$t" $python bench/bench_pytorch.py --threads "$t" "${py_args[@]}" --json "$out/$name.json" |
+      tee "$out/$name.txt"
+    py_json+=("$out/$name.json")
+  done
 done
 
 # ---- one table --------------------------------------------------------------------------------------------------
 echo
-echo "== medians (us); x: how many times faster Kiln is (best torch: the fastest of libtorch, eager and jit)"
-$python bench/bench_pytorch.py --combine "$out"/kiln_vs_torch_t1.json "$out"/kiln_vs_torch_t2.json \
-  --json "$out"/pytorch_t1.json "$out"/pytorch_t2.json | tee "$out/summary.md"
+echo "== medians (us); x: how many times faster Kiln is (best torch: the fastest of libtorch, eager and jit, each"
+echo "   under its fastest OpenBLAS kernel set; oneDNN: the vendor ceiling)"
+$python bench/bench_pytorch.py --combine "${kiln_json[@]}" --json "${py_json[@]}" | tee "$out/summary.md"
 exit
 }
