@@ -82,7 +82,7 @@ void require_within(const Worst& w, double max_ulps) {
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
-// f(x), which must be the same in every lane. (Not through broadcast, whose 0 + x turns -0 into +0.)
+// f(x), which must be the same in every lane.
 template <class F>
 float at(F f, float x) {
   et::vfloat v;
