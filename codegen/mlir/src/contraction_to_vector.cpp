@@ -236,6 +236,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         Value v = rewriter.create<memref::LoadOp>(loc, b, ValueRange{rows.getInductionVar(), ks.getInductionVar()});
         rewriter.create<memref::StoreOp>(loc, v, bt, ValueRange{ks.getInductionVar(), rows.getInductionVar()});
       }
+      broadcastColumns(M, nCols, bt);
+    }
+
+    // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, N] product, bt being the [K, N] operand.
+    void broadcastColumns(Value M, int64_t nCols, Value bt) {
       Value rem = rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows));
       Value mFull = rewriter.create<arith::SubIOp>(loc, M, rem);
       const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
@@ -361,6 +366,81 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
   };
 };
 
+// Bilinear's first stage (build_network.cpp): T[n, o, j] = sum_i x1[n, i] A[o, i, j], a linalg.generic over
+// (n, o, i, j) that reads A's rows [o, i, :] along j. For every o that is x1 [N, K] times A[o] [K, J], whose
+// rows are already the layout broadcast products read: the same tiles as a short-K Linear, on views of A and T,
+// with no copy of the weights. J must be a multiple of 16 (otherwise the generic is left to the loop lowering).
+struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  static bool isFirstStage(linalg::GenericOp g) {
+    if (!g.hasPureBufferSemantics() || g.getNumLoops() != 4 || g.getNumDpsInputs() != 2 || g.getNumDpsInits() != 1)
+      return false;
+    using IT = utils::IteratorType;
+    const SmallVector<IT> iterators = g.getIteratorTypesArray();
+    if (iterators != SmallVector<IT>{IT::parallel, IT::parallel, IT::reduction, IT::parallel}) return false;
+    MLIRContext* ctx = g.getContext();
+    auto map = [&](ArrayRef<unsigned> dims) {
+      SmallVector<AffineExpr> exprs;
+      for (unsigned d : dims) exprs.push_back(getAffineDimExpr(d, ctx));
+      return AffineMap::get(4, 0, exprs, ctx);
+    };
+    const SmallVector<AffineMap> maps = g.getIndexingMapsArray();
+    if (maps != SmallVector<AffineMap>{map({0, 2}), map({1, 2, 3}), map({0, 1, 3})}) return false;
+    // The payload: out + in0 * in1.
+    Block& body = g.getRegion().front();
+    auto ops = body.without_terminator();
+    if (std::distance(ops.begin(), ops.end()) != 2) return false;
+    auto mul = dyn_cast<arith::MulFOp>(*ops.begin());
+    auto add = dyn_cast<arith::AddFOp>(*std::next(ops.begin()));
+    return mul && add && add.getRhs() == mul.getResult() && add.getLhs() == body.getArgument(2) &&
+           mul.getLhs() == body.getArgument(0) && mul.getRhs() == body.getArgument(1);
+  }
+
+  LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& rewriter) const override {
+    if (!isFirstStage(g)) return failure();
+    Value x1 = g.getDpsInputOperand(0)->get(), a = g.getDpsInputOperand(1)->get(), t = g.getDpsInitOperand(0)->get();
+    auto xType = cast<MemRefType>(x1.getType()), aType = cast<MemRefType>(a.getType());
+    auto tType = cast<MemRefType>(t.getType());
+    if (!xType.getLayout().isIdentity() || !tType.getLayout().isIdentity() || !aType.hasStaticShape() ||
+        xType.isDynamicDim(1))
+      return failure();
+    const int64_t O = aType.getDimSize(0), K = aType.getDimSize(1), J = aType.getDimSize(2);
+    if (J % kLanes != 0) return failure();
+    // T must start from zero (a fill of 0 before the generic, which the tiles make unnecessary: they store
+    // whole sums) and have no other writer.
+    linalg::FillOp fill;
+    for (Operation* user : t.getUsers())
+      if (auto f = dyn_cast<linalg::FillOp>(user); f && user->isBeforeInBlock(g) && matchPattern(f.value(), m_AnyZeroFloat()))
+        fill = f;
+    if (!fill) return failure();
+
+    Location loc = g.getLoc();
+    rewriter.setInsertionPoint(g);
+    auto index = [&](int64_t v) -> OpFoldResult { return rewriter.getIndexAttr(v); };
+    Value M = rewriter.create<memref::DimOp>(loc, x1, 0);
+    auto os = rewriter.create<scf::ForOp>(loc, rewriter.create<arith::ConstantIndexOp>(loc, 0),
+                                          rewriter.create<arith::ConstantIndexOp>(loc, O),
+                                          rewriter.create<arith::ConstantIndexOp>(loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(os.getBody());
+    Value o = os.getInductionVar();
+    // A[o] as [K, J] and T[:, o, :] as [M, J] (rank-reduced views, unit stride along j).
+    const SmallVector<OpFoldResult> aOffsets{o, index(0), index(0)}, aSizes{index(1), index(K), index(J)};
+    const SmallVector<OpFoldResult> tOffsets{index(0), o, index(0)}, tSizes{M, index(1), index(J)};
+    const SmallVector<OpFoldResult> ones{index(1), index(1), index(1)};
+    auto aView = memref::SubViewOp::inferRankReducedResultType({K, J}, aType, aOffsets, aSizes, ones);
+    auto tView = memref::SubViewOp::inferRankReducedResultType({ShapedType::kDynamic, J}, tType, tOffsets, tSizes, ones);
+    Value ao = rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(aView), a, aOffsets, aSizes, ones);
+    Value to = rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(tView), t, tOffsets, tSizes, ones);
+    ContractionToVector::TileEmitter emit{rewriter, loc, x1, Value{}, to, to, linalg::GenericOp{}, K};
+    emit.broadcastColumns(M, J, ao);
+    rewriter.eraseOp(g);
+    rewriter.eraseOp(fill);
+    return success();
+  }
+};
+
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ContractionToVectorPass)
   StringRef getArgument() const final { return "kiln-contraction-to-vector"; }
@@ -380,7 +460,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 }  // namespace
 
 void populateContractionToVectorPatterns(RewritePatternSet& patterns) {
-  patterns.add<ContractionToVector>(patterns.getContext());
+  patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext());
 }
 
 std::unique_ptr<Pass> createContractionToVectorPass() { return std::make_unique<ContractionToVectorPass>(); }

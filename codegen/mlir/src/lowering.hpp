@@ -26,7 +26,7 @@ void checkLowering(const ir::Layer& layer);
 
 // Stage "linalg" (contraction_to_vector.cpp): every linalg.matmul_transpose_b on buffers, with the elementwise
 // linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop
-// nest of vector FMAs whose epilogue runs on the tile while it is in registers.
+// nest of vector FMAs whose epilogue runs on the tile while it is in registers; so does Bilinear's first stage.
 void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns);
 std::unique_ptr<::mlir::Pass> createContractionToVectorPass();
 
