@@ -78,6 +78,20 @@ TEST_CASE("jit: == the expression-template kernel on random graphs (Residual, Su
   kiln::testing::for_each_random_seed<12>([](auto seed) { check_jit_equals_expression_templates<decltype(seed)::value, true>(); });
 }
 
+// A Linear with K > 64 switches from dot products to broadcast products (after a transposed copy of the
+// weights) at 1024 rows (contraction_to_vector.cpp); 40 outputs: 32 columns by broadcast, 8 by dot products.
+TEST_CASE("jit: a long Linear on 1024 rows and more (broadcast products) == the expression-template kernel", "[jit]") {
+  static constexpr nn::Sequential net{kiln::input<100>, nn::Linear<100, 40>{}, nn::ReLU{}, nn::Linear<40, 20>{}};
+  kiln::Model model{net, 5};
+  model.eval();
+  auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("long")));
+  for (const index_t batch : {1023, 1024, 1031}) {
+    Tensor x({batch, 100});
+    for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+    kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch), 2e-5, 4e-6);
+  }
+}
+
 TEST_CASE("jit: one compile serves every batch size, and reads the parameters as they are now", "[jit]") {
   kiln::Model model{small_net, 3};
   model.eval();
