@@ -31,11 +31,8 @@ constexpr int64_t kTileRows = 4, kTileCols = 4;
 constexpr int64_t kL1Floats = 40 * 1024 / 4;  // the part of a 48 KiB L1 the weights and rows of a block may use
 constexpr int64_t kMaxTilesPerBlock = 8;
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
-// Broadcast products need the weights transposed, once per call: from 16 rows up to K = 64, where dot products
-// mostly reduce; for a longer K from 1024 rows, where the faster tiles repay the copy (Intel Xeon model 167,
-// batch 4096: the residual MLP 53 -> 39 ms, MLP-S 14.5 -> 13.3 ms; at batch 256 the copy cost more than it won).
-constexpr int64_t kShortK = 64;
-constexpr int64_t kBroadcastMinRows = 16, kBroadcastMinRowsLongK = 1024;
+constexpr int64_t kShortK = 64;             // up to this K, and from this many rows, broadcast products
+constexpr int64_t kBroadcastMinRows = 16;
 constexpr int64_t kBroadcastRows = 6, kBroadcastVectors = 4;  // a tile of 6 rows x 64 columns
 
 // The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
@@ -149,12 +146,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       }
       columns(firstCol, mFull, M, 1);
     };
-    // With enough rows (above), transpose the weights once and broadcast-multiply instead (the first
-    // 16-aligned columns; the rest as dot products).
+    // A short K leaves dot products mostly reducing: with enough rows, transpose the weights once and
+    // broadcast-multiply instead (the first 16-aligned columns; the rest as dot products).
     const int64_t nVectorCols = N - N % kLanes;
-    if (nVectorCols > 0) {
-      const int64_t minRows = K <= kShortK ? kBroadcastMinRows : kBroadcastMinRowsLongK;
-      Value enough = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge, M, index(minRows));
+    if (K <= kShortK && nVectorCols > 0) {
+      Value enough = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge, M, index(kBroadcastMinRows));
       auto branch = rewriter.create<scf::IfOp>(loc, enough, /*withElseRegion=*/true);
       OpBuilder::InsertionGuard guard(rewriter);
       rewriter.setInsertionPointToStart(&branch.getThenRegion().front());
