@@ -18,6 +18,19 @@ TEST_CASE("runtime: Philox4x32-10 gives the published known answers", "[runtime]
         P::Counter{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
 }
 
+TEST_CASE("runtime: the vectorised dropout draws are the one-block draws, words in element order", "[runtime]") {
+  const kiln::DropoutStream rng(0xF00DF00DDEADBEEFull, 3, 17);
+  for (const std::uint64_t b0 : {std::uint64_t{0}, std::uint64_t{123456789}, (std::uint64_t{1} << 32) - 5}) {
+    std::uint32_t words[4 * 16];
+    rng.blocks<16>(b0, words);
+    for (int k = 0; k < 16; ++k)
+      for (int w = 0; w < 4; ++w) {
+        INFO("block " << b0 + static_cast<std::uint64_t>(k) << ", word " << w);
+        CHECK(words[4 * k + w] == rng.block(b0 + static_cast<std::uint64_t>(k))[static_cast<std::size_t>(w)]);
+      }
+  }
+}
+
 TEST_CASE("runtime: default init follows PyTorch's distributions and the seed", "[runtime]") {
   static constexpr nn::Sequential net{kiln::input<784>, nn::Linear<784, 256>{}, nn::BatchNorm1d<256>{}, nn::LayerNorm<256>{}};
   kiln::Model a{net, 5};
