@@ -408,11 +408,19 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     const int64_t O = aType.getDimSize(0), K = aType.getDimSize(1), J = aType.getDimSize(2);
     if (J % kLanes != 0) return failure();
     // T must start from zero (a fill of 0 before the generic, which the tiles make unnecessary: they store
-    // whole sums) and have no other writer.
+    // whole sums) and have no other writer; readers (the second stage) and its dealloc are fine.
     linalg::FillOp fill;
-    for (Operation* user : t.getUsers())
-      if (auto f = dyn_cast<linalg::FillOp>(user); f && user->isBeforeInBlock(g) && matchPattern(f.value(), m_AnyZeroFloat()))
+    for (Operation* user : t.getUsers()) {
+      if (user == g.getOperation()) continue;
+      if (user->getBlock() != g->getBlock()) return failure();
+      if (auto f = dyn_cast<linalg::FillOp>(user); f && !fill && user->isBeforeInBlock(g) &&
+                                                  matchPattern(f.value(), m_AnyZeroFloat())) {
         fill = f;
+        continue;
+      }
+      if (auto writer = dyn_cast<linalg::LinalgOp>(user); writer && llvm::is_contained(writer.getDpsInits(), t))
+        return failure();
+    }
     if (!fill) return failure();
 
     Location loc = g.getLoc();

@@ -19,8 +19,11 @@ inline void dropout_forward(const float* x, float* y, index_t count, std::uint64
     return;
   }
   const float scale = 1.0f / (1.0f - p);
+  // Kept iff to_unit_float(word) >= p, that is (word >> 8) * 2^-24 >= p, exactly: as integers,
+  // (word >> 8) >= ceil(p * 2^24). One test for single elements and vectors.
+  const auto threshold = static_cast<std::uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0));
   index_t i = 0;
-  auto one = [&](index_t k, std::uint32_t word) { y[k] = x[k] * (Philox4x32::to_unit_float(word) >= p ? scale : 0.0f); };
+  auto one = [&](index_t k, std::uint32_t word) { y[k] = x[k] * ((word >> 8) >= threshold ? scale : 0.0f); };
   // Up to a block boundary one at a time, then 16 blocks (64 elements) per vectorised Philox call, the mask
   // applied a vector at a time (one element at a time it cost as much as the draws).
   for (; i < count && (first_element + static_cast<std::uint64_t>(i)) % 4 != 0; ++i) {
@@ -30,8 +33,6 @@ inline void dropout_forward(const float* x, float* y, index_t count, std::uint64
   constexpr int kBlocks = 16;
   static_assert(4 * kBlocks % simd_width == 0);
   using vuint = std::uint32_t __attribute__((vector_size(simd_width * sizeof(std::uint32_t))));
-  // to_unit_float(word) >= p is (word >> 8) * 2^-24 >= p, exactly: as integers, (word >> 8) >= ceil(p * 2^24).
-  const auto threshold = static_cast<std::uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0));
   std::uint32_t words[4 * kBlocks];
   for (; i + 4 * kBlocks <= count; i += 4 * kBlocks) {
     rng.blocks<kBlocks>((first_element + static_cast<std::uint64_t>(i)) / 4, words);
