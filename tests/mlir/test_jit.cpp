@@ -92,6 +92,22 @@ TEST_CASE("jit: a long Linear on 1023 to 1031 rows == the expression-template ke
   }
 }
 
+// Short-K Linears from 16 rows transpose their weights (kiln_transpose: 16 x 16 blocks, then the last K % 16
+// rows one by one) for the broadcast tiles: K = 20 (16 + 4) into 48 outputs (three vectors), K = 48 into 17 (one
+// vector, one column by dot products), K = 17 into 16; just below, at and above the 16 rows.
+TEST_CASE("jit: short-K Linears with transposed weights == the expression-template kernel", "[jit]") {
+  static constexpr nn::Sequential net{kiln::input<20>, nn::Linear<20, 48>{}, nn::Tanh{}, nn::Linear<48, 17>{},
+                                      nn::ReLU{},      nn::Linear<17, 16>{}};
+  kiln::Model model{net, 6};
+  model.eval();
+  auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("short")));
+  for (const index_t batch : {15, 16, 17, 40}) {
+    Tensor x({batch, 20});
+    for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+    kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch), 2e-5, 4e-6);
+  }
+}
+
 TEST_CASE("jit: one compile serves every batch size, and reads the parameters as they are now", "[jit]") {
   kiln::Model model{small_net, 3};
   model.eval();
