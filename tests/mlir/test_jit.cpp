@@ -108,6 +108,25 @@ TEST_CASE("jit: short-K Linears with transposed weights == the expression-templa
   }
 }
 
+// A Linear of 128 KB of weights or more walks its column blocks backwards on every other call (a counter per
+// Linear in the kernel): the same sums in another order of columns, so consecutive calls agree bit for bit.
+TEST_CASE("jit: calls that walk the weights backwards give the same outputs", "[jit]") {
+  static constexpr nn::Sequential net{kiln::input<256>, nn::Linear<256, 128>{}, nn::ReLU{}, nn::Linear<128, 10>{}};
+  kiln::Model model{net, 8};
+  model.eval();
+  auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("alternate")));
+  for (const index_t batch : {1, 7}) {
+    Tensor x({batch, 256});
+    for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+    const Tensor first = jit(x), second = jit(x), third = jit(x);
+    kiln::testing::check_close(first, model(x), "batch " + std::to_string(batch));
+    for (index_t i = 0; i < first.numel(); ++i) {
+      REQUIRE(second[i] == first[i]);
+      REQUIRE(third[i] == first[i]);
+    }
+  }
+}
+
 TEST_CASE("jit: one compile serves every batch size, and reads the parameters as they are now", "[jit]") {
   kiln::Model model{small_net, 3};
   model.eval();

@@ -36,6 +36,7 @@ constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 whi
 constexpr int64_t kShortK = 64;             // up to this K, and from this many rows, broadcast products
 constexpr int64_t kBroadcastMinRows = 16;
 constexpr int64_t kBroadcastRows = 6, kBroadcastVectors = 4;  // a tile of 6 rows x 64 columns
+constexpr int64_t kAlternateFloats = 32 * 1024;  // from 128 KB of weights, every other call walks them backwards
 
 // The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
 // identity map, every other input with the identity or the column-broadcast map (d0, d1) -> (d1), writing one
@@ -118,6 +119,27 @@ func::FuncOp transposeFunction(OpBuilder& builder, Location loc, MemRefType matr
   return fn;
 }
 
+// True on every other call of the kernel (an i1): a counter of its own in the module, incremented atomically
+// (calls from several threads are fine). A Linear whose weights are about the size of L2 evicts, called again
+// and again in one order, the weights it is about to read; walking its column blocks backwards on every other
+// call reads first what the last call read last, still in cache (the expression-template kernel's
+// linear_forward does the same).
+Value alternateCalls(OpBuilder& builder, Location loc) {
+  auto module = builder.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
+  auto counterType = MemRefType::get({1}, builder.getI64Type());
+  auto zero = DenseElementsAttr::get(RankedTensorType::get({1}, builder.getI64Type()),
+                                     ArrayRef<::mlir::Attribute>{builder.getI64IntegerAttr(0)});
+  OpBuilder detached(builder.getContext());  // inserted by the symbol table below, under a name of its own
+  auto global = detached.create<memref::GlobalOp>(loc, "kiln_calls", builder.getStringAttr("private"), counterType,
+                                                  zero, /*constant=*/false, /*alignment=*/IntegerAttr{});
+  SymbolTable(module).insert(global);  // kiln_calls, kiln_calls_0, ...: one per Linear
+  Value counter = builder.create<memref::GetGlobalOp>(loc, counterType, global.getSymName());
+  Value one = builder.create<arith::ConstantIntOp>(loc, 1, 64);
+  Value index0 = builder.create<arith::ConstantIndexOp>(loc, 0);
+  Value before = builder.create<memref::AtomicRMWOp>(loc, arith::AtomicRMWKind::addi, one, counter, ValueRange{index0});
+  return builder.create<arith::TruncIOp>(loc, builder.getI1Type(), before);
+}
+
 struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -182,15 +204,20 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // Columns [firstCol, N) for rows [rowBegin, rowEnd) in tiles of mb rows: blocks of columns whose weight rows
     // (nb * K floats each tile) fit in L1 beside a tile of rows, so the weights are read from L1 for every
     // row tile and the rows from L2 once per column block.
+    const Value reverse = K * N >= kAlternateFloats ? alternateCalls(rewriter, loc) : Value{};
     const int64_t tilesPerBlock = std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
     auto columns = [&](int64_t firstCol, Value rowBegin, Value rowEnd, int64_t mb) {
       const int64_t tiles = (nFull - firstCol) / kTileCols, blocks = tiles / tilesPerBlock;
       if (blocks > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, index(firstCol), index(firstCol + blocks * tilesPerBlock * kTileCols),
-                                                index(tilesPerBlock * kTileCols));
+        const int64_t step = tilesPerBlock * kTileCols, end = firstCol + blocks * step;
+        auto loop = rewriter.create<scf::ForOp>(loc, index(firstCol), index(end), index(step));
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(loop.getBody());
-        columnBlock(loop.getInductionVar(), tilesPerBlock, kTileCols, rowBegin, rowEnd, mb);
+        Value first = loop.getInductionVar();
+        if (reverse)  // the blocks last to first: firstCol + end - step - first
+          first = rewriter.create<arith::SelectOp>(
+              loc, reverse, rewriter.create<arith::SubIOp>(loc, index(firstCol + end - step), first), first);
+        columnBlock(first, tilesPerBlock, kTileCols, rowBegin, rowEnd, mb);
       }
       if (tiles % tilesPerBlock)
         columnBlock(index(firstCol + blocks * tilesPerBlock * kTileCols), tiles % tilesPerBlock, kTileCols, rowBegin,
