@@ -16,8 +16,8 @@
 //
 // A step: forward, loss and backward of this rank's rows (Dropout draws the global batch's mask for them, and a
 // mean loss divides by the global batch), then the gradients summed over the ranks with MPI_Allreduce, in
-// buckets of about Options::bucket_bytes (a large gradient is a bucket of its own and is reduced where it lies;
-// small ones are packed together). So each rank holds the gradient of the global batch's loss and, applying the
+// buckets: a gradient of 64 KiB or more is a bucket of its own, reduced where it lies; smaller ones are packed
+// together into buckets of up to Options::bucket_bytes (packing 0.8 MB cost more than a call per large gradient). So each rank holds the gradient of the global batch's loss and, applying the
 // same optimizer step, stays identical to the others.
 //
 // BatchNorm1d: by default each rank normalises with its own shard's statistics and rank 0's running statistics
@@ -35,13 +35,14 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 namespace kiln::dist {
 
 struct DataParallelOptions {
   bool sync_batchnorm = false;                      // SyncBatchNorm: BatchNorm1d uses the global batch's statistics
-  std::size_t bucket_bytes = std::size_t{1} << 20;  // gradients are all-reduced in buckets of about this size
+  std::size_t bucket_bytes = std::size_t{1} << 20;  // small gradients are packed into buckets of up to this size
 };
 
 template <class Model>
@@ -90,30 +91,27 @@ class DataParallel {
   }
 
  private:
-  // Consecutive parameters, last layer first (the order a backward finishes them in), of about bucket_bytes.
+  // A large gradient alone, or small ones packed together; last layer first (the order a backward finishes them).
   struct Bucket {
     std::vector<Parameter> params;
-    std::vector<float> packed;  // for several parameters; empty for one, reduced where it lies
+    std::vector<float> packed;  // empty for a gradient reduced where it lies
   };
+  static constexpr std::size_t large_bytes = std::size_t{64} << 10;
 
   void plan_buckets() {
     std::vector<Parameter> params = model_.parameters();
-    Bucket bucket;
-    std::size_t bytes = 0;
+    Bucket small;
     for (auto p = params.rbegin(); p != params.rend(); ++p) {
-      if (bytes > 0 && bytes + p->grad.nbytes() > options_.bucket_bytes) {
-        close(bucket, bytes);
-        bucket = {};
-        bytes = 0;
+      if (p->grad.nbytes() >= large_bytes) {
+        buckets_.push_back({{*p}, {}});
+        continue;
       }
-      bucket.params.push_back(*p);
-      bytes += p->grad.nbytes();
+      if (!small.params.empty() && sizeof(float) * small.packed.size() + p->grad.nbytes() > options_.bucket_bytes)
+        buckets_.push_back(std::exchange(small, {}));
+      small.params.push_back(*p);
+      small.packed.resize(small.packed.size() + static_cast<std::size_t>(p->grad.numel()));
     }
-    if (bytes > 0) close(bucket, bytes);
-  }
-  void close(Bucket& bucket, std::size_t bytes) {
-    if (bucket.params.size() > 1) bucket.packed.resize(bytes / sizeof(float));
-    buckets_.push_back(std::move(bucket));
+    if (!small.params.empty()) buckets_.push_back(std::move(small));
   }
 
   void reduce_gradients() {
@@ -133,10 +131,21 @@ class DataParallel {
     }
   }
 
-  // Rank 0's BatchNorm1d running statistics on every rank (they are read only in eval mode: no repacking).
+  // Rank 0's BatchNorm1d running statistics on every rank, in one broadcast (they are read only in eval mode: no
+  // repacking).
   void copy_buffers_from_root() {
+    buffer_bytes_.clear();
     for (const Parameter& p : model_.state())
-      if (p.buffer()) broadcast(p.value);
+      if (p.buffer()) buffer_bytes_.insert(buffer_bytes_.end(), p.value.bytes(), p.value.bytes() + p.value.nbytes());
+    if (buffer_bytes_.empty()) return;
+    world_.broadcast(buffer_bytes_);
+    const std::byte* from = buffer_bytes_.data();
+    for (const Parameter& p : model_.state())
+      if (p.buffer()) {
+        Tensor value = p.value;  // a view: the model's storage
+        std::copy_n(from, value.nbytes(), value.bytes());
+        from += value.nbytes();
+      }
   }
   void broadcast(Tensor t) const {  // a view: the model's storage
     world_.broadcast(std::span{t.bytes(), t.nbytes()});
@@ -146,6 +155,7 @@ class DataParallel {
   Model& model_;
   Options options_;
   std::vector<Bucket> buckets_;
+  std::vector<std::byte> buffer_bytes_;
   double reduce_seconds_ = 0;
 };
 
