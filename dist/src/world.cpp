@@ -84,9 +84,8 @@ void check(int code, const World& world, const std::string& what) {
 }
 
 // Waits for a nonblocking collective, at most `timeout`: a rank that died or hangs never joins, and waiting on
-// it would hang this one too.
-// Polls without pause for the first 2 ms (a step's all-reduce takes about 0.1 ms: a pause would cost more), then
-// yields the core between polls, as ranks may share cores (mpirun --oversubscribe).
+// it would hang this one too. Polls without pause for the first 2 ms (a step's all-reduce takes about 0.1 ms: a
+// pause would cost more), then yields the core between polls, as ranks may share cores (mpirun --oversubscribe).
 void wait(MPI_Request& request, const World& world, std::chrono::duration<double> timeout, const std::string& what) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
