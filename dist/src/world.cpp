@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <thread>
-#include <unistd.h>
 
 namespace kiln::dist {
 
@@ -31,7 +31,7 @@ void install_sigterm_message(const std::string& name) {
                 "kiln: dist: %s was stopped (SIGTERM) while the job ran: mpirun stops every rank when one fails or "
                 "ends early, or when the job is interrupted; its message says which\n",
                 name.c_str());
-  struct sigaction action {};
+  struct sigaction action{};
   action.sa_handler = on_sigterm;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGTERM, &action, nullptr);
@@ -99,9 +99,10 @@ void wait(MPI_Request& request, const World& world, std::chrono::duration<double
     const auto now = std::chrono::steady_clock::now();
     patient = now - start > std::chrono::milliseconds{2};
     if (now > deadline)
-      throw Error(fmt::format("dist: {}: {} did not complete within {:.0f} s: another rank has failed or stopped "
-                              "taking part",
-                              world.name(), what, timeout.count()));
+      throw Error(
+          fmt::format("dist: {}: {} did not complete within {:.0f} s: another rank has failed or stopped "
+                      "taking part",
+                      world.name(), what, timeout.count()));
   }
 }
 

@@ -21,9 +21,10 @@ namespace {
 kiln::dist::World* the_world = nullptr;
 const kiln::dist::World& world() { return *the_world; }
 
-constexpr nn::Sequential mlp{kiln::input<12>, nn::Linear<12, 32>{}, nn::ReLU{}, nn::Dropout{0.25f}, nn::Linear<32, 5>{}};
-constexpr nn::Sequential bn_net{kiln::input<10>, nn::Linear<10, 16>{}, nn::BatchNorm1d<16>{}, nn::ReLU{},
-                                nn::Dropout{0.2f}, nn::Linear<16, 4>{}};
+constexpr nn::Sequential mlp{kiln::input<12>, nn::Linear<12, 32>{}, nn::ReLU{}, nn::Dropout{0.25f},
+                             nn::Linear<32, 5>{}};
+constexpr nn::Sequential bn_net{kiln::input<10>, nn::Linear<10, 16>{}, nn::BatchNorm1d<16>{},
+                                nn::ReLU{},      nn::Dropout{0.2f},    nn::Linear<16, 4>{}};
 
 constexpr index_t batch_per_rank = 8;
 
@@ -47,7 +48,8 @@ template <class Model>
 std::uint64_t state_hash(const Model& model) {
   std::uint64_t h = 1469598103934665603ull;
   for (const kiln::Parameter& p : model.state())
-    for (std::size_t i = 0; i < p.value.nbytes(); ++i) h = (h ^ static_cast<std::uint8_t>(p.value.bytes()[i])) * 1099511628211ull;
+    for (std::size_t i = 0; i < p.value.nbytes(); ++i)
+      h = (h ^ static_cast<std::uint8_t>(p.value.bytes()[i])) * 1099511628211ull;
   return h;
 }
 template <class Model>
@@ -220,7 +222,8 @@ TEST_CASE("dist: the sharded loader gives each rank a disjoint part of the same 
         CHECK(next == gx.size(0));
       }
   }
-  CHECK_THROWS_WITH((kiln::ShardedBatchLoader{d.x, d.y, 4, 11, 2, 2}), Catch::Contains("rank 2 of 2 ranks is not a rank"));
+  CHECK_THROWS_WITH((kiln::ShardedBatchLoader{d.x, d.y, 4, 11, 2, 2}),
+                    Catch::Contains("rank 2 of 2 ranks is not a rank"));
   // 21 samples in global batches of 20: the last has 1 sample, fewer than the ranks.
   CHECK_THROWS_WITH((kiln::ShardedBatchLoader{d.x, d.y, 10, 11, 0, 2}), Catch::Contains("fewer than the 2 ranks"));
 }

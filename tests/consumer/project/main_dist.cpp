@@ -2,7 +2,8 @@
 #include <kiln/dist.hpp>
 #include <kiln/kiln.hpp>
 
-constexpr kiln::nn::Sequential net{kiln::input<4>, kiln::nn::Linear<4, 8>{}, kiln::nn::ReLU{}, kiln::nn::Linear<8, 2>{}};
+constexpr kiln::nn::Sequential net{kiln::input<4>, kiln::nn::Linear<4, 8>{}, kiln::nn::ReLU{},
+                                   kiln::nn::Linear<8, 2>{}};
 
 int main(int argc, char** argv) {
   kiln::dist::World world{argc, argv};

@@ -15,10 +15,13 @@
 //   kiln::dist::save_model(world, model, "model.safetensors");   // rank 0 writes, atomically
 //
 // A step: forward, loss and backward of this rank's rows (Dropout draws the global batch's mask for them, and a
-// mean loss divides by the global batch), then the gradients summed over the ranks with MPI_Allreduce, in
-// buckets: a gradient of 64 KiB or more is a bucket of its own, reduced where it lies; smaller ones are packed
-// together into buckets of up to Options::bucket_bytes (packing 0.8 MB cost more than a call per large gradient). So each rank holds the gradient of the global batch's loss and, applying the
-// same optimizer step, stays identical to the others.
+// mean loss divides by the global batch), then the gradients summed over the ranks (World::sum: MPI_Iallreduce,
+// waited on with a timeout) in buckets: a gradient of 64 KiB or more is a bucket of its own, reduced where it lies;
+// smaller ones are packed together into buckets of up to Options::bucket_bytes (copying the main job's 0.8 MB into
+// a bucket and back cost more than a call per large gradient). So each rank holds the gradient of the global
+// batch's loss and, applying the same optimizer step, stays identical to the others. The sums start after the
+// backward: the fused kernel finishes the gradients of a segment (the layers between two batch-statistics
+// BatchNorm1d) together, and most of a network's gradient is usually in its first segment, finished last.
 //
 // BatchNorm1d: by default each rank normalises with its own shard's statistics and rank 0's running statistics
 // are copied to the other ranks after each step (DistributedDataParallel's broadcast_buffers). With
