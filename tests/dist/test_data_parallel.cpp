@@ -40,8 +40,9 @@ Data make_data(index_t n, index_t features, index_t classes) {
   for (index_t i = 0; i < n; ++i) d.y.data_i64()[i] = static_cast<std::int64_t>(rng() % static_cast<unsigned>(classes));
   return d;
 }
-// Two full global batches and a short one (5 samples: split unevenly over 2 ranks).
-index_t samples() { return 2 * batch_per_rank * world().size() + 5; }
+// Two full global batches and a short one of 2R + 1 samples: split unevenly (2 + 3 on 2 ranks), at least 2 per
+// rank, as BatchNorm1d's statistics need.
+index_t samples() { return 2 * batch_per_rank * world().size() + 2 * world().size() + 1; }
 
 // FNV-1a over every parameter and buffer: equal hashes on every rank mean identical models.
 template <class Model>
