@@ -163,6 +163,24 @@ TEST_CASE("dist: a data-parallel step equals one process on the global batch", "
   CHECK(identical_on_every_rank(distributed));
 }
 
+TEST_CASE("dist: one step on R ranks of B equals one step of one process on R * B (with SyncBatchNorm too)", "[dist]") {
+  const Data d = make_data(batch_per_rank * world().size(), 12, 5);  // one global batch
+  kiln::Model distributed{mlp, 4}, global{mlp, 4};
+  kiln::optim::SGD opt_d{distributed, {.lr = 0.5}}, opt_g{global, {.lr = 0.5}};
+  train_distributed(distributed, opt_d, d, false);
+  train_global(global, opt_g, d);
+  CHECK(nearly_equal(distributed, global));
+  CHECK(identical_on_every_rank(distributed));
+
+  const Data bn_data = make_data(batch_per_rank * world().size(), 10, 4);
+  kiln::Model bn_distributed{bn_net, 4}, bn_global{bn_net, 4};
+  kiln::optim::SGD bn_opt_d{bn_distributed, {.lr = 0.5}}, bn_opt_g{bn_global, {.lr = 0.5}};
+  train_distributed(bn_distributed, bn_opt_d, bn_data, true);
+  train_global(bn_global, bn_opt_g, bn_data);
+  CHECK(nearly_equal(bn_distributed, bn_global));
+  CHECK(identical_on_every_rank(bn_distributed));
+}
+
 TEST_CASE("dist: with 2 ranks a step is bit for bit the sum of the shards' gradients (AdamW, Dropout on)", "[dist]") {
   const Data d = make_data(samples(), 12, 5);
   kiln::Model distributed{mlp, 3}, reference{mlp, 3};
