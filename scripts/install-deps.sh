@@ -8,9 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libdnnl-dev: oneDNN, the benchmarks' vendor ceiling (bench/onednn_mlp.hpp); never a dependency of the library.
+# libopenmpi-dev, openmpi-bin: Open MPI for kiln::dist (data-parallel training) and its tests under mpirun.
 packages=(cmake ninja-build g++ clang-19 libfmt-dev nlohmann-json3-dev catch2 zlib1g-dev dataset-fashion-mnist
           llvm-19-dev libmlir-19-dev mlir-19-tools
-          python3 python3-pip python3-torch libdnnl-dev)
+          python3 python3-pip python3-torch libdnnl-dev
+          libopenmpi-dev openmpi-bin)
 only=0
 if [[ ${1:-} == --only ]]; then
   only=1

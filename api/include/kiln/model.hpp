@@ -214,7 +214,7 @@ class Model {
         throw Error(fmt::format("CrossEntropyLoss: target {} of sample {} is not a class in [0, {})",
                                 targets.data_i64()[i], i, classes));
     et::LossTerm term{et::LossTerm::Kind::cross_entropy, targets.data_i64(), nullptr, loss.label_smoothing,
-                      loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0};
+                      loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(mean_over(n)) : 1.0};
     return train(x, nullptr, term, logits, input_grad, nullptr);
   }
   // Forward, MSELoss against float targets shaped like the output, and backward.
@@ -226,8 +226,9 @@ class Model {
     if (targets.dtype() != DType::float32 || targets.shape() != out_shape)
       throw Error(fmt::format("MSELoss: targets must be F32 {} (the output's shape), got {} {}", shape_text(out_shape),
                               dtype_name(targets.dtype()), shape_text(targets.shape())));
+    const double values = static_cast<double>(mean_over(x.size(0))) * static_cast<double>(Traits::output_dims.numel());
     et::LossTerm term{et::LossTerm::Kind::mse, nullptr, targets.data(), 0.0f,
-                      loss.reduction == nn::Reduction::mean ? 1.0 / static_cast<double>(targets.numel()) : 1.0};
+                      loss.reduction == nn::Reduction::mean ? 1.0 / values : 1.0};
     return train(x, nullptr, term, output, input_grad, nullptr);
   }
   // Backward of sum(output * grad_output) (grad_output is dL/d(output), as in y.backward(grad_output)):
@@ -241,6 +242,17 @@ class Model {
     static_assert(Traits::input_count == 2, "this network takes one input: call backward(x, ...)");
     upstream_backward(x1, &x2, grad_output, input1_grad, input2_grad);
   }
+
+  // Data-parallel training (kiln::dist::DataParallel sets it around its calls): this process's batch is rows
+  // [first_sample, first_sample + N) of a global batch, so Dropout draws the global batch's mask for them and a mean
+  // loss divides by global_batch (the loss and gradients are this shard's part of the global batch's); with
+  // batch_stats_sum set, train-mode BatchNorm1d normalises with the global batch's statistics (SyncBatchNorm), and
+  // every train-mode call is a collective: each process of the job must make it. Default: a batch of its own.
+  void set_shard(const et::Shard& shard) {
+    const detail::Users::Hold alone(users_, true, "set_shard");
+    shard_ = shard;
+  }
+  const et::Shard& shard() const { return shard_; }
 
   // What an optimizer updates: the parameters (not the buffers), in order, as views into the model.
   std::vector<Parameter> parameters() {
@@ -300,6 +312,8 @@ class Model {
     return fmt::format("a network with input {} and output {}", detail::batched_text(Traits::input_dims),
                        detail::batched_text(Traits::output_dims));
   }
+  // The sample count a mean loss divides by: the batch's, or the global batch's when this is a shard of one.
+  index_t mean_over(index_t batch) const { return shard_.global_batch > 0 ? shard_.global_batch : batch; }
   void upstream_backward(const Tensor& x, const Tensor* x2, const Tensor& grad_output, Tensor* dx, Tensor* dx2) {
     const Shape out_shape = output_shape(x);
     if (grad_output.dtype() != DType::float32 || grad_output.shape() != out_shape)
@@ -322,7 +336,7 @@ class Model {
     float* dx_data = prepare(dx, x.shape());
     float* dx2_data = x2 ? prepare(dx2, x2->shape()) : nullptr;
     const et::TrainCall<Net> call{{net_, params_, x.data(), x2 ? x2->data() : nullptr, y_data, x.size(0), training_,
-                                   seed_, static_cast<std::uint32_t>(step_)},
+                                   seed_, static_cast<std::uint32_t>(step_), shard_},
                                   loss, state_, dx_data, dx2_data};
     pack_transposed(dx_data || dx2_data);
     const double value = et::train_fused(call, workspace_, train_workspace_);
@@ -436,8 +450,8 @@ class Model {
       throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(output_shape(x)),
                               dtype_name(y.dtype()), shape_text(y.shape())));
     const Call use{*this};
-    const et::ForwardCall<Net> call{net_,          params_,   x.data(), x2 ? x2->data() : nullptr, y.data(),
-                                    x.size(0),     training_, seed_,    static_cast<std::uint32_t>(step_)};
+    const et::ForwardCall<Net> call{net_,      params_,   x.data(), x2 ? x2->data() : nullptr, y.data(), x.size(0),
+                                    training_, seed_,     static_cast<std::uint32_t>(step_), shard_};
     switch (path) {
       case Path::fused: {
         std::unique_ptr<et::Workspace<Net>> workspace = workspaces_.take();
@@ -455,6 +469,7 @@ class Model {
   std::uint64_t seed_ = 0;
   mutable std::uint64_t step_ = 0;  // a train-mode call advances it
   bool training_ = true;
+  et::Shard shard_{};
   std::vector<Parameter> state_;
   std::array<et::LayerParams, L> params_{};
   std::array<Tensor, L> packed_{}, packed_t_{};

@@ -3,6 +3,8 @@
 //
 //   kiln::BatchLoader train{data.images, data.labels, /*batch_size=*/64, /*seed=*/1};
 //   for (index_t b = 0; b < train.batches(); ++b) { train.batch(epoch, b, x, y); ... }
+//
+// ShardedBatchLoader gives each rank of a data-parallel job (kiln::dist) its disjoint part of every global batch.
 #pragma once
 
 #include <kiln/runtime/error.hpp>
@@ -29,13 +31,19 @@ class BatchLoader {
   // The last batch may be smaller.
   index_t batches() const { return (samples() + batch_size_ - 1) / batch_size_; }
 
+  // The size of batch b (the last may be smaller).
+  index_t batch_size(index_t b) const { return std::min(batch_size_, samples() - b * batch_size_); }
+
   // Batch b of epoch e into x and y (reshaped and reused when they already have the right size).
-  void batch(index_t epoch, index_t b, Tensor& x, Tensor& y) {
+  void batch(index_t epoch, index_t b, Tensor& x, Tensor& y) { batch_rows(epoch, b, 0, batch_size(b), x, y); }
+  // Rows [begin, end) of batch b of epoch e.
+  void batch_rows(index_t epoch, index_t b, index_t begin, index_t end, Tensor& x, Tensor& y) {
     if (b < 0 || b >= batches()) throw Error(fmt::format("BatchLoader: batch {} of {}", b, batches()));
+    if (begin < 0 || begin > end || end > batch_size(b))
+      throw Error(fmt::format("BatchLoader: rows [{}, {}) of batch {}, which has {}", begin, end, b, batch_size(b)));
     if (epoch != order_epoch_) shuffle(epoch);
-    const index_t first = b * batch_size_, n = std::min(batch_size_, samples() - first);
-    gather(inputs_, first, n, x);
-    gather(targets_, first, n, y);
+    gather(inputs_, b * batch_size_ + begin, end - begin, x);
+    gather(targets_, b * batch_size_ + begin, end - begin, y);
   }
 
  private:
@@ -69,6 +77,50 @@ class BatchLoader {
   bool shuffle_;
   std::vector<index_t> order_;
   index_t order_epoch_ = -1;
+};
+
+// Where one rank's rows sit in a global batch: rows [first, first + its batch) of global_size.
+struct BatchShard {
+  index_t first = 0, global_size = 0;
+};
+
+// The batches of one rank of a data-parallel job: every rank orders the data set as a BatchLoader of global
+// batches of ranks * batch_per_rank with the same seed (the same permutation everywhere, as Philox draws it), and
+// takes its own rows of each global batch: rank r the rows [r n / R, (r + 1) n / R) of a batch of n, so that the
+// ranks' shards are disjoint and together make the global batch. The last global batch may be smaller.
+class ShardedBatchLoader {
+ public:
+  ShardedBatchLoader(Tensor inputs, Tensor targets, index_t batch_per_rank, std::uint64_t seed, int rank, int ranks,
+                     bool shuffle = true)
+      : global_(std::move(inputs), std::move(targets), batch_per_rank * std::max(ranks, 1), seed, shuffle),
+        rank_(rank), ranks_(ranks) {
+    if (ranks < 1 || rank < 0 || rank >= ranks)
+      throw Error(fmt::format("ShardedBatchLoader: rank {} of {} ranks is not a rank", rank, ranks));
+    if (global_.batch_size(global_.batches() - 1) < ranks)
+      throw Error(fmt::format("ShardedBatchLoader: the last global batch has {} samples, fewer than the {} ranks: "
+                              "choose a batch that leaves at least one sample per rank",
+                              global_.batch_size(global_.batches() - 1), ranks));
+  }
+
+  index_t samples() const { return global_.samples(); }
+  // Global batches per epoch (the same on every rank).
+  index_t batches() const { return global_.batches(); }
+
+  // This rank's rows of global batch b of epoch e into x and y; returns where they sit in the global batch.
+  BatchShard batch(index_t epoch, index_t b, Tensor& x, Tensor& y) {
+    const BatchShard shard = shard_of(b);
+    const index_t end = (rank_ + 1) * shard.global_size / ranks_;
+    global_.batch_rows(epoch, b, shard.first, end, x, y);
+    return shard;
+  }
+  BatchShard shard_of(index_t b) const {
+    const index_t n = global_.batch_size(b);
+    return {rank_ * n / ranks_, n};
+  }
+
+ private:
+  BatchLoader global_;
+  int rank_, ranks_;
 };
 
 }  // namespace kiln

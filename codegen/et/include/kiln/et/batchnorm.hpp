@@ -5,6 +5,7 @@
 
 #include <kiln/dsl/layers/batchnorm.hpp>
 #include <kiln/et/eval.hpp>
+#include <kiln/et/shard.hpp>
 #include <kiln/et/vmath.hpp>
 #include <kiln/runtime/error.hpp>
 
@@ -15,41 +16,62 @@
 
 namespace kiln::et {
 
-// Mean and biased variance per channel of x viewed as [n, channels, length], accumulated in double. The loops
-// walk memory in order (sample, channel, position) with one accumulator per channel.
-inline void batchnorm_batch_stats(const float* x, index_t n, index_t channels, index_t length, double* mean,
-                                  double* var) {
-  const double count = static_cast<double>(n * length);
-  std::fill(mean, mean + channels, 0.0);
-  std::fill(var, var + channels, 0.0);
+// Per channel of x viewed as [n, channels, length]: the sum of the values (center null), or of their squared
+// deviations from center[c], accumulated in double. The loops walk memory in order (sample, channel, position)
+// with one accumulator per channel.
+inline void batchnorm_channel_sums(const float* x, index_t n, index_t channels, index_t length, const double* center,
+                                   double* out) {
+  std::fill(out, out + channels, 0.0);
   if (length == 1) {  // [N, C]: rows of channels, summed as vectors across the channels
-    for (index_t s = 0; s < n; ++s)
-      for (index_t c = 0; c < channels; ++c) mean[c] += x[s * channels + c];
-    for (index_t c = 0; c < channels; ++c) mean[c] /= count;
+    if (!center) {
+      for (index_t s = 0; s < n; ++s)
+        for (index_t c = 0; c < channels; ++c) out[c] += x[s * channels + c];
+      return;
+    }
     for (index_t s = 0; s < n; ++s)
       for (index_t c = 0; c < channels; ++c) {
-        const double d = x[s * channels + c] - mean[c];
-        var[c] += d * d;
+        const double d = x[s * channels + c] - center[c];
+        out[c] += d * d;
       }
-    for (index_t c = 0; c < channels; ++c) var[c] /= count;
     return;
   }
   for (index_t s = 0; s < n; ++s)
     for (index_t c = 0; c < channels; ++c) {
       const float* xs = x + (s * channels + c) * length;
       double sum = 0;
-      for (index_t l = 0; l < length; ++l) sum += xs[l];
-      mean[c] += sum;
+      if (!center)
+        for (index_t l = 0; l < length; ++l) sum += xs[l];
+      else
+        for (index_t l = 0; l < length; ++l) sum += (xs[l] - center[c]) * (xs[l] - center[c]);
+      out[c] += sum;
     }
+}
+
+// Mean and biased variance per channel of x viewed as [n, channels, length]: two passes, in double.
+inline void batchnorm_batch_stats(const float* x, index_t n, index_t channels, index_t length, double* mean,
+                                  double* var) {
+  const double count = static_cast<double>(n * length);
+  batchnorm_channel_sums(x, n, channels, length, nullptr, mean);
   for (index_t c = 0; c < channels; ++c) mean[c] /= count;
-  for (index_t s = 0; s < n; ++s)
-    for (index_t c = 0; c < channels; ++c) {
-      const float* xs = x + (s * channels + c) * length;
-      double sq = 0;
-      for (index_t l = 0; l < length; ++l) sq += (xs[l] - mean[c]) * (xs[l] - mean[c]);
-      var[c] += sq;
-    }
+  batchnorm_channel_sums(x, n, channels, length, mean, var);
   for (index_t c = 0; c < channels; ++c) var[c] /= count;
+}
+
+// The same over the global batch of a data-parallel step (SyncBatchNorm): each pass's sums, and the count, are
+// summed over every process before they are divided. Returns the global count of values per channel.
+template <index_t C>
+double batchnorm_global_batch_stats(const float* x, index_t n, index_t length, double* mean, double* var,
+                                    const BatchStatsSum& sum_over_processes) {
+  std::array<double, C + 1> sums;  // per channel, then the count
+  batchnorm_channel_sums(x, n, C, length, nullptr, sums.data());
+  sums[C] = static_cast<double>(n * length);
+  sum_over_processes(sums.data(), C + 1);
+  const double count = sums[C];
+  for (index_t c = 0; c < C; ++c) mean[c] = sums[static_cast<std::size_t>(c)] / count;
+  batchnorm_channel_sums(x, n, C, length, mean, var);
+  sum_over_processes(var, C);
+  for (index_t c = 0; c < C; ++c) var[c] /= count;
+  return count;
 }
 
 // scale = weight / sqrt(var + eps), shift = bias - mean * scale (weight 1, bias 0 without affine).
@@ -87,13 +109,18 @@ struct Eval<nn::BatchNorm1d<C>> {
   static index_t values_per_channel(Dims in, index_t samples) { return samples * (in.rank == 2 ? in.sizes[1] : 1); }
 
   // Fills scale and shift (C floats each) for this call. `x` is the whole batch, needed only when the layer
-  // uses batch statistics.
+  // uses batch statistics; with `sum` (SyncBatchNorm, kiln::dist) they are the global batch's.
   static void prepare(const Layer& bn, Dims in, const LayerParams& p, bool training, const float* x, index_t samples,
-                      float* scale, float* shift) {
+                      float* scale, float* shift, const BatchStatsSum* sum = nullptr) {
     std::array<double, C> mean, var;  // on the stack: a call allocates nothing
     if (bn.uses_batch_stats(training)) {
-      batchnorm_batch_stats(x, samples, C, in.rank == 2 ? in.sizes[1] : 1, mean.data(), var.data());
-      if (training) batchnorm_update_running_stats(bn, p, mean.data(), var.data(), values_per_channel(in, samples));
+      const index_t length = in.rank == 2 ? in.sizes[1] : 1;
+      index_t count = values_per_channel(in, samples);
+      if (sum)
+        count = static_cast<index_t>(batchnorm_global_batch_stats<C>(x, samples, length, mean.data(), var.data(), *sum));
+      else
+        batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
+      if (training) batchnorm_update_running_stats(bn, p, mean.data(), var.data(), count);
     } else {
       for (index_t c = 0; c < C; ++c) {
         mean[c] = p.running_mean[c];
@@ -123,11 +150,17 @@ struct Eval<nn::BatchNorm1d<C>> {
 
   // With batch statistics, over the whole batch: with xhat = (x - mean) invstd, g = dy * weight and M values
   // per channel, dx = invstd / M (M g - sum(g) - xhat sum(g xhat)); dweight += sum(dy xhat), dbias += sum(dy).
+  // With `sum` (SyncBatchNorm): mean, invstd, M and the two sums in dx are the global batch's, as in PyTorch's
+  // SyncBatchNorm; dweight and dbias are this process's own (the data-parallel step averages them).
   static void backward_batch(const Layer& bn, Dims in, const LayerParams& p, const LayerGrads& grads, const float* x,
-                             const float* dy, float* dx, index_t samples) {
+                             const float* dy, float* dx, index_t samples, const BatchStatsSum* sum = nullptr) {
     const index_t length = in.rank == 2 ? in.sizes[1] : 1;
-    std::vector<double> mean(C), var(C), invstd(C), sum_dy(C, 0.0), sum_dy_xhat(C, 0.0);
-    batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
+    std::vector<double> mean(C), var(C), invstd(C), sums(2 * C, 0.0);  // sums: sum(dy), then sum(dy xhat)
+    double* sum_dy = sums.data();
+    double* sum_dy_xhat = sums.data() + C;
+    double m = static_cast<double>(samples * length);
+    if (sum) m = batchnorm_global_batch_stats<C>(x, samples, length, mean.data(), var.data(), *sum);
+    else batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
     for (index_t c = 0; c < C; ++c) invstd[c] = 1.0 / std::sqrt(var[c] + bn.eps);
     for (index_t s = 0; s < samples; ++s)  // memory order, one accumulator per channel
       for (index_t c = 0; c < C; ++c)
@@ -141,7 +174,7 @@ struct Eval<nn::BatchNorm1d<C>> {
       if (bn.affine && grads.bias) grads.bias[c] += static_cast<float>(sum_dy[c]);
     }
     if (!dx) return;
-    const double m = static_cast<double>(samples * length);
+    if (sum) (*sum)(sums.data(), 2 * C);
     for (index_t s = 0; s < samples; ++s)
       for (index_t c = 0; c < C; ++c) {
         const double w = bn.affine ? p.weight[c] : 1.0, k1 = w * invstd[c] / m;

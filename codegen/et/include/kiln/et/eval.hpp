@@ -34,7 +34,7 @@ struct LayerGrads {
 // What a tile of samples knows about the forward call it belongs to.
 struct TileContext {
   bool training = false;
-  index_t first_sample = 0;       // index in the batch of the tile's first sample
+  index_t first_sample = 0;       // index of the tile's first sample in the (global, kiln::dist) batch: dropout
   std::uint64_t seed = 0;         // dropout: the model's seed
   std::uint32_t step = 0;         // dropout: the model's training step
   std::uint32_t dropout_stream = 0;  // dropout: this layer's ordinal among the network's Dropouts

@@ -21,6 +21,7 @@
 #include <kiln/dsl/sequential.hpp>
 #include <kiln/et/evaluators.hpp>
 #include <kiln/et/flow.hpp>
+#include <kiln/et/shard.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/threads.hpp>
 
@@ -48,6 +49,7 @@ struct ForwardCall {
   bool training = false;
   std::uint64_t seed = 0;
   std::uint32_t step = 0;
+  Shard shard{};  // data-parallel training: this call's rows within the global batch (shard.hpp)
 };
 
 // Memory a forward call reuses from one call to the next, so that a call allocates nothing: per BatchNorm1d
@@ -265,7 +267,8 @@ void prepare_batch_stats(std::size_t k, const ForwardCall<Net>& call, const Leav
       if constexpr (BatchStatsEvaluator<Layer>)
         Eval<Layer>::prepare(std::get<step.leaf>(leaves), T::analysis.in[step.leaf], setup.params[step.leaf],
                              call.training, full_batch_value(call, setup, ws, step.inputs[0]), call.batch,
-                             ws.batchnorm[step.leaf].data(), ws.batchnorm[step.leaf].data() + Layer::num_features);
+                             ws.batchnorm[step.leaf].data(), ws.batchnorm[step.leaf].data() + Layer::num_features,
+                             call.shard.batch_stats_sum);
     }
   });
 }
@@ -314,7 +317,7 @@ void run_segment(std::size_t s, const ForwardCall<Net>& call, const Leaves& leav
       if (static_cast<int>(r) == flow.output_root) return call.y + r0 * P::width(v);
       return scratch.data() + static_cast<std::size_t>(flow.slot[r]) * slot_floats;
     };
-    TileContext ctx{call.training, r0, call.seed, call.step, 0, setup.reverse_weights};
+    TileContext ctx{call.training, call.shard.first_sample + r0, call.seed, call.step, 0, setup.reverse_weights};
     for_steps_in<T::step_count>(flow.first(s), flow.last(s), [&](auto k) {
       constexpr Step step = T::analysis.steps[k];
       if (step.op == Step::Op::layer && setup.passes[step.leaf]) return;
@@ -383,14 +386,15 @@ void forward_unfused(const ForwardCall<Net>& call, Unfused how) {
         p.scale = scale_shift.data();
         p.shift = scale_shift.data() + Layer::num_features;
         Eval<Layer>::prepare(layer, T::analysis.in[step.leaf], p, call.training, x, batch, scale_shift.data(),
-                             scale_shift.data() + Layer::num_features);
+                             scale_shift.data() + Layer::num_features, call.shard.batch_stats_sum);
       }
       if (Eval<Layer>::passes_through(layer, call.training)) {
         at[value_of_step(k)] = x;
         return;
       }
       out.assign(static_cast<std::size_t>(batch * step.out.numel()), 0.0f);
-      const TileContext ctx{call.training, 0, call.seed, call.step, P::template dropout_stream<step.leaf>()};
+      const TileContext ctx{call.training, call.shard.first_sample, call.seed, call.step,
+                            P::template dropout_stream<step.leaf>()};
       const Dims& in = T::analysis.in[step.leaf];
       if constexpr (TwoInputEvaluator<Layer>) {
         if (how == Unfused::plain_loops)

@@ -236,8 +236,8 @@ class TrainPass {
     tiling_.run_tiles([&](index_t w, index_t t) {
       thread_local std::vector<float> scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-      Tile tile{w, tiling_.begin(t), tiling_.rows(t), TileContext{fc_.training, tiling_.begin(t), fc_.seed, fc_.step, 0},
-                scratch.data(), scratch.data() + l.activation_floats, written_};
+      const TileContext ctx{fc_.training, fc_.shard.first_sample + tiling_.begin(t), fc_.seed, fc_.step, 0};
+      Tile tile{w, tiling_.begin(t), tiling_.rows(t), ctx, scratch.data(), scratch.data() + l.activation_floats, written_};
       forward_tile(s, l, tile);
       if (s + 1 == flow_.segments) loss_gradient(tile, l);
       backward_tile(s, l, tile);
@@ -354,7 +354,8 @@ class TrainPass {
           float* dx = accumulate ? tw_.grad_sum.data() : g;
           Eval<Layer>::backward_batch(std::get<step.leaf>(leaves_), T::analysis.in[step.leaf], setup_.params[step.leaf],
                                       model_grads_[step.leaf], full_batch_value(fc_, setup_, ws_, u),
-                                      tw_.grads[static_cast<std::size_t>(value_of_step(c))].data(), dx, fc_.batch);
+                                      tw_.grads[static_cast<std::size_t>(value_of_step(c))].data(), dx, fc_.batch,
+                                      fc_.shard.batch_stats_sum);
           if (accumulate) join::pass_gradient(dx, g, true, static_cast<index_t>(n));
           if (g) written_[static_cast<std::size_t>(r)] = true;
         }
