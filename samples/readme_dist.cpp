@@ -1,10 +1,11 @@
 // The README's data-parallel block (kiln::dist), compiled and run under `mpirun -np 2` on the small synthetic task
 // of readme_training.cpp for one epoch; afterwards a check that it learned the task and that every rank holds the
 // same parameters. samples/check_readme_blocks.py checks that the block appears here line for line.
+#include "readme_task.hpp"
+
 #include <kiln/dist.hpp>
 #include <kiln/kiln.hpp>
 
-#include <cmath>
 #include <cstring>
 
 namespace nn = kiln::nn;
@@ -13,17 +14,8 @@ constexpr nn::Sequential net{kiln::input<1, 28, 28>, nn::Flatten{}, nn::Linear<7
                              nn::ReLU{}, nn::Dropout{0.2f}, nn::Linear<256, 10>{}};
 
 int main(int argc, char** argv) {
-  // Setup: 2560 images of noise in which class k has a bright band on rows 2k + 4 and 2k + 5.
-  const kiln::index_t samples = 2560;
-  kiln::Tensor images({samples, 1, 28, 28}), labels({samples}, kiln::DType::int64);
-  for (kiln::index_t s = 0; s < samples; ++s) {
-    const kiln::index_t k = s % 10;
-    labels.data_i64()[s] = k;
-    for (kiln::index_t p = 0; p < 28 * 28; ++p) {
-      const float noise = 0.5f * std::sin(12.9898f * static_cast<float>(s * 784 + p));
-      images[s * 784 + p] = noise + (p / 28 / 2 == k + 2 ? 1.0f : 0.0f);
-    }
-  }
+  const auto [images, labels] = samples::band_task();  // readme_task.hpp
+  const kiln::index_t count = images.size(0);
   const kiln::index_t epoch = 0;
   kiln::Tensor x, y;
 
@@ -45,11 +37,11 @@ kiln::dist::save_model(world, model, "model.safetensors");  // rank 0 writes it,
   model.eval();
   const kiln::Tensor logits = model(images);
   kiln::index_t correct = 0;
-  for (kiln::index_t s = 0; s < samples; ++s) {
+  for (kiln::index_t s = 0; s < count; ++s) {
     const float* row = logits.data() + s * 10;
     correct += std::max_element(row, row + 10) - row == labels.data_i64()[s];
   }
-  const double accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(samples);
+  const double accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(count);
   kiln::Model saved{net};
   saved.load_safetensors("model.safetensors");
   bool same = true;  // as saved by rank 0, on every rank

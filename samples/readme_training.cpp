@@ -4,6 +4,8 @@
 // samples/check_readme_blocks.py checks that every ```cpp block of README.md appears in a samples/readme_*.cpp
 // line for line. Around the block: what it takes as given (`net`, `images`, `labels`, `steps`, `epoch`, the
 // batch tensors `x` and `y`), and afterwards a check that the epoch learned the task.
+#include "readme_task.hpp"
+
 #include <kiln/kiln.hpp>
 
 #include <cmath>
@@ -15,18 +17,8 @@ constexpr nn::Sequential net{kiln::input<1, 28, 28>, nn::Flatten{}, nn::Linear<7
                              nn::ReLU{}, nn::Dropout{0.2f}, nn::Linear<256, 10>{}};
 
 int main() {
-  // Setup: 2560 images of noise in which class k has a bright band on rows 2k + 4 and 2k + 5.
-  const kiln::index_t samples = 2560;
-  kiln::Tensor images({samples, 1, 28, 28}), labels({samples}, kiln::DType::int64);
-  for (kiln::index_t s = 0; s < samples; ++s) {
-    const kiln::index_t k = s % 10;
-    labels.data_i64()[s] = k;
-    for (kiln::index_t p = 0; p < 28 * 28; ++p) {
-      const float noise = 0.5f * std::sin(12.9898f * static_cast<float>(s * 784 + p));
-      const kiln::index_t row = p / 28;
-      images[s * 784 + p] = noise + (row / 2 == k + 2 ? 1.0f : 0.0f);
-    }
-  }
+  const auto [images, labels] = samples::band_task();  // readme_task.hpp
+  const kiln::index_t count = images.size(0);
   const int steps = 40;  // one epoch of batches of 64: the schedule's T_max
   const kiln::index_t epoch = 0;
   kiln::Tensor x, y;
@@ -48,13 +40,13 @@ for (kiln::index_t step = 0; step < loader.batches(); ++step) {
   model.eval();
   const kiln::Tensor logits = model(images);
   kiln::index_t correct = 0;
-  for (kiln::index_t s = 0; s < samples; ++s) {
+  for (kiln::index_t s = 0; s < count; ++s) {
     kiln::index_t best = 0;
     for (kiln::index_t c = 1; c < 10; ++c)
       if (logits[s * 10 + c] > logits[s * 10 + best]) best = c;
     correct += best == labels.data_i64()[s];
   }
-  const double accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(samples);
+  const double accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(count);
   fmt::print("{} steps of AdamW: training accuracy {:.1f}%, final learning rate {:.2e} (cosine to 0 at T_max)\n",
              loader.batches(), accuracy, opt.lr);
   return loader.batches() == steps && accuracy >= 90 && std::abs(opt.lr) < 1e-12 ? 0 : 1;
