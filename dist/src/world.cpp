@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
+#include <string_view>
 #include <thread>
 
 namespace kiln::dist {
@@ -141,44 +143,62 @@ World::~World() {
 
 std::string World::name() const { return fmt::format("rank {} of {}", rank_, size_); }
 
-void World::sum(std::span<float> values) const {
+namespace {
+
+// Starts a nonblocking collective (start(request) returns its MPI code) and waits for it (wait above).
+template <class Start>
+void run_collective(const World& world, std::chrono::duration<double> timeout, const std::string& what, Start start) {
   MPI_Request request;
-  const std::string what = fmt::format("the all-reduce of {} floats", values.size());
-  check(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT, MPI_SUM, impl_->comm,
-                       &request),
-        *this, what);
-  wait(request, *this, impl_->timeout, what);
+  check(start(request), world, what);
+  wait(request, world, timeout, what);
+}
+
+// MPI counts elements in an int: a larger span would be cut short, silently.
+int mpi_count(std::size_t count, const World& world, const std::string& what) {
+  if (count > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error(fmt::format("dist: {}: {}: {} elements, more than MPI's int count holds", world.name(), what, count));
+  return static_cast<int>(count);
+}
+
+template <class T>
+void sum_in_place(const World& world, std::chrono::duration<double> timeout, MPI_Comm comm, std::span<T> values,
+                  MPI_Datatype type, std::string_view type_name) {
+  const std::string what = fmt::format("the all-reduce of {} {}", values.size(), type_name);
+  const int count = mpi_count(values.size(), world, what);
+  run_collective(world, timeout, what, [&](MPI_Request& request) {
+    return MPI_Iallreduce(MPI_IN_PLACE, values.data(), count, type, MPI_SUM, comm, &request);
+  });
+}
+
+}  // namespace
+
+void World::sum(std::span<float> values) const {
+  sum_in_place(*this, impl_->timeout, impl_->comm, values, MPI_FLOAT, "floats");
 }
 
 void World::sum(std::span<double> values) const {
-  MPI_Request request;
-  const std::string what = fmt::format("the all-reduce of {} doubles", values.size());
-  check(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, impl_->comm,
-                       &request),
-        *this, what);
-  wait(request, *this, impl_->timeout, what);
+  sum_in_place(*this, impl_->timeout, impl_->comm, values, MPI_DOUBLE, "doubles");
 }
 
 void World::broadcast(std::span<std::byte> bytes, int root) const {
-  MPI_Request request;
   const std::string what = fmt::format("the broadcast of {} bytes from rank {}", bytes.size(), root);
-  check(MPI_Ibcast(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, root, impl_->comm, &request), *this, what);
-  wait(request, *this, impl_->timeout, what);
+  const int count = mpi_count(bytes.size(), *this, what);
+  run_collective(*this, impl_->timeout, what, [&](MPI_Request& request) {
+    return MPI_Ibcast(bytes.data(), count, MPI_BYTE, root, impl_->comm, &request);
+  });
 }
 
 std::vector<std::uint64_t> World::all_gather(std::uint64_t value) const {
   std::vector<std::uint64_t> values(static_cast<std::size_t>(size_));
-  MPI_Request request;
-  const std::string what = "an all-gather";
-  check(MPI_Iallgather(&value, 1, MPI_UINT64_T, values.data(), 1, MPI_UINT64_T, impl_->comm, &request), *this, what);
-  wait(request, *this, impl_->timeout, what);
+  run_collective(*this, impl_->timeout, "an all-gather", [&](MPI_Request& request) {
+    return MPI_Iallgather(&value, 1, MPI_UINT64_T, values.data(), 1, MPI_UINT64_T, impl_->comm, &request);
+  });
   return values;
 }
 
 void World::barrier() const {
-  MPI_Request request;
-  check(MPI_Ibarrier(impl_->comm, &request), *this, "a barrier");
-  wait(request, *this, impl_->timeout, "a barrier");
+  run_collective(*this, impl_->timeout, "a barrier",
+                 [&](MPI_Request& request) { return MPI_Ibarrier(impl_->comm, &request); });
 }
 
 void World::on_root(const std::function<void()>& work, const std::string& what) const {
