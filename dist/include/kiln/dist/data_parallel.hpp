@@ -70,9 +70,12 @@ class DataParallel {
   template <class Loss>
   double forward_backward(const Tensor& x, const Tensor& targets, const Loss& loss, const BatchShard& shard,
                           Tensor* output = nullptr) {
-    model_.set_shard({shard.first, options_.sync_batchnorm ? &world_.batch_stats_sum() : nullptr, shard.global_size});
-    double value = model_.forward_backward(x, targets, loss, output);
-    model_.set_shard({});
+    double value = 0;
+    {
+      const ShardScope scope{model_, {shard.first, options_.sync_batchnorm ? &world_.batch_stats_sum() : nullptr,
+                                      shard.global_size}};
+      value = model_.forward_backward(x, targets, loss, output);
+    }
     const auto start = std::chrono::steady_clock::now();
     reduce_gradients();
     if (!options_.sync_batchnorm) copy_buffers_from_root();
@@ -100,6 +103,16 @@ class DataParallel {
     std::vector<float> packed;  // empty for a gradient reduced where it lies
   };
   static constexpr std::size_t large_bytes = std::size_t{64} << 10;
+
+  // The model computes a shard while this lives, its own batch again after, also when forward_backward throws (a
+  // shard left set would make a later call on the model a collective).
+  struct ShardScope {
+    ShardScope(Model& model, const et::Shard& shard) : model(model) { model.set_shard(shard); }
+    ~ShardScope() { model.set_shard({}); }
+    ShardScope(const ShardScope&) = delete;
+    ShardScope& operator=(const ShardScope&) = delete;
+    Model& model;
+  };
 
   void plan_buckets() {
     std::vector<Parameter> params = model_.parameters();
