@@ -57,19 +57,24 @@ inline void batchnorm_batch_stats(const float* x, index_t n, index_t channels, i
   for (index_t c = 0; c < channels; ++c) var[c] /= count;
 }
 
-// The same over the global batch of a data-parallel step (SyncBatchNorm): each pass's sums, and the count, are
-// summed over every process before they are divided. Returns the global count of values per channel.
+// Mean and biased variance per channel for one BatchNorm1d<C> call: over this batch, or with `sum_over_processes`
+// (SyncBatchNorm, kiln::dist) over the global batch of a data-parallel step, each pass's sums and the count summed
+// over every process before they are divided. Returns the count of values per channel they are taken over.
 template <index_t C>
-double batchnorm_global_batch_stats(const float* x, index_t n, index_t length, double* mean, double* var,
-                                    const BatchStatsSum& sum_over_processes) {
+double batchnorm_call_stats(const float* x, index_t n, index_t length, double* mean, double* var,
+                            const BatchStatsSum* sum_over_processes) {
+  if (!sum_over_processes) {
+    batchnorm_batch_stats(x, n, C, length, mean, var);
+    return static_cast<double>(n * length);
+  }
   std::array<double, C + 1> sums;  // per channel, then the count
   batchnorm_channel_sums(x, n, C, length, nullptr, sums.data());
   sums[C] = static_cast<double>(n * length);
-  sum_over_processes(sums.data(), C + 1);
+  (*sum_over_processes)(sums.data(), C + 1);
   const double count = sums[C];
   for (index_t c = 0; c < C; ++c) mean[c] = sums[static_cast<std::size_t>(c)] / count;
   batchnorm_channel_sums(x, n, C, length, mean, var);
-  sum_over_processes(var, C);
+  (*sum_over_processes)(var, C);
   for (index_t c = 0; c < C; ++c) var[c] /= count;
   return count;
 }
@@ -115,11 +120,8 @@ struct Eval<nn::BatchNorm1d<C>> {
     std::array<double, C> mean, var;  // on the stack: a call allocates nothing
     if (bn.uses_batch_stats(training)) {
       const index_t length = in.rank == 2 ? in.sizes[1] : 1;
-      index_t count = values_per_channel(in, samples);
-      if (sum)
-        count = static_cast<index_t>(batchnorm_global_batch_stats<C>(x, samples, length, mean.data(), var.data(), *sum));
-      else
-        batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
+      const auto count =
+          static_cast<index_t>(batchnorm_call_stats<C>(x, samples, length, mean.data(), var.data(), sum));
       if (training) batchnorm_update_running_stats(bn, p, mean.data(), var.data(), count);
     } else {
       for (index_t c = 0; c < C; ++c) {
@@ -158,9 +160,7 @@ struct Eval<nn::BatchNorm1d<C>> {
     std::vector<double> mean(C), var(C), invstd(C), sums(2 * C, 0.0);  // sums: sum(dy), then sum(dy xhat)
     double* sum_dy = sums.data();
     double* sum_dy_xhat = sums.data() + C;
-    double m = static_cast<double>(samples * length);
-    if (sum) m = batchnorm_global_batch_stats<C>(x, samples, length, mean.data(), var.data(), *sum);
-    else batchnorm_batch_stats(x, samples, C, length, mean.data(), var.data());
+    const double m = batchnorm_call_stats<C>(x, samples, length, mean.data(), var.data(), sum);
     for (index_t c = 0; c < C; ++c) invstd[c] = 1.0 / std::sqrt(var[c] + bn.eps);
     for (index_t s = 0; s < samples; ++s)  // memory order, one accumulator per channel
       for (index_t c = 0; c < C; ++c)
