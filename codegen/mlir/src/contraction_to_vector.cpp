@@ -204,8 +204,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // Columns [firstCol, N) for rows [rowBegin, rowEnd) in tiles of mb rows: blocks of columns whose weight rows
     // (nb * K floats each tile) fit in L1 beside a tile of rows, so the weights are read from L1 for every
     // row tile and the rows from L2 once per column block.
-    const Value reverse = K * N >= kAlternateFloats ? alternateCalls(rewriter, loc) : Value{};
     const int64_t tilesPerBlock = std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
+    // Large weights in two column blocks or more (from column 0, the dot-product tiles' widest span): every other
+    // call takes the blocks last to first. With one block there is nothing to reverse, and no counter.
+    const bool alternate = K * N >= kAlternateFloats && nFull / kTileCols / tilesPerBlock >= 2;
+    const Value reverse = alternate ? alternateCalls(rewriter, loc) : Value{};
     auto columns = [&](int64_t firstCol, Value rowBegin, Value rowEnd, int64_t mb) {
       const int64_t tiles = (nFull - firstCol) / kTileCols, blocks = tiles / tilesPerBlock;
       if (blocks > 0) {
