@@ -7,13 +7,16 @@
 // weights, so an ahead-of-time kernel reads the state_dict's tensors as they are. The elementwise
 // linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise fusion)
 // is cloned onto the tile's rows as vector<NB> ops while the sums are in registers, and stores the layer's
-// output: the intermediate product never reaches memory.
+// output: the intermediate product never reaches memory. A costly epilogue (GELU, Tanh, ...) instead runs on
+// 16-lane rows of the stored product, block of rows by block of rows. The same pass gives LayerNorm's and
+// RMSNorm's row sums vector partial sums (RowSumsToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
 #include <mlir/Dialect/Func/IR/FuncOps.h>
 #include <mlir/Dialect/LLVMIR/LLVMDialect.h>
 #include <mlir/Dialect/Linalg/IR/Linalg.h>
+#include <mlir/Dialect/Math/IR/Math.h>
 #include <mlir/Dialect/MemRef/IR/MemRef.h>
 #include <mlir/Dialect/SCF/IR/SCF.h>
 #include <mlir/Dialect/Vector/IR/VectorOps.h>
@@ -54,6 +57,49 @@ bool isEpilogue(linalg::GenericOp g, Value product) {
   OpOperand* out = g.getDpsInitOperand(0);
   if (!g.getMatchingIndexingMap(out).isIdentity() || g.payloadUsesValueFromOperand(out)) return false;
   return readsProduct;
+}
+
+// An epilogue with a math function (exp, erf, tanh, ...), a division, or more than a few operations: one that
+// costs much more per element on narrow vectors than the loads and stores of running it on its own.
+bool isCostlyEpilogue(linalg::GenericOp g) {
+  constexpr int kCheapOps = 12;
+  int ops = 0;
+  for (Operation& op : g.getRegion().front().without_terminator()) {
+    if (isa<math::MathDialect>(op.getDialect()) || isa<arith::DivFOp>(op)) return true;
+    ++ops;
+  }
+  return ops > kCheapOps;
+}
+
+// The payload of a linalg.generic (its ops without the terminator) on vector<width> values: `map` holds what its
+// block arguments are; an op reading a vector becomes the same op on vectors (its scalar operands broadcast),
+// any other op is cloned. `index(d)` is linalg.index d's value. Returns the yielded value, as a vector.
+Value vectorizePayload(OpBuilder& b, Location loc, Block& body, IRMapping& map, int64_t width,
+                       function_ref<Value(int64_t)> index) {
+  auto vectorOf = [&](Value v) -> Value {
+    if (isa<VectorType>(v.getType())) return v;
+    return b.create<vector::BroadcastOp>(loc, VectorType::get({width}, v.getType()), v);
+  };
+  for (Operation& op : body.without_terminator()) {
+    if (auto indexOp = dyn_cast<linalg::IndexOp>(op)) {
+      map.map(indexOp.getResult(), index(static_cast<int64_t>(indexOp.getDim())));
+      continue;
+    }
+    const bool anyVector = llvm::any_of(op.getOperands(), [&](Value v) {
+      return isa<VectorType>(map.lookupOrDefault(v).getType());
+    });
+    if (!anyVector || op.getNumRegions() != 0) {
+      b.clone(op, map);
+      continue;
+    }
+    OperationState state(loc, op.getName());
+    for (Value v : op.getOperands()) state.addOperands(vectorOf(map.lookupOrDefault(v)));
+    for (Type t : op.getResultTypes()) state.addTypes(VectorType::get({width}, t));
+    state.addAttributes(op.getAttrs());
+    Operation* vop = b.create(state);
+    map.map(op.getResults(), vop->getResults());
+  }
+  return vectorOf(map.lookupOrDefault(body.getTerminator()->getOperand(0)));
 }
 
 // rows[r][c] becomes rows[c][r] (16 x 16): at each level s = 8, 4, 2, 1, rows i and i + s swap their
@@ -182,9 +228,15 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
 
     Location loc = mm.getLoc();
     const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);
+    // The dot-product tiles would run the epilogue on vector<4> rows: for a costly one that takes longer than
+    // the product (GELU after Linear(256, 512): twice the Linear's time). The tiles then write the product to
+    // c, and the epilogue runs on 16-lane rows of it once a block of rows has all its columns (while they are
+    // in cache). A short K keeps it in the tiles: its broadcast products have 16-lane rows.
+    const bool lateEpilogue = epilogue && K > kShortK && isCostlyEpilogue(epilogue);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
-    TileEmitter emit{rewriter, loc, a, b, c, out, epilogue, K};
+    TileEmitter emit{rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K};
+    TileEmitter late{rewriter, loc, a, b, c, out, epilogue, K};
     auto index = [&](int64_t v) { return emit.index(v); };
     Value zero = index(0);
     Value M = rewriter.create<memref::DimOp>(loc, a, 0);
@@ -238,8 +290,10 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         Value end = rewriter.create<arith::MinUIOp>(
             loc, rewriter.create<arith::AddIOp>(loc, blocks.getInductionVar(), index(blockRows)), mFull);
         columns(firstCol, blocks.getInductionVar(), end, kTileRows);
+        if (lateEpilogue) late.epilogueRows(blocks.getInductionVar(), end, N);
       }
       columns(firstCol, mFull, M, 1);
+      if (lateEpilogue) late.epilogueRows(mFull, M, N);
     };
     // A short K leaves dot products mostly reducing: with enough rows, transpose the weights once and
     // broadcast-multiply instead (the first 16-aligned columns; the rest as dot products).
@@ -274,6 +328,26 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     Value offset(Value base, int64_t d) { return d == 0 ? base : rewriter.create<arith::AddIOp>(loc, base, index(d)); }
     VectorType lanes() { return VectorType::get({kLanes}, rewriter.getF32Type()); }
     Value zeros() { return rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes(), 0.0f)); }
+
+    // The epilogue on rows [begin, end) of the product in c, 16 columns at a time (and the last N % 16 at once).
+    void epilogueRows(Value begin, Value end, int64_t N) {
+      auto rows = rewriter.create<scf::ForOp>(loc, begin, end, index(1));
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(rows.getBody());
+      Value i = rows.getInductionVar();
+      auto apply = [&](Value j, int64_t nb) {
+        Value product = rewriter.create<vector::LoadOp>(loc, VectorType::get({nb}, rewriter.getF32Type()), c, ValueRange{i, j});
+        rewriter.create<vector::StoreOp>(loc, applyEpilogue(product, i, j, nb), out, ValueRange{i, j});
+      };
+      const int64_t nVector = N - N % kLanes;
+      if (nVector > 0) {
+        auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(nVector), index(kLanes));
+        OpBuilder::InsertionGuard inner(rewriter);
+        rewriter.setInsertionPointToStart(cols.getBody());
+        apply(cols.getInductionVar(), kLanes);
+      }
+      if (N % kLanes) apply(index(nVector), N % kLanes);
+    }
 
     // Outputs [i, i + mb) x [j, j + nb).
     void tile(Value i, int64_t mb, Value j, int64_t nb) {
@@ -420,38 +494,14 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         SmallVector<Value> at = identity ? SmallVector<Value>{row, col} : SmallVector<Value>{col};
         map.map(arg, rewriter.create<vector::LoadOp>(loc, VectorType::get({nb}, element), in->get(), at));
       }
-      auto vectorOf = [&](Value v) -> Value {
-        if (isa<VectorType>(v.getType())) return v;
-        return rewriter.create<vector::BroadcastOp>(loc, VectorType::get({nb}, v.getType()), v);
-      };
-      for (Operation& op : body.without_terminator()) {
-        if (auto index = dyn_cast<linalg::IndexOp>(op)) {
-          Value v = row;
-          if (index.getDim() == 1) {
-            SmallVector<int64_t> steps = llvm::to_vector(llvm::seq<int64_t>(0, nb));
-            Value iota = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(
-                                                                     VectorType::get({nb}, rewriter.getIndexType()),
-                                                                     llvm::ArrayRef<int64_t>(steps)));
-            v = rewriter.create<arith::AddIOp>(loc, vectorOf(col), iota);
-          }
-          map.map(index.getResult(), v);
-          continue;
-        }
-        const bool anyVector = llvm::any_of(op.getOperands(), [&](Value v) {
-          return isa<VectorType>(map.lookupOrDefault(v).getType());
-        });
-        if (!anyVector || op.getNumRegions() != 0) {
-          rewriter.clone(op, map);
-          continue;
-        }
-        OperationState state(loc, op.getName());
-        for (Value v : op.getOperands()) state.addOperands(vectorOf(map.lookupOrDefault(v)));
-        for (Type t : op.getResultTypes()) state.addTypes(VectorType::get({nb}, t));
-        state.addAttributes(op.getAttrs());
-        Operation* vop = rewriter.create(state);
-        map.map(op.getResults(), vop->getResults());
-      }
-      return vectorOf(map.lookupOrDefault(body.getTerminator()->getOperand(0)));
+      return vectorizePayload(rewriter, loc, body, map, nb, [&](int64_t dim) -> Value {
+        if (dim == 0) return row;
+        SmallVector<int64_t> steps = llvm::to_vector(llvm::seq<int64_t>(0, nb));
+        Value iota = rewriter.create<arith::ConstantOp>(
+            loc, DenseElementsAttr::get(VectorType::get({nb}, rewriter.getIndexType()), llvm::ArrayRef<int64_t>(steps)));
+        Value first = rewriter.create<vector::BroadcastOp>(loc, VectorType::get({nb}, col.getType()), col);
+        return rewriter.create<arith::AddIOp>(loc, first, iota);
+      });
     }
   };
 };
@@ -539,6 +589,82 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
+// LayerNorm's and RMSNorm's row statistics (build_network.cpp, rowSums): out[n, r] += term(x[n, r, c, l], ...)
+// over c and l, x viewed as [N, R, C, L] with L lanes (2 to 16), every other input read per row. Per row the
+// terms accumulate in one vector of L partial sums in f64 (in registers, c after c), which are then added up and
+// to out's value. As loops it would be one scalar add after the other through memory.
+struct RowSumsToVector : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  static bool isRowSums(linalg::GenericOp g) {
+    if (!g.hasPureBufferSemantics() || g.getNumLoops() != 4 || g.getNumDpsInits() != 1) return false;
+    using IT = utils::IteratorType;
+    if (g.getIteratorTypesArray() != SmallVector<IT>{IT::parallel, IT::parallel, IT::reduction, IT::reduction})
+      return false;
+    MLIRContext* ctx = g.getContext();
+    const AffineMap all = AffineMap::getMultiDimIdentityMap(4, ctx);
+    const AffineMap perRow = AffineMap::get(4, 0, {getAffineDimExpr(0, ctx), getAffineDimExpr(1, ctx)}, ctx);
+    OpOperand* out = g.getDpsInitOperand(0);
+    if (g.getMatchingIndexingMap(out) != perRow || !cast<MemRefType>(out->get().getType()).getElementType().isF64())
+      return false;
+    for (OpOperand* in : g.getDpsInputOperands()) {
+      const AffineMap m = g.getMatchingIndexingMap(in);
+      if (in->getOperandNumber() == 0 ? m != all : m != perRow) return false;
+    }
+    auto xType = dyn_cast<MemRefType>(g.getDpsInputOperand(0)->get().getType());
+    if (!xType || !xType.getLayout().isIdentity() || !xType.getElementType().isF32()) return false;
+    const int64_t lanes = xType.getDimSize(3);
+    if (ShapedType::isDynamic(lanes) || lanes < 2 || lanes > 16 || xType.isDynamicDim(1) || xType.isDynamicDim(2))
+      return false;
+    // The payload: out + (terms of the inputs), with no linalg.index and nothing else reading out.
+    Block& body = g.getRegion().front();
+    auto add = dyn_cast<arith::AddFOp>(body.getTerminator()->getOperand(0).getDefiningOp());
+    BlockArgument acc = body.getArgument(out->getOperandNumber());
+    return add && add.getLhs() == acc && acc.hasOneUse() &&
+           llvm::none_of(body.getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+  }
+
+  LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& rewriter) const override {
+    if (!isRowSums(g)) return failure();
+    Location loc = g.getLoc();
+    Value x = g.getDpsInputOperand(0)->get(), out = g.getDpsInitOperand(0)->get();
+    auto xType = cast<MemRefType>(x.getType());
+    const int64_t R = xType.getDimSize(1), C = xType.getDimSize(2), L = xType.getDimSize(3);
+    auto index = [&](int64_t v) -> Value { return rewriter.create<arith::ConstantIndexOp>(loc, v); };
+    auto loop = [&](Value end) {
+      auto f = rewriter.create<scf::ForOp>(loc, index(0), end, index(1));
+      rewriter.setInsertionPointToStart(f.getBody());
+      return f.getInductionVar();
+    };
+    rewriter.setInsertionPoint(g);
+    OpBuilder::InsertionGuard guard(rewriter);
+    Value n = loop(rewriter.create<memref::DimOp>(loc, x, 0));
+    Value r = loop(index(R));
+    Block& body = g.getRegion().front();
+    auto f64Lanes = VectorType::get({L}, rewriter.getF64Type());
+    Value zeros = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(f64Lanes, 0.0));
+    auto chunks = rewriter.create<scf::ForOp>(
+        loc, index(0), index(C), index(1), ValueRange{zeros}, [&](OpBuilder& b, Location, Value c, ValueRange acc) {
+          IRMapping map;
+          for (OpOperand* in : g.getDpsInputOperands()) {
+            Value v = in->getOperandNumber() == 0
+                          ? b.create<vector::LoadOp>(loc, VectorType::get({L}, b.getF32Type()), x, ValueRange{n, r, c, index(0)})
+                          : b.create<memref::LoadOp>(loc, in->get(), ValueRange{n, r}).getResult();
+            map.map(body.getArgument(in->getOperandNumber()), v);
+          }
+          map.map(body.getArgument(g.getDpsInitOperand(0)->getOperandNumber()), acc[0]);
+          Value next = vectorizePayload(b, loc, body, map, L, [](int64_t) -> Value { return {}; });
+          b.create<scf::YieldOp>(loc, next);
+        });
+    Value start = rewriter.create<memref::LoadOp>(loc, out, ValueRange{n, r});
+    Value sum = rewriter.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, chunks.getResult(0), start,
+                                                      arith::FastMathFlags::reassoc);
+    rewriter.create<memref::StoreOp>(loc, sum, out, ValueRange{n, r});
+    rewriter.eraseOp(g);
+    return success();
+  }
+};
+
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ContractionToVectorPass)
   StringRef getArgument() const final { return "kiln-contraction-to-vector"; }
@@ -559,7 +685,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 }  // namespace
 
 void populateContractionToVectorPatterns(RewritePatternSet& patterns) {
-  patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext());
+  patterns.add<ContractionToVector, BilinearToVector, RowSumsToVector>(patterns.getContext());
 }
 
 std::unique_ptr<Pass> createContractionToVectorPass() { return std::make_unique<ContractionToVectorPass>(); }
