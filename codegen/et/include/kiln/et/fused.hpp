@@ -157,12 +157,24 @@ struct Plan {
     for (std::size_t k = 0; k < S; ++k) w = std::max(w, T::analysis.steps[k].out.numel());
     return w;
   }
-  // Rows per tile, at most: scratch slots of about 128 KiB each, a multiple of the micro-kernel's rows, and no
-  // more than 120 rows, so that a narrow network's values stay in L1 from step to step (tiny 16-32-32-4 at batch
-  // 4096: 160-180 us in tiles of 240 rows, 30 KB per value; 130-139 us in tiles of 120).
+  // The floats of the packed weights the forward reads, all layers together.
+  static constexpr index_t packed_floats() {
+    return []<class... Leaves>(std::tuple<Leaves...>*) {
+      return (index_t{0} + ... + [] {
+        if constexpr (PackingEvaluator<Leaves>) return Eval<Leaves>::packed_size;
+        else return index_t{0};
+      }());
+    }(static_cast<typename T::leaves*>(nullptr));
+  }
+  // Rows per tile, at most: scratch slots of about 128 KiB each, a multiple of the micro-kernel's rows, up to
+  // 240 rows; 120 where the weights fit in L1 (32 KiB), which every tile reads from there anyway: it is then the
+  // values that must stay in L1 from step to step (tiny 16-32-32-4 at batch 4096: 153-180 us in tiles of 240 rows,
+  // 30 KB per value; 128-140 us in tiles of 120). Larger weights are read from L2 once per tile, and longer tiles
+  // read them fewer times (Bilinear(64, 48, 32), 393 KB: 3-5% slower in tiles of 120).
   // (A tile of the Tiling has at most one block more than its share: tile_rows + linear_rows.)
+  static constexpr index_t max_tile_rows = packed_floats() * 4 <= 32 * 1024 ? 20 * linear_rows : 40 * linear_rows;
   static constexpr index_t tile_rows =
-      std::clamp<index_t>(32768 / max_width() / linear_rows * linear_rows, linear_rows, 20 * linear_rows);
+      std::clamp<index_t>(32768 / max_width() / linear_rows * linear_rows, linear_rows, max_tile_rows);
   static constexpr index_t scratch_rows = tile_rows + linear_rows;
 
   // Below this much work per call (about 2 us) the threads cost more than they save: one thread runs it.
