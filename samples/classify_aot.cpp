@@ -34,7 +34,8 @@ int main(int argc, char** argv) try {
   const std::string weights = argc > 1 ? argv[1] : weights_dir + "/fashion_mnist_mlp.safetensors";
   const std::filesystem::path data_dir = argc > 2 ? argv[2] : kiln::fashion_mnist_dir;
 
-  // The parameters in the order the kernel takes them (fashion_mnist.h lists their state_dict names).
+  // The parameters in the order the kernel takes them (fashion_mnist.h lists their state_dict names), and the
+  // kernel's packed copy of the weights, made once here.
   kiln::TensorMap state = kiln::load_tensors(weights);
   std::vector<void*> parameters;
   for (const char* name : fashion_mnist_kernel::buffer_names) {
@@ -45,8 +46,9 @@ int main(int argc, char** argv) try {
 
   const kiln::LabelledImages test = kiln::load_fashion_mnist(/*train=*/false, data_dir);
   const kiln::index_t n = test.images.size(0);
+  const fashion_mnist_kernel::Weights packed(parameters.data());
   kiln::Tensor logits({n, fashion_mnist_kernel::output_features});
-  fashion_mnist(parameters.data(), test.images.data(), logits.data(), n);
+  fashion_mnist(packed, test.images.data(), logits.data(), n);
 
   kiln::index_t correct = 0;
   for (kiln::index_t i = 0; i < n; ++i) {
@@ -75,9 +77,9 @@ int main(int argc, char** argv) try {
   model.train();
   const kiln::Tensor et_train = model(batch);  // draws the mask of (seed 7, step 0) and updates the running stats
   kiln::Tensor aot_train({256, fashion_mnist_kernel::output_features});
-  std::vector<void*> buffers = parameters;
-  buffers.push_back(const_cast<float*>(batch.data()));
-  buffers.push_back(aot_train.data());
+  fashion_mnist_kernel::Weights::Buffers buffers = packed.buffers();
+  buffers[fashion_mnist_kernel::buffer_count + 1] = const_cast<float*>(batch.data());
+  buffers[fashion_mnist_kernel::buffer_count + 2] = aot_train.data();
   fashion_mnist_train(buffers.data(), 256, /*seed=*/7, /*step=*/0);
   double worst = worst_ratio(aot_train.data(), et_train.data(), aot_train.numel());
   const kiln::TensorMap after = model.state_dict();

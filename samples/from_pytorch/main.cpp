@@ -18,7 +18,7 @@ int main() try {
   kiln::Tensor x({100, net_kernel_kernel::input_features});
   for (kiln::index_t i = 0; i < x.numel(); ++i) x[i] = std::sin(0.1f * static_cast<float>(i));
   kiln::Tensor y({100, net_kernel_kernel::output_features});
-  net_kernel(parameters.data(), x.data(), y.data(), 100);
+  net_kernel(net_kernel_kernel::Weights(parameters.data()), x.data(), y.data(), 100);
 
   kiln::Model model{net};
   model.load_state_dict(state);

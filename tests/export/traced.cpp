@@ -62,7 +62,7 @@ void check_ahead_of_time() {
   for (const char* name : two_path_kernel_kernel::buffer_names) parameters.push_back(state.at(name).bytes());
   const kiln::Tensor& x = io.at("in0");
   kiln::Tensor y({x.size(0), two_path_kernel_kernel::output_features});
-  two_path_kernel(parameters.data(), x.data(), y.data(), x.size(0));
+  two_path_kernel(two_path_kernel_kernel::Weights(parameters.data()), x.data(), y.data(), x.size(0));
   check_output("two_path (ahead of time)", y, io.at("out"));
 }
 #endif

@@ -27,17 +27,20 @@
 namespace {
 
 // The AOT entry points behind kiln::jit::Kernel, which calls them as it calls a JIT kernel's: the model's
-// buffers, seed and step, its checks first.
-std::shared_ptr<kiln::mlir::LoadedKernel> entry_points(kiln::ir::KernelFn eval, kiln::ir::KernelFn train) {
+// buffers, seed and step, its checks first, its packing when the weights change.
+std::shared_ptr<kiln::mlir::LoadedKernel> entry_points(kiln::ir::KernelFn eval, kiln::ir::KernelFn train,
+                                                       kiln::ir::PackFn pack, std::int64_t packed_floats) {
   auto kernel = std::make_shared<kiln::mlir::LoadedKernel>();
   kernel->eval = eval;
   kernel->train = train;
+  kernel->pack = pack;
+  kernel->packed_floats = packed_floats;
   return kernel;
 }
+#define KILN_AOT_ENTRY_POINTS(name) entry_points(name##_eval, name##_train, name##_pack, name##_kernel::packed_floats)
 
 template <kiln::Network Net>
-std::vector<kiln::testing::Backend<Net>> aot_backend(kiln::ir::KernelFn eval, kiln::ir::KernelFn train) {
-  const auto loaded = entry_points(eval, train);
+std::vector<kiln::testing::Backend<Net>> aot_backend(std::shared_ptr<kiln::mlir::LoadedKernel> loaded) {
   return {{"aot",
            [=](kiln::Model<Net>& m, const kiln::Tensor& x, const kiln::Tensor* x2) {
              kiln::jit::Kernel<Net> kernel(m, loaded);
@@ -52,7 +55,7 @@ std::vector<kiln::testing::Backend<Net>> aot_backend(kiln::ir::KernelFn eval, ki
 #define KILN_AOT_CASE(name)                                                                                 \
   TEST_CASE("aot golden: " #name, "[aot][golden]") {                                                       \
     using Net = std::remove_const_t<decltype(aot_nets::name)>;                                              \
-    kiln::testing::check_golden(#name, aot_nets::name, aot_backend<Net>(aot_##name##_eval, aot_##name##_train)); \
+    kiln::testing::check_golden(#name, aot_nets::name, aot_backend<Net>(KILN_AOT_ENTRY_POINTS(aot_##name)));   \
   }
 KILN_AOT_CASE(net_3d)
 KILN_AOT_CASE(net_bilinear)
@@ -69,7 +72,7 @@ KILN_AOT_CASE(net_graph_resmlp)
 
 TEST_CASE("aot graph: nested composites == the expression-template kernel", "[aot][graph]") {
   using Net = std::remove_const_t<decltype(graph_nets::nested)>;
-  const auto kernel = entry_points(aot_graph_nested_eval, aot_graph_nested_train);
+  const auto kernel = KILN_AOT_ENTRY_POINTS(aot_graph_nested);
   kiln::testing::check_kernel_equals_expression_templates(
       graph_nets::nested, "nested", [&](kiln::Model<Net>& m) { return kiln::jit::Kernel<Net>(m, kernel); });
 }

@@ -92,16 +92,16 @@ TEST_CASE("jit: a long Linear on 1023 to 1031 rows == the expression-template ke
   }
 }
 
-// Short-K Linears from 16 rows transpose their weights (kiln_transpose: 16 x 16 blocks, then the last K % 16
-// rows one by one) for the broadcast tiles: K = 20 (16 + 4) into 48 outputs (three vectors), K = 48 into 17 (one
-// vector, one column by dot products), K = 17 into 16; just below, at and above the 16 rows.
-TEST_CASE("jit: short-K Linears with transposed weights == the expression-template kernel", "[jit]") {
+// Packed weights (kiln_transpose: 16 x 16 blocks, then the last K % 16 rows one by one) for the broadcast tiles:
+// K = 20 (16 + 4) into 48 outputs (three vectors), K = 48 into 17 (one vector, one column by dot products), K = 17
+// into 16 (an odd K for the one-row tiles' two accumulator sets); batches below, at and above the 6-row tiles.
+TEST_CASE("jit: Linears on packed weights == the expression-template kernel", "[jit]") {
   static constexpr nn::Sequential net{kiln::input<20>, nn::Linear<20, 48>{}, nn::Tanh{}, nn::Linear<48, 17>{},
                                       nn::ReLU{},      nn::Linear<17, 16>{}};
   kiln::Model model{net, 6};
   model.eval();
   auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("short")));
-  for (const index_t batch : {15, 16, 17, 40}) {
+  for (const index_t batch : {1, 5, 6, 7, 40}) {
     Tensor x({batch, 20});
     for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
     kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch), 2e-5, 4e-6);
@@ -142,6 +142,30 @@ TEST_CASE("jit: one compile serves every batch size, and reads the parameters as
   Tensor x({4, 12});
   x.fill(0.5f);
   kiln::testing::check_close(jit(x), model(x), "after load_state_dict");
+}
+
+// Linears of 16 outputs or more read the kernel's packed copy of W^T: packed again on the first call after a
+// load or parameters_changed() (as an optimizer step ends), by one thread of those that call.
+TEST_CASE("jit: packed weights follow the model's parameters", "[jit]") {
+  static constexpr nn::Sequential net{kiln::input<12>, nn::Linear<12, 32>{}, nn::ReLU{}, nn::Linear<32, 16>{}};
+  kiln::Model model{net, 3};
+  model.eval();
+  const auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("repack")));
+  Tensor x({7, 12});
+  for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+  const Tensor first = jit(x);
+  kiln::testing::check_close(first, model(x), "as compiled");
+  model.load_state_dict(kiln::Model{net, 99}.state_dict());
+  const Tensor loaded = jit(x);
+  kiln::testing::check_close(loaded, model(x), "after load_state_dict");
+  for (kiln::Parameter& p : model.parameters())
+    for (float& v : p.value.values()) v *= -0.5f;
+  model.parameters_changed();
+  const auto copy = jit;  // shares the packed weights
+  const Tensor changed = copy(x);
+  kiln::testing::check_close(changed, model(x), "after parameters_changed");
+  CHECK(changed[0] != loaded[0]);
+  CHECK(loaded[0] != first[0]);
 }
 
 TEST_CASE("jit: the in-process cache returns the kernel compiled before", "[jit][cache]") {

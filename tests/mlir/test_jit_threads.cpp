@@ -1,6 +1,6 @@
 // A JIT kernel shared by several threads, as a server's: eval-mode calls at once give the single-threaded outputs
-// (the kernel keeps no per-call state; the model is held as model(x) holds it), and a train-mode call while they
-// run is refused.
+// (the kernel keeps no per-call state but its packed weights; the model is held as model(x) holds it), a
+// train-mode call while they run is refused, and new weights are packed once for the threads that call next.
 #include "../support.hpp"
 
 #include <kiln/jit.hpp>
@@ -45,4 +45,29 @@ TEST_CASE("jit threads: one kernel, four threads, the single-threaded outputs", 
 
   const decltype(model)::Call call{model};  // a call in flight
   CHECK_THROWS_WITH(model.train(), "kiln: train(): refused while 1 call(s) of the model run on other threads");
+}
+
+TEST_CASE("jit threads: four threads call first after new weights, and all read them", "[jit][threads]") {
+  kiln::Model model{threads_net, 9};
+  model.eval();
+  kiln::jit::Options options;
+  options.use_disk_cache = false;
+  const auto kernel = kiln::jit::compile(model, options);
+  Tensor x({40, 10});
+  for (kiln::index_t i = 0; i < x.numel(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  const Tensor before = kernel(x);
+  for (kiln::Parameter& p : model.parameters())
+    for (float& v : p.value.values()) v = 0.75f * v + 0.01f;
+  model.parameters_changed();
+  const Tensor expected = kiln::jit::compile(model, options)(x);  // another kernel, packed on its own
+  REQUIRE(expected[0] != before[0]);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      const Tensor y = kernel(x);
+      for (kiln::index_t j = 0; j < y.numel(); ++j) wrong += y[j] != expected[j];
+    });
+  for (std::thread& t : threads) t.join();
+  CHECK(wrong.load() == 0);
 }

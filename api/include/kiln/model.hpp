@@ -297,6 +297,10 @@ class Model {
     detail::Users::Hold hold_;
   };
 
+  // Counts the changes of the parameters' values (each repack of the weights): another backend that keeps a
+  // packed copy of its own (kiln::jit) packs again when it has changed.
+  std::uint64_t weights_version() const { return weights_version_; }
+
   // What a forward checks before it runs, for other backends (kiln::jit) that run this model's parameters:
   // that a batch of this size has more than one value per channel for every BatchNorm1d using batch statistics.
   void check_batch(index_t batch) const { et::check_batch_stats<Net>(leaf_values(net_), batch, training_); }
@@ -402,6 +406,7 @@ class Model {
       if constexpr (et::PackingEvaluator<Layer>) et::Eval<Layer>::pack(params_[i].weight, packed_[i].data());
     });
     packed_t_fresh_.fill(false);
+    ++weights_version_;
   }
   // Packs W^T for the layers whose input gradient a backward will compute (et::input_grad_needed), if stale.
   void pack_transposed(bool input_grad) {
@@ -474,6 +479,7 @@ class Model {
   std::array<et::LayerParams, L> params_{};
   std::array<Tensor, L> packed_{}, packed_t_{};
   std::array<bool, L> packed_t_fresh_{};
+  std::uint64_t weights_version_ = 0;
   detail::Users users_;
   detail::WorkspacePool<et::Workspace<Net>> workspaces_;
   et::Workspace<Net> workspace_;  // forward_backward's and backward's, which run alone

@@ -60,6 +60,17 @@ std::vector<Step> stepsOf(const ir::Network& net) {
   return chain;
 }
 
+// The state_dict's buffers as flat memrefs, then the packed weights: every function's arguments (after the
+// scalars of the eval and train functions).
+SmallVector<Type> bufferArguments(Builder& b, const ir::Network& net) {
+  SmallVector<Type> args;
+  for (const SchemaEntry& buf : net.buffers)
+    args.push_back(buf.spec.dtype() == DType::int64 ? MemRefType::get({1}, b.getI64Type())
+                                                    : MemRefType::get({buf.spec.shape.numel()}, b.getF32Type()));
+  args.push_back(MemRefType::get({packedOffset(net, net.layers.size())}, b.getF32Type()));
+  return args;
+}
+
 class FunctionBuilder;
 // How one kind of layer lowers: y from x (and the network's second input x2, for Bilinear), plus what it reads.
 struct Lowering {
@@ -77,15 +88,14 @@ class FunctionBuilder {
     f32_ = b_.getF32Type();
     f64_ = b_.getF64Type();
     SmallVector<Type> args{b_.getIndexType(), b_.getI64Type(), b_.getI64Type()};
-    for (const SchemaEntry& buf : net.buffers)
-      args.push_back(buf.spec.dtype() == DType::int64 ? MemRefType::get({1}, b_.getI64Type())
-                                                      : MemRefType::get({buf.spec.shape.numel()}, f32_));
+    args.append(bufferArguments(b_, net));
     args.push_back(MemRefType::get({kDyn, net.input.numel()}, f32_));
     if (net.input_count == 2) args.push_back(MemRefType::get({kDyn, net.input2.numel()}, f32_));
     args.push_back(MemRefType::get({kDyn, net.output.numel()}, f32_));
     b_.setInsertionPointToEnd(module.getBody());
     func_ = b_.create<func::FuncOp>(loc_, name, FunctionType::get(ctx, args, {}));
     func_.setPrivate();
+    func_.setArgAttr(3 + net.buffers.size(), kPackedArgument, b_.getUnitAttr());
     b_.setInsertionPointToStart(func_.addEntryBlock());
   }
 
@@ -96,8 +106,8 @@ class FunctionBuilder {
     seed_ = entry.getArgument(1);
     step_ = entry.getArgument(2);
     // One tensor per value of the data flow: the inputs, then each step's output.
-    SmallVector<Value> values{tensorOf(entry.getArgument(3 + nb)),
-                              net_.input_count == 2 ? tensorOf(entry.getArgument(4 + nb)) : Value{}};
+    SmallVector<Value> values{tensorOf(entry.getArgument(4 + nb)),
+                              net_.input_count == 2 ? tensorOf(entry.getArgument(5 + nb)) : Value{}};
     for (const Step& s : stepsOf(net_)) values.push_back(lowerStep(s, values));
     Value y = values.size() > first_step_value ? values.back() : values[0];
     // The output, then the updated running statistics: written after the whole forward has read the old ones.
@@ -251,7 +261,8 @@ class FunctionBuilder {
   }
 
   // ---- Linear: y = x W^T + b, over the last dim ----------------------------------------------------------
-  // An input [N, R..., In] is the matrix [N * R, In].
+  // An input [N, R..., In] is the matrix [N * R, In]. The matmul names where its packed weights are
+  // (kPackedOffset), for contraction_to_vector.cpp.
   Value linear(const ir::Layer& l, Value x) {
     const int64_t in = l.in.last(), out = l.out.last(), R = l.in.numel() / in;
     Value rows = n_;
@@ -260,10 +271,12 @@ class FunctionBuilder {
       rows = b_.create<arith::MulIOp>(loc_, n_, b_.create<arith::ConstantIndexOp>(loc_, R));
     }
     Value w = param(l, Role::weight, {out, in});
-    Value y = b_.create<linalg::MatmulTransposeBOp>(loc_, TypeRange{RankedTensorType::get({kDyn, out}, f32_)},
+    auto mm = b_.create<linalg::MatmulTransposeBOp>(loc_, TypeRange{RankedTensorType::get({kDyn, out}, f32_)},
                                                     ValueRange{x, w},
-                                                    ValueRange{filled(emptyRows({out}, f32_, rows), constF32(b_, 0.0f))})
-                  .getResult(0);
+                                                    ValueRange{filled(emptyRows({out}, f32_, rows), constF32(b_, 0.0f))});
+    if (packedColumns(l) > 0)
+      mm->setAttr(kPackedOffset, b_.getI64IntegerAttr(packedOffset(net_, static_cast<std::size_t>(&l - net_.layers.data()))));
+    Value y = mm.getResult(0);
     if (l.has(Role::bias)) y = addBias(y, param(l, Role::bias, {out}), rows);
     if (R > 1) {
       SmallVector<OpFoldResult> sizes{OpFoldResult(n_), b_.getIndexAttr(R), b_.getIndexAttr(out)};
@@ -649,6 +662,27 @@ const std::map<std::string_view, Lowering>& lowerings() {
   return table;
 }
 
+// <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as a
+// linalg.transpose on memrefs (contraction_to_vector.cpp makes it 16 x 16 blocks through registers).
+void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name) {
+  OpBuilder b(module.getContext());
+  Location loc = b.getUnknownLoc();
+  b.setInsertionPointToEnd(module.getBody());
+  auto fn = b.create<func::FuncOp>(loc, name, FunctionType::get(module.getContext(), bufferArguments(b, net), {}));
+  fn.setPrivate();
+  b.setInsertionPointToStart(fn.addEntryBlock());
+  Value packed = fn.getArguments().back();
+  for (std::size_t i = 0; i < net.layers.size(); ++i) {
+    const ir::Layer& l = net.layers[i];
+    const int64_t cols = packedColumns(l), in = l.in.last();
+    if (cols == 0) continue;
+    // W's first `cols` rows [cols, In], and W^T's place [In, cols].
+    Value w = matrixView(b, loc, fn.getArgument(static_cast<unsigned>(l.param(Role::weight))), 0, cols, in);
+    b.create<linalg::TransposeOp>(loc, w, matrixView(b, loc, packed, packedOffset(net, i), in, cols), ArrayRef<int64_t>{1, 0});
+  }
+  b.create<func::ReturnOp>(loc);
+}
+
 }  // namespace
 
 void checkLowering(const ir::Layer& l) {
@@ -666,11 +700,29 @@ void checkLowering(const ir::Layer& l) {
     fail("tracks running statistics but has no running_mean, running_var or num_batches_tracked buffer");
 }
 
+Value matrixView(OpBuilder& b, Location loc, Value flat, int64_t offset, int64_t rows, int64_t cols) {
+  auto type = MemRefType::get({rows, cols}, b.getF32Type(), StridedLayoutAttr::get(b.getContext(), offset, {cols, 1}));
+  return b.create<memref::ReinterpretCastOp>(loc, type, flat, offset, ArrayRef<int64_t>{rows, cols}, ArrayRef<int64_t>{cols, 1});
+}
+
+int64_t packedColumns(const ir::Layer& layer) {
+  if (layer.kind != "linear") return 0;
+  const int64_t out = layer.out.last();
+  return out - out % 16;
+}
+
+int64_t packedOffset(const ir::Network& net, std::size_t layer) {
+  int64_t offset = 0;
+  for (std::size_t i = 0; i < layer; ++i) offset += packedColumns(net.layers[i]) * net.layers[i].in.last();
+  return offset;
+}
+
 void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name) {
   for (bool training : {false, true}) {
     FunctionBuilder fb(module, net, training, implName(name, training));
     fb.build();
   }
+  buildPackFunction(module, net, packImplName(name));
 }
 
 }  // namespace kiln::mlir_backend

@@ -1,15 +1,17 @@
 // Step 2b of the ladder (after one-shot bufferization): contractions to register-tiled vector code, with their
 // elementwise epilogue fused in.
 //
-// A Linear is y = x W^T with W in PyTorch's [Out, In] layout, so both operands are contiguous along the
-// reduction dim K. The loop nest computes a tile of MB x NB outputs as MB * NB dot products, each a vector of
-// 16 partial sums along K (vector.fma), reduced at the end of K. That needs no packing or transposing of the
-// weights, so an ahead-of-time kernel reads the state_dict's tensors as they are. The elementwise
-// linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise fusion)
-// is cloned onto the tile's rows as vector<NB> ops while the sums are in registers, and stores the layer's
-// output: the intermediate product never reaches memory. A costly epilogue (GELU, Tanh, ...) instead runs on
-// 16-lane rows of the stored product, block of rows by block of rows. The same pass gives LayerNorm's and
-// RMSNorm's row sums vector partial sums (RowSumsToVector).
+// A Linear is y = x W^T with W in PyTorch's [Out, In] layout. Its first out - out % 16 columns read W^T from the
+// kernel's packed weights (build_network.cpp writes them when the parameters change): a tile of 6 rows x 4
+// vectors of 16 columns accumulates broadcast(x[i, k]) * W^T[k, j:j+16] over k, as the expression-template
+// kernel's micro-kernel does. The last out % 16 columns are dot products over W's rows, contiguous along K:
+// tiles of MB x NB outputs, each a vector of 16 partial sums along K (vector.fma) reduced at the end of K. The
+// elementwise linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise
+// fusion) is cloned onto the tile's rows as vector ops while the sums are in registers, and stores the layer's
+// output: the intermediate product never reaches memory. (A Linear without packed weights with a costly
+// epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the stored product, block of rows by block of
+// rows.) The same pass gives LayerNorm's and RMSNorm's row sums vector partial sums (RowSumsToVector), and
+// makes the packing's transposes 16 x 16 blocks through registers (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -36,8 +38,7 @@ constexpr int64_t kTileRows = 4, kTileCols = 4;
 constexpr int64_t kL1Floats = 40 * 1024 / 4;  // the part of a 48 KiB L1 the weights and rows of a block may use
 constexpr int64_t kMaxTilesPerBlock = 8;
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
-constexpr int64_t kShortK = 64;             // up to this K, and from this many rows, broadcast products
-constexpr int64_t kBroadcastMinRows = 16;
+constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs in the dot-product tiles
 constexpr int64_t kBroadcastRows = 6, kBroadcastVectors = 4;  // a tile of 6 rows x 64 columns
 constexpr int64_t kAlternateFloats = 32 * 1024;  // from 128 KB of weights, every other call walks them backwards
 
@@ -122,9 +123,9 @@ void transpose16(OpBuilder& b, Location loc, SmallVector<Value>& rows) {
 
 // kiln_transpose(w, wt): wt[k, n] = w[n, k] for every n < wt's columns (a multiple of 16) and k < w's columns,
 // 16 x 16 blocks through registers (each block of w's rows read once along k), the last K % 16 rows of wt
-// element by element. The copy element by element took 0.35 us of the 16-32-32-4 MLP's 1.4 us at batch 32.
+// element by element (the copy element by element took as long as a call of the 16-32-32-4 MLP at batch 32).
 // One function per module, internal and not inlined, so that its shuffles are compiled once however many
-// Linears call it.
+// Linears it packs.
 func::FuncOp transposeFunction(OpBuilder& builder, Location loc, MemRefType matrix) {
   constexpr llvm::StringLiteral name = "kiln_transpose";
   auto module = builder.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
@@ -227,12 +228,18 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     if (!fuse) epilogue = nullptr;
 
     Location loc = mm.getLoc();
-    const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);
+    const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0), nVectorCols = N - N % kLanes;
+    // W^T of the first nVectorCols columns, in the kernel's packed weights.
+    Value packedWT;
+    if (auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset); offset && nVectorCols > 0) {
+      packedWT = packedWeights(rewriter, mm, offset.getInt(), K, nVectorCols);
+      if (!packedWT) return failure();
+    }
     // The dot-product tiles would run the epilogue on vector<4> rows: for a costly one that takes longer than
     // the product (GELU after Linear(256, 512): twice the Linear's time). The tiles then write the product to
     // c, and the epilogue runs on 16-lane rows of it once a block of rows has all its columns (while they are
-    // in cache). A short K keeps it in the tiles: its broadcast products have 16-lane rows.
-    const bool lateEpilogue = epilogue && K > kShortK && isCostlyEpilogue(epilogue);
+    // in cache). Not with packed weights (16-lane rows but for the last out % 16 columns), nor with a short K.
+    const bool lateEpilogue = epilogue && !packedWT && K > kShortK && isCostlyEpilogue(epilogue);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
     TileEmitter emit{rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K};
@@ -259,7 +266,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     const int64_t tilesPerBlock = std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
     // Large weights in two column blocks or more (from column 0, the dot-product tiles' widest span): every other
     // call takes the blocks last to first. With one block there is nothing to reverse, and no counter.
-    const bool alternate = K * N >= kAlternateFloats && nFull / kTileCols / tilesPerBlock >= 2;
+    const bool alternate = !packedWT && K * N >= kAlternateFloats && nFull / kTileCols / tilesPerBlock >= 2;
     const Value reverse = alternate ? alternateCalls(rewriter, loc) : Value{};
     auto columns = [&](int64_t firstCol, Value rowBegin, Value rowEnd, int64_t mb) {
       const int64_t tiles = (nFull - firstCol) / kTileCols, blocks = tiles / tilesPerBlock;
@@ -295,18 +302,14 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       columns(firstCol, mFull, M, 1);
       if (lateEpilogue) late.epilogueRows(mFull, M, N);
     };
-    // A short K leaves dot products mostly reducing: with enough rows, transpose the weights once and
-    // broadcast-multiply instead (the first 16-aligned columns; the rest as dot products).
-    const int64_t nVectorCols = N - N % kLanes;
-    if (K <= kShortK && nVectorCols > 0 && bType.getLayout().isIdentity()) {
-      Value enough = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge, M, index(kBroadcastMinRows));
-      auto branch = rewriter.create<scf::IfOp>(loc, enough, /*withElseRegion=*/true);
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(&branch.getThenRegion().front());
-      emit.broadcastProducts(M, nVectorCols);
+    if (packedWT) {
+      // A costly epilogue runs once per tile, in a loop over its vectors stored in a scratch tile, instead of
+      // once per vector (24 copies of Tanh's polynomial per Linear made the 13-layer network's compile 25% longer).
+      if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm);
+      // Large weights in two column blocks or more: every other call takes the blocks last to first.
+      const bool alternateBlocks = K * N >= kAlternateFloats && nVectorCols / (kBroadcastVectors * kLanes) >= 2;
+      emit.broadcastColumns(M, nVectorCols, packedWT, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
       dotProducts(nVectorCols);
-      rewriter.setInsertionPointToStart(&branch.getElseRegion().front());
-      dotProducts(0);
     } else {
       dotProducts(0);
     }
@@ -316,12 +319,31 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     return success();
   }
 
+  // A [6, 64] f32 buffer on the stack, allocated at the function's entry (not in a loop, where every iteration
+  // would take more stack).
+  static Value scratchTile(PatternRewriter& rewriter, Operation* op) {
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(&op->getParentOfType<func::FuncOp>().getBody().front());
+    auto type = MemRefType::get({kBroadcastRows, kBroadcastVectors * kLanes}, rewriter.getF32Type());
+    return rewriter.create<memref::AllocaOp>(op->getLoc(), type, rewriter.getI64IntegerAttr(64));
+  }
+
+  // The packed weights' [K, cols] block at `offset` (build_network.cpp), a view of the function's argument
+  // marked kPackedArgument; null if the function has none.
+  static Value packedWeights(PatternRewriter& rewriter, Operation* op, int64_t offset, int64_t K, int64_t cols) {
+    auto fn = op->getParentOfType<func::FuncOp>();
+    for (unsigned i = 0; fn && i < fn.getNumArguments(); ++i)
+      if (fn.getArgAttr(i, kPackedArgument)) return matrixView(rewriter, op->getLoc(), fn.getArgument(i), offset, K, cols);
+    return {};
+  }
+
   struct TileEmitter {
     PatternRewriter& rewriter;
     Location loc;
     Value a, b, c, out;
     linalg::GenericOp epilogue;
     int64_t K;
+    Value scratch = {};  // if set, broadcast tiles run their epilogue in a loop over this [6, 64] tile
 
     Value index(int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v); }
     // base + d, without an add for d = 0.
@@ -390,64 +412,96 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       }
     }
 
-    // Columns [0, nCols) (a multiple of 16) by broadcast products: W^T is copied to a K x nCols buffer once
-    // (transposeFunction), then a tile of 6 rows x (up to) 4 vectors of 16 columns accumulates
-    // x[i, k] * W^T[k, j:j+16] over k, and its epilogue runs per vector.
-    void broadcastProducts(Value M, int64_t nCols) {
-      auto btType = MemRefType::get({K, nCols}, rewriter.getF32Type());
-      Value bt = rewriter.create<memref::AllocOp>(loc, btType, rewriter.getI64IntegerAttr(64));
-      auto dynamic = MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, rewriter.getF32Type());
-      func::FuncOp transpose = transposeFunction(rewriter, loc, dynamic);
-      rewriter.create<func::CallOp>(loc, transpose, ValueRange{rewriter.create<memref::CastOp>(loc, dynamic, b),
-                                                               rewriter.create<memref::CastOp>(loc, dynamic, bt)});
-      broadcastColumns(M, nCols, bt);
-    }
-
-    // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, N] product, bt being the [K, N] operand.
-    void broadcastColumns(Value M, int64_t nCols, Value bt) {
-      Value rem = rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows));
-      Value mFull = rewriter.create<arith::SubIOp>(loc, M, rem);
+    // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand:
+    // rows in blocks that stay in L2 while every column block passes (last to first on the calls where
+    // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns, then the last rows one at a time.
+    void broadcastColumns(Value M, int64_t nCols, Value bt, Value reverse = {}) {
       const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
-      auto columns = [&](Value first, int64_t vectors) {
-        auto rowLoop = [&](Value begin, Value end, int64_t mb) {
-          auto rows = rewriter.create<scf::ForOp>(loc, begin, end, index(mb));
+      auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb) {
+        auto rowLoop = [&](Value first, int64_t vectors) {
+          auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, index(mb));
           OpBuilder::InsertionGuard guard(rewriter);
           rewriter.setInsertionPointToStart(rows.getBody());
           broadcastTile(rows.getInductionVar(), mb, first, vectors, bt);
         };
-        rowLoop(index(0), mFull, kBroadcastRows);
-        rowLoop(mFull, M, 1);
+        if (blocks > 0) {
+          auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
+          OpBuilder::InsertionGuard guard(rewriter);
+          rewriter.setInsertionPointToStart(loop.getBody());
+          Value first = loop.getInductionVar();
+          if (reverse)  // (blocks - 1) * width - first
+            first = rewriter.create<arith::SelectOp>(
+                loc, reverse, rewriter.create<arith::SubIOp>(loc, index((blocks - 1) * width), first), first);
+          rowLoop(first, kBroadcastVectors);
+        }
+        if (rest > 0) rowLoop(index(blocks * width), rest);
       };
-      if (blocks > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
+      Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows)));
+      const int64_t blockRows = std::max<int64_t>(1, kL2Floats / std::max<int64_t>(K, 1) / kBroadcastRows) * kBroadcastRows;
+      auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mFull, index(blockRows));
+      {
         OpBuilder::InsertionGuard guard(rewriter);
-        rewriter.setInsertionPointToStart(loop.getBody());
-        columns(loop.getInductionVar(), kBroadcastVectors);
+        rewriter.setInsertionPointToStart(rowBlocks.getBody());
+        Value begin = rowBlocks.getInductionVar();
+        columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mFull),
+                kBroadcastRows);
       }
-      if (rest > 0) columns(index(blocks * width), rest);
+      columns(mFull, M, 1);
     }
 
+    // A tile of mb rows x `vectors` vectors of 16 columns. One row accumulates even and odd k in two sets of
+    // accumulators, for twice the independent FMA chains (as the expression-template kernel's one-row tile).
     void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, Value bt) {
       SmallVector<Value> rows, cols;
       for (int64_t r = 0; r < mb; ++r) rows.push_back(offset(i, r));
       for (int64_t v = 0; v < vectors; ++v) cols.push_back(offset(j, v * kLanes));
-      SmallVector<Value> init(mb * vectors, zeros());
+      const int64_t n = mb * vectors, sets = mb == 1 && K >= 2 ? 2 : 1;
+      // acc + x[rows, k] * W^T[k, cols], for one k.
+      auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc) {
+        SmallVector<Value> w, next;
+        for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt, ValueRange{k, c}));
+        for (int64_t r = 0; r < mb; ++r) {
+          Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
+          for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
+        }
+        return next;
+      };
       auto loop = rewriter.create<scf::ForOp>(
-          loc, index(0), index(K), index(1), init, [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
-            SmallVector<Value> w, next;
-            for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt, ValueRange{k, c}));
-            for (int64_t r = 0; r < mb; ++r) {
-              Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
-              for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
-            }
+          loc, index(0), index(K - K % sets), index(sets), SmallVector<Value>(sets * n, zeros()),
+          [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
+            SmallVector<Value> next = fmaStep(bld, k, acc.take_front(n));
+            if (sets == 2) next.append(fmaStep(bld, bld.create<arith::AddIOp>(loc, k, index(1)), acc.drop_front(n)));
             bld.create<scf::YieldOp>(loc, next);
           });
+      SmallVector<Value> acc(loop.getResults().take_front(n));
+      if (sets == 2) {
+        for (int64_t q = 0; q < n; ++q) acc[q] = rewriter.create<arith::AddFOp>(loc, acc[q], loop.getResult(n + q));
+        if (K % 2) acc = fmaStep(rewriter, index(K - 1), acc);
+      }
+      if (scratch) return storeThroughEpilogueLoop(acc, i, mb, j, vectors);
       for (int64_t r = 0; r < mb; ++r)
         for (int64_t v = 0; v < vectors; ++v) {
-          Value row = loop.getResult(r * vectors + v);
+          Value row = acc[r * vectors + v];
           if (epilogue) row = applyEpilogue(row, rows[r], cols[v], kLanes);
           rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rows[r], cols[v]});
         }
+    }
+
+    // The tile's sums (mb x vectors) into the scratch tile, then the epilogue on each of its vectors in a loop,
+    // stored to the output at rows [i, i + mb), columns [j, j + 16 * vectors).
+    void storeThroughEpilogueLoop(ArrayRef<Value> acc, Value i, int64_t mb, Value j, int64_t vectors) {
+      for (int64_t r = 0; r < mb; ++r)
+        for (int64_t v = 0; v < vectors; ++v)
+          rewriter.create<vector::StoreOp>(loc, acc[r * vectors + v], scratch, ValueRange{index(r), index(v * kLanes)});
+      OpBuilder::InsertionGuard guard(rewriter);
+      auto rows = rewriter.create<scf::ForOp>(loc, index(0), index(mb), index(1));
+      rewriter.setInsertionPointToStart(rows.getBody());
+      auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(vectors * kLanes), index(kLanes));
+      rewriter.setInsertionPointToStart(cols.getBody());
+      Value r = rows.getInductionVar(), c = cols.getInductionVar();
+      Value sums = rewriter.create<vector::LoadOp>(loc, lanes(), scratch, ValueRange{r, c});
+      Value row = rewriter.create<arith::AddIOp>(loc, i, r), col = rewriter.create<arith::AddIOp>(loc, j, c);
+      rewriter.create<vector::StoreOp>(loc, applyEpilogue(sums, row, col, kLanes), out, ValueRange{row, col});
     }
 
     // The sums of nb accumulators as one vector<nb>. Four at once by a tree of shuffles and adds that halves
@@ -504,6 +558,35 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       });
     }
   };
+};
+
+// The packing's linalg.transpose (build_network.cpp: a [cols, K] block of W into its [K, cols] place in the
+// packed weights, cols a multiple of 16): a call of kiln_transpose.
+struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(linalg::TransposeOp t, PatternRewriter& rewriter) const override {
+    if (!t.hasPureBufferSemantics()) return failure();
+    auto in = cast<MemRefType>(t.getInput().getType()), out = cast<MemRefType>(t.getInit().getType());
+    if (in.getRank() != 2 || !in.getElementType().isF32() || t.getPermutation() != ArrayRef<int64_t>{1, 0} ||
+        in.isDynamicDim(0) || in.getDimSize(0) % kLanes != 0)
+      return failure();
+    auto unitInnerStride = [](MemRefType type) {
+      SmallVector<int64_t> strides;
+      int64_t offset;
+      return succeeded(getStridesAndOffset(type, strides, offset)) && strides.back() == 1;
+    };
+    if (!unitInnerStride(in) || !unitInnerStride(out)) return failure();
+    constexpr int64_t kDyn = ShapedType::kDynamic;
+    auto matrix = MemRefType::get({kDyn, kDyn}, rewriter.getF32Type(),
+                                  StridedLayoutAttr::get(rewriter.getContext(), kDyn, {kDyn, 1}));
+    Location loc = t.getLoc();
+    func::FuncOp transpose = transposeFunction(rewriter, loc, matrix);
+    rewriter.create<func::CallOp>(loc, transpose, ValueRange{rewriter.create<memref::CastOp>(loc, matrix, t.getInput()),
+                                                             rewriter.create<memref::CastOp>(loc, matrix, t.getInit())});
+    rewriter.eraseOp(t);
+    return success();
+  }
 };
 
 // Bilinear's first stage (build_network.cpp): T[n, o, j] = sum_i x1[n, i] A[o, i, j], a linalg.generic over
@@ -685,7 +768,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 }  // namespace
 
 void populateContractionToVectorPatterns(RewritePatternSet& patterns) {
-  patterns.add<ContractionToVector, BilinearToVector, RowSumsToVector>(patterns.getContext());
+  patterns.add<ContractionToVector, BilinearToVector, RowSumsToVector, TransposeToVector>(patterns.getContext());
 }
 
 std::unique_ptr<Pass> createContractionToVectorPass() { return std::make_unique<ContractionToVectorPass>(); }

@@ -3,8 +3,9 @@
 // MLIR passes each memref argument of <name>_<mode>_impl as its expanded descriptor (allocated pointer,
 // aligned pointer, offset, sizes, strides). The entry point has the fixed signature of ir::KernelFn,
 //   void <name>_<mode>(void* const* buffers, int64_t batch, uint64_t seed, uint64_t step),
-// and builds those descriptors from the buffer array: every parameter and buffer a flat contiguous tensor,
-// the inputs and the output [batch, features]. The _impl becomes internal, so LLVM inlines it.
+// and builds those descriptors from the buffer array: every parameter and buffer a flat contiguous tensor, the
+// packed weights too, the inputs and the output [batch, features]. <name>_pack(void* const* buffers) (ir::PackFn)
+// does the same for <name>_pack_impl, without inputs and output. Each _impl becomes internal, so LLVM inlines it.
 #include "lowering.hpp"
 
 #include <mlir/Dialect/LLVMIR/LLVMDialect.h>
@@ -22,46 +23,55 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    for (bool training : {false, true}) {
-      auto impl = module.lookupSymbol<LLVM::LLVMFuncOp>(implName(name_, training));
+    for (const std::string& entry : {entryName(name_, false), entryName(name_, true), packName(name_)}) {
+      const std::string implementation = entry == packName(name_) ? packImplName(name_) : entry + "_impl";
+      auto impl = module.lookupSymbol<LLVM::LLVMFuncOp>(implementation);
       if (!impl) {
-        module.emitError() << "no function " << implName(name_, training) << " to call from the entry point";
+        module.emitError() << "no function " << implementation << " to call from the entry point";
         return signalPassFailure();
       }
       impl.setLinkage(LLVM::Linkage::Internal);
-      build(module, impl, entryName(name_, training));
+      build(module, impl, entry, entry != packName(name_));
     }
   }
 
-  void build(ModuleOp module, LLVM::LLVMFuncOp impl, const std::string& name) {
+  // A kernel's entry point (ir::KernelFn), or with `run` false the packing's (ir::PackFn).
+  void build(ModuleOp module, LLVM::LLVMFuncOp impl, const std::string& name, bool run) {
     MLIRContext* ctx = module.getContext();
     OpBuilder b(ctx);
     Location loc = b.getUnknownLoc();
     auto ptr = LLVM::LLVMPointerType::get(ctx);
     auto i64 = b.getI64Type();
     b.setInsertionPointToEnd(module.getBody());
-    auto fn = b.create<LLVM::LLVMFuncOp>(loc, name, LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), {ptr, i64, i64, i64}));
+    SmallVector<Type> params{ptr};
+    if (run) params.append({i64, i64, i64});
+    auto fn = b.create<LLVM::LLVMFuncOp>(loc, name, LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), params));
     Block* entry = fn.addEntryBlock(b);
     b.setInsertionPointToStart(entry);
-    Value buffers = entry->getArgument(0), batch = entry->getArgument(1);
+    Value buffers = entry->getArgument(0);
     auto constant = [&](int64_t v) { return b.create<LLVM::ConstantOp>(loc, i64, b.getI64IntegerAttr(v)).getResult(); };
-    SmallVector<Value> args{batch, entry->getArgument(2), entry->getArgument(3)};
+    SmallVector<Value> args;
+    if (run) args.append({entry->getArgument(1), entry->getArgument(2), entry->getArgument(3)});
     int slot = 0;
     auto pointer = [&]() {
       Value at = b.create<LLVM::GEPOp>(loc, ptr, ptr, buffers, ArrayRef<LLVM::GEPArg>{slot++});
       return b.create<LLVM::LoadOp>(loc, ptr, at).getResult();
     };
-    for (const SchemaEntry& buf : net_.buffers) {
+    auto flat = [&](int64_t size) {
       Value p = pointer();
-      args.append({p, p, constant(0), constant(buf.spec.dtype() == DType::int64 ? 1 : buf.spec.shape.numel()), constant(1)});
-    }
+      args.append({p, p, constant(0), constant(size), constant(1)});
+    };
+    for (const SchemaEntry& buf : net_.buffers) flat(buf.spec.dtype() == DType::int64 ? 1 : buf.spec.shape.numel());
+    flat(packedOffset(net_, net_.layers.size()));
     auto rows = [&](const Dims& d) {
-      Value p = pointer();
+      Value p = pointer(), batch = entry->getArgument(1);
       args.append({p, p, constant(0), batch, constant(d.numel()), constant(d.numel()), constant(1)});
     };
-    rows(net_.input);
-    if (net_.input_count == 2) rows(net_.input2);
-    rows(net_.output);
+    if (run) {
+      rows(net_.input);
+      if (net_.input_count == 2) rows(net_.input2);
+      rows(net_.output);
+    }
     if (args.size() != impl.getNumArguments()) {
       impl.emitError() << "expects " << impl.getNumArguments() << " arguments but the entry point passes "
                        << args.size();

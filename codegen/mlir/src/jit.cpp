@@ -66,6 +66,9 @@ std::shared_ptr<OrcKernel> link(const std::vector<std::string>& objects, const s
     if (!symbol) return fail(symbol.takeError());
     (training ? kernel->train : kernel->eval) = symbol->toPtr<ir::KernelFn>();
   }
+  auto pack = (*jit)->lookup(std::string(kEntryName) + "_pack");
+  if (!pack) return fail(pack.takeError());
+  kernel->pack = pack->toPtr<ir::PackFn>();
   kernel->jit = std::move(*jit);
   kernel->key = key;
   return kernel;
@@ -117,6 +120,8 @@ std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const Ji
       auto hit = std::make_shared<CachedKernel>();
       hit->eval = it->second->eval;
       hit->train = it->second->train;
+      hit->pack = it->second->pack;
+      hit->packed_floats = it->second->packed_floats;
       hit->key = key;
       hit->origin = Origin::memory_cache;
       hit->owner = it->second;
@@ -151,6 +156,7 @@ std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const Ji
       write_file(dir / (stem + ".key"), key);
     }
   }
+  kernel->packed_floats = packed_floats(net);
   if (options.use_memory_cache) loaded[key] = kernel;
   return kernel;
 }

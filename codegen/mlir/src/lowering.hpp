@@ -17,8 +17,24 @@ inline std::string implName(const std::string& name, bool training) {
   return name + (training ? "_train_impl" : "_eval_impl");
 }
 inline std::string entryName(const std::string& name, bool training) { return name + (training ? "_train" : "_eval"); }
+inline std::string packName(const std::string& name) { return name + "_pack"; }
+inline std::string packImplName(const std::string& name) { return name + "_pack_impl"; }
 
-// Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors (build_network.cpp).
+// The packed weights (compiler.hpp's packed_floats): a Linear with 16 outputs or more has W^T's first
+// out - out % 16 columns, [In, out - out % 16] row-major, at packedOffset(net, its index) floats into the
+// buffer; its last out % 16 outputs stay dot products over W's rows.
+int64_t packedColumns(const ir::Layer& layer);
+int64_t packedOffset(const ir::Network& net, std::size_t layer);
+// The [rows, cols] row-major matrix at `offset` floats into the flat f32 memref `flat`.
+::mlir::Value matrixView(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value flat, int64_t offset, int64_t rows,
+                         int64_t cols);
+// The attribute that marks the function argument holding the packed weights, and the one that gives a
+// linalg.matmul_transpose_b its weights' offset in it.
+inline constexpr char kPackedArgument[] = "kiln.packed_weights";
+inline constexpr char kPackedOffset[] = "kiln.packed_offset";
+
+// Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors, and <name>_pack_impl, which
+// writes the packed weights (build_network.cpp).
 void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name);
 // Throws kiln::Error naming the layer when build_network.cpp has no lowering for its kind, or when the layer
 // lacks a parameter or attribute its lowering reads (run before any MLIR is built: nothing throws through MLIR).
@@ -27,11 +43,13 @@ void checkLowering(const ir::Layer& layer);
 // Stage "linalg" (contraction_to_vector.cpp): every linalg.matmul_transpose_b on buffers, with the elementwise
 // linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop
 // nest of vector FMAs whose epilogue runs on the tile while it is in registers; so does Bilinear's first stage.
+// The packing's linalg.transpose becomes a call of one vectorised transpose function.
 void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns);
 std::unique_ptr<::mlir::Pass> createContractionToVectorPass();
 
 // Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
-// convention of ir::KernelFn, each unpacking the buffer array into the memref descriptors of its _impl.
+// convention of ir::KernelFn and <name>_pack with that of ir::PackFn, each unpacking the buffer array into the
+// memref descriptors of its _impl.
 std::unique_ptr<::mlir::Pass> createEntryPointsPass(const ir::Network& net, const std::string& name);
 
 }  // namespace kiln::mlir_backend

@@ -442,11 +442,13 @@ std::string lower(const ir::Network& net, const std::string& name, Stage stage, 
   return out;
 }
 
+std::int64_t packed_floats(const ir::Network& net) { return backend::packedOffset(net, net.layers.size()); }
+
 std::vector<std::string> lower_objects(const ir::Network& net, const std::string& name, const Target& target) {
   Session session;
   OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, Stage::llvm_dialect);
-  // One module per mode, each without the other mode's functions, translated here (MLIR's context is not
-  // shared across threads), then optimised and compiled side by side.
+  // One module per mode, each without the other mode's functions (the packing goes with eval), translated here
+  // (MLIR's context is not shared across threads), then optimised and compiled side by side.
   struct Part {
     llvm::LLVMContext ctx;
     std::unique_ptr<llvm::Module> module;
@@ -460,6 +462,9 @@ std::vector<std::string> lower_objects(const ir::Network& net, const std::string
       for (const std::string& symbol : {backend::entryName(name, training), backend::implName(name, training)})
         if (Operation* op = copy->lookupSymbol(symbol)) op->erase();
     }
+    if (mode == 1)
+      for (const std::string& symbol : {backend::packName(name), backend::packImplName(name)})
+        if (Operation* op = copy->lookupSymbol(symbol)) op->erase();
     parts[mode].module = translate(*copy, parts[mode].ctx, name, *session.diags);
   }
   std::thread other([&] { parts[1].object = optimizeAndEmit(*parts[1].module, target, Stage::obj, parts[1].error); });
@@ -489,38 +494,63 @@ std::string kernel_header(const ir::Network& net, const std::string& name) {
 // The network, as Kiln describes it:
 {1}#pragma once
 
+#include <array>
 #include <cstdint>
+#include <vector>
 
 // The entry points: buffers = the state_dict's tensors in the order of {0}_kernel::buffer_names (float32, but
-// num_batches_tracked int64), then the input{2}, then the output [batch, {0}_kernel::output_features].
+// num_batches_tracked int64), then the kernel's packed weights ({0}_kernel::packed_floats floats, written by
+// {0}_pack from the tensors before it), then the input{2}, then the output [batch, {0}_kernel::output_features].
 // _train draws dropout masks from (seed, step) and updates BatchNorm1d's running statistics in place.
 extern "C" void {0}_eval(void* const* buffers, std::int64_t batch, std::uint64_t seed, std::uint64_t step);
 extern "C" void {0}_train(void* const* buffers, std::int64_t batch, std::uint64_t seed, std::uint64_t step);
+extern "C" void {0}_pack(void* const* buffers);
 
 namespace {0}_kernel {{
 inline constexpr int buffer_count = {3};
 inline constexpr const char* buffer_names[] = {{{4}}};
 inline constexpr std::int64_t buffer_sizes[] = {{{5}}};
+inline constexpr std::int64_t packed_floats = {13};
 inline constexpr std::int64_t input_features = {6};
 inline constexpr std::int64_t input2_features = {7};
 inline constexpr std::int64_t output_features = {8};
+
+// The parameters and buffers in state_dict order (pointers to the caller's tensors), with the packed weights
+// the kernel reads beside them. Call repack() after changing the parameters' values.
+class Weights {{
+ public:
+  using Buffers = std::array<void*, buffer_count + 1 + {10}>;  // ... the packed weights, the input{2}, the output
+  explicit Weights(void* const* parameters) : packed_(static_cast<std::size_t>(packed_floats)) {{
+    for (int i = 0; i < buffer_count; ++i) parameters_[static_cast<std::size_t>(i)] = parameters[i];
+    repack();
+  }}
+  void repack() {{ {0}_pack(buffers().data()); }}
+  // The kernel's buffer array up to the packed weights.
+  Buffers buffers() const {{
+    Buffers b = parameters_;
+    b[buffer_count] = const_cast<float*>(packed_.data());
+    return b;
+  }}
+
+ private:
+  Buffers parameters_{{}};
+  std::vector<float> packed_;
+}};
 }}  // namespace {0}_kernel
 
-// Eval mode, as a plain function: the parameters and buffers in state_dict order, the input{2} and the output,
-// [batch, features] each.
-inline void {0}(void* const* parameters, const float* input,{9} float* output, std::int64_t batch) {{
-  void* buffers[{0}_kernel::buffer_count + {10}];
-  for (int i = 0; i < {0}_kernel::buffer_count; ++i) buffers[i] = parameters[i];
-  buffers[{0}_kernel::buffer_count] = const_cast<float*>(input);
+// Eval mode, as a plain function: the weights, the input{2} and the output, [batch, features] each.
+inline void {0}(const {0}_kernel::Weights& weights, const float* input,{9} float* output, std::int64_t batch) {{
+  {0}_kernel::Weights::Buffers buffers = weights.buffers();
+  buffers[{0}_kernel::buffer_count + 1] = const_cast<float*>(input);
 {11}  buffers[{0}_kernel::buffer_count + {12}] = output;
-  {0}_eval(buffers, batch, 0, 0);
+  {0}_eval(buffers.data(), batch, 0, 0);
 }}
 )",
       name, description, two ? "s (two for Bilinear)" : "", net.buffers.size(), names.empty() ? "\"\"" : names,
       sizes.empty() ? "0" : sizes, net.input.numel(), two ? net.input2.numel() : 0, net.output.numel(),
       two ? " const float* input2," : "", two ? 3 : 2,
-      two ? fmt::format("  buffers[{}_kernel::buffer_count + 1] = const_cast<float*>(input2);\n", name) : "",
-      two ? 2 : 1);
+      two ? fmt::format("  buffers[{}_kernel::buffer_count + 2] = const_cast<float*>(input2);\n", name) : "",
+      two ? 3 : 2, packed_floats(net));
 }
 
 }  // namespace kiln::mlir

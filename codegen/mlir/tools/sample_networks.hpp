@@ -29,7 +29,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
   // One layer each.
   m["linear"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 6>{}});
   m["linear-relu"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 6>{}, nn::ReLU{}});
-  m["linear-gelu"] = ir::describe(nn::Sequential{kiln::input<80>, nn::Linear<80, 24>{}, nn::GELU{}});
+  m["linear-gelu"] = ir::describe(nn::Sequential{kiln::input<80>, nn::Linear<80, 12>{}, nn::GELU{}});
   m["linear-short-k"] = ir::describe(nn::Sequential{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}});
   m["bilinear"] = ir::describe(nn::Sequential{kiln::input<5>, kiln::input<7>, nn::Bilinear<5, 7, 3>{}});
   m["relu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::ReLU{}});

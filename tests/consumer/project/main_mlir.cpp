@@ -15,7 +15,7 @@ int main() {
   std::vector<void*> params;
   for (const auto& p : model.state()) params.push_back(const_cast<std::byte*>(p.value.bytes()));
   kiln::Tensor aot({2, 2});
-  consumer_kernel(params.data(), x.data(), aot.data(), 2);
+  consumer_kernel(consumer_kernel_kernel::Weights(params.data()), x.data(), aot.data(), 2);
   auto jit = kiln::jit::compile(model);
   const kiln::Tensor z = jit(x);
   for (int i = 0; i < 4; ++i)

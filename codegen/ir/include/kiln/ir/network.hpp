@@ -52,9 +52,13 @@ struct Network {
 
 // The kernel's calling convention, for every backend that compiles a network to machine code:
 //   void kernel(void* const* buffers, std::int64_t batch, std::uint64_t seed, std::uint64_t step);
-// buffers: the Network's buffers in order, then the input(s), then the output. Two entry points per network,
-// <name>_eval and <name>_train (dropout active, BatchNorm1d with batch statistics updating its running stats).
+// buffers: the Network's buffers in order, then the kernel's packed weights (a buffer of the backend's making,
+// filled by its pack entry point from the Network's buffers whenever they change), then the input(s), then the
+// output. Two entry points per network, <name>_eval and <name>_train (dropout active, BatchNorm1d with batch
+// statistics updating its running stats), and <name>_pack(buffers), which reads the Network's buffers and
+// writes the packed weights.
 using KernelFn = void (*)(void* const* buffers, std::int64_t batch, std::uint64_t seed, std::uint64_t step);
+using PackFn = void (*)(void* const* buffers);
 
 // A canonical text of the network: equal for equal networks, so a cache can key compiled kernels on it. Every
 // field of every struct above is in it (attributes exactly, as hexadecimal floats).

@@ -4,7 +4,7 @@
 // A network (kiln::ir::Network) lowers along a ladder of stages, each inspectable (`kiln-mlir --emit=...`):
 //   mlir          func + linalg / tensor / arith / math on tensors, one function per mode
 //   linalg        elementwise ops fused, bufferized, contractions tiled and vectorised with their epilogues
-//   llvm-dialect  the LLVM dialect, with the C entry points <name>_eval and <name>_train
+//   llvm-dialect  the LLVM dialect, with the C entry points <name>_eval, <name>_train and <name>_pack
 //   llvm-ir       LLVM IR, optimised for the target CPU
 //   obj           a relocatable object file for the target CPU
 #pragma once
@@ -38,6 +38,11 @@ std::string lower(const ir::Network& net, const std::string& name, Stage stage, 
 // The object files of both modes (eval first, then train), compiled side by side on two threads: what the
 // JIT links. Same entry points as lower(net, name, Stage::obj).
 std::vector<std::string> lower_objects(const ir::Network& net, const std::string& name, const Target& target = {});
+
+// How many floats the kernel's packed weights take (the buffer after the state_dict's, ir::PackFn): W^T of every
+// Linear with 16 outputs or more, so that its tiles broadcast inputs against rows of W^T as the
+// expression-template kernel does. 0 for a network without such a Linear.
+std::int64_t packed_floats(const ir::Network& net);
 
 // The header an ahead-of-time kernel ships with: the entry points and the buffer list, as plain C++.
 std::string kernel_header(const ir::Network& net, const std::string& name);

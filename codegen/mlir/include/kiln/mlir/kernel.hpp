@@ -28,6 +28,8 @@ class LoadedKernel {
   virtual ~LoadedKernel() = default;
   ir::KernelFn eval = nullptr;
   ir::KernelFn train = nullptr;
+  ir::PackFn pack = nullptr;      // writes the packed weights (ir::KernelFn's buffer after the state_dict's)
+  std::int64_t packed_floats = 0;  // their size (kiln::mlir::packed_floats)
   Origin origin = Origin::compiled;
   std::string key;  // the cache key: the network's description and the target CPU
 };
