@@ -93,10 +93,12 @@ TEST_CASE("jit: a long Linear on 1023 to 1031 rows == the expression-template ke
 }
 
 // Packed weights (kiln_transpose: 16 x 16 blocks, then the last K % 16 rows one by one) for the broadcast tiles:
-// K = 20 (16 + 4) into 48 outputs (three vectors), K = 48 into 17 (one vector, one column by dot products), K = 17
-// into 16 (an odd K for the one-row tiles' two accumulator sets); batches below, at and above the 6-row tiles.
+// K = 20 (16 + 4) into 112 outputs (a panel of 64 columns and one of 48), K = 112 into 17 (one vector, one column
+// by dot products), K = 17 into 16 (an odd K for the one-row tiles' two accumulator sets). Batches: 1 (the one-row
+// tile), 5 (one 6-row tile repeating the last row), 6, 7 (a 6-row tile, then a row), 40 (a last tile that overlaps
+// the one before).
 TEST_CASE("jit: Linears on packed weights == the expression-template kernel", "[jit]") {
-  static constexpr nn::Sequential net{kiln::input<20>, nn::Linear<20, 48>{}, nn::Tanh{}, nn::Linear<48, 17>{},
+  static constexpr nn::Sequential net{kiln::input<20>, nn::Linear<20, 112>{}, nn::Tanh{}, nn::Linear<112, 17>{},
                                       nn::ReLU{},      nn::Linear<17, 16>{}};
   kiln::Model model{net, 6};
   model.eval();

@@ -483,11 +483,15 @@ class FunctionBuilder {
       Value bias = hasBias ? b.create<arith::ExtFOp>(loc, f64_, v[hasWeight ? 3 : 2]).getResult() : constF64(b, 0.0);
       return b.create<arith::TruncFOp>(loc, f32_, b.create<arith::SubFOp>(loc, bias, ms)).getResult();
     });
+    auto affine = [&](OpBuilder& b, Location loc, ValueRange v) {
+      b.create<linalg::YieldOp>(loc, ValueRange{b.create<math::FmaOp>(loc, v[0], v[1], v[2])});
+    };
+    // [N, C] as it is: a 2-D elementwise op, which fuses into a Linear's epilogue.
+    if (L == 1)
+      return generic(x.getType(), ValueRange{x, scale, shift}, emptyRows({C}, f32_),
+                     {map(2, {0, 1}), map(2, {1}), map(2, {1}), map(2, {0, 1})}, {par, par}, affine);
     Value y = generic(x3.getType(), ValueRange{x3, scale, shift}, emptyRows({C, L}, f32_),
-                      {map(3, {0, 1, 2}), map(3, {1}), map(3, {1}), map(3, {0, 1, 2})}, {par, par, par},
-                      [&](OpBuilder& b, Location loc, ValueRange v) {
-                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<math::FmaOp>(loc, v[0], v[1], v[2])});
-                      });
+                      {map(3, {0, 1, 2}), map(3, {1}), map(3, {1}), map(3, {0, 1, 2})}, {par, par, par}, affine);
     return collapseRows(y);
   }
   // f(ins...) per element of [C] vectors.
@@ -676,9 +680,14 @@ void buildPackFunction(ModuleOp module, const ir::Network& net, const std::strin
     const ir::Layer& l = net.layers[i];
     const int64_t cols = packedColumns(l), in = l.in.last();
     if (cols == 0) continue;
-    // W's first `cols` rows [cols, In], and W^T's place [In, cols].
-    Value w = matrixView(b, loc, fn.getArgument(static_cast<unsigned>(l.param(Role::weight))), 0, cols, in);
-    b.create<linalg::TransposeOp>(loc, w, matrixView(b, loc, packed, packedOffset(net, i), in, cols), ArrayRef<int64_t>{1, 0});
+    // Per panel: W's rows [first, first + width) as [width, In], and W^T's panel [In, width].
+    Value weight = fn.getArgument(static_cast<unsigned>(l.param(Role::weight)));
+    for (int64_t first = 0; first < cols; first += kPanelColumns) {
+      const int64_t width = std::min(kPanelColumns, cols - first);
+      Value rows = matrixView(b, loc, weight, first * in, width, in);
+      Value panel = matrixView(b, loc, packed, packedOffset(net, i) + first * in, in, width);
+      b.create<linalg::TransposeOp>(loc, rows, panel, ArrayRef<int64_t>{1, 0});
+    }
   }
   b.create<func::ReturnOp>(loc);
 }
@@ -717,12 +726,13 @@ int64_t packedOffset(const ir::Network& net, std::size_t layer) {
   return offset;
 }
 
-void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name) {
+void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, Modes modes) {
   for (bool training : {false, true}) {
+    if (modes != Modes::both && training != (modes == Modes::train)) continue;
     FunctionBuilder fb(module, net, training, implName(name, training));
     fb.build();
   }
-  buildPackFunction(module, net, packImplName(name));
+  if (modes != Modes::train) buildPackFunction(module, net, packImplName(name));
 }
 
 }  // namespace kiln::mlir_backend

@@ -60,6 +60,15 @@ bool isEpilogue(linalg::GenericOp g, Value product) {
   return readsProduct;
 }
 
+// A linalg op on buffers whose every output is a buffer allocated in its function (memref.alloc), none
+// aliasing another op's operands before it was allocated.
+bool writesOnlyNewBuffers(Operation* op) {
+  auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+  return linalgOp && linalgOp.hasPureBufferSemantics() && llvm::all_of(linalgOp.getDpsInits(), [](Value init) {
+           return init.getDefiningOp<memref::AllocOp>() != nullptr;
+         });
+}
+
 // An epilogue with a math function (exp, erf, tanh, ...), a division, or more than a few operations: one that
 // costs much more per element on narrow vectors than the loads and stores of running it on its own.
 bool isCostlyEpilogue(linalg::GenericOp g) {
@@ -219,12 +228,13 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       otherReaders = true;
     }
     if (!fill) return failure();
-    // The tiles run where the epilogue is, so nothing between the matmul and its epilogue may write memory
-    // (allocating the epilogue's output is fine). If something does (another branch of a graph network), the
-    // product is written to c and the epilogue runs on its own.
+    // The tiles run where the epilogue is, so nothing between the matmul and its epilogue may write memory the
+    // matmul reads: allocating, and writing only buffers allocated here (BatchNorm1d's per-channel scale and
+    // shift, which the epilogue reads), are fine. If something else writes (another branch of a graph network),
+    // the product is written to c and the epilogue runs on its own.
     bool fuse = epilogue && !otherReaders;
     for (Operation* op = mm->getNextNode(); fuse && op != epilogue.getOperation(); op = op->getNextNode())
-      fuse = isMemoryEffectFree(op) || isa<memref::AllocOp>(op);
+      fuse = isMemoryEffectFree(op) || isa<memref::AllocOp>(op) || writesOnlyNewBuffers(op);
     if (!fuse) epilogue = nullptr;
 
     Location loc = mm.getLoc();
@@ -232,7 +242,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // W^T of the first nVectorCols columns, in the kernel's packed weights.
     Value packedWT;
     if (auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset); offset && nVectorCols > 0) {
-      packedWT = packedWeights(rewriter, mm, offset.getInt(), K, nVectorCols);
+      packedWT = packedArgument(mm);
       if (!packedWT) return failure();
     }
     // The dot-product tiles would run the epilogue on vector<4> rows: for a costly one that takes longer than
@@ -308,7 +318,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
       const bool alternateBlocks = K * N >= kAlternateFloats && nVectorCols / (kBroadcastVectors * kLanes) >= 2;
-      emit.broadcastColumns(M, nVectorCols, packedWT, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
+      const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = mm->getAttrOfType<IntegerAttr>(kPackedOffset).getInt()};
+      emit.broadcastColumns(M, nVectorCols, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
       dotProducts(nVectorCols);
     } else {
       dotProducts(0);
@@ -328,12 +339,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     return rewriter.create<memref::AllocaOp>(op->getLoc(), type, rewriter.getI64IntegerAttr(64));
   }
 
-  // The packed weights' [K, cols] block at `offset` (build_network.cpp), a view of the function's argument
-  // marked kPackedArgument; null if the function has none.
-  static Value packedWeights(PatternRewriter& rewriter, Operation* op, int64_t offset, int64_t K, int64_t cols) {
+  // The packed weights (build_network.cpp): the argument of op's function marked kPackedArgument; null if none.
+  static Value packedArgument(Operation* op) {
     auto fn = op->getParentOfType<func::FuncOp>();
     for (unsigned i = 0; fn && i < fn.getNumArguments(); ++i)
-      if (fn.getArgAttr(i, kPackedArgument)) return matrixView(rewriter, op->getLoc(), fn.getArgument(i), offset, K, cols);
+      if (fn.getArgAttr(i, kPackedArgument)) return fn.getArgument(i);
     return {};
   }
 
@@ -414,15 +424,33 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
 
     // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand:
     // rows in blocks that stay in L2 while every column block passes (last to first on the calls where
-    // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns, then the last rows one at a time.
-    void broadcastColumns(Value M, int64_t nCols, Value bt, Value reverse = {}) {
+    // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns. A block's last tile, if fewer than 6
+    // rows are left, ends at the block's end: it computes again rows the tile before computed (the same sums,
+    // stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass over the
+    // weights where the ET kernel has a tile of just the 2 to 5 rows left (tiles of each size would add to the
+    // code LLVM compiles). One row left over (M % 6 = 1, or M = 1) takes the one-row tile.
+    // Where a broadcast tile reads W^T[k, j:j+16]: a [K, cols] row-major matrix (Bilinear's A[o]), or the packed
+    // weights' panels (lowering.hpp, kPanelColumns), which start `panelsAt` floats into the 1-D `panels`.
+    struct Weights {
+      Value matrix = {};
+      Value panels = {};
+      int64_t panelsAt = 0;
+    };
+
+    void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
       auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb) {
         auto rowLoop = [&](Value first, int64_t vectors) {
           auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, index(mb));
           OpBuilder::InsertionGuard guard(rewriter);
           rewriter.setInsertionPointToStart(rows.getBody());
-          broadcastTile(rows.getInductionVar(), mb, first, vectors, bt);
+          Value i = rows.getInductionVar(), last = {};
+          if (mb > 1) {  // the tile at min(i, max(rowEnd, mb) - mb), its rows at most rowEnd - 1
+            Value lastStart = rewriter.create<arith::SubIOp>(loc, rewriter.create<arith::MaxUIOp>(loc, rowEnd, index(mb)), index(mb));
+            i = rewriter.create<arith::MinUIOp>(loc, i, lastStart);
+            last = rewriter.create<arith::SubIOp>(loc, rowEnd, index(1));
+          }
+          broadcastTile(i, mb, first, vectors, bt, last);
         };
         if (blocks > 0) {
           auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
@@ -436,30 +464,46 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         }
         if (rest > 0) rowLoop(index(blocks * width), rest);
       };
-      Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows)));
+      // Rows [0, mTiles) in 6-row tiles: all but a last single row.
+      Value oneLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq,
+                                                     rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows)), index(1));
+      Value mTiles = rewriter.create<arith::SelectOp>(loc, oneLeft, rewriter.create<arith::SubIOp>(loc, M, index(1)), M);
       const int64_t blockRows = std::max<int64_t>(1, kL2Floats / std::max<int64_t>(K, 1) / kBroadcastRows) * kBroadcastRows;
-      auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mFull, index(blockRows));
+      auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mTiles, index(blockRows));
       {
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(rowBlocks.getBody());
         Value begin = rowBlocks.getInductionVar();
-        columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mFull),
+        columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mTiles),
                 kBroadcastRows);
       }
-      columns(mFull, M, 1);
+      columns(mTiles, M, 1);
     }
 
     // A tile of mb rows x `vectors` vectors of 16 columns. One row accumulates even and odd k in two sets of
     // accumulators, for twice the independent FMA chains (as the expression-template kernel's one-row tile).
-    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, Value bt) {
+    // `last`, if set: rows past it read and write row `last` instead.
+    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, const Weights& bt, Value last = {}) {
       SmallVector<Value> rows, cols;
-      for (int64_t r = 0; r < mb; ++r) rows.push_back(offset(i, r));
+      for (int64_t r = 0; r < mb; ++r)
+        rows.push_back(last && r > 0 ? rewriter.create<arith::MinUIOp>(loc, offset(i, r), last).getResult() : offset(i, r));
       for (int64_t v = 0; v < vectors; ++v) cols.push_back(offset(j, v * kLanes));
       const int64_t n = mb * vectors, sets = mb == 1 && K >= 2 ? 2 : 1;
+      Value panelStart = bt.panels ? rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
+                                                                    rewriter.create<arith::MulIOp>(loc, j, index(K)))
+                                   : Value{};
       // acc + x[rows, k] * W^T[k, cols], for one k.
       auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc) {
         SmallVector<Value> w, next;
-        for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt, ValueRange{k, c}));
+        if (bt.matrix)
+          for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt.matrix, ValueRange{k, c}));
+        else {  // the panel of columns j..: panelsAt + j * K, then rows of 16 * vectors floats
+          Value row = bld.create<arith::AddIOp>(loc, panelStart, bld.create<arith::MulIOp>(loc, k, index(vectors * kLanes)));
+          for (int64_t v = 0; v < vectors; ++v) {
+            Value at = v == 0 ? row : bld.create<arith::AddIOp>(loc, row, index(v * kLanes)).getResult();
+            w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt.panels, ValueRange{at}));
+          }
+        }
         for (int64_t r = 0; r < mb; ++r) {
           Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
           for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
@@ -478,7 +522,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         for (int64_t q = 0; q < n; ++q) acc[q] = rewriter.create<arith::AddFOp>(loc, acc[q], loop.getResult(n + q));
         if (K % 2) acc = fmaStep(rewriter, index(K - 1), acc);
       }
-      if (scratch) return storeThroughEpilogueLoop(acc, i, mb, j, vectors);
+      if (scratch) return storeThroughEpilogueLoop(acc, rows, j, vectors);
       for (int64_t r = 0; r < mb; ++r)
         for (int64_t v = 0; v < vectors; ++v) {
           Value row = acc[r * vectors + v];
@@ -487,20 +531,24 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         }
     }
 
-    // The tile's sums (mb x vectors) into the scratch tile, then the epilogue on each of its vectors in a loop,
-    // stored to the output at rows [i, i + mb), columns [j, j + 16 * vectors).
-    void storeThroughEpilogueLoop(ArrayRef<Value> acc, Value i, int64_t mb, Value j, int64_t vectors) {
+    // The tile's sums (rows x vectors) into the scratch tile, then the epilogue on each of its vectors in a loop,
+    // stored to the output at `rows`, columns [j, j + 16 * vectors).
+    void storeThroughEpilogueLoop(ArrayRef<Value> acc, ArrayRef<Value> rows, Value j, int64_t vectors) {
+      const auto mb = static_cast<int64_t>(rows.size());
+      SmallVector<Value> rowIndex;
       for (int64_t r = 0; r < mb; ++r)
         for (int64_t v = 0; v < vectors; ++v)
           rewriter.create<vector::StoreOp>(loc, acc[r * vectors + v], scratch, ValueRange{index(r), index(v * kLanes)});
+      // The rows' indices, as a vector<6 x index> constant-indexed below.
+      Value indices = rewriter.create<vector::FromElementsOp>(loc, VectorType::get({mb}, rewriter.getIndexType()), rows);
       OpBuilder::InsertionGuard guard(rewriter);
-      auto rows = rewriter.create<scf::ForOp>(loc, index(0), index(mb), index(1));
-      rewriter.setInsertionPointToStart(rows.getBody());
+      auto rowLoop = rewriter.create<scf::ForOp>(loc, index(0), index(mb), index(1));
+      rewriter.setInsertionPointToStart(rowLoop.getBody());
       auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(vectors * kLanes), index(kLanes));
       rewriter.setInsertionPointToStart(cols.getBody());
-      Value r = rows.getInductionVar(), c = cols.getInductionVar();
+      Value r = rowLoop.getInductionVar(), c = cols.getInductionVar();
       Value sums = rewriter.create<vector::LoadOp>(loc, lanes(), scratch, ValueRange{r, c});
-      Value row = rewriter.create<arith::AddIOp>(loc, i, r), col = rewriter.create<arith::AddIOp>(loc, j, c);
+      Value row = rewriter.create<vector::ExtractElementOp>(loc, indices, r), col = rewriter.create<arith::AddIOp>(loc, j, c);
       rewriter.create<vector::StoreOp>(loc, applyEpilogue(sums, row, col, kLanes), out, ValueRange{row, col});
     }
 
@@ -665,7 +713,7 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     Value ao = rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(aView), a, aOffsets, aSizes, ones);
     Value to = rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(tView), t, tOffsets, tSizes, ones);
     ContractionToVector::TileEmitter emit{rewriter, loc, x1, Value{}, to, to, linalg::GenericOp{}, K};
-    emit.broadcastColumns(M, J, ao);
+    emit.broadcastColumns(M, J, {.matrix = ao});
     rewriter.eraseOp(g);
     rewriter.eraseOp(fill);
     return success();

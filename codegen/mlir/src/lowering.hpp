@@ -21,8 +21,10 @@ inline std::string packName(const std::string& name) { return name + "_pack"; }
 inline std::string packImplName(const std::string& name) { return name + "_pack_impl"; }
 
 // The packed weights (compiler.hpp's packed_floats): a Linear with 16 outputs or more has W^T's first
-// out - out % 16 columns, [In, out - out % 16] row-major, at packedOffset(net, its index) floats into the
-// buffer; its last out % 16 outputs stay dot products over W's rows.
+// out - out % 16 columns at packedOffset(net, its index) floats into the buffer, in panels of kPanelColumns
+// columns (the last one narrower), each [In, its columns] row-major, one after the other: a broadcast tile
+// reads one panel as one contiguous stream. Its last out % 16 outputs stay dot products over W's rows.
+inline constexpr int64_t kPanelColumns = 64;
 int64_t packedColumns(const ir::Layer& layer);
 int64_t packedOffset(const ir::Network& net, std::size_t layer);
 // The [rows, cols] row-major matrix at `offset` floats into the flat f32 memref `flat`.
@@ -33,9 +35,13 @@ int64_t packedOffset(const ir::Network& net, std::size_t layer);
 inline constexpr char kPackedArgument[] = "kiln.packed_weights";
 inline constexpr char kPackedOffset[] = "kiln.packed_offset";
 
+// Which of a network's functions a module holds: eval (with the packing) and train, or one of them.
+enum class Modes { both, eval, train };
+
 // Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors, and <name>_pack_impl, which
-// writes the packed weights (build_network.cpp).
-void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name);
+// writes the packed weights (build_network.cpp); those of `modes`.
+void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name,
+                           Modes modes = Modes::both);
 // Throws kiln::Error naming the layer when build_network.cpp has no lowering for its kind, or when the layer
 // lacks a parameter or attribute its lowering reads (run before any MLIR is built: nothing throws through MLIR).
 void checkLowering(const ir::Layer& layer);
@@ -49,7 +55,7 @@ std::unique_ptr<::mlir::Pass> createContractionToVectorPass();
 
 // Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
 // convention of ir::KernelFn and <name>_pack with that of ir::PackFn, each unpacking the buffer array into the
-// memref descriptors of its _impl.
+// memref descriptors of its _impl (of those the module has).
 std::unique_ptr<::mlir::Pass> createEntryPointsPass(const ir::Network& net, const std::string& name);
 
 }  // namespace kiln::mlir_backend

@@ -60,7 +60,9 @@ struct MathApproximationPass : PassWrapper<MathApproximationPass, OperationPass<
 };
 
 // Fuses chains of elementwise linalg.generic ops (bias, activation, dropout) into one, and nothing else: no
-// reshape propagation, which would turn the matmuls into generic contractions the next step does not know.
+// reshape propagation, which would turn the matmuls into generic contractions the next step does not know. A
+// producer its consumer reads broadcast (BatchNorm1d's per-channel scale, a norm's per-row statistics) stays
+// apart: fused, it would run once per element instead of once per channel or row.
 struct FuseElementwisePass : PassWrapper<FuseElementwisePass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(FuseElementwisePass)
   StringRef getArgument() const final { return "kiln-fuse-elementwise"; }
@@ -68,7 +70,8 @@ struct FuseElementwisePass : PassWrapper<FuseElementwisePass, OperationPass<Modu
     RewritePatternSet patterns(&getContext());
     linalg::populateElementwiseOpsFusionPatterns(patterns, [](OpOperand* fused) {
       Operation* producer = fused->get().getDefiningOp();
-      return producer && producer->hasOneUse();
+      auto consumer = dyn_cast<linalg::LinalgOp>(fused->getOwner());
+      return producer && producer->hasOneUse() && consumer && consumer.getMatchingIndexingMap(fused).isPermutation();
     });
     (void)applyPatternsAndFoldGreedily(getOperation(), std::move(patterns));
   }
@@ -283,10 +286,10 @@ void validate(const ir::Network& net) {
 
 // Stage by stage, stopping at `last`.
 OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, const ir::Network& net,
-                                  const std::string& name, Stage last) {
+                                  const std::string& name, Stage last, backend::Modes modes = backend::Modes::both) {
   validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
-  backend::buildNetworkFunctions(*module, net, name);
+  backend::buildNetworkFunctions(*module, net, name, modes);
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
@@ -351,8 +354,8 @@ Target host_target() {
 
 namespace {
 
-// One MLIRContext per compile, with every dialect and translation registered. Threading is off: one compile
-// runs on one thread (the LLVM work of lower_objects runs on others, in their own LLVMContexts).
+// One MLIRContext per compile (per mode, in lower_objects), with every dialect and translation registered.
+// MLIR's own threading is off: a session runs on one thread.
 struct Session {
   DialectRegistry registry;
   std::unique_ptr<MLIRContext> ctx;
@@ -445,34 +448,28 @@ std::string lower(const ir::Network& net, const std::string& name, Stage stage, 
 std::int64_t packed_floats(const ir::Network& net) { return backend::packedOffset(net, net.layers.size()); }
 
 std::vector<std::string> lower_objects(const ir::Network& net, const std::string& name, const Target& target) {
-  Session session;
-  OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, Stage::llvm_dialect);
-  // One module per mode, each without the other mode's functions (the packing goes with eval), translated here
-  // (MLIR's context is not shared across threads), then optimised and compiled side by side.
-  struct Part {
-    llvm::LLVMContext ctx;
-    std::unique_ptr<llvm::Module> module;
-    std::string object, error;
-  };
-  std::array<Part, 2> parts;
-  for (int mode = 0; mode < 2; ++mode) {
-    OwningOpRef<ModuleOp> copy = module->clone();
-    for (bool training : {false, true}) {
-      if (training == (mode == 1)) continue;
-      for (const std::string& symbol : {backend::entryName(name, training), backend::implName(name, training)})
-        if (Operation* op = copy->lookupSymbol(symbol)) op->erase();
+  // One module per mode (the packing goes with eval), each lowered and compiled on a thread of its own, in a
+  // context of its own (an MLIRContext is not shared across threads here): the two modes' MLIR passes run side by
+  // side as well as their LLVM work.
+  std::array<std::string, 2> objects, errors;
+  auto compile = [&](int mode) {
+    try {
+      Session session;
+      const auto modes = mode == 0 ? backend::Modes::eval : backend::Modes::train;
+      OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, Stage::llvm_dialect, modes);
+      llvm::LLVMContext llvmCtx;
+      std::unique_ptr<llvm::Module> llvmModule = translate(*module, llvmCtx, name, *session.diags);
+      objects[mode] = optimizeAndEmit(*llvmModule, target, Stage::obj, errors[mode]);
+    } catch (const std::exception& e) {
+      errors[mode] = e.what();
     }
-    if (mode == 1)
-      for (const std::string& symbol : {backend::packName(name), backend::packImplName(name)})
-        if (Operation* op = copy->lookupSymbol(symbol)) op->erase();
-    parts[mode].module = translate(*copy, parts[mode].ctx, name, *session.diags);
-  }
-  std::thread other([&] { parts[1].object = optimizeAndEmit(*parts[1].module, target, Stage::obj, parts[1].error); });
-  parts[0].object = optimizeAndEmit(*parts[0].module, target, Stage::obj, parts[0].error);
+  };
+  std::thread other(compile, 1);
+  compile(0);
   other.join();
-  for (const Part& p : parts)
-    if (!p.error.empty()) throw Error(p.error);
-  return {std::move(parts[0].object), std::move(parts[1].object)};
+  for (const std::string& error : errors)
+    if (!error.empty()) throw Error(error);
+  return {std::move(objects[0]), std::move(objects[1])};
 }
 
 std::string kernel_header(const ir::Network& net, const std::string& name) {
