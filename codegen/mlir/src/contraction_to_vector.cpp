@@ -427,8 +427,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns. A block's last tile, if fewer than 6
     // rows are left, ends at the block's end: it computes again rows the tile before computed (the same sums,
     // stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass over the
-    // weights where the ET kernel has a tile of just the 2 to 5 rows left (tiles of each size would add to the
-    // code LLVM compiles). One row left over (M % 6 = 1, or M = 1) takes the one-row tile.
+    // weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add to the
+    // code LLVM compiles). One or two rows left over take one-row tiles, which cost less than a 6-row pass.
     // Where a broadcast tile reads W^T[k, j:j+16]: a [K, cols] row-major matrix (Bilinear's A[o]), or the packed
     // weights' panels (lowering.hpp, kPanelColumns), which start `panelsAt` floats into the 1-D `panels`.
     struct Weights {
@@ -464,10 +464,10 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         }
         if (rest > 0) rowLoop(index(blocks * width), rest);
       };
-      // Rows [0, mTiles) in 6-row tiles: all but a last single row.
-      Value oneLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq,
-                                                     rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows)), index(1));
-      Value mTiles = rewriter.create<arith::SelectOp>(loc, oneLeft, rewriter.create<arith::SubIOp>(loc, M, index(1)), M);
+      // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less.
+      Value left = rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows));
+      Value fewLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ule, left, index(2));
+      Value mTiles = rewriter.create<arith::SelectOp>(loc, fewLeft, rewriter.create<arith::SubIOp>(loc, M, left), M);
       const int64_t blockRows = std::max<int64_t>(1, kL2Floats / std::max<int64_t>(K, 1) / kBroadcastRows) * kBroadcastRows;
       auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mTiles, index(blockRows));
       {
