@@ -35,7 +35,7 @@ int main() {
   // and every Kiln header is #pragma once.
 #include <kiln/jit.hpp>                      // link kiln::mlir
 kiln::Model model{net, 42};
-auto fast = kiln::jit::compile(model);      // ~90 ms cold for the MNIST MLP; one compile serves every batch size
+auto fast = kiln::jit::compile(model);      // ~115 ms cold for the MNIST MLP; one compile serves every batch size
 kiln::Tensor y = fast(x);                   // reads the model's parameters as they are now; follows train()/eval()
   // ---- end of the block.
 

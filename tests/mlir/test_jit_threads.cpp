@@ -15,14 +15,18 @@ using kiln::Tensor;
 namespace {
 constexpr nn::Sequential threads_net{kiln::input<10>, nn::Linear<10, 24>{}, nn::BatchNorm1d<24>{}, nn::ReLU{},
                                      nn::Residual{nn::Linear<24, 24>{}, nn::Tanh{}}, nn::Linear<24, 3>{}};
+// Kernels kept in this process only.
+kiln::jit::Options in_memory() {
+  kiln::jit::Options options;
+  options.use_disk_cache = false;
+  return options;
+}
 }  // namespace
 
 TEST_CASE("jit threads: one kernel, four threads, the single-threaded outputs", "[jit][threads]") {
   kiln::Model model{threads_net, 9};
   model.eval();
-  kiln::jit::Options options;
-  options.use_disk_cache = false;
-  const auto kernel = kiln::jit::compile(model, options);
+  const auto kernel = kiln::jit::compile(model, in_memory());
   std::vector<Tensor> inputs, expected;
   for (const kiln::index_t batch : {1, 5, 33, 200}) {
     Tensor x({batch, 10});
@@ -50,16 +54,14 @@ TEST_CASE("jit threads: one kernel, four threads, the single-threaded outputs", 
 TEST_CASE("jit threads: four threads call first after new weights, and all read them", "[jit][threads]") {
   kiln::Model model{threads_net, 9};
   model.eval();
-  kiln::jit::Options options;
-  options.use_disk_cache = false;
-  const auto kernel = kiln::jit::compile(model, options);
+  const auto kernel = kiln::jit::compile(model, in_memory());
   Tensor x({40, 10});
   for (kiln::index_t i = 0; i < x.numel(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
   const Tensor before = kernel(x);
   for (kiln::Parameter& p : model.parameters())
     for (float& v : p.value.values()) v = 0.75f * v + 0.01f;
   model.parameters_changed();
-  const Tensor expected = kiln::jit::compile(model, options)(x);  // another kernel, packed on its own
+  const Tensor expected = kiln::jit::compile(model, in_memory())(x);  // another kernel, packed on its own
   REQUIRE(expected[0] != before[0]);
   std::atomic<int> wrong{0};
   std::vector<std::thread> threads;
