@@ -67,7 +67,7 @@ SmallVector<Type> bufferArguments(Builder& b, const ir::Network& net) {
   for (const SchemaEntry& buf : net.buffers)
     args.push_back(buf.spec.dtype() == DType::int64 ? MemRefType::get({1}, b.getI64Type())
                                                     : MemRefType::get({buf.spec.shape.numel()}, b.getF32Type()));
-  args.push_back(MemRefType::get({packedOffset(net, net.layers.size())}, b.getF32Type()));
+  args.push_back(MemRefType::get({kiln::mlir::packed_floats(net)}, b.getF32Type()));
   return args;
 }
 

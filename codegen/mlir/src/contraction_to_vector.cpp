@@ -60,8 +60,8 @@ bool isEpilogue(linalg::GenericOp g, Value product) {
   return readsProduct;
 }
 
-// A linalg op on buffers whose every output is a buffer allocated in its function (memref.alloc), none
-// aliasing another op's operands before it was allocated.
+// A linalg op on buffers whose every output is a buffer allocated in its function (memref.alloc): nothing that
+// exists before the allocation, the matmul's operands among them, can alias what it writes.
 bool writesOnlyNewBuffers(Operation* op) {
   auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
   return linalgOp && linalgOp.hasPureBufferSemantics() && llvm::all_of(linalgOp.getDpsInits(), [](Value init) {
@@ -239,10 +239,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
 
     Location loc = mm.getLoc();
     const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0), nVectorCols = N - N % kLanes;
-    // W^T of the first nVectorCols columns, in the kernel's packed weights.
+    // W^T of the first nVectorCols columns, packedAt floats into the kernel's packed weights.
     Value packedWT;
+    int64_t packedAt = 0;
     if (auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset); offset && nVectorCols > 0) {
       packedWT = packedArgument(mm);
+      packedAt = offset.getInt();
       if (!packedWT) return failure();
     }
     // The dot-product tiles would run the epilogue on vector<4> rows: for a costly one that takes longer than
@@ -318,7 +320,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
       const bool alternateBlocks = K * N >= kAlternateFloats && nVectorCols / (kBroadcastVectors * kLanes) >= 2;
-      const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = mm->getAttrOfType<IntegerAttr>(kPackedOffset).getInt()};
+      const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = packedAt};
       emit.broadcastColumns(M, nVectorCols, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
       dotProducts(nVectorCols);
     } else {
@@ -422,13 +424,6 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       }
     }
 
-    // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand:
-    // rows in blocks that stay in L2 while every column block passes (last to first on the calls where
-    // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns. A block's last tile, if fewer than 6
-    // rows are left, ends at the block's end: it computes again rows the tile before computed (the same sums,
-    // stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass over the
-    // weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add to the
-    // code LLVM compiles). One or two rows left over take one-row tiles, which cost less than a 6-row pass.
     // Where a broadcast tile reads W^T[k, j:j+16]: a [K, cols] row-major matrix (Bilinear's A[o]), or the packed
     // weights' panels (lowering.hpp, kPanelColumns), which start `panelsAt` floats into the 1-D `panels`.
     struct Weights {
@@ -437,6 +432,13 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       int64_t panelsAt = 0;
     };
 
+    // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand:
+    // rows in blocks that stay in L2 while every column block passes (last to first on the calls where
+    // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns. A block's last tile, if fewer than 6
+    // rows are left, ends at the block's end: it computes again rows the tile before computed (the same sums,
+    // stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass over the
+    // weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add to the
+    // code LLVM compiles). One or two rows left over take one-row tiles, which cost less than a 6-row pass.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
       auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb) {
@@ -535,11 +537,10 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // stored to the output at `rows`, columns [j, j + 16 * vectors).
     void storeThroughEpilogueLoop(ArrayRef<Value> acc, ArrayRef<Value> rows, Value j, int64_t vectors) {
       const auto mb = static_cast<int64_t>(rows.size());
-      SmallVector<Value> rowIndex;
       for (int64_t r = 0; r < mb; ++r)
         for (int64_t v = 0; v < vectors; ++v)
           rewriter.create<vector::StoreOp>(loc, acc[r * vectors + v], scratch, ValueRange{index(r), index(v * kLanes)});
-      // The rows' indices, as a vector<6 x index> constant-indexed below.
+      // The rows' indices as a vector, which the loop indexes by its row.
       Value indices = rewriter.create<vector::FromElementsOp>(loc, VectorType::get({mb}, rewriter.getIndexType()), rows);
       OpBuilder::InsertionGuard guard(rewriter);
       auto rowLoop = rewriter.create<scf::ForOp>(loc, index(0), index(mb), index(1));

@@ -66,7 +66,7 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
       args.append({p, p, constant(0), constant(size), constant(1)});
     };
     for (const SchemaEntry& buf : net_.buffers) flat(buf.spec.dtype() == DType::int64 ? 1 : buf.spec.shape.numel());
-    flat(packedOffset(net_, net_.layers.size()));
+    flat(kiln::mlir::packed_floats(net_));
     auto rows = [&](const Dims& d) {
       Value p = pointer(), batch = entry->getArgument(1);
       args.append({p, p, constant(0), batch, constant(d.numel()), constant(d.numel()), constant(1)});

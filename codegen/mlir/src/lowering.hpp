@@ -3,6 +3,7 @@
 #pragma once
 
 #include <kiln/ir/network.hpp>
+#include <kiln/mlir/compiler.hpp>
 
 #include <mlir/IR/BuiltinOps.h>
 #include <mlir/IR/PatternMatch.h>

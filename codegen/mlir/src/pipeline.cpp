@@ -517,15 +517,17 @@ inline constexpr std::int64_t output_features = {8};
 class Weights {{
  public:
   using Buffers = std::array<void*, buffer_count + 1 + {10}>;  // ... the packed weights, the input{2}, the output
-  explicit Weights(void* const* parameters) : packed_(static_cast<std::size_t>(packed_floats)) {{
+  explicit Weights(void* const* parameters) : packed_(static_cast<std::size_t>(packed_floats) + 15) {{
     for (int i = 0; i < buffer_count; ++i) parameters_[static_cast<std::size_t>(i)] = parameters[i];
     repack();
   }}
   void repack() {{ {0}_pack(buffers().data()); }}
-  // The kernel's buffer array up to the packed weights.
+  // The kernel's buffer array up to the packed weights (64-byte aligned in packed_, as the kernel's vector loads
+  // read them best).
   Buffers buffers() const {{
     Buffers b = parameters_;
-    b[buffer_count] = const_cast<float*>(packed_.data());
+    const auto at = reinterpret_cast<std::uintptr_t>(packed_.data());
+    b[buffer_count] = const_cast<float*>(packed_.data()) + (64 - at % 64) % 64 / sizeof(float);
     return b;
   }}
 
