@@ -59,6 +59,7 @@ inline void activation_backward(const Layer& layer, const float* x, const float*
 template <nn::ActivationLayer Layer>
 struct Eval<Layer> {
   static bool passes_through(const Layer&, bool) { return false; }
+  static ActivationOp<Layer> epilogue(const Layer& layer) { return {layer}; }
   static void forward(const Layer& layer, Dims in, const LayerParams&, const float* x, float* y, index_t samples,
                       const TileContext&) {
     map_vectors(x, y, samples * in.numel(), ActivationOp<Layer>{layer});

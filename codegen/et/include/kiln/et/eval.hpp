@@ -4,6 +4,7 @@
 #pragma once
 
 #include <kiln/dsl/layer.hpp>
+#include <kiln/et/simd.hpp>
 #include <kiln/runtime/philox.hpp>
 
 #include <concepts>
@@ -111,6 +112,24 @@ template <class Layer>
 concept TransposePackingEvaluator = requires(const float* w, float* out) {
   { Eval<Layer>::packed_t_size } -> std::convertible_to<index_t>;
   Eval<Layer>::pack_t(w, out);
+};
+
+// Where the fused kernel runs an element-wise layer as the epilogue of the step before it (fused.hpp: the
+// layer before computes each output vector, maps it, and stores it; the element-wise layer makes no pass of its
+// own over the tile):
+//   EpilogueEvaluator: the layer's forward as a function of one vector, epilogue(layer)(v) (the activations);
+//   FusingEvaluator: a forward that maps each output vector by such a function before storing it (Linear).
+template <class Layer>
+concept EpilogueEvaluator = requires(const Layer& layer, vfloat v) {
+  { Eval<Layer>::epilogue(layer)(v) } -> std::same_as<vfloat>;
+};
+struct NoEpilogue {
+  vfloat operator()(vfloat v) const { return v; }
+};
+template <class Layer>
+concept FusingEvaluator = requires(const Layer& layer, Dims in, const LayerParams& p, const float* x, float* y,
+                                   index_t samples, const TileContext& ctx) {
+  Eval<Layer>::forward_then(layer, in, p, x, y, samples, ctx, NoEpilogue{});
 };
 
 // A layer with an independent plain-loop forward (the tests' reference for the fused kernel).

@@ -26,6 +26,7 @@ struct Flow {
   std::array<int, V> last_use{};    // per root: the last step that reads it (S: the network's output)
   std::array<bool, V> stored{};     // per root: read in a later segment, so kept for the whole batch
   std::array<int, V> slot{};        // per root: its scratch slot in a tile, or -1
+  std::array<bool, S> epilogue{};   // per step: it runs as the epilogue of the step before (its value never stored)
   int slots = 0;
   std::array<std::size_t, S + 1> segment_start{};  // segment s is steps [segment_start[s], segment_start[s + 1])
   std::size_t segments = 0;
@@ -37,10 +38,13 @@ struct Flow {
   std::size_t last(std::size_t s) const { return segment_start[s + 1]; }
 };
 
-// The flow of one call, from the network's steps and, per step, whether it passes its input on and whether it
-// needs the statistics of its whole input (a segment starts there).
+// The flow of one call, from the network's steps and, per step, whether it passes its input on, whether it
+// needs the statistics of its whole input (a segment starts there), and whether it could run as the epilogue
+// of the step before (an element-wise layer after a Linear): it does where it is that value's only reader and
+// the value is neither stored nor the output.
 template <std::size_t S, class A>
-Flow<S> plan_flow(const A& analysis, const std::array<bool, S>& passes, const std::array<bool, S>& batch_stats) {
+Flow<S> plan_flow(const A& analysis, const std::array<bool, S>& passes, const std::array<bool, S>& batch_stats,
+                  const std::array<bool, S>& fusable) {
   Flow<S> f;
   const auto& steps = analysis.steps;
   f.root[0] = 0, f.root[1] = 1;
@@ -68,13 +72,21 @@ Flow<S> plan_flow(const A& analysis, const std::array<bool, S>& passes, const st
   f.last_use[f.output_root] = static_cast<int>(S);
   if (f.output_root >= first_step_value && segment_of_root(f.output_root) + 1 < f.segments) f.stored[f.output_root] = true;
   f.output_direct = f.output_root >= first_step_value && !f.stored[f.output_root];
+  for (std::size_t k = 1; k < S; ++k) {
+    const int v = value_of_step(k - 1);
+    f.epilogue[k] = fusable[k] && !passes[k - 1] && !passes[k] && !batch_stats[k] && steps[k].inputs[0] == v &&
+                    f.last_use[v] == static_cast<int>(k) && !f.stored[v] && v != f.output_root;
+  }
   // Scratch slots, greedily: a value takes the first slot whose last occupant's last reader ran before it.
   std::array<int, S> slot_free_after{};
   for (std::size_t k = 0; k < S; ++k) {
     const int r = value_of_step(k);
-    if (passes[k] || f.stored[r] || (r == f.output_root && f.output_direct)) continue;
+    if (passes[k] || f.stored[r] || (r == f.output_root && f.output_direct) || (k + 1 < S && f.epilogue[k + 1]))
+      continue;
     int s = 0;
-    while (s < f.slots && slot_free_after[static_cast<std::size_t>(s)] >= static_cast<int>(k)) ++s;
+    // An epilogue's value is written by the step before, which must not write over its own input.
+    const int written_at = static_cast<int>(f.epilogue[k] ? k - 1 : k);
+    while (s < f.slots && slot_free_after[static_cast<std::size_t>(s)] >= written_at) ++s;
     if (s == f.slots) ++f.slots;
     f.slot[r] = s;
     slot_free_after[static_cast<std::size_t>(s)] = f.last_use[r];

@@ -3,7 +3,9 @@
 // A tile of `tile_rows` samples walks through every step of the network's data flow (its layers, and the joins
 // of Residual, Sum and Concat) with its intermediates in per-thread scratch slots that stay in cache (flow.hpp:
 // two, ping-pong, for a straight line; one more while a skip path waits); only the network's output is written
-// to memory. Views (Flatten, Unflatten, Identity) and eval-mode Dropout pass the tile on without work.
+// to memory. Views (Flatten, Unflatten, Identity) and eval-mode Dropout pass the tile on without work, and an
+// element-wise layer right after a Linear runs in the Linear's stores (its epilogue) where nothing else reads the
+// Linear's output: a pass over the tile less (tiny 16-32-32-4, batch 4096: 116 -> 110 us).
 //
 // BatchNorm1d with batch statistics (train mode, or no running stats) needs the mean and variance over the
 // whole batch before it can normalise any row. The kernel splits there: the steps before it run fused over
@@ -220,6 +222,23 @@ struct CallSetup {
   bool reverse_weights = false;
 };
 
+// Per step: an element-wise layer right after a layer that can apply it as its epilogue.
+template <Network Net>
+constexpr std::array<bool, network_traits<Net>::step_count> fusable_steps() {
+  using T = network_traits<Net>;
+  std::array<bool, T::step_count> fusable{};
+  if constexpr (T::step_count > 1) [&]<std::size_t... K>(std::index_sequence<K...>) {  // steps K + 1 after K
+    auto check = [&](auto k) {
+      constexpr Step before = T::analysis.steps[k], step = T::analysis.steps[k + 1];
+      if constexpr (before.op == Step::Op::layer && step.op == Step::Op::layer)
+        fusable[k + 1] = FusingEvaluator<typename T::template leaf<before.leaf>> &&
+                         EpilogueEvaluator<typename T::template leaf<step.leaf>>;
+    };
+    (check(std::integral_constant<std::size_t, K>{}), ...);
+  }(std::make_index_sequence<T::step_count - 1>{});
+  return fusable;
+}
+
 template <Network Net, class Leaves>
 CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Workspace<Net>& ws) {
   using T = network_traits<Net>;
@@ -250,7 +269,7 @@ CallSetup<Net> setup_call(const ForwardCall<Net>& call, const Leaves& leaves, Wo
       step_passes[k] = setup.passes[step.leaf];
       step_batch_stats[k] = setup.batch_stats[step.leaf];
     }
-    flow = plan_flow<S>(T::analysis, step_passes, step_batch_stats);
+    flow = plan_flow<S>(T::analysis, step_passes, step_batch_stats, fusable_steps<Net>());
   }
   setup.flow = &*flow;
   for (std::size_t r = 0; r < flow->V; ++r)
@@ -311,6 +330,18 @@ void run_step(const Leaves& leaves, const CallSetup<Net>& setup, In&& in, float*
   }
 }
 
+// Step K's forward with step K + 1, an element-wise layer, as its epilogue: out is where step K + 1's output goes.
+template <Network Net, std::size_t K, class Leaves>
+void run_step_with_epilogue(const Leaves& leaves, const CallSetup<Net>& setup, const float* in, float* out,
+                            index_t rows, const TileContext& ctx) {
+  using T = network_traits<Net>;
+  constexpr Step step = T::analysis.steps[K], next = T::analysis.steps[K + 1];
+  using Layer = typename T::template leaf<step.leaf>;
+  using Next = typename T::template leaf<next.leaf>;
+  Eval<Layer>::forward_then(std::get<step.leaf>(leaves), T::analysis.in[step.leaf], setup.params[step.leaf], in, out,
+                            rows, ctx, Eval<Next>::epilogue(std::get<next.leaf>(leaves)));
+}
+
 // Runs segment s fused over the whole batch, in tiles spread over the threads: values from earlier segments
 // are read from their full-batch buffers, values read later are written to theirs, the output to call.y.
 template <Network Net, class Leaves>
@@ -335,6 +366,12 @@ void run_segment(std::size_t s, const ForwardCall<Net>& call, const Leaves& leav
     for_steps_in<T::step_count>(flow.first(s), flow.last(s), [&](auto k) {
       constexpr Step step = T::analysis.steps[k];
       if (step.op == Step::Op::layer && setup.passes[step.leaf]) return;
+      if (flow.epilogue[k]) return;  // ran with the step before
+      if constexpr (k + 1 < T::step_count && fusable_steps<Net>()[k + 1])
+        if (flow.epilogue[k + 1]) {
+          run_step_with_epilogue<Net, k>(leaves, setup, at(step.inputs[0]), at(value_of_step(k + 1)), rows, ctx);
+          return;
+        }
       run_step<Net, k>(leaves, setup, [&](int j) -> const float* { return at(step.inputs[static_cast<std::size_t>(j)]); },
                        at(value_of_step(k)), rows, ctx);
     });
