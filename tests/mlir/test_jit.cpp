@@ -110,6 +110,25 @@ TEST_CASE("jit: Linears on packed weights == the expression-template kernel", "[
   }
 }
 
+// Bilinear with In2 a multiple of 16 runs both stages in blocks of 12 rows (contraction_to_vector.cpp,
+// BilinearToVector): batches of one block and a row (13), a partial block (5, 29) and whole blocks (24), in eval
+// and train mode (whose kernel is the other function), against the expression-template kernel.
+TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit]") {
+  static constexpr nn::Sequential net{kiln::input<20>, kiln::input<32>, nn::Bilinear<20, 32, 7>{}, nn::Tanh{}};
+  for (const bool training : {false, true}) {
+    kiln::Model model{net, 8};
+    model.train(training);
+    auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("bilinear")));
+    for (const index_t batch : {1, 5, 13, 24, 29}) {
+      Tensor x1({batch, 20}), x2({batch, 32});
+      for (index_t i = 0; i < x1.numel(); ++i) x1[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+      for (index_t i = 0; i < x2.numel(); ++i) x2[i] = static_cast<float>((i * 11) % 19) / 9.0f - 1.0f;
+      kiln::testing::check_close(jit(x1, x2), model(x1, x2),
+                                 "batch " + std::to_string(batch) + (training ? ", train" : ", eval"), 2e-5, 4e-6);
+    }
+  }
+}
+
 // A Linear of 128 KB of weights or more walks its column blocks backwards on every other call (a counter per
 // Linear in the kernel): the same sums in another order of columns, so consecutive calls agree bit for bit.
 TEST_CASE("jit: calls that walk the weights backwards give the same outputs", "[jit]") {

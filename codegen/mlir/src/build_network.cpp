@@ -296,7 +296,8 @@ class FunctionBuilder {
   // ---- Bilinear: y[n, o] = sum_ij x1[n, i] A[o, i, j] x2[n, j] + b[o] ------------------------------------
   // In PyTorch's order, as the expression-template kernel (so that an Inf in an input gives Inf or NaN where
   // PyTorch's does): T[n, o, j] = sum_i x1[n, i] A[o, i, j], the loop over j innermost (A's rows, contiguous;
-  // contraction_to_vector.cpp makes it register tiles of broadcast products), then y[n, o] = sum_j T[n, o, j] x2[n, j].
+  // contraction_to_vector.cpp makes it register tiles of broadcast products), then y[n, o] = sum_j T[n, o, j] x2[n, j]
+  // (BilinearToVector runs the two in blocks of rows, T one block's).
   Value bilinear(const ir::Layer& l, Value x1, Value x2) {
     const int64_t in1 = features(x1), in2 = features(x2), out = l.out.last();
     Value a = param(l, Role::weight, {out, in1, in2});
