@@ -653,12 +653,7 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     using IT = utils::IteratorType;
     const SmallVector<IT> iterators = g.getIteratorTypesArray();
     if (iterators != SmallVector<IT>{IT::parallel, IT::parallel, IT::reduction, IT::parallel}) return false;
-    MLIRContext* ctx = g.getContext();
-    auto map = [&](ArrayRef<unsigned> dims) {
-      SmallVector<AffineExpr> exprs;
-      for (unsigned d : dims) exprs.push_back(getAffineDimExpr(d, ctx));
-      return AffineMap::get(4, 0, exprs, ctx);
-    };
+    auto map = [&](ArrayRef<unsigned> dims) { return AffineMap::getMultiDimMapWithTargets(4, dims, g.getContext()); };
     const SmallVector<AffineMap> maps = g.getIndexingMapsArray();
     if (maps != SmallVector<AffineMap>{map({0, 2}), map({1, 2, 3}), map({0, 1, 3})}) return false;
     // The payload: out + in0 * in1.
@@ -676,12 +671,7 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     if (!r.hasPureBufferSemantics() || r.getNumLoops() != 3 || r.getNumDpsInputs() != 2 || r.getNumDpsInits() != 1 ||
         r.getDpsInputOperand(0)->get() != t)
       return false;
-    MLIRContext* ctx = r.getContext();
-    auto map = [&](ArrayRef<unsigned> dims) {
-      SmallVector<AffineExpr> exprs;
-      for (unsigned d : dims) exprs.push_back(getAffineDimExpr(d, ctx));
-      return AffineMap::get(3, 0, exprs, ctx);
-    };
+    auto map = [&](ArrayRef<unsigned> dims) { return AffineMap::getMultiDimMapWithTargets(3, dims, r.getContext()); };
     return r.getIndexingMapsArray() == SmallVector<AffineMap>{map({0, 1, 2}), map({0, 2}), map({0, 1})};
   }
 
@@ -696,7 +686,7 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     const int64_t J = aType.getDimSize(2);
     if (J % kLanes != 0) return failure();
     // T must start from zero (a fill of 0 before the generic, which the tiles make unnecessary: they store
-    // whole sums) and have no other writer; readers (the second stage) and its dealloc are fine.
+    // whole sums) and have no other writer. Read only by the second stage, it becomes one row block's.
     linalg::FillOp fill;
     linalg::GenericOp second;
     bool otherReaders = false;
