@@ -26,7 +26,7 @@ struct Flow {
   std::array<int, V> last_use{};    // per root: the last step that reads it (S: the network's output)
   std::array<bool, V> stored{};     // per root: read in a later segment, so kept for the whole batch
   std::array<int, V> slot{};        // per root: its scratch slot in a tile, or -1
-  std::array<bool, S> epilogue{};   // per step: it runs as the epilogue of the step before (its value never stored)
+  std::array<bool, S> epilogue{};   // per step: it runs in the stores of the step before, whose value has no storage
   int slots = 0;
   std::array<std::size_t, S + 1> segment_start{};  // segment s is steps [segment_start[s], segment_start[s + 1])
   std::size_t segments = 0;
