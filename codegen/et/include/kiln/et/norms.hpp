@@ -7,6 +7,7 @@
 #include <kiln/et/eval.hpp>
 #include <kiln/et/vmath.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 namespace kiln::et {
@@ -17,23 +18,37 @@ namespace kiln::et {
 #pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
 #endif
 // (x - mean) / sqrt(var_biased + eps) * weight + bias, per row of `size` values. x and y may be the same.
+struct RowStats {
+  float mean, rstd;
+};
+// A row's mean and 1 / sqrt(biased variance + eps), the variance from the deviations (two passes).
+inline RowStats layer_norm_stats(const float* xr, index_t size, float eps) {
+  const float mean = sum_vectors(xr, size) / static_cast<float>(size);
+  vfloat acc{};
+  index_t i = 0;
+  for (; i + simd_width <= size; i += simd_width) {
+    const vfloat d = load(xr + i) - mean;
+    acc += d * d;
+  }
+  float sq = 0;
+  for (int l = 0; l < simd_width; ++l) sq += acc[l];
+  for (; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+  return {mean, 1.0f / std::sqrt(sq / static_cast<float>(size) + eps)};
+}
+
+inline float lane_sum(vfloat v) {
+  float s = 0;
+  for (int l = 0; l < simd_width; ++l) s += v[l];
+  return s;
+}
+
 inline void layer_norm_forward(const float* x, float* y, index_t rows, index_t size, float eps, const float* weight,
                                const float* bias) {
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     float* yr = y + r * size;
-    const float mean = sum_vectors(xr, size) / static_cast<float>(size);
-    vfloat acc{};
+    const auto [mean, rstd] = layer_norm_stats(xr, size, eps);
     index_t i = 0;
-    for (; i + simd_width <= size; i += simd_width) {
-      const vfloat d = load(xr + i) - mean;
-      acc += d * d;
-    }
-    float sq = 0;
-    for (int l = 0; l < simd_width; ++l) sq += acc[l];
-    for (; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
-    const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(size) + eps);
-    i = 0;
     for (; i + simd_width <= size; i += simd_width) {
       vfloat v = (load(xr + i) - mean) * rstd;
       if (weight) v *= load(weight + i);
@@ -77,61 +92,68 @@ inline void rms_norm_forward(const float* x, float* y, index_t rows, index_t siz
 }
 
 // LayerNorm's gradient per row: with xhat = (x - mean) rstd and g = dy * weight,
-// dx = rstd (g - mean(g) - xhat mean(g xhat)); dweight += dy xhat; dbias += dy.
+// dx = rstd (g - mean(g) - xhat mean(g xhat)); dweight += dy xhat; dbias += dy. In float SIMD partial sums, as
+// PyTorch's CPU kernel accumulates in float (in double, one element at a time, it was a quarter of a small-batch
+// training step), with the forward's statistics. Blocks of simd_width lanes, the last one partial.
 inline void layer_norm_backward(const float* x, const float* dy, float* dx, index_t rows, index_t size, float eps,
                                 const float* weight, float* dweight, float* dbias) {
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     const float* dyr = dy + r * size;
-    double sum = 0, sq = 0;
-    for (index_t i = 0; i < size; ++i) sum += xr[i];
-    const double mean = sum / static_cast<double>(size);
-    for (index_t i = 0; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
-    const double rstd = 1.0 / std::sqrt(sq / static_cast<double>(size) + eps);
-    double mean_g = 0, mean_gx = 0;
-    for (index_t i = 0; i < size; ++i) {
-      const double xhat = (xr[i] - mean) * rstd, g = weight ? dyr[i] * weight[i] : dyr[i];
-      mean_g += g;
-      mean_gx += g * xhat;
-      if (dweight) dweight[i] += static_cast<float>(dyr[i] * xhat);
-      if (dbias) dbias[i] += dyr[i];
+    const auto [mean, rstd] = layer_norm_stats(xr, size, eps);
+    vfloat sum_g{}, sum_gx{};
+    for (index_t i = 0; i < size; i += simd_width) {
+      const long n = std::min<index_t>(simd_width, size - i);
+      const vfloat d = load_first(dyr + i, n), xhat = (load_first(xr + i, n) - mean) * rstd;
+      const vfloat g = weight ? d * load_first(weight + i, n) : d;
+      sum_g += g;
+      sum_gx += g * xhat;
+      if (dweight) store_first(dweight + i, load_first(dweight + i, n) + d * xhat, n);
+      if (dbias) store_first(dbias + i, load_first(dbias + i, n) + d, n);
     }
-    mean_g /= static_cast<double>(size);
-    mean_gx /= static_cast<double>(size);
-    if (dx)
-      for (index_t i = 0; i < size; ++i) {
-        const double xhat = (xr[i] - mean) * rstd, g = weight ? dyr[i] * weight[i] : dyr[i];
-        dx[r * size + i] = static_cast<float>(rstd * (g - mean_g - xhat * mean_gx));
-      }
+    if (!dx) continue;
+    const float mean_g = lane_sum(sum_g) / static_cast<float>(size), mean_gx = lane_sum(sum_gx) / static_cast<float>(size);
+    for (index_t i = 0; i < size; i += simd_width) {
+      const long n = std::min<index_t>(simd_width, size - i);
+      const vfloat d = load_first(dyr + i, n), xhat = (load_first(xr + i, n) - mean) * rstd;
+      const vfloat g = weight ? d * load_first(weight + i, n) : d;
+      store_first(dx + r * size + i, rstd * (g - mean_g - xhat * mean_gx), n);
+    }
   }
 }
 
 // RMSNorm's gradient per row: y = x inv weight with inv = 1/sqrt(ms + eps) (or 1/(sqrt(ms) + eps)),
 // ms = mean(x^2); with g = dy * weight, dx = g inv + x d(inv)/d(ms) 2 mean(g x); dweight += dy x inv.
+// In float SIMD partial sums, as LayerNorm's.
 inline void rms_norm_backward(const float* x, const float* dy, float* dx, index_t rows, index_t size, float eps,
                               bool eps_added_to_rms, const float* weight, float* dweight) {
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     const float* dyr = dy + r * size;
-    double sq = 0;
-    for (index_t i = 0; i < size; ++i) sq += static_cast<double>(xr[i]) * xr[i];
-    const double ms = sq / static_cast<double>(size);
-    const double rms = std::sqrt(eps_added_to_rms ? ms : ms + eps);
-    const double inv = eps_added_to_rms ? 1.0 / (rms + eps) : 1.0 / rms;
-    // d(inv)/d(ms): -inv^3 / 2 inside the root; -inv^2 / (2 rms) with eps added to the RMS.
-    const double dinv_dms = eps_added_to_rms ? -inv * inv / (2.0 * rms) : -0.5 * inv * inv * inv;
-    double gx = 0;
-    for (index_t i = 0; i < size; ++i) {
-      const double g = weight ? dyr[i] * weight[i] : dyr[i];
-      gx += g * xr[i];
-      if (dweight) dweight[i] += static_cast<float>(dyr[i] * xr[i] * inv);
+    vfloat sq{};
+    for (index_t i = 0; i < size; i += simd_width) {
+      const vfloat v = load_first(xr + i, std::min<index_t>(simd_width, size - i));
+      sq += v * v;
     }
-    const double k = dinv_dms * 2.0 * gx / static_cast<double>(size);
-    if (dx)
-      for (index_t i = 0; i < size; ++i) {
-        const double g = weight ? dyr[i] * weight[i] : dyr[i];
-        dx[r * size + i] = static_cast<float>(g * inv + xr[i] * k);
-      }
+    const float ms = lane_sum(sq) / static_cast<float>(size);
+    const float rms = std::sqrt(eps_added_to_rms ? ms : ms + eps);
+    const float inv = eps_added_to_rms ? 1.0f / (rms + eps) : 1.0f / rms;
+    // d(inv)/d(ms): -inv^3 / 2 inside the root; -inv^2 / (2 rms) with eps added to the RMS.
+    const float dinv_dms = eps_added_to_rms ? -inv * inv / (2.0f * rms) : -0.5f * inv * inv * inv;
+    vfloat gx{};
+    for (index_t i = 0; i < size; i += simd_width) {
+      const long n = std::min<index_t>(simd_width, size - i);
+      const vfloat d = load_first(dyr + i, n), v = load_first(xr + i, n);
+      gx += (weight ? d * load_first(weight + i, n) : d) * v;
+      if (dweight) store_first(dweight + i, load_first(dweight + i, n) + d * v * inv, n);
+    }
+    if (!dx) continue;
+    const float k = dinv_dms * 2.0f * lane_sum(gx) / static_cast<float>(size);
+    for (index_t i = 0; i < size; i += simd_width) {
+      const long n = std::min<index_t>(simd_width, size - i);
+      const vfloat d = load_first(dyr + i, n), v = load_first(xr + i, n);
+      store_first(dx + r * size + i, (weight ? d * load_first(weight + i, n) : d) * inv + v * k, n);
+    }
   }
 }
 
