@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
+#include <vector>
 
 namespace nn = kiln::nn;
 using kiln::index_t;
@@ -21,14 +23,48 @@ TEST_CASE("runtime: Philox4x32-10 gives the published known answers", "[runtime]
 TEST_CASE("runtime: the vectorised dropout draws are the one-block draws, words in element order", "[runtime]") {
   const kiln::DropoutStream rng(0xF00DF00DDEADBEEFull, 3, 17);
   for (const std::uint64_t b0 : {std::uint64_t{0}, std::uint64_t{123456789}, (std::uint64_t{1} << 32) - 5}) {
-    std::uint32_t words[4 * 16];
+    std::uint32_t words[4 * 32];
+    auto check = [&](int blocks) {
+      for (int k = 0; k < blocks; ++k)
+        for (int w = 0; w < 4; ++w) {
+          INFO(blocks << " blocks from " << b0 << ": block " << k << ", word " << w);
+          CHECK(words[4 * k + w] == rng.block(b0 + static_cast<std::uint64_t>(k))[static_cast<std::size_t>(w)]);
+        }
+    };
     rng.blocks<16>(b0, words);
-    for (int k = 0; k < 16; ++k)
-      for (int w = 0; w < 4; ++w) {
-        INFO("block " << b0 + static_cast<std::uint64_t>(k) << ", word " << w);
-        CHECK(words[4 * k + w] == rng.block(b0 + static_cast<std::uint64_t>(k))[static_cast<std::size_t>(w)]);
-      }
+    check(16);
+    rng.blocks<32>(b0, words);
+    check(32);
   }
+}
+
+TEST_CASE("runtime: Dropout's backward reads the mask off its output, and draws it where the output cannot tell",
+          "[runtime]") {
+  // The reference: the mask drawn again for every element (dropout_forward applied to dy, as the backward did).
+  const kiln::DropoutStream rng(0x5EEDull, 1, 9);
+  constexpr float p = 0.3f;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  kiln::Philox4x32::Counter noise{};
+  for (const bool with_zeros : {false, true})
+    for (const std::uint64_t first : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{64 * 1000 + 37}})
+      for (const index_t count : {index_t{1}, index_t{63}, index_t{64}, index_t{300}}) {
+        std::vector<float> x(static_cast<std::size_t>(count)), y(x.size()), dy(x.size()), dx(x.size()), ref(x.size());
+        for (index_t i = 0; i < count; ++i) {
+          noise = kiln::Philox4x32::generate({static_cast<std::uint32_t>(i), 7, 0, 0}, {1, 2});
+          x[i] = kiln::Philox4x32::to_unit_float(noise[0]) - 0.5f;
+          dy[i] = kiln::Philox4x32::to_unit_float(noise[1]) + 0.25f;
+          if (with_zeros && noise[2] % 5 == 0) x[i] = std::array<float, 5>{0.0f, -0.0f, inf, -inf, nan}[noise[3] % 5];
+        }
+        if (count > 2) dy[1] = nan;  // a NaN gradient stays NaN where dropped, as PyTorch's grad * mask
+        kiln::et::dropout_forward(x.data(), y.data(), count, first, p, rng);
+        kiln::et::dropout_forward(dy.data(), ref.data(), count, first, p, rng);
+        kiln::et::dropout_backward(x.data(), y.data(), dy.data(), dx.data(), count, first, p, rng);
+        for (index_t i = 0; i < count; ++i) {
+          INFO("zeros " << with_zeros << ", first element " << first << ", count " << count << ", element " << i);
+          if (std::isnan(ref[i])) CHECK(std::isnan(dx[i]));
+          else CHECK(dx[i] == ref[i]);
+        }
+      }
 }
 
 TEST_CASE("runtime: default init follows PyTorch's distributions and the seed", "[runtime]") {

@@ -56,53 +56,64 @@ struct DropoutStream {
   }
   // The words of blocks b0 .. b0 + kBlocks - 1, element-major: words[4 * k + w] is word w of block b0 + k.
   // The same rounds as generate(), on vectors of 8 blocks: each 32-bit word in a 64-bit lane, so that the
-  // 32 x 32 -> 64-bit products are lane-wise multiplies (GCC and clang vector extensions).
+  // 32 x 32 -> 64-bit products are lane-wise multiplies (GCC and clang vector extensions). The groups of 8
+  // blocks take each round side by side, as one group's rounds are a chain of dependent multiplies (dropout_forward:
+  // 0.70 ns per element a group after the other, 0.44 four groups side by side; Intel Xeon, model 167).
   template <int kBlocks>
   void blocks(std::uint64_t b0, std::uint32_t* words) const {
     static_assert(kBlocks % 8 == 0, "DropoutStream::blocks: a multiple of 8 blocks");
+    constexpr int kGroups = kBlocks / 8;
     using u64x8 = std::uint64_t __attribute__((vector_size(64)));
     constexpr std::uint64_t low = 0xFFFFFFFFu;
-    for (int h = 0; h < kBlocks; h += 8) {
-      u64x8 c0, c1, c2, c3;
-      for (int k = 0; k < 8; ++k) {
-        const std::uint64_t b = b0 + static_cast<std::uint64_t>(h + k);
-        c0[k] = b & low;
-        c1[k] = b >> 32;
-        c2[k] = stream;
-        c3[k] = step;
+    u64x8 c0[kGroups], c1[kGroups], c2[kGroups], c3[kGroups];
+    for (int h = 0; h < kGroups; ++h) {
+      const u64x8 b = b0 + static_cast<std::uint64_t>(8 * h) + u64x8{0, 1, 2, 3, 4, 5, 6, 7};
+      c0[h] = b & low;
+      c1[h] = b >> 32;
+      c2[h] = u64x8{} + stream;
+      c3[h] = u64x8{} + step;
+    }
+    std::uint64_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        k0 = (k0 + 0x9E3779B9u) & low;
+        k1 = (k1 + 0xBB67AE85u) & low;
       }
-      std::uint64_t k0 = key[0], k1 = key[1];
-      for (int round = 0; round < 10; ++round) {
-        if (round > 0) {
-          k0 = (k0 + 0x9E3779B9u) & low;
-          k1 = (k1 + 0xBB67AE85u) & low;
-        }
+      for (int h = 0; h < kGroups; ++h) {
 #if defined(__AVX512F__)
         // 32 x 32 -> 64-bit products, one vpmuludq each: g++ makes c * m a full 64-bit multiply (vpmullq), which
         // made the draws a quarter of a small-batch training step. (maskz: the unmasked form makes g++ 12 warn.)
         const auto mul = [](u64x8 a, long long m) {
           return reinterpret_cast<u64x8>(_mm512_maskz_mul_epu32(0xFF, reinterpret_cast<__m512i>(a), _mm512_set1_epi64(m)));
         };
-        const u64x8 p0 = mul(c0, 0xD2511F53), p1 = mul(c2, 0xCD9E8D57);
+        // vpmuludq reads only the low halves of its lanes, and the words are taken from the low halves below:
+        // the high halves may hold anything, and the products are not masked to 32 bits.
+        const u64x8 p0 = mul(c0[h], 0xD2511F53), p1 = mul(c2[h], 0xCD9E8D57);
+        c0[h] = (p1 >> 32) ^ c1[h] ^ k0;
+        c1[h] = p1;
+        c2[h] = (p0 >> 32) ^ c3[h] ^ k1;
+        c3[h] = p0;
 #else
-        const u64x8 p0 = c0 * 0xD2511F53u, p1 = c2 * 0xCD9E8D57u;
+        const u64x8 p0 = c0[h] * 0xD2511F53u, p1 = c2[h] * 0xCD9E8D57u;
+        c0[h] = (p1 >> 32) ^ c1[h] ^ k0;
+        c1[h] = p1 & low;
+        c2[h] = (p0 >> 32) ^ c3[h] ^ k1;
+        c3[h] = p0 & low;
 #endif
-        c0 = (p1 >> 32) ^ c1 ^ k0;
-        c1 = p1 & low;
-        c2 = (p0 >> 32) ^ c3 ^ k1;
-        c3 = p0 & low;
       }
+    }
+    for (int h = 0; h < kGroups; ++h) {
       // Element-major: blocks 0..3 then 4..7, each as its words 0..3 (two interleaves, not 32 lane extractions).
       using u32x8 = std::uint32_t __attribute__((vector_size(32)));
       using u32x16 = std::uint32_t __attribute__((vector_size(64)));
-      const u32x8 w0 = __builtin_convertvector(c0, u32x8), w1 = __builtin_convertvector(c1, u32x8),
-                  w2 = __builtin_convertvector(c2, u32x8), w3 = __builtin_convertvector(c3, u32x8);
+      const u32x8 w0 = __builtin_convertvector(c0[h], u32x8), w1 = __builtin_convertvector(c1[h], u32x8),
+                  w2 = __builtin_convertvector(c2[h], u32x8), w3 = __builtin_convertvector(c3[h], u32x8);
       const u32x16 w01 = __builtin_shufflevector(w0, w1, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
       const u32x16 w23 = __builtin_shufflevector(w2, w3, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
       const u32x16 first = __builtin_shufflevector(w01, w23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
       const u32x16 second = __builtin_shufflevector(w01, w23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-      __builtin_memcpy(words + 4 * h, &first, sizeof first);
-      __builtin_memcpy(words + 4 * h + 16, &second, sizeof second);
+      __builtin_memcpy(words + 32 * h, &first, sizeof first);
+      __builtin_memcpy(words + 32 * h + 16, &second, sizeof second);
     }
   }
 };
