@@ -8,8 +8,8 @@
 // the backward walks the steps back while everything is in cache. Where paths meet (a skip connection, the
 // branches of a Sum or Concat) their gradients are summed into the value they read. A value read in a later
 // segment gets its gradient in a full-batch buffer, summed over the segments; a batch-statistics BatchNorm that
-// starts a segment runs its backward over the whole batch once the segment's tiles are done. Dropout masks are
-// drawn again from the same Philox counters.
+// starts a segment runs its backward over the whole batch once the segment's tiles are done. A Dropout's backward
+// reads its mask off the kept activations, or draws it again from the same Philox counters (et/dropout.hpp).
 //
 // Parameter gradients accumulate in one buffer per worker thread, each worker taking a fixed set of tiles,
 // and are added to the model's gradients in worker order: the result does not depend on timing.
