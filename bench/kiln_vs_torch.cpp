@@ -574,13 +574,16 @@ int main(int argc, char** argv) {
   c_resmlp6.register_benchmarks();
 
   kiln::bench::RatioReporter reporter("torch", peak.gflops);
-  // Batch 1 reads every weight once: the time to read them is its bound (issue: MLP-S within 1.3x of it).
+  // Batch 1 reads every weight once: the time to read them is its bound (stream_bound.hpp: in the best order,
+  // and in layer order, which is what a forward pass can do where the weights outgrow L2).
   auto stream_bound = [&](const char* name, const auto& net) {
     const double bytes = static_cast<double>(kiln::parameter_count(net)) * sizeof(float);
-    const double us = kiln::bench::stream_read_us(static_cast<std::size_t>(bytes));
-    fmt::print("{}: reading its {:.3f} MB of weights once takes {:.2f} us ({:.0f} GB/s)\n", name, bytes / 1e6, us,
-               bytes / us / 1e3);
-    reporter.set_stream_bound(name, us, bytes);
+    using kiln::bench::Order;
+    const double best = kiln::bench::stream_read_us(static_cast<std::size_t>(bytes), Order::best);
+    const double layer_order = kiln::bench::stream_read_us(static_cast<std::size_t>(bytes), Order::layer_order);
+    fmt::print("{}: reading its {:.3f} MB of weights once takes {:.2f} us in the best order ({:.0f} GB/s), {:.2f} us "
+               "in layer order\n", name, bytes / 1e6, best, bytes / best / 1e3, layer_order);
+    reporter.set_stream_bound(name, best, layer_order, bytes);
   };
   stream_bound("mlp_s", mlp_s);
   stream_bound("mlp_norm", mlp_norm);

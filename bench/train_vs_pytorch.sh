@@ -25,7 +25,7 @@ find_openblas "$build" >/dev/null ||
   { echo "could not fetch libopenblas0-openmp: PyTorch would run on the reference BLAS" >&2; exit 1; }
 choose_openblas_cores $((quick ? 2 : ${#openblas_core_requests[@]}))
 
-median_of() { sed -E 's/.*median ([0-9.]+) s.*/\1/' <<<"$1"; }
+median_of() { head -n 1 <<<"$1" | sed -E 's/.*median ([0-9.]+) s.*/\1/'; }  # the first line: its median
 
 # Runs PyTorch's side ("$@") under every kernel set; sets best (seconds) and best_label.
 fastest_pytorch() {
