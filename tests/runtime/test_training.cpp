@@ -2,6 +2,8 @@
 // steps of SGD (momentum, dampening, nesterov, weight decay), Adam, AdamW, clipping, StepLR, cosine annealing.
 #include "../support.hpp"
 
+#include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace nn = kiln::nn;
@@ -110,6 +112,44 @@ TEST_CASE("training: Adam and AdamW match torch.optim", "[training]") {
                    nn::CrossEntropyLoss{});
   check_trajectory("adamw", net_a, [](auto& m) { return plain(new optim::AdamW(m, {.lr = 1e-2, .weight_decay = 1e-2})); },
                    nn::CrossEntropyLoss{});
+}
+
+TEST_CASE("training: Adam's step on parameters of several chunks is torch's formula, the same bits on 1 and 2 threads",
+          "[training]") {
+  // 201 x 199 weights: three of the optimizer's chunks of 16384 elements, the last ending in a partial vector.
+  static constexpr nn::Sequential net{kiln::input<201>, nn::Linear<201, 199>{}};
+  auto run = [](int threads) {
+    kiln::set_num_threads(threads);
+    kiln::Model model{net, 3};
+    optim::Adam opt{model, {.lr = 1e-2, .weight_decay = 1e-3}};
+    for (int step = 0; step < 2; ++step) {
+      for (kiln::Parameter& p : opt.params()) {
+        kiln::index_t i = 0;
+        for (float& g : p.grad.values()) g = static_cast<float>((i++ * 7919 + step * 31) % 2001) / 1000.0f - 1.0f;
+      }
+      opt.step();
+    }
+    kiln::set_num_threads(1);
+    return model.state_dict().at("0.weight").clone();
+  };
+  const Tensor one = run(1), two = run(2);
+  CHECK(std::memcmp(one.data(), two.data(), one.nbytes()) == 0);
+  // torch.optim.Adam, element by element in double.
+  kiln::Model start{net, 3};
+  const Tensor w0 = start.state_dict().at("0.weight");
+  double worst = 0;
+  for (kiln::index_t i = 0; i < w0.numel(); ++i) {
+    double p = w0[i], m = 0, v = 0;
+    for (int step = 0; step < 2; ++step) {
+      const double g = static_cast<float>((i * 7919 + step * 31) % 2001) / 1000.0f - 1.0f + 1e-3 * p;
+      m = 0.9 * m + 0.1 * g;
+      v = 0.999 * v + 0.001 * g * g;
+      const double t = step + 1;
+      p -= 1e-2 / (1 - std::pow(0.9, t)) * m / (std::sqrt(v) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
+    }
+    worst = std::max(worst, std::abs(two[i] - p) / (1e-5 * std::abs(p) + 1e-6));
+  }
+  CHECK(worst <= 1.0);  // within 1e-5 relative (1e-6 absolute) for every element
 }
 
 TEST_CASE("training: gradient clipping and learning-rate schedules match PyTorch", "[training]") {

@@ -17,7 +17,9 @@
 #include <kiln/runtime/parameter.hpp>
 #include <kiln/runtime/tensor.hpp>
 #include <kiln/runtime/tensor_file.hpp>
+#include <kiln/runtime/threads.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -126,6 +128,25 @@ class Optimizer {
   std::shared_ptr<void> begin_update() { return begin_update_(); }
   std::vector<Parameter> params_;
 
+  // Calls update(k, begin, end) for elements [begin, end) of every parameter k, in chunks spread over Kiln's
+  // threads. An optimizer's update is element by element: the same bits on any number of threads. Chunks start
+  // on whole vectors; only a parameter's last one may end in a partial vector.
+  template <class Update>
+  void for_element_chunks(Update&& update) const {
+    struct Chunk {
+      std::size_t k;
+      index_t begin, end;
+    };
+    constexpr index_t chunk = 16384;
+    std::vector<Chunk> chunks;
+    for (std::size_t k = 0; k < params_.size(); ++k)
+      for (index_t i = 0, n = params_[k].value.numel(); i < n; i += chunk) chunks.push_back({k, i, std::min(n, i + chunk)});
+    parallel_for(static_cast<index_t>(chunks.size()), [&](index_t c) {
+      const Chunk& ch = chunks[static_cast<std::size_t>(c)];
+      update(ch.k, ch.begin, ch.end);
+    });
+  }
+
   // What each optimizer says about its state: its torch name, its hyperparameters by torch's names (lr first),
   // the per-parameter tensor names it keeps, and how to write, check and read them.
   virtual std::string kind() const = 0;
@@ -201,32 +222,34 @@ class SGD : public Optimizer {
     using et::vfloat;
     const float wd = static_cast<float>(o_.weight_decay), mu = static_cast<float>(o_.momentum),
                 damp = static_cast<float>(1 - o_.dampening), rate = static_cast<float>(lr);
+    std::vector<char> first(params_.size());  // no momentum buffer yet: it starts as the first gradient
     for (std::size_t k = 0; k < params_.size(); ++k) {
+      first[k] = !momentum_[k].defined();
+      if (mu != 0 && first[k]) momentum_[k] = Tensor(params_[k].value.shape());
+    }
+    for_element_chunks([&](std::size_t k, index_t begin, index_t end) {
       float* __restrict p = params_[k].value.data();
       const float* __restrict g = params_[k].grad.data();
-      const index_t n = params_[k].value.numel();
-      const bool first = !momentum_[k].defined();
-      if (mu != 0 && first) momentum_[k] = Tensor(params_[k].value.shape());
       float* __restrict b = mu != 0 ? momentum_[k].data() : nullptr;
       // One element per lane, whole vectors loaded and stored as vectors (element by element, with these
       // branches inside, the step took 7x as long); the tail goes through a zero-padded vector.
       auto update = [&](vfloat pv, vfloat gv, vfloat& bv) {
         vfloat d = gv + wd * pv;
         if (b) {
-          bv = first ? d : mu * bv + damp * d;
+          bv = first[k] ? d : mu * bv + damp * d;
           d = o_.nesterov ? d + mu * bv : bv;
         }
         return pv - rate * d;
       };
-      index_t i = 0;
-      for (; i + et::simd_width <= n; i += et::simd_width) {
+      index_t i = begin;
+      for (; i + et::simd_width <= end; i += et::simd_width) {
         vfloat bv = b ? et::load(b + i) : vfloat{};
         et::store(p + i, update(et::load(p + i), et::load(g + i), bv));
         if (b) et::store(b + i, bv);
       }
-      if (i < n) {
+      if (i < end) {
         vfloat pv{}, gv{}, bv{};
-        const int lanes = static_cast<int>(n - i);
+        const int lanes = static_cast<int>(end - i);
         for (int l = 0; l < lanes; ++l) pv[l] = p[i + l], gv[l] = g[i + l], bv[l] = b ? b[i + l] : 0.0f;
         pv = update(pv, gv, bv);
         for (int l = 0; l < lanes; ++l) {
@@ -234,7 +257,7 @@ class SGD : public Optimizer {
           if (b) b[i + l] = bv[l];
         }
       }
-    }
+    });
   }
 
  private:
@@ -264,13 +287,12 @@ class Adam : public Optimizer {
                 step_size = static_cast<float>(lr / bias1), c2 = static_cast<float>(bias2_sqrt),
                 wd = static_cast<float>(o_.weight_decay), decay = static_cast<float>(1 - lr * o_.weight_decay);
     using et::vfloat;
-    for (std::size_t k = 0; k < params_.size(); ++k) {
+    const float l2 = decoupled_ ? 0.0f : wd, keep = decoupled_ ? decay : 1.0f;
+    for_element_chunks([&](std::size_t k, index_t begin, index_t end) {
       float* __restrict p = params_[k].value.data();
       const float* __restrict g = params_[k].grad.data();
       float* __restrict m = m_[k].data();
       float* __restrict v = v_[k].data();
-      const index_t n = params_[k].value.numel();
-      const float l2 = decoupled_ ? 0.0f : wd, keep = decoupled_ ? decay : 1.0f;
       // One element per lane. Whole vectors are loaded and stored as vectors (a lane-by-lane copy made the
       // step 2.8x slower); the tail goes through a zero-padded vector.
       auto update = [&](vfloat pv, vfloat gv, vfloat& mv, vfloat& vv) {
@@ -280,21 +302,21 @@ class Adam : public Optimizer {
         vv = b2 * vv + (1 - b2) * gv * gv;
         return pv - step_size * mv / (et::vsqrt(vv) / c2 + eps);
       };
-      index_t i = 0;
-      for (; i + et::simd_width <= n; i += et::simd_width) {
+      index_t i = begin;
+      for (; i + et::simd_width <= end; i += et::simd_width) {
         vfloat mv = et::load(m + i), vv = et::load(v + i);
         et::store(p + i, update(et::load(p + i), et::load(g + i), mv, vv));
         et::store(m + i, mv);
         et::store(v + i, vv);
       }
-      if (i < n) {
+      if (i < end) {
         vfloat pv{}, gv{}, mv{}, vv{};
-        const int lanes = static_cast<int>(n - i);
+        const int lanes = static_cast<int>(end - i);
         for (int l = 0; l < lanes; ++l) pv[l] = p[i + l], gv[l] = g[i + l], mv[l] = m[i + l], vv[l] = v[i + l];
         pv = update(pv, gv, mv, vv);
         for (int l = 0; l < lanes; ++l) p[i + l] = pv[l], m[i + l] = mv[l], v[i + l] = vv[l];
       }
-    }
+    });
   }
 
  protected:
