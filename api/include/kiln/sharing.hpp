@@ -32,7 +32,11 @@ class Users {
         if (n < 0) throw Error(fmt::format("{}: refused while another thread changes the model (a load, a "
                                            "train-mode call, train()/eval())", what));
       } while (!users_.count_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+      alone_ = n == 0;
     }
+    // No other holder shares the model while this one lives: it is exclusive, or the count went from 0 (a later
+    // holder finds it above 0 until this one ends).
+    bool alone() const { return exclusive_ || alone_; }
     ~Hold() {
       if (exclusive_) users_.count_.store(0, std::memory_order_release);
       else users_.count_.fetch_sub(1, std::memory_order_release);
@@ -43,6 +47,7 @@ class Users {
    private:
     const Users& users_;
     bool exclusive_;
+    bool alone_ = false;
   };
 
  private:
