@@ -64,8 +64,7 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
         vfloat acc{};
         index_t j = 0;
         for (; j + simd_width <= in2; j += simd_width) acc += load(v + j) * load(tr + j);
-        float s = 0;
-        for (int l = 0; l < simd_width; ++l) s += acc[l];
+        float s = lane_sum(acc);
         for (; j < in2; ++j) s += v[j] * tr[j];
         y[(r0 + r) * out + o] = s + (bias ? bias[o] : 0.0f);
       }

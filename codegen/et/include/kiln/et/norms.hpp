@@ -17,7 +17,6 @@ namespace kiln::et {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
 #endif
-// (x - mean) / sqrt(var_biased + eps) * weight + bias, per row of `size` values. x and y may be the same.
 struct RowStats {
   float mean, rstd;
 };
@@ -30,18 +29,12 @@ inline RowStats layer_norm_stats(const float* xr, index_t size, float eps) {
     const vfloat d = load(xr + i) - mean;
     acc += d * d;
   }
-  float sq = 0;
-  for (int l = 0; l < simd_width; ++l) sq += acc[l];
+  float sq = lane_sum(acc);
   for (; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
   return {mean, 1.0f / std::sqrt(sq / static_cast<float>(size) + eps)};
 }
 
-inline float lane_sum(vfloat v) {
-  float s = 0;
-  for (int l = 0; l < simd_width; ++l) s += v[l];
-  return s;
-}
-
+// (x - mean) / sqrt(var_biased + eps) * weight + bias, per row of `size` values. x and y may be the same.
 inline void layer_norm_forward(const float* x, float* y, index_t rows, index_t size, float eps, const float* weight,
                                const float* bias) {
   for (index_t r = 0; r < rows; ++r) {
@@ -76,8 +69,7 @@ inline void rms_norm_forward(const float* x, float* y, index_t rows, index_t siz
       const vfloat v = load(xr + i);
       acc += v * v;
     }
-    float sq = 0;
-    for (int l = 0; l < simd_width; ++l) sq += acc[l];
+    float sq = lane_sum(acc);
     for (; i < size; ++i) sq += xr[i] * xr[i];
     const float ms = sq / static_cast<float>(size);
     const float inv = eps_added_to_rms ? 1.0f / (std::sqrt(ms) + eps) : 1.0f / std::sqrt(ms + eps);

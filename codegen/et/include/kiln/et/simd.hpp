@@ -31,6 +31,12 @@ inline void store(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
 // broadcast of a float in memory is one load (vbroadcastss m32); 0 + x is an add and a shuffle on the port that
 // also runs half of the FMAs on Intel CPUs (which cost the Linear micro-kernel a fifth of its speed there).
 inline vfloat broadcast(float x) { return x - vfloat{}; }
+// The sum of v's lanes, first to last.
+inline float lane_sum(vfloat v) {
+  float s = 0;
+  for (int l = 0; l < simd_width; ++l) s += v[l];
+  return s;
+}
 
 // Lanes [0, n) from / to p, 0 <= n <= simd_width (loaded lanes past n are zero), for the last, partial block of
 // a row: one masked move with AVX-512, where a lane-by-lane copy cost a Linear(32, 4) as much as its FMAs.

@@ -218,8 +218,7 @@ inline float sum_vectors(const float* x, index_t n) {
   vfloat acc{};
   index_t i = 0;
   for (; i + simd_width <= n; i += simd_width) acc += load(x + i);
-  float s = 0;
-  for (int l = 0; l < simd_width; ++l) s += acc[l];
+  float s = lane_sum(acc);
   for (; i < n; ++i) s += x[i];
   return s;
 }
