@@ -12,6 +12,7 @@
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/threads.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -188,5 +189,20 @@ Pool& pool() {
 void set_num_threads(int n) { pool().resize(n); }
 int get_num_threads() { return pool().size(); }
 void parallel_for(index_t count, const std::function<void(index_t)>& body) { pool().run(count, body); }
+
+void parallel_for_chunks(const std::vector<index_t>& sizes, const std::function<void(std::size_t, index_t, index_t)>& body) {
+  constexpr index_t chunk = 16384;
+  struct Chunk {
+    std::size_t k;
+    index_t begin, end;
+  };
+  std::vector<Chunk> chunks;
+  for (std::size_t k = 0; k < sizes.size(); ++k)
+    for (index_t i = 0; i < sizes[k]; i += chunk) chunks.push_back({k, i, std::min(sizes[k], i + chunk)});
+  pool().run(static_cast<index_t>(chunks.size()), [&](index_t c) {
+    const Chunk& ch = chunks[static_cast<std::size_t>(c)];
+    body(ch.k, ch.begin, ch.end);
+  });
+}
 
 }  // namespace kiln

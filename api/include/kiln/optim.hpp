@@ -19,7 +19,6 @@
 #include <kiln/runtime/tensor_file.hpp>
 #include <kiln/runtime/threads.hpp>
 
-#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -129,22 +128,13 @@ class Optimizer {
   std::vector<Parameter> params_;
 
   // Calls update(k, begin, end) for elements [begin, end) of every parameter k, in chunks spread over Kiln's
-  // threads. An optimizer's update is element by element: the same bits on any number of threads. Chunks start
-  // on whole vectors; only a parameter's last one may end in a partial vector.
+  // threads (parallel_for_chunks): an optimizer's update is element by element. Only a parameter's last chunk
+  // may end in a partial vector.
   template <class Update>
   void for_element_chunks(Update&& update) const {
-    struct Chunk {
-      std::size_t k;
-      index_t begin, end;
-    };
-    constexpr index_t chunk = 16384;
-    std::vector<Chunk> chunks;
-    for (std::size_t k = 0; k < params_.size(); ++k)
-      for (index_t i = 0, n = params_[k].value.numel(); i < n; i += chunk) chunks.push_back({k, i, std::min(n, i + chunk)});
-    parallel_for(static_cast<index_t>(chunks.size()), [&](index_t c) {
-      const Chunk& ch = chunks[static_cast<std::size_t>(c)];
-      update(ch.k, ch.begin, ch.end);
-    });
+    std::vector<index_t> sizes;
+    for (const Parameter& p : params_) sizes.push_back(p.value.numel());
+    parallel_for_chunks(sizes, update);
   }
 
   // What each optimizer says about its state: its torch name, its hyperparameters by torch's names (lr first),

@@ -4,7 +4,9 @@
 
 #include <kiln/dsl/dims.hpp>
 
+#include <cstddef>
 #include <functional>
+#include <vector>
 
 namespace kiln {
 
@@ -16,5 +18,10 @@ int get_num_threads();
 // exception thrown by a body is rethrown here. The caller takes items itself and never waits for a sleeping
 // worker to wake; a parallel_for inside a body runs inline.
 void parallel_for(index_t count, const std::function<void(index_t)>& body);
+
+// Runs body(k, begin, end) over elements [0, sizes[k]) of every buffer k, in chunks of at most 16384 elements that
+// start at multiples of 16384 (so on whole SIMD vectors), spread over the pool: element-wise work over many buffers
+// (adding gradients, an optimizer's update), which gives the same bits on any number of threads.
+void parallel_for_chunks(const std::vector<index_t>& sizes, const std::function<void(std::size_t, index_t, index_t)>& body);
 
 }  // namespace kiln

@@ -150,7 +150,7 @@ class TrainPass {
     tw_.partials.resize(workers);
     worker_grads_.assign(workers, {});
     for (std::size_t w = 0; w < workers; ++w) {
-      tw_.partials[w].resize(static_cast<std::size_t>(total));  // zeroed by its worker: zero_partials
+      tw_.partials[w].resize(static_cast<std::size_t>(total));  // zeroed by its worker (backward_segment)
       index_t offset = 0;
       for (const Parameter& p : call_.state)
         if (p.grad.defined()) {
@@ -161,7 +161,6 @@ class TrainPass {
     for (Parameter& p : call_.state)
       if (p.grad.defined()) grad_of(model_grads_[p.entry.leaf], p.role()) = p.grad.data();
     losses_.assign(workers, 0.0);
-    zeroed_.assign(workers, 0);
   }
 
   // Where segment s's tiles keep things: per local root its activation (arena offset, in floats) and its
@@ -235,7 +234,13 @@ class TrainPass {
     const std::size_t scratch_floats = l.activation_floats + static_cast<std::size_t>(l.grad_slots + 1) * slot_floats;
     std::array<bool, V> written_after{};
     tiling_.run_tiles([&](index_t w, index_t t) {
-      zero_partials(w);
+      // Worker w's gradient buffer is zeroed by the thread that runs its first tile, t == w of the first segment
+      // walked back (the caller zeroing every worker's before the pass was a serial 2 MB memset per step on two
+      // threads, the Fashion-MNIST network at batch 64).
+      if (s + 1 == flow_.segments && t == w) {
+        std::vector<float>& partial = tw_.partials[static_cast<std::size_t>(w)];
+        std::fill(partial.begin(), partial.end(), 0.0f);
+      }
       thread_local std::vector<float> scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
       const TileContext ctx{fc_.training, fc_.shard.first_sample + tiling_.begin(t), fc_.seed, fc_.step, 0};
@@ -365,44 +370,26 @@ class TrainPass {
     });
   }
 
-  // Worker gradients into the model's, in worker order: the sum does not depend on timing.
-  // Worker w's gradient buffer is zeroed by the thread that runs its first tile, not all of them by the caller
-  // before the pass: on two threads that was a serial 2 MB memset per step (the Fashion-MNIST network, batch 64).
-  void zero_partials(index_t w) {
-    auto& zeroed = zeroed_[static_cast<std::size_t>(w)];
-    if (zeroed) return;
-    std::vector<float>& partial = tw_.partials[static_cast<std::size_t>(w)];
-    std::fill(partial.begin(), partial.end(), 0.0f);
-    zeroed = 1;
-  }
-
-  // model gradient += worker 0's + worker 1's + ..., in that order for every element (so the result does not
-  // depend on the thread count's timing), in chunks of the parameters spread over the threads.
+  // Worker gradients into the model's: worker 0's, then worker 1's, ... for every element, so the sum does not
+  // depend on timing; in chunks spread over the threads (parallel_for_chunks).
   void add_worker_gradients() {
-    struct Chunk {
-      float* target;
-      index_t offset, n;  // in the workers' buffers
-    };
-    constexpr index_t chunk = 16384;
-    std::vector<Chunk> chunks;
+    std::vector<float*> targets;
+    std::vector<index_t> sizes, offsets;  // offsets: where each parameter starts in the workers' buffers
     index_t offset = 0;
-    for (Parameter& p : call_.state) {
-      if (!p.grad.defined()) continue;
-      const index_t n = p.grad.numel();  // hoisted: numel() multiplies out the shape on every call
-      for (index_t k = 0; k < n; k += chunk) chunks.push_back({p.grad.data() + k, offset + k, std::min(chunk, n - k)});
-      offset += n;
-    }
-    auto add = [&](index_t c) {
-      const Chunk& ch = chunks[static_cast<std::size_t>(c)];
-      for (const std::vector<float>& partial_buffer : tw_.partials) {
-        const float* partial = partial_buffer.data() + ch.offset;
-        for (index_t k = 0; k < ch.n; ++k) ch.target[k] += partial[k];
+    for (Parameter& p : call_.state)
+      if (p.grad.defined()) {
+        targets.push_back(p.grad.data());
+        sizes.push_back(p.grad.numel());  // once: numel() multiplies out the shape on every call
+        offsets.push_back(offset);
+        offset += sizes.back();
       }
-    };
-    const auto count = static_cast<index_t>(chunks.size());
-    if (tiling_.threads > 1) parallel_for(count, add);
-    else
-      for (index_t c = 0; c < count; ++c) add(c);
+    parallel_for_chunks(sizes, [&](std::size_t k, index_t begin, index_t end) {
+      float* target = targets[k];
+      for (const std::vector<float>& partial_buffer : tw_.partials) {
+        const float* partial = partial_buffer.data() + offsets[k];
+        for (index_t i = begin; i < end; ++i) target[i] += partial[i];
+      }
+    });
   }
 
   const TrainCall<Net>& call_;
@@ -419,7 +406,6 @@ class TrainPass {
   std::vector<std::array<LayerGrads, L>> worker_grads_;
   std::array<LayerGrads, L> model_grads_{};
   std::vector<double> losses_;  // per worker
-  std::vector<char> zeroed_;    // per worker: its gradient buffer is zeroed for this pass
 };
 }  // namespace detail
 
