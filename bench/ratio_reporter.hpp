@@ -136,7 +136,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     double time = 0, gflops = 0, threads = 1, others = 0;
   };
   struct Bound {
-    double time = 0, layer_order = 0, bytes = 0;
+    double best = 0, layer_order = 0, bytes = 0;
   };
 
   void print_stream_bounds(const std::vector<std::string>& order) const {
@@ -148,13 +148,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (bound == bounds_.end() || batch1 == medians_.end()) continue;
       const Bound& b = bound->second;
       std::vector<std::string> row{name, fmt::format("{:.3f}", b.bytes / 1e6),
-                                   fmt::format("{:.2f} ({:.0f} GB/s)", b.time, b.bytes / b.time / 1e3),
+                                   fmt::format("{:.2f} ({:.0f} GB/s)", b.best, b.bytes / b.best / 1e3),
                                    fmt::format("{:.2f} ({:.0f} GB/s)", b.layer_order, b.bytes / b.layer_order / 1e3)};
       for (const std::string& v : order) {
         const auto it = batch1->second.find(v);
         row.push_back(it == batch1->second.end()
                           ? "-"
-                          : fmt::format("{:.2f} / {:.2f}", it->second.time / b.time, it->second.time / b.layer_order));
+                          : fmt::format("{:.2f} / {:.2f}", it->second.time / b.best, it->second.time / b.layer_order));
       }
       rows.push_back(std::move(row));
     }
