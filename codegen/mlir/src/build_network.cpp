@@ -532,91 +532,106 @@ class FunctionBuilder {
 
   // ---- LayerNorm and RMSNorm over the last norm_size values of each sample -----------------------------
   // LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias. RMSNorm: x / sqrt(mean(x^2) + eps) * weight, or
-  // x / (sqrt(mean(x^2)) + eps) * weight. Statistics accumulate in f64.
+  // x / (sqrt(mean(x^2)) + eps) * weight. In float, as the expression-template kernel (et/norms.hpp) and
+  // PyTorch's CPU kernels: the sums in 16 partial sums, the variance from the deviations (two passes).
+  // x is viewed as rows of S values, [N, S] (or [N, R, S] where a sample holds R of them): row sums, then per-row
+  // statistics, then each value from its row's. The contraction-to-vector pass runs all three row by row
+  // (RowStatisticsToVector); the [N, S] view lets linalg's elementwise fusion merge a following activation.
   Value norm(const ir::Layer& l, Value x) {
     const int64_t S = static_cast<int64_t>(attr(l, "norm_size")), R = l.in.numel() / S;
     const bool layerNorm = l.kind == nn::LayerNorm<1>::kind;
-    const double epsValue = attr(l, "eps");
+    const float epsValue = static_cast<float>(attr(l, "eps"));
     const bool epsAddedToRms = !layerNorm && attr(l, "eps_added_to_rms") != 0;
-    auto par = IteratorType::parallel;
-    Value x3 = expandRows(x, {R, S});
-    auto stats = RankedTensorType::get({kDyn, R}, f64_);
-    const double inv = 1.0 / static_cast<double>(S);
+    const Rows rows(*this, x, R, S);
+    const float size = static_cast<float>(S);
     Value mean;
     if (layerNorm) {
-      Value sum = rowSums(x, R, S, {}, [&](OpBuilder& b, Location loc, Value v, Value) {
-        return b.create<arith::ExtFOp>(loc, f64_, v).getResult();
-      });
-      mean = statsMap(stats, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
-        return b.create<arith::MulFOp>(loc, v[0], constF64(b, inv)).getResult();
+      Value sum = rowSums(rows, {}, [&](OpBuilder&, Location, Value v, Value) { return v; });
+      mean = statsMap(rows, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
+        return b.create<arith::DivFOp>(loc, v[0], constF32(b, size)).getResult();
       });
     }
-    Value sq = rowSums(x, R, S, mean, [&](OpBuilder& b, Location loc, Value v, Value m) {
-      Value d = b.create<arith::ExtFOp>(loc, f64_, v);
-      if (m) d = b.create<arith::SubFOp>(loc, d, m);
+    Value sq = rowSums(rows, mean, [&](OpBuilder& b, Location loc, Value v, Value m) {
+      Value d = m ? b.create<arith::SubFOp>(loc, v, m).getResult() : v;
       return b.create<arith::MulFOp>(loc, d, d).getResult();
     });
     // The factor each value is multiplied by: 1 / sqrt(ms + eps), or 1 / (sqrt(ms) + eps).
-    Value factor = statsMap(stats, {sq}, [&](OpBuilder& b, Location loc, ValueRange v) {
-      Value ms = b.create<arith::MulFOp>(loc, v[0], constF64(b, inv));
-      Value eps = constF64(b, epsValue);
+    Value factor = statsMap(rows, {sq}, [&](OpBuilder& b, Location loc, ValueRange v) {
+      Value ms = b.create<arith::DivFOp>(loc, v[0], constF32(b, size));
+      Value eps = constF32(b, epsValue);
       Value denom = epsAddedToRms ? b.create<arith::AddFOp>(loc, b.create<math::SqrtOp>(loc, ms), eps).getResult()
                                        : b.create<math::SqrtOp>(loc, b.create<arith::AddFOp>(loc, ms, eps)).getResult();
-      return b.create<arith::DivFOp>(loc, constF64(b, 1.0), denom).getResult();
+      return b.create<arith::DivFOp>(loc, constF32(b, 1.0f), denom).getResult();
     });
-    SmallVector<Value> ins{x3, factor};
-    SmallVector<AffineMap> maps{map(3, {0, 1, 2}), map(3, {0, 1})};
+    SmallVector<Value> ins{rows.x, factor};
+    SmallVector<AffineMap> maps{rows.all, rows.perRow};
     if (layerNorm) {
       ins.push_back(mean);
-      maps.push_back(map(3, {0, 1}));
+      maps.push_back(rows.perRow);
     }
     const int weightAt = static_cast<int>(ins.size());
     const bool hasWeight = l.has(Role::weight), hasBias = l.has(Role::bias);
     if (hasWeight) {
       ins.push_back(param(l, Role::weight, {S}));
-      maps.push_back(map(3, {2}));
+      maps.push_back(rows.column);
     }
     const int biasAt = static_cast<int>(ins.size());
     if (hasBias) {
       ins.push_back(param(l, Role::bias, {S}));
-      maps.push_back(map(3, {2}));
+      maps.push_back(rows.column);
     }
-    maps.push_back(map(3, {0, 1, 2}));
-    Value y = generic(x3.getType(), ins, emptyRows({R, S}, f32_), maps, {par, par, par},
+    maps.push_back(rows.all);
+    Value y = generic(rows.x.getType(), ins, emptyRows(rows.trailing, f32_), maps, rows.parallel,
                       [&](OpBuilder& b, Location loc, ValueRange v) {
-                        Value d = b.create<arith::ExtFOp>(loc, f64_, v[0]);
-                        if (layerNorm) d = b.create<arith::SubFOp>(loc, d, v[2]);
-                        Value r = b.create<arith::TruncFOp>(loc, f32_, b.create<arith::MulFOp>(loc, d, v[1]));
+                        Value d = layerNorm ? b.create<arith::SubFOp>(loc, v[0], v[2]).getResult() : v[0];
+                        Value r = b.create<arith::MulFOp>(loc, d, v[1]);
                         if (hasWeight) r = b.create<arith::MulFOp>(loc, r, v[weightAt]);
                         if (hasBias) r = b.create<arith::AddFOp>(loc, r, v[biasAt]);
                         b.create<linalg::YieldOp>(loc, ValueRange{r});
                       });
-    return collapseRows(y);
+    return R == 1 ? y : collapseRows(y);
   }
-  // Per row of x [N, R * S]: the sum in f64 of term(x, m) over its S values (m: perRow's value for the row, or
-  // null), as one generic over x viewed as [N, R, S / lanes, lanes]. The contraction-to-vector pass makes it
-  // `lanes` partial sums in a vector register, added up at the end (RowSumsToVector); lowered as loops, it
-  // would be a chain of scalar adds through memory (LayerNorm<256> took 6x the expression-template kernel's time).
-  Value rowSums(Value x, int64_t R, int64_t S, Value perRow, function_ref<Value(OpBuilder&, Location, Value, Value)> term) {
-    int64_t lanes = 16;
-    while (S % lanes != 0) lanes /= 2;
-    auto par = IteratorType::parallel, red = IteratorType::reduction;
-    SmallVector<Value> ins{expandRows(x, {R, S / lanes, lanes})};
-    SmallVector<AffineMap> maps{map(4, {0, 1, 2, 3})};
+  // x [N, R * S] as rows of S values: x itself where R is 1, else [N, R, S]. The loops of the norm's generics
+  // are the row dims then the column (the S values of a row).
+  struct Rows {
+    Rows(FunctionBuilder& f, Value input, int64_t R, int64_t S)
+        : x(R == 1 ? input : f.expandRows(input, {R, S})), trailing(R == 1 ? SmallVector<int64_t>{S} : SmallVector<int64_t>{R, S}) {
+      const auto loops = static_cast<unsigned>(trailing.size() + 1);
+      all = AffineMap::getMultiDimIdentityMap(loops, f.b_.getContext());
+      perRow = all.getMajorSubMap(loops - 1);
+      column = all.getMinorSubMap(1);
+      parallel.assign(loops, IteratorType::parallel);
+    }
+    Value x;
+    SmallVector<int64_t> trailing;  // x's dims after N
+    AffineMap all, perRow, column;   // maps of x, of a per-row statistic, of a per-column parameter
+    SmallVector<IteratorType> parallel;
+    SmallVector<int64_t> rowTrailing() const { return {trailing.begin(), trailing.end() - 1}; }
+  };
+  // Per row: the sum of term(x, m) over its S values (m: perRow's value for the row, or null). Lowered as
+  // loops it would be a chain of scalar adds through memory; RowStatisticsToVector sums in vector registers.
+  Value rowSums(const Rows& rows, Value perRow, function_ref<Value(OpBuilder&, Location, Value, Value)> term) {
+    SmallVector<Value> ins{rows.x};
+    SmallVector<AffineMap> maps{rows.all};
     if (perRow) {
       ins.push_back(perRow);
-      maps.push_back(map(4, {0, 1}));
+      maps.push_back(rows.perRow);
     }
-    maps.push_back(map(4, {0, 1}));
-    Value zeros = filled(emptyRows({R}, f64_), constF64(b_, 0.0));
-    return generic(zeros.getType(), ins, zeros, maps, {par, par, red, red}, [&](OpBuilder& b, Location loc, ValueRange v) {
+    maps.push_back(rows.perRow);
+    SmallVector<IteratorType> iterators = rows.parallel;
+    iterators.back() = IteratorType::reduction;
+    Value zeros = filled(emptyRows(rows.rowTrailing(), f32_), constF32(b_, 0.0f));
+    return generic(zeros.getType(), ins, zeros, maps, iterators, [&](OpBuilder& b, Location loc, ValueRange v) {
       Value t = term(b, loc, v[0], perRow ? v[1] : Value{});
       b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v.back(), t)});
     });
   }
-  Value statsMap(RankedTensorType type, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
-    SmallVector<AffineMap> maps(ins.size() + 1, map(2, {0, 1}));
-    return generic(type, ins, emptyRows({type.getDimSize(1)}, f64_), maps, {IteratorType::parallel, IteratorType::parallel},
+  // f of per-row values, per row.
+  Value statsMap(const Rows& rows, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
+    Value out = emptyRows(rows.rowTrailing(), f32_);
+    const auto loops = static_cast<unsigned>(rows.trailing.size());
+    SmallVector<AffineMap> maps(ins.size() + 1, AffineMap::getMultiDimIdentityMap(loops, b_.getContext()));
+    return generic(out.getType(), ins, out, maps, SmallVector<IteratorType>(loops, IteratorType::parallel),
                    [&](OpBuilder& b, Location loc, ValueRange v) { b.create<linalg::YieldOp>(loc, ValueRange{f(b, loc, v)}); });
   }
 

@@ -10,7 +10,7 @@
 // fusion) is cloned onto the tile's rows as vector ops while the sums are in registers, and stores the layer's
 // output: the intermediate product never reaches memory. (A Linear without packed weights with a costly
 // epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the stored product, block of rows by block of
-// rows.) The same pass gives LayerNorm's and RMSNorm's row sums vector partial sums (RowSumsToVector), and
+// rows.) The same pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), and
 // makes the packing's transposes 16 x 16 blocks through registers (TransposeToVector).
 #include "lowering.hpp"
 
@@ -796,80 +796,220 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
-// LayerNorm's and RMSNorm's row statistics (build_network.cpp, rowSums): out[n, r] += term(x[n, r, c, l], ...)
-// over c and l, x viewed as [N, R, C, L] with L lanes (2 to 16), every other input read per row. Per row the
-// terms accumulate in one vector of L partial sums in f64 (in registers, c after c), which are then added up and
-// to out's value. As loops it would be one scalar add after the other through memory.
-struct RowSumsToVector : OpRewritePattern<linalg::GenericOp> {
+// LayerNorm's and RMSNorm's forward (build_network.cpp, norm), rows of S values at a time. A consumer (an
+// all-parallel generic whose last loop runs along a row) reads per-row statistics; each comes from row sums (a
+// linalg.fill, then a generic whose one reduction is the last loop) and per-row maps of those (all-parallel
+// generics over the rows). As loops, each would be a pass over the whole batch and every sum a chain of scalar
+// adds through memory. Here, row by row while the row is in L1: the sums as 16 partial sums in a vector register
+// (masked for the last S % 16 values), the maps on scalars, then the consumer 16 values at a time.
+struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   using OpRewritePattern::OpRewritePattern;
+  static constexpr int64_t kRowLanes = 16;
 
-  static bool isRowSums(linalg::GenericOp g) {
-    if (!g.hasPureBufferSemantics() || g.getNumLoops() != 4 || g.getNumDpsInits() != 1) return false;
-    using IT = utils::IteratorType;
-    if (g.getIteratorTypesArray() != SmallVector<IT>{IT::parallel, IT::parallel, IT::reduction, IT::reduction})
+  // The ops that compute the consumer's per-row operands, and the buffers they write.
+  struct Statistics {
+    SmallVector<Operation*> ops;
+    SmallVector<Value> buffers;
+  };
+
+  static bool allParallel(linalg::GenericOp g) { return g.getNumParallelLoops() == g.getNumLoops(); }
+  static bool isRowSums(linalg::GenericOp g, unsigned loops) {
+    if (g.getNumLoops() != loops || g.getNumReductionLoops() != 1 ||
+        g.getIteratorTypesArray().back() != utils::IteratorType::reduction || g.getNumDpsInits() != 1)
       return false;
-    MLIRContext* ctx = g.getContext();
-    const AffineMap all = AffineMap::getMultiDimIdentityMap(4, ctx);
-    const AffineMap perRow = AffineMap::get(4, 0, {getAffineDimExpr(0, ctx), getAffineDimExpr(1, ctx)}, ctx);
-    OpOperand* out = g.getDpsInitOperand(0);
-    if (g.getMatchingIndexingMap(out) != perRow || !cast<MemRefType>(out->get().getType()).getElementType().isF64())
-      return false;
-    for (OpOperand* in : g.getDpsInputOperands()) {
-      const AffineMap m = g.getMatchingIndexingMap(in);
-      if (in->getOperandNumber() == 0 ? m != all : m != perRow) return false;
-    }
-    auto xType = dyn_cast<MemRefType>(g.getDpsInputOperand(0)->get().getType());
-    if (!xType || !xType.getLayout().isIdentity() || !xType.getElementType().isF32()) return false;
-    const int64_t lanes = xType.getDimSize(3);
-    if (ShapedType::isDynamic(lanes) || lanes < 2 || lanes > 16 || xType.isDynamicDim(1) || xType.isDynamicDim(2))
-      return false;
-    // The payload: out + (terms of the inputs), with no linalg.index and nothing else reading out.
     Block& body = g.getRegion().front();
-    auto add = dyn_cast<arith::AddFOp>(body.getTerminator()->getOperand(0).getDefiningOp());
-    BlockArgument acc = body.getArgument(out->getOperandNumber());
+    auto add = dyn_cast_or_null<arith::AddFOp>(body.getTerminator()->getOperand(0).getDefiningOp());
+    BlockArgument acc = body.getArgument(g.getDpsInitOperand(0)->getOperandNumber());
     return add && add.getLhs() == acc && acc.hasOneUse() &&
            llvm::none_of(body.getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
   }
+  static bool isRowMap(linalg::GenericOp g, unsigned loops) {
+    return g.getNumLoops() == loops - 1 && allParallel(g) && g.getNumDpsInits() == 1 &&
+           llvm::all_of(g.getIndexingMapsArray(), [](AffineMap m) { return m.isIdentity(); }) &&
+           !g.payloadUsesValueFromOperand(g.getDpsInitOperand(0)) &&
+           llvm::none_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+  }
+  // A buffer read with `map` by a generic of `loops` loops, read as vectors along the last loop.
+  static bool isRowVectors(Value buffer, AffineMap map, unsigned loops) {
+    auto type = dyn_cast<MemRefType>(buffer.getType());
+    return type && map.isIdentity() && map.getNumDims() == loops && isLastMemrefDimUnitStride(type);
+  }
+
+  // Adds to `stats` what writes the per-row `buffer` (a row-map generic, or a fill and row sums), and what writes
+  // the per-row buffers those read.
+  static bool collect(Value buffer, Block* block, unsigned loops, Statistics& stats) {
+    if (llvm::is_contained(stats.buffers, buffer)) return true;
+    auto alloc = buffer.getDefiningOp<memref::AllocOp>();
+    if (!alloc || alloc->getBlock() != block) return false;
+    linalg::FillOp fill;
+    linalg::GenericOp writer;
+    for (Operation* user : buffer.getUsers()) {
+      auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
+      if (!linalgOp || !llvm::is_contained(linalgOp.getDpsInits(), buffer)) continue;
+      if (auto f = dyn_cast<linalg::FillOp>(user); f && !fill) fill = f;
+      else if (auto g = dyn_cast<linalg::GenericOp>(user); g && !writer) writer = g;
+      else return false;
+    }
+    if (!writer || writer->getBlock() != block) return false;
+    const bool sums = fill && fill->getBlock() == block && fill->isBeforeInBlock(writer) && isRowSums(writer, loops);
+    if (!sums && (fill || !isRowMap(writer, loops))) return false;
+    const AffineMap perRow = AffineMap::getMultiDimIdentityMap(loops, buffer.getContext()).getMajorSubMap(loops - 1);
+    for (OpOperand* in : writer.getDpsInputOperands()) {
+      const AffineMap m = writer.getMatchingIndexingMap(in);
+      if (sums && isRowVectors(in->get(), m, loops)) continue;
+      if (m != (sums ? perRow : AffineMap::getMultiDimIdentityMap(loops - 1, buffer.getContext()))) return false;
+      if (!collect(in->get(), block, loops, stats)) return false;
+    }
+    if (fill) stats.ops.push_back(fill);
+    stats.ops.push_back(writer);
+    stats.buffers.push_back(buffer);
+    return true;
+  }
+
+  // The consumer's per-row operands and what computes them, if `g` is such a consumer and nothing else reads
+  // them or writes memory in between.
+  static FailureOr<Statistics> statisticsOf(linalg::GenericOp g) {
+    const unsigned loops = g.getNumLoops();
+    if (!g.hasPureBufferSemantics() || loops < 2 || !allParallel(g) || g.getNumDpsInits() != 1) return failure();
+    OpOperand* out = g.getDpsInitOperand(0);
+    if (!isRowVectors(out->get(), g.getMatchingIndexingMap(out), loops) || g.payloadUsesValueFromOperand(out))
+      return failure();
+    const AffineMap all = AffineMap::getMultiDimIdentityMap(loops, g.getContext());
+    Statistics stats;
+    bool perRow = false;
+    for (OpOperand* in : g.getDpsInputOperands()) {
+      const AffineMap m = g.getMatchingIndexingMap(in);
+      if (isRowVectors(in->get(), m, loops) || (m == all.getMinorSubMap(1) && isa<MemRefType>(in->get().getType())))
+        continue;
+      if (m != all.getMajorSubMap(loops - 1) || !collect(in->get(), g->getBlock(), loops, stats)) return failure();
+      perRow = true;
+    }
+    if (!perRow) return failure();
+    llvm::sort(stats.ops, [](Operation* a, Operation* b) { return a->isBeforeInBlock(b); });
+    for (Value buffer : stats.buffers)
+      for (Operation* user : buffer.getUsers())
+        if (user != g.getOperation() && !llvm::is_contained(stats.ops, user)) return failure();
+    for (Operation* op = stats.ops.front(); op != g.getOperation(); op = op->getNextNode())
+      if (!llvm::is_contained(stats.ops, op) && !isMemoryEffectFree(op) && !isa<memref::AllocOp>(op)) return failure();
+    return stats;
+  }
 
   LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& rewriter) const override {
-    if (!isRowSums(g)) return failure();
+    FailureOr<Statistics> stats = statisticsOf(g);
+    if (failed(stats)) return failure();
     Location loc = g.getLoc();
-    Value x = g.getDpsInputOperand(0)->get(), out = g.getDpsInitOperand(0)->get();
-    auto xType = cast<MemRefType>(x.getType());
-    const int64_t R = xType.getDimSize(1), C = xType.getDimSize(2), L = xType.getDimSize(3);
-    auto index = [&](int64_t v) -> Value { return rewriter.create<arith::ConstantIndexOp>(loc, v); };
-    auto loop = [&](Value end) {
-      auto f = rewriter.create<scf::ForOp>(loc, index(0), end, index(1));
-      rewriter.setInsertionPointToStart(f.getBody());
-      return f.getInductionVar();
-    };
     rewriter.setInsertionPoint(g);
-    OpBuilder::InsertionGuard guard(rewriter);
-    Value n = loop(rewriter.create<memref::DimOp>(loc, x, 0));
-    Value r = loop(index(R));
-    Block& body = g.getRegion().front();
-    auto f64Lanes = VectorType::get({L}, rewriter.getF64Type());
-    Value zeros = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(f64Lanes, 0.0));
-    auto chunks = rewriter.create<scf::ForOp>(
-        loc, index(0), index(C), index(1), ValueRange{zeros}, [&](OpBuilder& b, Location, Value c, ValueRange acc) {
-          IRMapping map;
-          for (OpOperand* in : g.getDpsInputOperands()) {
-            Value v = in->getOperandNumber() == 0
-                          ? b.create<vector::LoadOp>(loc, VectorType::get({L}, b.getF32Type()), x, ValueRange{n, r, c, index(0)})
-                          : b.create<memref::LoadOp>(loc, in->get(), ValueRange{n, r}).getResult();
-            map.map(body.getArgument(in->getOperandNumber()), v);
-          }
-          map.map(body.getArgument(g.getDpsInitOperand(0)->getOperandNumber()), acc[0]);
-          Value next = vectorizePayload(b, loc, body, map, L, [](int64_t) -> Value { return {}; });
-          b.create<scf::YieldOp>(loc, next);
-        });
-    Value start = rewriter.create<memref::LoadOp>(loc, out, ValueRange{n, r});
-    Value sum = rewriter.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, chunks.getResult(0), start,
-                                                      arith::FastMathFlags::reassoc);
-    rewriter.create<memref::StoreOp>(loc, sum, out, ValueRange{n, r});
+    Value out = g.getDpsInitOperand(0)->get();
+    const unsigned loops = g.getNumLoops();
+    const int64_t S = cast<MemRefType>(out.getType()).getDimSize(loops - 1);
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      Row row{rewriter, loc};
+      for (unsigned d = 0; d + 1 < loops; ++d) {
+        auto f = rewriter.create<scf::ForOp>(loc, row.index(0), rewriter.create<memref::DimOp>(loc, out, d), row.index(1));
+        rewriter.setInsertionPointToStart(f.getBody());
+        row.at.push_back(f.getInductionVar());
+      }
+      for (Operation* op : stats->ops) {
+        if (auto fill = dyn_cast<linalg::FillOp>(op)) row.value[fill.getDpsInitOperand(0)->get()] = fill.value();
+        else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) row.sum(w, S);
+        else row.map(w);
+      }
+      row.forColumns(S, {}, [&](Value c, Value mask, Value) {
+        row.store(row.payload(g, c, mask), out, c, mask);
+        return Value{};
+      });
+    }
     rewriter.eraseOp(g);
+    for (Operation* op : llvm::reverse(stats->ops)) rewriter.eraseOp(op);
+    for (Value buffer : stats->buffers) rewriter.eraseOp(buffer.getDefiningOp());
     return success();
   }
+
+  // One row's code: its indices (at), its statistics (value: per buffer), and the vector code along it.
+  struct Row {
+    PatternRewriter& b;
+    Location loc;
+    SmallVector<Value> at{};
+    DenseMap<Value, Value> value{};
+
+    Value index(int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); }
+    SmallVector<Value> indices(Value c) {
+      SmallVector<Value> i = at;
+      i.push_back(c);
+      return i;
+    }
+    VectorType lanes(Type element) { return VectorType::get({kRowLanes}, element); }
+    Value load(Value buffer, ValueRange i, Value mask) {
+      Type element = cast<MemRefType>(buffer.getType()).getElementType();
+      if (!mask) return b.create<vector::LoadOp>(loc, lanes(element), buffer, i);
+      Value zeros = b.create<arith::ConstantOp>(loc, b.getZeroAttr(lanes(element)));
+      return b.create<vector::MaskedLoadOp>(loc, lanes(element), buffer, i, mask, zeros);
+    }
+    void store(Value v, Value buffer, Value c, Value mask) {
+      if (mask) b.create<vector::MaskedStoreOp>(loc, buffer, indices(c), mask, v);
+      else b.create<vector::StoreOp>(loc, v, buffer, indices(c));
+    }
+    // acc = f(c, mask, acc) at every 16 values of the row from c = 0: an scf.for over the full vectors, then
+    // the last S % 16 values masked (acc keeping its lanes past them). acc may be null (f then returns null).
+    Value forColumns(int64_t S, Value acc, function_ref<Value(Value, Value, Value)> f) {
+      const int64_t full = S / kRowLanes * kRowLanes;
+      if (full > 0) {
+        auto loop = b.create<scf::ForOp>(loc, index(0), index(full), index(kRowLanes), acc ? ValueRange{acc} : ValueRange{},
+                                         [&](OpBuilder& inner, Location, Value c, ValueRange carried) {
+                                           Value next = f(c, {}, acc ? carried[0] : Value{});
+                                           inner.create<scf::YieldOp>(loc, next ? ValueRange{next} : ValueRange{});
+                                         });
+        if (acc) acc = loop.getResult(0);
+      }
+      if (full < S) {
+        Value mask = b.create<vector::CreateMaskOp>(loc, lanes(b.getI1Type()), ValueRange{index(S - full)});
+        Value next = f(index(full), mask, acc);
+        if (acc) acc = b.create<arith::SelectOp>(loc, mask, next, acc);
+      }
+      return acc;
+    }
+    // g's payload at columns c..c+15 of the row: its row-vector operands loaded, its per-row ones this row's
+    // values, per-column ones loaded at c; `acc` (when given) stands for its output's value.
+    Value payload(linalg::GenericOp g, Value c, Value mask, Value acc = {}) {
+      IRMapping map;
+      Block& body = g.getRegion().front();
+      const unsigned loops = g.getNumLoops();
+      for (OpOperand* in : g.getDpsInputOperands()) {
+        const AffineMap m = g.getMatchingIndexingMap(in);
+        const bool column = m.getNumResults() == 1 && m.getResult(0) == b.getAffineDimExpr(loops - 1);
+        Value v = m.getNumResults() == loops ? load(in->get(), indices(c), mask)
+                  : column                   ? load(in->get(), ValueRange{c}, mask)
+                                             : value.lookup(in->get());
+        map.map(body.getArgument(in->getOperandNumber()), v);
+      }
+      if (acc) map.map(body.getArgument(g.getDpsInitOperand(0)->getOperandNumber()), acc);
+      return vectorizePayload(b, loc, body, map, kRowLanes, [&](int64_t d) -> Value {
+        if (d + 1 < loops) return at[d];
+        SmallVector<int64_t> steps = llvm::to_vector(llvm::seq<int64_t>(0, kRowLanes));
+        Value iota = b.create<arith::ConstantOp>(
+            loc, DenseElementsAttr::get(VectorType::get({kRowLanes}, b.getIndexType()), ArrayRef<int64_t>(steps)));
+        return b.create<arith::AddIOp>(loc, b.create<vector::BroadcastOp>(loc, iota.getType(), c), iota);
+      });
+    }
+    // The row sums of w, started from the fill's value: 16 partial sums, added up at the end.
+    void sum(linalg::GenericOp w, int64_t S) {
+      Value buffer = w.getDpsInitOperand(0)->get();
+      Type element = cast<MemRefType>(buffer.getType()).getElementType();
+      Value zeros = b.create<arith::ConstantOp>(loc, b.getZeroAttr(lanes(element)));
+      Value partial = forColumns(S, zeros, [&](Value c, Value mask, Value acc) { return payload(w, c, mask, acc); });
+      value[buffer] = b.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, partial, value.lookup(buffer),
+                                                    arith::FastMathFlags::reassoc);
+    }
+    // w's payload on this row's statistics.
+    void map(linalg::GenericOp w) {
+      IRMapping m;
+      Block& body = w.getRegion().front();
+      for (OpOperand* in : w.getDpsInputOperands()) m.map(body.getArgument(in->getOperandNumber()), value.lookup(in->get()));
+      for (Operation& op : body.without_terminator()) b.clone(op, m);
+      value[w.getDpsInitOperand(0)->get()] = m.lookupOrDefault(body.getTerminator()->getOperand(0));
+    }
+  };
 };
 
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
@@ -892,7 +1032,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 }  // namespace
 
 void populateContractionToVectorPatterns(RewritePatternSet& patterns) {
-  patterns.add<ContractionToVector, BilinearToVector, RowSumsToVector, TransposeToVector>(patterns.getContext());
+  patterns.add<ContractionToVector, BilinearToVector, RowStatisticsToVector, TransposeToVector>(patterns.getContext());
 }
 
 std::unique_ptr<Pass> createContractionToVectorPass() { return std::make_unique<ContractionToVectorPass>(); }
