@@ -383,6 +383,11 @@ CASES = [
                                       Concat(nn.Identity(), nn.Sequential(nn.Dropout(0.5), nn.Linear(16, 8))),
                                       Sum(nn.Identity(), nn.Linear(24, 24)), nn.Linear(24, 4)),
      [(12,)], gen_nonfinite),
+    # Rows longer than a vector (two of 16 lanes and 8 more), as the kernels' vector paths take them.
+    ("softmax_wide", lambda: S(nn.Softmax(dim=-1)), [(40,)], gen_randn),
+    ("log_softmax_wide", lambda: S(nn.LogSoftmax(dim=-1)), [(40,)], gen_large),
+    ("nonfinite_softmax_wide", lambda: S(nn.Softmax(dim=-1)), [(40,)], gen_nonfinite),
+    ("nonfinite_log_softmax_wide", lambda: S(nn.LogSoftmax(dim=-1)), [(40,)], gen_nonfinite),
 ]
 
 

@@ -205,12 +205,7 @@ template <class F>
 inline void map_vectors(const float* x, float* y, index_t n, F f) {
   index_t i = 0;
   for (; i + simd_width <= n; i += simd_width) store(y + i, f(load(x + i)));
-  if (i < n) {
-    float buf[simd_width] = {};
-    std::copy(x + i, x + n, buf);
-    store(buf, f(load(buf)));
-    std::copy(buf, buf + (n - i), y + i);
-  }
+  if (i < n) store_first(y + i, f(load_first(x + i, n - i)), n - i);  // f sees zeros past n
 }
 
 // Sum of x[0, n) with simd_width partial sums (pairwise enough for rows of a few thousand values).
