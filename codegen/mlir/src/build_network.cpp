@@ -323,10 +323,67 @@ class FunctionBuilder {
     return l.has(Role::bias) ? addBias(y, param(l, Role::bias, {out})) : y;
   }
 
+  // ---- Rows of S values with per-row statistics (the norms; Softmax along the last dim) -------------------
+  // x [N, R * S] as rows of S values: x itself where R is 1, else [N, R, S]. The loops of the generics on rows
+  // are the row dims then the column (the S values of a row).
+  struct Rows {
+    Rows(FunctionBuilder& f, Value input, int64_t R, int64_t S)
+        : expanded(R != 1), x(expanded ? f.expandRows(input, {R, S}) : input),
+          trailing(expanded ? SmallVector<int64_t>{R, S} : SmallVector<int64_t>{S}) {
+      const auto loops = static_cast<unsigned>(trailing.size() + 1);
+      all = AffineMap::getMultiDimIdentityMap(loops, f.b_.getContext());
+      perRow = all.getMajorSubMap(loops - 1);
+      column = all.getMinorSubMap(1);
+      parallel.assign(loops, IteratorType::parallel);
+    }
+    bool expanded;  // x is a view of the input as [N, R, S]: results are collapsed back to [N, R * S]
+    Value x;
+    SmallVector<int64_t> trailing;  // x's dims after N
+    AffineMap all, perRow, column;   // maps of x, of a per-row statistic, of a per-column parameter
+    SmallVector<IteratorType> parallel;
+    SmallVector<int64_t> rowTrailing() const { return {trailing.begin(), trailing.end() - 1}; }
+  };
+  // Per row: the sum (or with `max`, the largest, NaN if one is NaN) of term(v, m) over the row's S values v of
+  // `values` (rows.x or a tensor of its shape; m: perRow's value for the row, or null). Lowered as loops it would
+  // be a chain of scalar operations through memory; RowStatisticsToVector reduces in vector registers.
+  Value rowReduce(const Rows& rows, Value values, Value perRow, bool max,
+                  function_ref<Value(OpBuilder&, Location, Value, Value)> term) {
+    SmallVector<Value> ins{values};
+    SmallVector<AffineMap> maps{rows.all};
+    if (perRow) {
+      ins.push_back(perRow);
+      maps.push_back(rows.perRow);
+    }
+    maps.push_back(rows.perRow);
+    SmallVector<IteratorType> iterators = rows.parallel;
+    iterators.back() = IteratorType::reduction;
+    const float start = max ? -std::numeric_limits<float>::infinity() : 0.0f;
+    Value init = filled(emptyRows(rows.rowTrailing(), f32_), constF32(b_, start));
+    return generic(init.getType(), ins, init, maps, iterators, [&](OpBuilder& b, Location loc, ValueRange v) {
+      Value t = term(b, loc, v[0], perRow ? v[1] : Value{});
+      Value next = max ? b.create<arith::MaximumFOp>(loc, v.back(), t).getResult()
+                       : b.create<arith::AddFOp>(loc, v.back(), t).getResult();
+      b.create<linalg::YieldOp>(loc, next);
+    });
+  }
+  Value rowSums(const Rows& rows, Value perRow, function_ref<Value(OpBuilder&, Location, Value, Value)> term) {
+    return rowReduce(rows, rows.x, perRow, false, term);
+  }
+  // f of per-row values, per row.
+  Value statsMap(const Rows& rows, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
+    Value out = emptyRows(rows.rowTrailing(), f32_);
+    const auto loops = static_cast<unsigned>(rows.trailing.size());
+    SmallVector<AffineMap> maps(ins.size() + 1, AffineMap::getMultiDimIdentityMap(loops, b_.getContext()));
+    return generic(out.getType(), ins, out, maps, SmallVector<IteratorType>(loops, IteratorType::parallel),
+                   [&](OpBuilder& b, Location loc, ValueRange v) { b.create<linalg::YieldOp>(loc, ValueRange{f(b, loc, v)}); });
+  }
+
   // ---- Softmax along one per-sample dim: exp(x - max) / sum(exp(x - max)); LogSoftmax: x - max - log(sum) ---
+  // Along the last dim, on rows (rowSoftmax); along another, on x viewed as [N, A, S, B].
   Value softmax(const ir::Layer& l, Value x, bool log) {
     const int axis = static_cast<int>(attr(l, "axis"));
     const int64_t A = l.in.product(0, axis), S = l.in.sizes[axis], B = l.in.product(axis + 1, l.in.rank);
+    if (B == 1) return rowSoftmax(Rows(*this, x, A, S), log);
     Value x4 = expandRows(x, {A, S, B});
     auto par = IteratorType::parallel, red = IteratorType::reduction;
     const SmallVector<AffineMap> reduceMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3})};
@@ -362,6 +419,31 @@ class FunctionBuilder {
                         b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::DivFOp>(loc, v[0], v[1])});
                       });
     return collapseRows(y);
+  }
+  // The max, then the sum of e = exp(x - max), per row; then each value: e * (1 / sum), or (x - max) - log(sum).
+  // RowStatisticsToVector runs it all row by row, Softmax's e kept in a scratch row between its two uses.
+  Value rowSoftmax(const Rows& rows, bool log) {
+    auto value = [](OpBuilder&, Location, Value v, Value) { return v; };
+    Value max = rowReduce(rows, rows.x, {}, true, value);
+    Value e = generic(rows.x.getType(), ValueRange{rows.x, max}, emptyRows(rows.trailing, f32_),
+                      {rows.all, rows.perRow, rows.all}, rows.parallel, [&](OpBuilder& b, Location loc, ValueRange v) {
+                        Value d = b.create<arith::SubFOp>(loc, v[0], v[1]);
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<math::ExpOp>(loc, d)});
+                      });
+    Value sum = rowReduce(rows, e, {}, false, value);
+    Value scale = statsMap(rows, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
+      return log ? b.create<math::LogOp>(loc, v[0]).getResult()
+                 : b.create<arith::DivFOp>(loc, constF32(b, 1.0f), v[0]).getResult();
+    });
+    const SmallVector<AffineMap> maps{rows.all, rows.perRow, rows.perRow, rows.all};
+    Value y = generic(rows.x.getType(), ValueRange{log ? rows.x : e, max, scale}, emptyRows(rows.trailing, f32_), maps,
+                      rows.parallel, [&](OpBuilder& b, Location loc, ValueRange v) {
+                        // (x - max) - log(sum), as PyTorch: max + log(sum) would round first
+                        Value r = log ? b.create<arith::SubFOp>(loc, b.create<arith::SubFOp>(loc, v[0], v[1]), v[2]).getResult()
+                                      : b.create<arith::MulFOp>(loc, v[0], v[2]).getResult();
+                        b.create<linalg::YieldOp>(loc, r);
+                      });
+    return rows.expanded ? collapseRows(y) : y;
   }
 
   // ---- Dropout (train mode): keep element e iff its Philox4x32-10 draw is >= p ---------------------------
@@ -589,52 +671,8 @@ class FunctionBuilder {
                         if (hasBias) r = b.create<arith::AddFOp>(loc, r, v[biasAt]);
                         b.create<linalg::YieldOp>(loc, ValueRange{r});
                       });
-    return R == 1 ? y : collapseRows(y);
+    return rows.expanded ? collapseRows(y) : y;
   }
-  // x [N, R * S] as rows of S values: x itself where R is 1, else [N, R, S]. The loops of the norm's generics
-  // are the row dims then the column (the S values of a row).
-  struct Rows {
-    Rows(FunctionBuilder& f, Value input, int64_t R, int64_t S)
-        : x(R == 1 ? input : f.expandRows(input, {R, S})), trailing(R == 1 ? SmallVector<int64_t>{S} : SmallVector<int64_t>{R, S}) {
-      const auto loops = static_cast<unsigned>(trailing.size() + 1);
-      all = AffineMap::getMultiDimIdentityMap(loops, f.b_.getContext());
-      perRow = all.getMajorSubMap(loops - 1);
-      column = all.getMinorSubMap(1);
-      parallel.assign(loops, IteratorType::parallel);
-    }
-    Value x;
-    SmallVector<int64_t> trailing;  // x's dims after N
-    AffineMap all, perRow, column;   // maps of x, of a per-row statistic, of a per-column parameter
-    SmallVector<IteratorType> parallel;
-    SmallVector<int64_t> rowTrailing() const { return {trailing.begin(), trailing.end() - 1}; }
-  };
-  // Per row: the sum of term(x, m) over its S values (m: perRow's value for the row, or null). Lowered as
-  // loops it would be a chain of scalar adds through memory; RowStatisticsToVector sums in vector registers.
-  Value rowSums(const Rows& rows, Value perRow, function_ref<Value(OpBuilder&, Location, Value, Value)> term) {
-    SmallVector<Value> ins{rows.x};
-    SmallVector<AffineMap> maps{rows.all};
-    if (perRow) {
-      ins.push_back(perRow);
-      maps.push_back(rows.perRow);
-    }
-    maps.push_back(rows.perRow);
-    SmallVector<IteratorType> iterators = rows.parallel;
-    iterators.back() = IteratorType::reduction;
-    Value zeros = filled(emptyRows(rows.rowTrailing(), f32_), constF32(b_, 0.0f));
-    return generic(zeros.getType(), ins, zeros, maps, iterators, [&](OpBuilder& b, Location loc, ValueRange v) {
-      Value t = term(b, loc, v[0], perRow ? v[1] : Value{});
-      b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v.back(), t)});
-    });
-  }
-  // f of per-row values, per row.
-  Value statsMap(const Rows& rows, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
-    Value out = emptyRows(rows.rowTrailing(), f32_);
-    const auto loops = static_cast<unsigned>(rows.trailing.size());
-    SmallVector<AffineMap> maps(ins.size() + 1, AffineMap::getMultiDimIdentityMap(loops, b_.getContext()));
-    return generic(out.getType(), ins, out, maps, SmallVector<IteratorType>(loops, IteratorType::parallel),
-                   [&](OpBuilder& b, Location loc, ValueRange v) { b.create<linalg::YieldOp>(loc, ValueRange{f(b, loc, v)}); });
-  }
-
   const ir::Network& net_;
   bool training_;
   OpBuilder b_;

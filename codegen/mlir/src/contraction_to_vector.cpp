@@ -796,32 +796,42 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
-// LayerNorm's and RMSNorm's forward (build_network.cpp, norm), rows of S values at a time. A consumer (an
-// all-parallel generic whose last loop runs along a row) reads per-row statistics; each comes from row sums (a
-// linalg.fill, then a generic whose one reduction is the last loop) and per-row maps of those (all-parallel
-// generics over the rows). As loops, each would be a pass over the whole batch and every sum a chain of scalar
-// adds through memory. Here, row by row while the row is in L1: the sums as 16 partial sums in a vector register
-// (masked for the last S % 16 values), the maps on scalars, then the consumer 16 values at a time.
+// LayerNorm's, RMSNorm's and Softmax's forward (build_network.cpp, norm and rowSoftmax), rows of S values at a
+// time. A consumer (an all-parallel generic whose last loop runs along a row) reads per-row statistics; each
+// comes from row reductions (a linalg.fill, then a generic whose one reduction is the last loop, a sum or a max)
+// and per-row maps of those (all-parallel generics over the rows). As loops, each would be a pass over the whole
+// batch and every reduction a chain of scalar operations through memory. Here, row by row while the row is in
+// L1: the reductions as 16 partial sums or maxima in a vector register (masked for the last S % 16 values), the
+// maps on scalars, then the consumer 16 values at a time.
 struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   using OpRewritePattern::OpRewritePattern;
   static constexpr int64_t kRowLanes = 16;
 
-  // The ops that compute the consumer's per-row operands, and the buffers they write.
+  // The ops that compute the consumer's per-row operands, the buffers they write, and among those the rows of
+  // values computed from a row's statistics (Softmax's exp(x - max)), which the rewrite keeps in a scratch row.
   struct Statistics {
     SmallVector<Operation*> ops;
     SmallVector<Value> buffers;
+    SmallVector<Value> rowBuffers;
   };
 
   static bool allParallel(linalg::GenericOp g) { return g.getNumParallelLoops() == g.getNumLoops(); }
-  static bool isRowSums(linalg::GenericOp g, unsigned loops) {
-    if (g.getNumLoops() != loops || g.getNumReductionLoops() != 1 ||
-        g.getIteratorTypesArray().back() != utils::IteratorType::reduction || g.getNumDpsInits() != 1)
-      return false;
+  // How a row reduction's payload combines its output's value (the accumulator) with the next term: acc + t or
+  // maximumf(acc, t); none if it is not one.
+  static std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
     Block& body = g.getRegion().front();
-    auto add = dyn_cast_or_null<arith::AddFOp>(body.getTerminator()->getOperand(0).getDefiningOp());
+    Operation* combine = body.getTerminator()->getOperand(0).getDefiningOp();
     BlockArgument acc = body.getArgument(g.getDpsInitOperand(0)->getOperandNumber());
-    return add && add.getLhs() == acc && acc.hasOneUse() &&
-           llvm::none_of(body.getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+    if (!combine || combine->getNumOperands() != 2 || combine->getOperand(0) != acc || !acc.hasOneUse()) return {};
+    if (isa<arith::AddFOp>(combine)) return vector::CombiningKind::ADD;
+    if (isa<arith::MaximumFOp>(combine)) return vector::CombiningKind::MAXIMUMF;
+    return {};
+  }
+  static bool isRowReduction(linalg::GenericOp g, unsigned loops) {
+    return g.getNumLoops() == loops && g.getNumReductionLoops() == 1 &&
+           g.getIteratorTypesArray().back() == utils::IteratorType::reduction && g.getNumDpsInits() == 1 &&
+           combiningKind(g) &&
+           llvm::none_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
   }
   static bool isRowMap(linalg::GenericOp g, unsigned loops) {
     return g.getNumLoops() == loops - 1 && allParallel(g) && g.getNumDpsInits() == 1 &&
@@ -835,8 +845,54 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     return type && map.isIdentity() && map.getNumDims() == loops && isLastMemrefDimUnitStride(type);
   }
 
-  // Adds to `stats` what writes the per-row `buffer` (a row-map generic, or a fill and row sums), and what writes
-  // the per-row buffers those read.
+  // The generic that writes `buffer` row by row from its rows' statistics (reading at least one per row), if
+  // that is what writes it.
+  static linalg::GenericOp rowValuesWriter(Value buffer, Block* block, unsigned loops) {
+    auto alloc = buffer.getDefiningOp<memref::AllocOp>();
+    if (!alloc || alloc->getBlock() != block) return {};
+    linalg::GenericOp writer;
+    for (Operation* user : buffer.getUsers()) {
+      auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
+      if (!linalgOp || !llvm::is_contained(linalgOp.getDpsInits(), buffer)) continue;
+      auto g = dyn_cast<linalg::GenericOp>(user);
+      if (!g || writer) return {};
+      writer = g;
+    }
+    if (!writer || writer->getBlock() != block || writer.getNumLoops() != loops || !allParallel(writer) ||
+        writer.getNumDpsInits() != 1 || !writer.getMatchingIndexingMap(writer.getDpsInitOperand(0)).isIdentity() ||
+        writer.payloadUsesValueFromOperand(writer.getDpsInitOperand(0)))
+      return {};
+    const AffineMap perRow = AffineMap::getMultiDimIdentityMap(loops, buffer.getContext()).getMajorSubMap(loops - 1);
+    const bool readsStatistics = llvm::any_of(writer.getDpsInputOperands(), [&](OpOperand* in) {
+      return writer.getMatchingIndexingMap(in) == perRow;
+    });
+    return readsStatistics ? writer : linalg::GenericOp{};
+  }
+
+  // Adds to `stats` what computes the operands of `g` (a consumer, a reduction or a row of values): per-row ones
+  // (collect), rows of values computed from statistics, and nothing for the other rows and the per-column ones.
+  static bool collectInputs(linalg::GenericOp g, unsigned loops, Statistics& stats) {
+    const AffineMap all = AffineMap::getMultiDimIdentityMap(loops, g.getContext());
+    for (OpOperand* in : g.getDpsInputOperands()) {
+      const AffineMap m = g.getMatchingIndexingMap(in);
+      Value buffer = in->get();
+      if (m == all.getMajorSubMap(loops - 1)) {
+        if (!collect(buffer, g->getBlock(), loops, stats)) return false;
+      } else if (linalg::GenericOp writer = m == all ? rowValuesWriter(buffer, g->getBlock(), loops) : linalg::GenericOp{}) {
+        if (llvm::is_contained(stats.rowBuffers, buffer)) continue;
+        if (!collectInputs(writer, loops, stats)) return false;
+        stats.ops.push_back(writer);
+        stats.buffers.push_back(buffer);
+        stats.rowBuffers.push_back(buffer);
+      } else if (!isRowVectors(buffer, m, loops) && !(m == all.getMinorSubMap(1) && isa<MemRefType>(buffer.getType()))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Adds to `stats` what writes the per-row `buffer` (a row-map generic, or a fill and a row reduction), and
+  // what writes the per-row buffers those read.
   static bool collect(Value buffer, Block* block, unsigned loops, Statistics& stats) {
     if (llvm::is_contained(stats.buffers, buffer)) return true;
     auto alloc = buffer.getDefiningOp<memref::AllocOp>();
@@ -851,15 +907,11 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       else return false;
     }
     if (!writer || writer->getBlock() != block) return false;
-    const bool sums = fill && fill->getBlock() == block && fill->isBeforeInBlock(writer) && isRowSums(writer, loops);
-    if (!sums && (fill || !isRowMap(writer, loops))) return false;
-    const AffineMap perRow = AffineMap::getMultiDimIdentityMap(loops, buffer.getContext()).getMajorSubMap(loops - 1);
-    for (OpOperand* in : writer.getDpsInputOperands()) {
-      const AffineMap m = writer.getMatchingIndexingMap(in);
-      if (sums && isRowVectors(in->get(), m, loops)) continue;
-      if (m != (sums ? perRow : AffineMap::getMultiDimIdentityMap(loops - 1, buffer.getContext()))) return false;
-      if (!collect(in->get(), block, loops, stats)) return false;
-    }
+    const bool reduction = fill && fill->getBlock() == block && fill->isBeforeInBlock(writer) && isRowReduction(writer, loops);
+    if (!reduction && (fill || !isRowMap(writer, loops))) return false;
+    if (reduction && !collectInputs(writer, loops, stats)) return false;
+    for (OpOperand* in : writer.getDpsInputOperands())  // a row map: of per-row values only (isRowMap)
+      if (!reduction && !collect(in->get(), block, loops, stats)) return false;
     if (fill) stats.ops.push_back(fill);
     stats.ops.push_back(writer);
     stats.buffers.push_back(buffer);
@@ -874,17 +926,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     OpOperand* out = g.getDpsInitOperand(0);
     if (!isRowVectors(out->get(), g.getMatchingIndexingMap(out), loops) || g.payloadUsesValueFromOperand(out))
       return failure();
-    const AffineMap all = AffineMap::getMultiDimIdentityMap(loops, g.getContext());
     Statistics stats;
-    bool perRow = false;
-    for (OpOperand* in : g.getDpsInputOperands()) {
-      const AffineMap m = g.getMatchingIndexingMap(in);
-      if (isRowVectors(in->get(), m, loops) || (m == all.getMinorSubMap(1) && isa<MemRefType>(in->get().getType())))
-        continue;
-      if (m != all.getMajorSubMap(loops - 1) || !collect(in->get(), g->getBlock(), loops, stats)) return failure();
-      perRow = true;
-    }
-    if (!perRow) return failure();
+    if (!collectInputs(g, loops, stats) || stats.ops.empty()) return failure();
     llvm::sort(stats.ops, [](Operation* a, Operation* b) { return a->isBeforeInBlock(b); });
     for (Value buffer : stats.buffers)
       for (Operation* user : buffer.getUsers())
@@ -905,6 +948,10 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     {
       OpBuilder::InsertionGuard guard(rewriter);
       Row row{rewriter, loc};
+      for (Value buffer : stats->rowBuffers) {
+        auto element = cast<MemRefType>(buffer.getType()).getElementType();
+        row.scratch[buffer] = rewriter.create<memref::AllocOp>(loc, MemRefType::get({S}, element), rewriter.getI64IntegerAttr(64));
+      }
       for (unsigned d = 0; d + 1 < loops; ++d) {
         auto f = rewriter.create<scf::ForOp>(loc, row.index(0), rewriter.create<memref::DimOp>(loc, out, d), row.index(1));
         rewriter.setInsertionPointToStart(f.getBody());
@@ -912,7 +959,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       }
       for (Operation* op : stats->ops) {
         if (auto fill = dyn_cast<linalg::FillOp>(op)) row.value[fill.getDpsInitOperand(0)->get()] = fill.value();
-        else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) row.sum(w, S);
+        else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) row.reduce(w, S);
+        else if (w.getNumLoops() == loops) row.computeRow(w, S);
         else row.map(w);
       }
       row.forColumns(S, {}, [&](Value c, Value mask, Value) {
@@ -931,7 +979,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     PatternRewriter& b;
     Location loc;
     SmallVector<Value> at{};
-    DenseMap<Value, Value> value{};
+    DenseMap<Value, Value> value{};    // per-row buffer -> this row's value
+    DenseMap<Value, Value> scratch{};  // row-values buffer -> the [S] buffer holding this row's
 
     Value index(int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); }
     SmallVector<Value> indices(Value c) {
@@ -978,7 +1027,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       for (OpOperand* in : g.getDpsInputOperands()) {
         const AffineMap m = g.getMatchingIndexingMap(in);
         const bool column = m.getNumResults() == 1 && m.getResult(0) == b.getAffineDimExpr(loops - 1);
-        Value v = m.getNumResults() == loops ? load(in->get(), indices(c), mask)
+        Value v = scratch.count(in->get()) ? load(scratch.lookup(in->get()), ValueRange{c}, mask)
+                  : m.getNumResults() == loops ? load(in->get(), indices(c), mask)
                   : column                   ? load(in->get(), ValueRange{c}, mask)
                                              : value.lookup(in->get());
         map.map(body.getArgument(in->getOperandNumber()), v);
@@ -992,14 +1042,27 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
         return b.create<arith::AddIOp>(loc, b.create<vector::BroadcastOp>(loc, iota.getType(), c), iota);
       });
     }
-    // The row sums of w, started from the fill's value: 16 partial sums, added up at the end.
-    void sum(linalg::GenericOp w, int64_t S) {
+    // The row reduction w, started from the fill's value: 16 partial sums (or maxima), combined at the end.
+    void reduce(linalg::GenericOp w, int64_t S) {
       Value buffer = w.getDpsInitOperand(0)->get();
-      Type element = cast<MemRefType>(buffer.getType()).getElementType();
-      Value zeros = b.create<arith::ConstantOp>(loc, b.getZeroAttr(lanes(element)));
-      Value partial = forColumns(S, zeros, [&](Value c, Value mask, Value acc) { return payload(w, c, mask, acc); });
-      value[buffer] = b.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, partial, value.lookup(buffer),
-                                                    arith::FastMathFlags::reassoc);
+      const vector::CombiningKind kind = *combiningKind(w);
+      auto element = cast<FloatType>(cast<MemRefType>(buffer.getType()).getElementType());
+      const bool max = kind == vector::CombiningKind::MAXIMUMF;
+      Value start = b.create<arith::ConstantOp>(
+          loc, DenseElementsAttr::get(lanes(element), max ? APFloat::getInf(element.getFloatSemantics(), true)
+                                                          : APFloat::getZero(element.getFloatSemantics())));
+      Value partial = forColumns(S, start, [&](Value c, Value mask, Value acc) { return payload(w, c, mask, acc); });
+      value[buffer] = b.create<vector::ReductionOp>(loc, kind, partial, value.lookup(buffer), arith::FastMathFlags::reassoc);
+    }
+    // w's values along this row into its scratch row.
+    void computeRow(linalg::GenericOp w, int64_t S) {
+      Value row = scratch.lookup(w.getDpsInitOperand(0)->get());
+      forColumns(S, {}, [&](Value c, Value mask, Value) {
+        Value v = payload(w, c, mask);
+        if (mask) b.create<vector::MaskedStoreOp>(loc, row, ValueRange{c}, mask, v);
+        else b.create<vector::StoreOp>(loc, v, row, ValueRange{c});
+        return Value{};
+      });
     }
     // w's payload on this row's statistics.
     void map(linalg::GenericOp w) {
