@@ -31,11 +31,26 @@ inline void store(float* p, vfloat v) { __builtin_memcpy(p, &v, sizeof v); }
 // broadcast of a float in memory is one load (vbroadcastss m32); 0 + x is an add and a shuffle on the port that
 // also runs half of the FMAs on Intel CPUs (which cost the Linear micro-kernel a fifth of its speed there).
 inline vfloat broadcast(float x) { return x - vfloat{}; }
-// The sum of v's lanes, first to last.
+// op(...) over v's lanes as a tree: lane l with lane l + simd_width / 2, then with l + simd_width / 4, ...
+// (log2(simd_width) shuffles; one scalar op after the other, the 15 adds of a 16-lane sum were a chain of
+// about 60 cycles, as long as a LayerNorm's row of 64 values).
+namespace detail {
+template <int half, int... L>
+inline vfloat lanes_down(vfloat v, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(v, v, ((L + half) % simd_width)...);
+}
+}  // namespace detail
+template <class Op>
+inline float lane_tree(vfloat v, Op op) {
+  if constexpr (simd_width >= 16) v = op(v, detail::lanes_down<8>(v, std::make_integer_sequence<int, simd_width>{}));
+  if constexpr (simd_width >= 8) v = op(v, detail::lanes_down<4>(v, std::make_integer_sequence<int, simd_width>{}));
+  v = op(v, detail::lanes_down<2>(v, std::make_integer_sequence<int, simd_width>{}));
+  v = op(v, detail::lanes_down<1>(v, std::make_integer_sequence<int, simd_width>{}));
+  return v[0];
+}
+// The sum of v's lanes.
 inline float lane_sum(vfloat v) {
-  float s = 0;
-  for (int l = 0; l < simd_width; ++l) s += v[l];
-  return s;
+  return lane_tree(v, [](vfloat a, vfloat b) { return a + b; });
 }
 
 // Lanes [0, n) from / to p, 0 <= n <= simd_width (loaded lanes past n are zero), for the last, partial block of

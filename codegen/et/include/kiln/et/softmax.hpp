@@ -24,14 +24,12 @@ inline float strided_max(const float* xs, index_t length, index_t inner) {
 // where n is not a multiple (a max may see a value twice).
 inline float max_vectors(const float* x, index_t n) {
   if (n < simd_width) return strided_max(x, n, 1);
-  const auto larger = [](vfloat m, vfloat v) { return ((v > m) | (v != v)) ? v : m; };
+  const auto larger = [](vfloat m, vfloat v) { return ((v > m) | (v != v)) ? v : m; };  // a NaN in m stays
   vfloat m = load(x);
   index_t i = simd_width;
   for (; i + simd_width <= n; i += simd_width) m = larger(m, load(x + i));
   if (i < n) m = larger(m, load(x + n - simd_width));
-  float lanes[simd_width];
-  store(lanes, m);
-  return strided_max(lanes, simd_width, 1);
+  return lane_tree(m, larger);
 }
 
 // Sum of exp(x[i] - m) over x[0, n), in simd_width partial sums.
