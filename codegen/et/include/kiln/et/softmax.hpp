@@ -20,6 +20,24 @@ inline float strided_max(const float* xs, index_t length, index_t inner) {
   return m;
 }
 
+// Along a dim that is not the last (inner > 1), the values of one position of the inner dims lie `inner`
+// apart and those of neighbouring positions side by side: f(at, n) for each block of n <= simd_width
+// neighbouring positions, `at` the offset of its first value, which works on them as the lanes of vectors.
+template <class F>
+inline void for_inner_blocks(index_t outer, index_t length, index_t inner, F f) {
+  for (index_t o = 0; o < outer; ++o)
+    for (index_t in = 0; in < inner; in += simd_width) f(o * length * inner + in, std::min<index_t>(simd_width, inner - in));
+}
+// strided_max on each of n lanes.
+inline vfloat strided_max_block(const float* xs, index_t length, index_t inner, index_t n) {
+  vfloat m = load_first(xs, n);
+  for (index_t k = 1; k < length; ++k) {
+    const vfloat v = load_first(xs + k * inner, n);
+    m = ((v > m) | (v != v)) ? v : m;
+  }
+  return m;
+}
+
 // The largest of x[0, n) as strided_max: simd_width running maxima, the last vector overlapping the one before
 // where n is not a multiple (a max may see a value twice).
 inline float max_vectors(const float* x, index_t n) {
@@ -60,16 +78,19 @@ inline void softmax_forward(const float* x, float* y, index_t outer, index_t len
     }
     return;
   }
-  for (index_t o = 0; o < outer; ++o)
-    for (index_t in = 0; in < inner; ++in) {
-      const float* xs = x + o * length * inner + in;
-      float* ys = y + o * length * inner + in;
-      const float m = strided_max(xs, length, inner);
-      float sum = 0;
-      for (index_t k = 0; k < length; ++k) sum += ys[k * inner] = vexp(broadcast(xs[k * inner] - m))[0];
-      const float inv = 1.0f / sum;
-      for (index_t k = 0; k < length; ++k) ys[k * inner] *= inv;
+  for_inner_blocks(outer, length, inner, [&](index_t at, index_t n) {
+    const float* xs = x + at;
+    float* ys = y + at;
+    const vfloat m = strided_max_block(xs, length, inner, n);
+    vfloat sum{};
+    for (index_t k = 0; k < length; ++k) {
+      const vfloat e = vexp(load_first(xs + k * inner, n) - m);
+      store_first(ys + k * inner, e, n);
+      sum += e;
     }
+    const vfloat inv = 1.0f / sum;
+    for (index_t k = 0; k < length; ++k) store_first(ys + k * inner, load_first(ys + k * inner, n) * inv, n);
+  });
 }
 
 // dx = y * (dy - sum(dy * y)) along the softmax's dim.
@@ -111,16 +132,15 @@ inline void log_softmax_forward(const float* x, float* y, index_t outer, index_t
     }
     return;
   }
-  for (index_t o = 0; o < outer; ++o)
-    for (index_t in = 0; in < inner; ++in) {
-      const float* xs = x + o * length * inner + in;
-      float* ys = y + o * length * inner + in;
-      const float m = strided_max(xs, length, inner);
-      float sum = 0;
-      for (index_t k = 0; k < length; ++k) sum += vexp(broadcast(xs[k * inner] - m))[0];
-      const float log_sum = std::log(sum);  // (x - max) - log_sum, as PyTorch: x - (max + log_sum) would round
-      for (index_t k = 0; k < length; ++k) ys[k * inner] = (xs[k * inner] - m) - log_sum;
-    }
+  for_inner_blocks(outer, length, inner, [&](index_t at, index_t n) {
+    const float* xs = x + at;
+    float* ys = y + at;
+    const vfloat m = strided_max_block(xs, length, inner, n);
+    vfloat sum{};
+    for (index_t k = 0; k < length; ++k) sum += vexp(load_first(xs + k * inner, n) - m);
+    const vfloat log_sum = vlog(sum);  // (x - max) - log_sum, as PyTorch: x - (max + log_sum) would round
+    for (index_t k = 0; k < length; ++k) store_first(ys + k * inner, (load_first(xs + k * inner, n) - m) - log_sum, n);
+  });
 }
 
 // dx = dy - exp(y) * sum(dy) along the dim.
