@@ -20,14 +20,6 @@ inline float strided_max(const float* xs, index_t length, index_t inner) {
   return m;
 }
 
-// Along a dim that is not the last (inner > 1), the values of one position of the inner dims lie `inner`
-// apart and those of neighbouring positions side by side: f(at, n) for each block of n <= simd_width
-// neighbouring positions, `at` the offset of its first value, which works on them as the lanes of vectors.
-template <class F>
-inline void for_inner_blocks(index_t outer, index_t length, index_t inner, F f) {
-  for (index_t o = 0; o < outer; ++o)
-    for (index_t in = 0; in < inner; in += simd_width) f(o * length * inner + in, std::min<index_t>(simd_width, inner - in));
-}
 // strided_max on each of n lanes.
 inline vfloat strided_max_block(const float* xs, index_t length, index_t inner, index_t n) {
   vfloat m = load_first(xs, n);
@@ -36,6 +28,18 @@ inline vfloat strided_max_block(const float* xs, index_t length, index_t inner, 
     m = ((v > m) | (v != v)) ? v : m;
   }
   return m;
+}
+// Along a dim that is not the last (inner > 1), the values of one position of the inner dims lie `inner`
+// apart and those of neighbouring positions side by side: f(xs, ys, n, m) for each block of n <= simd_width
+// neighbouring positions (xs, ys: x and y at its first value; m: their maxima along the dim), which works on
+// them as the lanes of vectors.
+template <class F>
+inline void for_inner_blocks(const float* x, float* y, index_t outer, index_t length, index_t inner, F f) {
+  for (index_t o = 0; o < outer; ++o)
+    for (index_t in = 0; in < inner; in += simd_width) {
+      const index_t at = o * length * inner + in, n = std::min<index_t>(simd_width, inner - in);
+      f(x + at, y + at, n, strided_max_block(x + at, length, inner, n));
+    }
 }
 
 // The largest of x[0, n) as strided_max: simd_width running maxima, the last vector overlapping the one before
@@ -78,10 +82,7 @@ inline void softmax_forward(const float* x, float* y, index_t outer, index_t len
     }
     return;
   }
-  for_inner_blocks(outer, length, inner, [&](index_t at, index_t n) {
-    const float* xs = x + at;
-    float* ys = y + at;
-    const vfloat m = strided_max_block(xs, length, inner, n);
+  for_inner_blocks(x, y, outer, length, inner, [&](const float* xs, float* ys, index_t n, vfloat m) {
     vfloat sum{};
     for (index_t k = 0; k < length; ++k) {
       const vfloat e = vexp(load_first(xs + k * inner, n) - m);
@@ -132,10 +133,7 @@ inline void log_softmax_forward(const float* x, float* y, index_t outer, index_t
     }
     return;
   }
-  for_inner_blocks(outer, length, inner, [&](index_t at, index_t n) {
-    const float* xs = x + at;
-    float* ys = y + at;
-    const vfloat m = strided_max_block(xs, length, inner, n);
+  for_inner_blocks(x, y, outer, length, inner, [&](const float* xs, float* ys, index_t n, vfloat m) {
     vfloat sum{};
     for (index_t k = 0; k < length; ++k) sum += vexp(load_first(xs + k * inner, n) - m);
     const vfloat log_sum = vlog(sum);  // (x - max) - log_sum, as PyTorch: x - (max + log_sum) would round
