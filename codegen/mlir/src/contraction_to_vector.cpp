@@ -816,6 +816,26 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   };
 
   static bool allParallel(linalg::GenericOp g) { return g.getNumParallelLoops() == g.getNumLoops(); }
+  static bool readsIndices(linalg::GenericOp g) {
+    return llvm::any_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+  }
+  // The map of a per-row value in a generic of `loops` loops: the loops but the last.
+  static AffineMap perRowMap(unsigned loops, MLIRContext* ctx) {
+    return AffineMap::getMultiDimIdentityMap(loops, ctx).getMajorSubMap(loops - 1);
+  }
+  // The linalg ops that write `buffer`, in their order, if it is allocated in `block`; none otherwise.
+  static SmallVector<Operation*> writersOf(Value buffer, Block* block) {
+    auto alloc = buffer.getDefiningOp<memref::AllocOp>();
+    if (!alloc || alloc->getBlock() != block) return {};
+    SmallVector<Operation*> writers;
+    for (Operation* user : buffer.getUsers())
+      if (auto op = dyn_cast<linalg::LinalgOp>(user); op && llvm::is_contained(op.getDpsInits(), buffer)) {
+        if (user->getBlock() != block) return {};
+        writers.push_back(user);
+      }
+    llvm::sort(writers, [](Operation* a, Operation* b) { return a->isBeforeInBlock(b); });
+    return writers;
+  }
   // How a row reduction's payload combines its output's value (the accumulator) with the next term: acc + t or
   // maximumf(acc, t); none if it is not one.
   static std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
@@ -830,14 +850,12 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   static bool isRowReduction(linalg::GenericOp g, unsigned loops) {
     return g.getNumLoops() == loops && g.getNumReductionLoops() == 1 &&
            g.getIteratorTypesArray().back() == utils::IteratorType::reduction && g.getNumDpsInits() == 1 &&
-           combiningKind(g) &&
-           llvm::none_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+           combiningKind(g) && !readsIndices(g);
   }
   static bool isRowMap(linalg::GenericOp g, unsigned loops) {
     return g.getNumLoops() == loops - 1 && allParallel(g) && g.getNumDpsInits() == 1 &&
            llvm::all_of(g.getIndexingMapsArray(), [](AffineMap m) { return m.isIdentity(); }) &&
-           !g.payloadUsesValueFromOperand(g.getDpsInitOperand(0)) &&
-           llvm::none_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+           !g.payloadUsesValueFromOperand(g.getDpsInitOperand(0)) && !readsIndices(g);
   }
   // A buffer read with `map` by a generic of `loops` loops, read as vectors along the last loop.
   static bool isRowVectors(Value buffer, AffineMap map, unsigned loops) {
@@ -848,21 +866,13 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   // The generic that writes `buffer` row by row from its rows' statistics (reading at least one per row), if
   // that is what writes it.
   static linalg::GenericOp rowValuesWriter(Value buffer, Block* block, unsigned loops) {
-    auto alloc = buffer.getDefiningOp<memref::AllocOp>();
-    if (!alloc || alloc->getBlock() != block) return {};
-    linalg::GenericOp writer;
-    for (Operation* user : buffer.getUsers()) {
-      auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
-      if (!linalgOp || !llvm::is_contained(linalgOp.getDpsInits(), buffer)) continue;
-      auto g = dyn_cast<linalg::GenericOp>(user);
-      if (!g || writer) return {};
-      writer = g;
-    }
-    if (!writer || writer->getBlock() != block || writer.getNumLoops() != loops || !allParallel(writer) ||
-        writer.getNumDpsInits() != 1 || !writer.getMatchingIndexingMap(writer.getDpsInitOperand(0)).isIdentity() ||
+    const SmallVector<Operation*> writers = writersOf(buffer, block);
+    auto writer = writers.size() == 1 ? dyn_cast<linalg::GenericOp>(writers[0]) : linalg::GenericOp{};
+    if (!writer || writer.getNumLoops() != loops || !allParallel(writer) || writer.getNumDpsInits() != 1 ||
+        !writer.getMatchingIndexingMap(writer.getDpsInitOperand(0)).isIdentity() ||
         writer.payloadUsesValueFromOperand(writer.getDpsInitOperand(0)))
       return {};
-    const AffineMap perRow = AffineMap::getMultiDimIdentityMap(loops, buffer.getContext()).getMajorSubMap(loops - 1);
+    const AffineMap perRow = perRowMap(loops, buffer.getContext());
     const bool readsStatistics = llvm::any_of(writer.getDpsInputOperands(), [&](OpOperand* in) {
       return writer.getMatchingIndexingMap(in) == perRow;
     });
@@ -876,10 +886,11 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     for (OpOperand* in : g.getDpsInputOperands()) {
       const AffineMap m = g.getMatchingIndexingMap(in);
       Value buffer = in->get();
-      if (m == all.getMajorSubMap(loops - 1)) {
+      if (m == perRowMap(loops, g.getContext())) {
         if (!collect(buffer, g->getBlock(), loops, stats)) return false;
+      } else if (m == all && llvm::is_contained(stats.rowBuffers, buffer)) {
+        continue;
       } else if (linalg::GenericOp writer = m == all ? rowValuesWriter(buffer, g->getBlock(), loops) : linalg::GenericOp{}) {
-        if (llvm::is_contained(stats.rowBuffers, buffer)) continue;
         if (!collectInputs(writer, loops, stats)) return false;
         stats.ops.push_back(writer);
         stats.buffers.push_back(buffer);
@@ -895,23 +906,18 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   // what writes the per-row buffers those read.
   static bool collect(Value buffer, Block* block, unsigned loops, Statistics& stats) {
     if (llvm::is_contained(stats.buffers, buffer)) return true;
-    auto alloc = buffer.getDefiningOp<memref::AllocOp>();
-    if (!alloc || alloc->getBlock() != block) return false;
-    linalg::FillOp fill;
-    linalg::GenericOp writer;
-    for (Operation* user : buffer.getUsers()) {
-      auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
-      if (!linalgOp || !llvm::is_contained(linalgOp.getDpsInits(), buffer)) continue;
-      if (auto f = dyn_cast<linalg::FillOp>(user); f && !fill) fill = f;
-      else if (auto g = dyn_cast<linalg::GenericOp>(user); g && !writer) writer = g;
-      else return false;
-    }
-    if (!writer || writer->getBlock() != block) return false;
-    const bool reduction = fill && fill->getBlock() == block && fill->isBeforeInBlock(writer) && isRowReduction(writer, loops);
+    const SmallVector<Operation*> writers = writersOf(buffer, block);  // [fill,] writer
+    if (writers.empty() || writers.size() > 2) return false;
+    auto fill = writers.size() == 2 ? dyn_cast<linalg::FillOp>(writers[0]) : linalg::FillOp{};
+    auto writer = dyn_cast<linalg::GenericOp>(writers.back());
+    if (!writer || (writers.size() == 2 && !fill)) return false;
+    const bool reduction = fill && isRowReduction(writer, loops);
     if (!reduction && (fill || !isRowMap(writer, loops))) return false;
-    if (reduction && !collectInputs(writer, loops, stats)) return false;
-    for (OpOperand* in : writer.getDpsInputOperands())  // a row map: of per-row values only (isRowMap)
-      if (!reduction && !collect(in->get(), block, loops, stats)) return false;
+    const bool inputsCollected =
+        reduction ? collectInputs(writer, loops, stats)
+                  : llvm::all_of(writer.getDpsInputOperands(),  // a row map reads per-row values only (isRowMap)
+                                 [&](OpOperand* in) { return collect(in->get(), block, loops, stats); });
+    if (!inputsCollected) return false;
     if (fill) stats.ops.push_back(fill);
     stats.ops.push_back(writer);
     stats.buffers.push_back(buffer);

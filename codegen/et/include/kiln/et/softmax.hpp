@@ -20,13 +20,12 @@ inline float strided_max(const float* xs, index_t length, index_t inner) {
   return m;
 }
 
+// Lane by lane, the larger of m and v, NaN where either is (a NaN in m stays: v > NaN is false).
+inline vfloat vmax_nan(vfloat m, vfloat v) { return ((v > m) | (v != v)) ? v : m; }
 // strided_max on each of n lanes.
 inline vfloat strided_max_block(const float* xs, index_t length, index_t inner, index_t n) {
   vfloat m = load_first(xs, n);
-  for (index_t k = 1; k < length; ++k) {
-    const vfloat v = load_first(xs + k * inner, n);
-    m = ((v > m) | (v != v)) ? v : m;
-  }
+  for (index_t k = 1; k < length; ++k) m = vmax_nan(m, load_first(xs + k * inner, n));
   return m;
 }
 // Along a dim that is not the last (inner > 1), the values of one position of the inner dims lie `inner`
@@ -46,12 +45,11 @@ inline void for_inner_blocks(const float* x, float* y, index_t outer, index_t le
 // where n is not a multiple (a max may see a value twice).
 inline float max_vectors(const float* x, index_t n) {
   if (n < simd_width) return strided_max(x, n, 1);
-  const auto larger = [](vfloat m, vfloat v) { return ((v > m) | (v != v)) ? v : m; };  // a NaN in m stays
   vfloat m = load(x);
   index_t i = simd_width;
-  for (; i + simd_width <= n; i += simd_width) m = larger(m, load(x + i));
-  if (i < n) m = larger(m, load(x + n - simd_width));
-  return lane_tree(m, larger);
+  for (; i + simd_width <= n; i += simd_width) m = vmax_nan(m, load(x + i));
+  if (i < n) m = vmax_nan(m, load(x + n - simd_width));
+  return lane_tree(m, vmax_nan);
 }
 
 // Sum of exp(x[i] - m) over x[0, n), in simd_width partial sums.
