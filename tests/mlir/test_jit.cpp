@@ -129,6 +129,33 @@ TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit
   }
 }
 
+// The eval kernel runs on blocks of rows (entry_points.cpp: the widest layer's output a quarter of L2, in
+// multiples of 48 rows; 48 rows for 3000 floats a row up to an L2 of 4.6 MB), the last block taking what is
+// left once that is under one and a half blocks: batches of one block (47), of one and a half less a row (71),
+// of two calls (72, 73) and of four (200), with one input and with two, against the expression-template kernel.
+TEST_CASE("jit: eval on blocks of rows == the expression-template kernel", "[jit]") {
+  static constexpr nn::Sequential wide{kiln::input<4>, nn::Linear<4, 3000>{}, nn::ReLU{}, nn::Linear<3000, 7>{}};
+  static constexpr nn::Sequential two{kiln::input<6>, kiln::input<3000>, nn::Bilinear<6, 3000, 5>{}};
+  kiln::Model one_input{wide, 9};
+  kiln::Model two_inputs{two, 9};
+  one_input.eval();
+  two_inputs.eval();
+  auto jit_one = kiln::jit::compile(one_input, fresh_options(true, temp_cache("blocks")));
+  auto jit_two = kiln::jit::compile(two_inputs, fresh_options(true, temp_cache("blocks")));
+  auto fill = [](Tensor& t, index_t mul) {
+    for (index_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>((i * mul) % 23) / 7.0f - 1.5f;
+  };
+  for (const index_t batch : {47, 71, 72, 73, 200}) {
+    Tensor x({batch, 4}), x1({batch, 6}), x2({batch, 3000});
+    fill(x, 37);
+    fill(x1, 11);
+    fill(x2, 13);
+    kiln::testing::check_close(jit_one(x), one_input(x), "one input, batch " + std::to_string(batch), 2e-5, 4e-6);
+    kiln::testing::check_close(jit_two(x1, x2), two_inputs(x1, x2), "two inputs, batch " + std::to_string(batch),
+                               2e-5, 4e-6);
+  }
+}
+
 // A Linear of 128 KB of weights or more walks its column blocks backwards on every other call (a counter per
 // Linear in the kernel): the same sums in another order of columns, so consecutive calls agree bit for bit.
 TEST_CASE("jit: calls that walk the weights backwards give the same outputs", "[jit]") {

@@ -16,9 +16,14 @@ using namespace ::mlir;
 
 namespace {
 
+// The eval entry point's blocks of rows: a multiple of the 6-row tiles and of 16 rows (so that every block
+// starts 64-byte aligned where the first does).
+constexpr int64_t kChunkMultiple = 48;
+
 struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(EntryPointsPass)
-  EntryPointsPass(const ir::Network& net, std::string name) : net_(net), name_(std::move(name)) {}
+  EntryPointsPass(const ir::Network& net, std::string name, int64_t l2Bytes)
+      : net_(net), name_(std::move(name)), l2Bytes_(l2Bytes) {}
   StringRef getArgument() const final { return "kiln-entry-points"; }
 
   void runOnOperation() override {
@@ -43,56 +48,110 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
   void build(ModuleOp module, LLVM::LLVMFuncOp impl, const std::string& name, bool run) {
     MLIRContext* ctx = module.getContext();
     OpBuilder b(ctx);
-    Location loc = b.getUnknownLoc();
-    auto ptr = LLVM::LLVMPointerType::get(ctx);
     auto i64 = b.getI64Type();
     b.setInsertionPointToEnd(module.getBody());
-    SmallVector<Type> params{ptr};
+    SmallVector<Type> params{LLVM::LLVMPointerType::get(ctx)};
     if (run) params.append({i64, i64, i64});
-    auto fn = b.create<LLVM::LLVMFuncOp>(loc, name, LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), params));
-    Block* entry = fn.addEntryBlock(b);
-    b.setInsertionPointToStart(entry);
-    Value buffers = entry->getArgument(0);
-    auto constant = [&](int64_t v) { return b.create<LLVM::ConstantOp>(loc, i64, b.getI64IntegerAttr(v)).getResult(); };
-    SmallVector<Value> args;
-    if (run) args.append({entry->getArgument(1), entry->getArgument(2), entry->getArgument(3)});
-    int slot = 0;
-    auto pointer = [&]() {
-      Value at = b.create<LLVM::GEPOp>(loc, ptr, ptr, buffers, ArrayRef<LLVM::GEPArg>{slot++});
-      return b.create<LLVM::LoadOp>(loc, ptr, at).getResult();
-    };
-    auto flat = [&](int64_t size) {
-      Value p = pointer();
-      args.append({p, p, constant(0), constant(size), constant(1)});
-    };
-    for (const SchemaEntry& buf : net_.buffers) flat(buf.spec.dtype() == DType::int64 ? 1 : buf.spec.shape.numel());
-    flat(kiln::mlir::packed_floats(net_));
-    auto rows = [&](const Dims& d) {
-      Value p = pointer(), batch = entry->getArgument(1);
-      args.append({p, p, constant(0), batch, constant(d.numel()), constant(d.numel()), constant(1)});
-    };
+    auto fn = b.create<LLVM::LLVMFuncOp>(b.getUnknownLoc(), name,
+                                         LLVM::LLVMFunctionType::get(LLVM::LLVMVoidType::get(ctx), params));
+    b.setInsertionPointToStart(fn.addEntryBlock(b));
+    Arguments args(b, fn.getArgument(0));
+    for (const SchemaEntry& buf : net_.buffers) args.flat(buf.spec.dtype() == DType::int64 ? 1 : buf.spec.shape.numel());
+    args.flat(kiln::mlir::packed_floats(net_));
     if (run) {
-      rows(net_.input);
-      if (net_.input_count == 2) rows(net_.input2);
-      rows(net_.output);
+      args.rows(net_.input);
+      if (net_.input_count == 2) args.rows(net_.input2);
+      args.rows(net_.output);
     }
-    if (args.size() != impl.getNumArguments()) {
-      impl.emitError() << "expects " << impl.getNumArguments() << " arguments but the entry point passes "
-                       << args.size();
+    const size_t passed = args.flats.size() + (run ? 3 + 7 * args.rowsAt.size() : 0);
+    if (passed != impl.getNumArguments()) {
+      impl.emitError() << "expects " << impl.getNumArguments() << " arguments but the entry point passes " << passed;
       return signalPassFailure();
     }
-    b.create<LLVM::CallOp>(loc, impl, args);
-    b.create<LLVM::ReturnOp>(loc, ValueRange{});
+    if (!run) b.create<LLVM::CallOp>(b.getUnknownLoc(), impl, args.flats);
+    else if (name == entryName(name_, false)) callOnBlocks(b, fn, impl, args, chunkRows());
+    else args.call(b, impl, fn, args.constant(0), fn.getArgument(1));
+    b.create<LLVM::ReturnOp>(b.getUnknownLoc(), ValueRange{});
+  }
+
+  // An _impl's arguments, read from the buffer array: the flat buffers' descriptors, and the pointers of the
+  // inputs and the output with their floats per row.
+  struct Arguments {
+    OpBuilder& b;
+    Value buffers;
+    int slot = 0;
+    SmallVector<Value> flats;
+    SmallVector<std::pair<Value, int64_t>> rowsAt;
+
+    Arguments(OpBuilder& builder, Value bufferArray) : b(builder), buffers(bufferArray) {}
+    Value constant(int64_t v) {
+      return b.create<LLVM::ConstantOp>(b.getUnknownLoc(), b.getI64Type(), b.getI64IntegerAttr(v));
+    }
+    Value pointer() {
+      auto ptr = LLVM::LLVMPointerType::get(b.getContext());
+      Value at = b.create<LLVM::GEPOp>(b.getUnknownLoc(), ptr, ptr, buffers, ArrayRef<LLVM::GEPArg>{slot++});
+      return b.create<LLVM::LoadOp>(b.getUnknownLoc(), ptr, at);
+    }
+    void flat(int64_t size) {
+      Value p = pointer();
+      flats.append({p, p, constant(0), constant(size), constant(1)});
+    }
+    void rows(const Dims& d) { rowsAt.emplace_back(pointer(), d.numel()); }
+    // fn's _impl on rows [first, first + count) of the inputs and the output.
+    void call(OpBuilder& at, LLVM::LLVMFuncOp impl, LLVM::LLVMFuncOp fn, Value first, Value count) {
+      Location loc = at.getUnknownLoc();
+      SmallVector<Value> args{count, fn.getArgument(2), fn.getArgument(3)};
+      args.append(flats);
+      for (auto [base, floats] : rowsAt) {
+        Value offset = at.create<LLVM::MulOp>(loc, first, constant(floats));
+        Value p = at.create<LLVM::GEPOp>(loc, base.getType(), at.getF32Type(), base, ValueRange{offset});
+        args.append({p, p, constant(0), count, constant(floats), constant(floats), constant(1)});
+      }
+      at.create<LLVM::CallOp>(loc, impl, args);
+    }
+  };
+
+  // The eval _impl on blocks of `chunk` rows (each row's output depends on that row alone), so that the layers'
+  // values stay in cache from one layer to the next; the last block takes what is left once that is less than
+  // one and a half blocks. Leaves b at the end of the loop's exit block.
+  static void callOnBlocks(OpBuilder& b, LLVM::LLVMFuncOp fn, LLVM::LLVMFuncOp impl, Arguments& args, int64_t chunk) {
+    Location loc = b.getUnknownLoc();
+    Value batch = fn.getArgument(1);
+    Block* header = fn.addBlock();
+    Block* body = fn.addBlock();
+    Block* exit = fn.addBlock();
+    Value first = header->addArgument(b.getI64Type(), loc);
+    b.create<LLVM::BrOp>(loc, ValueRange{args.constant(0)}, header);
+    b.setInsertionPointToStart(header);
+    b.create<LLVM::CondBrOp>(loc, b.create<LLVM::ICmpOp>(loc, LLVM::ICmpPredicate::slt, first, batch), body, exit);
+    b.setInsertionPointToStart(body);
+    Value left = b.create<LLVM::SubOp>(loc, batch, first);
+    Value last = b.create<LLVM::ICmpOp>(loc, LLVM::ICmpPredicate::slt, left, args.constant(chunk + chunk / 2));
+    Value count = b.create<LLVM::SelectOp>(loc, last, left, args.constant(chunk));
+    args.call(b, impl, fn, first, count);
+    b.create<LLVM::BrOp>(loc, ValueRange{b.create<LLVM::AddOp>(loc, first, count).getResult()}, header);
+    b.setInsertionPointToStart(exit);
+  }
+
+  // Rows per call of the eval _impl: about as many as make the widest layer's output a quarter of L2 (the
+  // layer's input, its weights and the other values still live share the rest).
+  int64_t chunkRows() const {
+    int64_t widest = std::max(net_.input.numel(), net_.input2.numel());
+    for (const ir::Layer& layer : net_.layers) widest = std::max(widest, layer.out.numel());
+    const int64_t budget = l2Bytes_ / 4 / static_cast<int64_t>(sizeof(float));
+    const int64_t rows = budget / std::max<int64_t>(widest, 1) / kChunkMultiple * kChunkMultiple;
+    return std::max(rows, kChunkMultiple);
   }
 
   const ir::Network& net_;
   std::string name_;
+  int64_t l2Bytes_;
 };
 
 }  // namespace
 
-std::unique_ptr<Pass> createEntryPointsPass(const ir::Network& net, const std::string& name) {
-  return std::make_unique<EntryPointsPass>(net, name);
+std::unique_ptr<Pass> createEntryPointsPass(const ir::Network& net, const std::string& name, int64_t l2Bytes) {
+  return std::make_unique<EntryPointsPass>(net, name, l2Bytes);
 }
 
 }  // namespace kiln::mlir_backend

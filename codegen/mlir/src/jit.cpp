@@ -3,7 +3,7 @@
 // The JIT compiles a network to an object file (the ladder's last stage) and links it into the process with
 // LLVM's ORC LLJIT. The object file is what both caches keep: the in-process cache the loaded kernel (a
 // second compile returns it), the on-disk cache the object's bytes (a new process links it, without MLIR).
-// Keys are the network's canonical description (ir::to_string) and the host CPU's name and features.
+// Keys are the network's canonical description (ir::to_string) and the host CPU's name, features and L2 size.
 #include <kiln/mlir/kernel.hpp>
 #include <kiln_mlir_lowering_hash.hpp>
 #include <kiln/runtime/atomic_file.hpp>
@@ -110,8 +110,8 @@ std::filesystem::path default_cache_dir() {
 
 std::shared_ptr<const LoadedKernel> jit_compile(const ir::Network& net, const JitOptions& options) {
   static const Target host = host_target();
-  const std::string key = fmt::format("{}\ntarget {} {} {}\n{}", kCacheFormat, host.triple, host.cpu, host.features,
-                                      ir::to_string(net));
+  const std::string key = fmt::format("{}\ntarget {} {} {} L2 {}\n{}", kCacheFormat, host.triple, host.cpu,
+                                      host.features, host.l2_bytes, ir::to_string(net));
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const LoadedKernel>> loaded;
   std::lock_guard lock(mutex);

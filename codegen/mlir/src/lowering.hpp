@@ -56,7 +56,8 @@ std::unique_ptr<::mlir::Pass> createContractionToVectorPass();
 
 // Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
 // convention of ir::KernelFn and <name>_pack with that of ir::PackFn, each unpacking the buffer array into the
-// memref descriptors of its _impl (of those the module has).
-std::unique_ptr<::mlir::Pass> createEntryPointsPass(const ir::Network& net, const std::string& name);
+// memref descriptors of its _impl (of those the module has). The eval entry point runs its _impl on blocks of
+// rows sized for an L2 cache of `l2Bytes`.
+std::unique_ptr<::mlir::Pass> createEntryPointsPass(const ir::Network& net, const std::string& name, int64_t l2Bytes);
 
 }  // namespace kiln::mlir_backend

@@ -31,6 +31,8 @@
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/TargetParser/Host.h>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <array>
@@ -284,9 +286,22 @@ void validate(const ir::Network& net) {
   else StepChecker(net).check();
 }
 
+constexpr std::int64_t kDefaultL2Bytes = 1 << 20;  // where the L2 is not known: Zen 4 and 5's, Skylake-SP's
+
+std::int64_t hostL2Bytes() {
+  const long bytes = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return bytes > 0 ? bytes : kDefaultL2Bytes;
+}
+
+std::int64_t l2Bytes(const Target& target) {
+  if (target.l2_bytes > 0) return target.l2_bytes;
+  return target.cpu.empty() && target.triple.empty() ? hostL2Bytes() : kDefaultL2Bytes;
+}
+
 // Stage by stage, stopping at `last`.
 OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, const ir::Network& net,
-                                  const std::string& name, Stage last, backend::Modes modes = backend::Modes::both) {
+                                  const std::string& name, Stage last, const Target& target,
+                                  backend::Modes modes = backend::Modes::both) {
   validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
   backend::buildNetworkFunctions(*module, net, name, modes);
@@ -308,7 +323,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
       .then(std::make_unique<MathApproximationPass>())
       .then("convert-vector-to-llvm,convert-math-to-llvm,finalize-memref-to-llvm,convert-arith-to-llvm,"
             "convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts")
-      .then(backend::createEntryPointsPass(net, name))
+      .then(backend::createEntryPointsPass(net, name, l2Bytes(target)))
       .run(*module);
   return module;
 }
@@ -349,7 +364,7 @@ Target host_target() {
     features += f.getValue() ? '+' : '-';
     features += f.getKey().str();
   }
-  return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features};
+  return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features, hostL2Bytes()};
 }
 
 namespace {
@@ -435,7 +450,7 @@ std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage st
 
 std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target) {
   Session session;
-  OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, stage);
+  OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, stage, target);
   if (stage == Stage::mlir || stage == Stage::linalg || stage == Stage::llvm_dialect) return print(module->getOperation());
   llvm::LLVMContext llvmCtx;
   std::unique_ptr<llvm::Module> llvmModule = translate(*module, llvmCtx, name, *session.diags);
@@ -456,7 +471,7 @@ std::vector<std::string> lower_objects(const ir::Network& net, const std::string
     try {
       Session session;
       const auto modes = mode == 0 ? backend::Modes::eval : backend::Modes::train;
-      OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, Stage::llvm_dialect, modes);
+      OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, Stage::llvm_dialect, target, modes);
       llvm::LLVMContext llvmCtx;
       std::unique_ptr<llvm::Module> llvmModule = translate(*module, llvmCtx, name, *session.diags);
       objects[mode] = optimizeAndEmit(*llvmModule, target, Stage::obj, errors[mode]);

@@ -26,9 +26,11 @@ struct Target {
   std::string triple;    // empty: this machine's
   std::string cpu;       // empty: this machine's ("x86-64-v3", "skylake-avx512", ...)
   std::string features;  // empty: the CPU's
+  std::int64_t l2_bytes = 0;  // the L2 cache per core that the kernels block for; 0: this machine's when no cpu
+                              // or triple is given (as the JIT compiles), else 1 MiB
 };
 
-// The host CPU's name and features, as LLVM sees them: part of every cache key.
+// The host CPU's name and features, as LLVM sees them, and its L2 cache: part of every cache key.
 Target host_target();
 
 // The network at a stage of the ladder: text for every stage but obj, the object file's bytes for obj.
