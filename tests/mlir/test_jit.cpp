@@ -95,15 +95,16 @@ TEST_CASE("jit: a long Linear on 1023 to 1031 rows == the expression-template ke
 // Packed weights (kiln_transpose: 16 x 16 blocks, then the last K % 16 rows one by one) for the broadcast tiles:
 // K = 20 (16 + 4) into 112 outputs (a panel of 64 columns and one of 48), K = 112 into 17 (one vector, one column
 // by dot products), K = 17 into 16 (an odd K for the one-row tiles' two accumulator sets). Batches: 1 (the one-row
-// tile), 5 (one 6-row tile repeating the last row), 6, 7 (a 6-row tile, then a row), 40 (a last tile that overlaps
-// the one before).
+// tile), 2 (the one-row tile on two rows, a set of accumulators each), 5 (one 6-row tile repeating the last row),
+// 6, 7 (a 6-row tile, then a row), 8 (a 6-row tile, then two rows in one tile), 40 (a last tile that overlaps the
+// one before).
 TEST_CASE("jit: Linears on packed weights == the expression-template kernel", "[jit]") {
   static constexpr nn::Sequential net{kiln::input<20>, nn::Linear<20, 112>{}, nn::Tanh{}, nn::Linear<112, 17>{},
                                       nn::ReLU{},      nn::Linear<17, 16>{}};
   kiln::Model model{net, 6};
   model.eval();
   auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("short")));
-  for (const index_t batch : {1, 5, 6, 7, 40}) {
+  for (const index_t batch : {1, 2, 5, 6, 7, 8, 40}) {
     Tensor x({batch, 20});
     for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
     kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch), 2e-5, 4e-6);
@@ -111,7 +112,7 @@ TEST_CASE("jit: Linears on packed weights == the expression-template kernel", "[
 }
 
 // Bilinear with In2 a multiple of 16 runs both stages in blocks of 12 rows (contraction_to_vector.cpp,
-// BilinearToVector): batches of one block and a row (13), a partial block (5, 29) and whole blocks (24), in eval
+// BilinearToVector): batches of one block and a row or two (13, 14), a partial block (5, 29) and whole blocks (24), in eval
 // and train mode (whose kernel is the other function), against the expression-template kernel.
 TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit]") {
   static constexpr nn::Sequential net{kiln::input<20>, kiln::input<32>, nn::Bilinear<20, 32, 7>{}, nn::Tanh{}};
@@ -119,7 +120,7 @@ TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit
     kiln::Model model{net, 8};
     model.train(training);
     auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("bilinear")));
-    for (const index_t batch : {1, 5, 13, 24, 29}) {
+    for (const index_t batch : {1, 5, 13, 14, 24, 29}) {
       Tensor x1({batch, 20}), x2({batch, 32});
       for (index_t i = 0; i < x1.numel(); ++i) x1[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
       for (index_t i = 0; i < x2.numel(); ++i) x2[i] = static_cast<float>((i * 11) % 19) / 9.0f - 1.0f;

@@ -439,12 +439,14 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // rows are left, ends at the block's end: it computes again rows the tile before computed (the same sums,
     // stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass over the
     // weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add to the
-    // code LLVM compiles). One or two rows left over take one-row tiles, which cost less than a 6-row pass.
+    // code LLVM compiles). One row left over takes a one-row tile, two rows one one-row tile whose two sets of
+    // accumulators take a row each: less than a 6-row pass.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
-      auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb) {
+      auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, Value pair = {}) {
         auto rowLoop = [&](Value first, int64_t vectors) {
-          auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, index(mb));
+          Value step = pair ? rewriter.create<arith::SelectOp>(loc, pair, index(2), index(1)).getResult() : index(mb);
+          auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, step);
           OpBuilder::InsertionGuard guard(rewriter);
           rewriter.setInsertionPointToStart(rows.getBody());
           Value i = rows.getInductionVar(), last = {};
@@ -453,7 +455,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
             i = rewriter.create<arith::MinUIOp>(loc, i, lastStart);
             last = rewriter.create<arith::SubIOp>(loc, rowEnd, index(1));
           }
-          broadcastTile(i, mb, first, vectors, bt, last);
+          broadcastTile(i, mb, first, vectors, bt, last, pair);
         };
         if (blocks > 0) {
           auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
@@ -480,23 +482,34 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mTiles),
                 kBroadcastRows);
       }
-      columns(mTiles, M, 1);
+      // One row left, or two (`pair`: the one-row tile's two sets of accumulators take a row each).
+      Value pair = K >= 2 ? rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, left, index(2)).getResult()
+                          : Value{};
+      columns(mTiles, M, 1, pair);
     }
 
     // A tile of mb rows x `vectors` vectors of 16 columns. One row accumulates even and odd k in two sets of
-    // accumulators, for twice the independent FMA chains (as the expression-template kernel's one-row tile).
-    // `last`, if set: rows past it read and write row `last` instead.
-    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, const Weights& bt, Value last = {}) {
+    // accumulators, for twice the independent FMA chains (as the expression-template kernel's one-row tile);
+    // where `pair` (a one-row tile's only) is true at run time, the two sets take rows i and i + 1 over every k
+    // instead: one pass over the weights for two rows, with no more code. `last`, if set: rows past it read and
+    // write row `last` instead.
+    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, const Weights& bt, Value last = {}, Value pair = {}) {
       SmallVector<Value> rows, cols;
       for (int64_t r = 0; r < mb; ++r)
         rows.push_back(last && r > 0 ? rewriter.create<arith::MinUIOp>(loc, offset(i, r), last).getResult() : offset(i, r));
       for (int64_t v = 0; v < vectors; ++v) cols.push_back(offset(j, v * kLanes));
       const int64_t n = mb * vectors, sets = mb == 1 && K >= 2 ? 2 : 1;
+      // The second set's row and its k's distance from the first's: i and 1, or with `pair`, i + 1 and 0.
+      auto choose = [&](int64_t ifPair, int64_t otherwise) {
+        return pair ? rewriter.create<arith::SelectOp>(loc, pair, index(ifPair), index(otherwise)).getResult() : index(otherwise);
+      };
+      const Value secondRow = sets == 2 ? rewriter.create<arith::AddIOp>(loc, i, choose(1, 0)).getResult() : Value{};
+      const Value secondK = sets == 2 ? choose(0, 1) : Value{};
       Value panelStart = bt.panels ? rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
                                                                     rewriter.create<arith::MulIOp>(loc, j, index(K)))
                                    : Value{};
       // acc + x[rows, k] * W^T[k, cols], for one k.
-      auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc) {
+      auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc, ArrayRef<Value> xRows) {
         SmallVector<Value> w, next;
         if (bt.matrix)
           for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt.matrix, ValueRange{k, c}));
@@ -508,29 +521,46 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
           }
         }
         for (int64_t r = 0; r < mb; ++r) {
-          Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{rows[r], k}));
+          Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{xRows[r], k}));
           for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
         }
         return next;
       };
+      // Up to K - K % 2 by twos, or with `pair`, up to K by ones.
+      Value kEnd = sets == 2 ? choose(K, K - K % 2) : index(K);
+      Value kStep = sets == 2 ? choose(1, 2) : index(1);
       auto loop = rewriter.create<scf::ForOp>(
-          loc, index(0), index(K - K % sets), index(sets), SmallVector<Value>(sets * n, zeros()),
+          loc, index(0), kEnd, kStep, SmallVector<Value>(sets * n, zeros()),
           [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
-            SmallVector<Value> next = fmaStep(bld, k, acc.take_front(n));
-            if (sets == 2) next.append(fmaStep(bld, bld.create<arith::AddIOp>(loc, k, index(1)), acc.drop_front(n)));
+            SmallVector<Value> next = fmaStep(bld, k, acc.take_front(n), rows);
+            if (sets == 2)
+              next.append(fmaStep(bld, bld.create<arith::AddIOp>(loc, k, secondK), acc.drop_front(n), secondRow));
             bld.create<scf::YieldOp>(loc, next);
           });
       SmallVector<Value> acc(loop.getResults().take_front(n));
+      SmallVector<Value> storeRows = rows, stores;
       if (sets == 2) {
-        for (int64_t q = 0; q < n; ++q) acc[q] = rewriter.create<arith::AddFOp>(loc, acc[q], loop.getResult(n + q));
-        if (K % 2) acc = fmaStep(rewriter, index(K - 1), acc);
+        // One row: the two sets' sum (and the last k of an odd K). With `pair`: the second set's row is stored
+        // first, so that without `pair` (where it is row i) the first set's row overwrites it.
+        SmallVector<Value> sum;
+        for (int64_t q = 0; q < n; ++q) sum.push_back(rewriter.create<arith::AddFOp>(loc, acc[q], loop.getResult(n + q)));
+        if (K % 2) sum = fmaStep(rewriter, index(K - 1), sum, rows);
+        if (pair) {
+          storeRows.insert(storeRows.begin(), secondRow);
+          for (int64_t q = 0; q < n; ++q) stores.push_back(loop.getResult(n + q));
+          for (int64_t q = 0; q < n; ++q) stores.push_back(rewriter.create<arith::SelectOp>(loc, pair, acc[q], sum[q]));
+        } else {
+          stores = sum;
+        }
+      } else {
+        stores = acc;
       }
-      if (scratch) return storeThroughEpilogueLoop(acc, rows, j, vectors);
-      for (int64_t r = 0; r < mb; ++r)
+      if (scratch) return storeThroughEpilogueLoop(stores, storeRows, j, vectors);
+      for (size_t r = 0; r < storeRows.size(); ++r)
         for (int64_t v = 0; v < vectors; ++v) {
-          Value row = acc[r * vectors + v];
-          if (epilogue) row = applyEpilogue(row, rows[r], cols[v], kLanes);
-          rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rows[r], cols[v]});
+          Value row = stores[r * vectors + v];
+          if (epilogue) row = applyEpilogue(row, storeRows[r], cols[v], kLanes);
+          rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{storeRows[r], cols[v]});
         }
     }
 
