@@ -63,15 +63,15 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
       if (net_.input_count == 2) args.rows(net_.input2);
       args.rows(net_.output);
     }
-    const size_t passed = args.flats.size() + (run ? 3 + 7 * args.rowsAt.size() : 0);
+    size_t passed = args.flats.size();
+    if (!run) b.create<LLVM::CallOp>(b.getUnknownLoc(), impl, args.flats);
+    else if (name == entryName(name_, false)) passed = callOnBlocks(b, fn, impl, args, chunkRows());
+    else passed = args.call(impl, fn, args.constant(0), fn.getArgument(1));
+    b.create<LLVM::ReturnOp>(b.getUnknownLoc(), ValueRange{});
     if (passed != impl.getNumArguments()) {
       impl.emitError() << "expects " << impl.getNumArguments() << " arguments but the entry point passes " << passed;
-      return signalPassFailure();
+      signalPassFailure();
     }
-    if (!run) b.create<LLVM::CallOp>(b.getUnknownLoc(), impl, args.flats);
-    else if (name == entryName(name_, false)) callOnBlocks(b, fn, impl, args, chunkRows());
-    else args.call(b, impl, fn, args.constant(0), fn.getArgument(1));
-    b.create<LLVM::ReturnOp>(b.getUnknownLoc(), ValueRange{});
   }
 
   // An _impl's arguments, read from the buffer array: the flat buffers' descriptors, and the pointers of the
@@ -97,24 +97,25 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
       flats.append({p, p, constant(0), constant(size), constant(1)});
     }
     void rows(const Dims& d) { rowsAt.emplace_back(pointer(), d.numel()); }
-    // fn's _impl on rows [first, first + count) of the inputs and the output.
-    void call(OpBuilder& at, LLVM::LLVMFuncOp impl, LLVM::LLVMFuncOp fn, Value first, Value count) {
-      Location loc = at.getUnknownLoc();
+    // fn's _impl on rows [first, first + count) of the inputs and the output; returns how many arguments it passes.
+    size_t call(LLVM::LLVMFuncOp impl, LLVM::LLVMFuncOp fn, Value first, Value count) {
+      Location loc = b.getUnknownLoc();
       SmallVector<Value> args{count, fn.getArgument(2), fn.getArgument(3)};
       args.append(flats);
       for (auto [base, floats] : rowsAt) {
-        Value offset = at.create<LLVM::MulOp>(loc, first, constant(floats));
-        Value p = at.create<LLVM::GEPOp>(loc, base.getType(), at.getF32Type(), base, ValueRange{offset});
+        Value offset = b.create<LLVM::MulOp>(loc, first, constant(floats));
+        Value p = b.create<LLVM::GEPOp>(loc, base.getType(), b.getF32Type(), base, ValueRange{offset});
         args.append({p, p, constant(0), count, constant(floats), constant(floats), constant(1)});
       }
-      at.create<LLVM::CallOp>(loc, impl, args);
+      b.create<LLVM::CallOp>(loc, impl, args);
+      return args.size();
     }
   };
 
   // The eval _impl on blocks of `chunk` rows (each row's output depends on that row alone), so that the layers'
   // values stay in cache from one layer to the next; the last block takes what is left once that is less than
-  // one and a half blocks. Leaves b at the end of the loop's exit block.
-  static void callOnBlocks(OpBuilder& b, LLVM::LLVMFuncOp fn, LLVM::LLVMFuncOp impl, Arguments& args, int64_t chunk) {
+  // one and a half blocks. Leaves b at the end of the loop's exit block; returns how many arguments the call passes.
+  static size_t callOnBlocks(OpBuilder& b, LLVM::LLVMFuncOp fn, LLVM::LLVMFuncOp impl, Arguments& args, int64_t chunk) {
     Location loc = b.getUnknownLoc();
     Value batch = fn.getArgument(1);
     Block* header = fn.addBlock();
@@ -128,9 +129,10 @@ struct EntryPointsPass : PassWrapper<EntryPointsPass, OperationPass<ModuleOp>> {
     Value left = b.create<LLVM::SubOp>(loc, batch, first);
     Value last = b.create<LLVM::ICmpOp>(loc, LLVM::ICmpPredicate::slt, left, args.constant(chunk + chunk / 2));
     Value count = b.create<LLVM::SelectOp>(loc, last, left, args.constant(chunk));
-    args.call(b, impl, fn, first, count);
+    const size_t passed = args.call(impl, fn, first, count);
     b.create<LLVM::BrOp>(loc, ValueRange{b.create<LLVM::AddOp>(loc, first, count).getResult()}, header);
     b.setInsertionPointToStart(exit);
+    return passed;
   }
 
   // Rows per call of the eval _impl: about as many as make the widest layer's output a quarter of L2 (the
