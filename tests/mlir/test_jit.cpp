@@ -134,6 +134,10 @@ TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit
 // multiples of 48 rows; 48 rows for 3000 floats a row up to an L2 of 4.6 MB), the last block taking what is
 // left once that is under one and a half blocks: batches of one block (47), of one and a half less a row (71),
 // of two calls (72, 73) and of four (200), with one input and with two, against the expression-template kernel.
+// Bilinear's outputs each sum 18000 products whose magnitudes add up to about 2400, to results near 0.6: the
+// two kernels add them in different orders (their blocking depends on the CPU), and on Zen 5 one output
+// differs by 1.7e-5 (each kernel within 1e-5 of the sum in double), hence an absolute 5e-5 there; a row taken
+// from the wrong block would be off by tenths.
 TEST_CASE("jit: eval on blocks of rows == the expression-template kernel", "[jit]") {
   static constexpr nn::Sequential wide{kiln::input<4>, nn::Linear<4, 3000>{}, nn::ReLU{}, nn::Linear<3000, 7>{}};
   static constexpr nn::Sequential two{kiln::input<6>, kiln::input<3000>, nn::Bilinear<6, 3000, 5>{}};
@@ -153,7 +157,7 @@ TEST_CASE("jit: eval on blocks of rows == the expression-template kernel", "[jit
     fill(x2, 13);
     kiln::testing::check_close(jit_one(x), one_input(x), "one input, batch " + std::to_string(batch), 2e-5, 4e-6);
     kiln::testing::check_close(jit_two(x1, x2), two_inputs(x1, x2), "two inputs, batch " + std::to_string(batch),
-                               2e-5, 4e-6);
+                               2e-5, 5e-5);
   }
 }
 
