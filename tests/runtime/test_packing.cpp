@@ -1,6 +1,7 @@
 // The layouts the Linear kernels read, against their definitions: pack_linear_matrix through each of its paths
-// (in-register transposes, vector copies, the element loop for partial blocks), transpose_matrix, and the
-// 16x16 (AVX-512) / 8x8 / 4x4 transpose_block itself. Every value is distinct, so a misplaced one shows.
+// (in-register transposes, vector copies, the element loop for partial blocks, M itself for at most
+// linear_dot_out outputs), transpose_matrix, lane_sums, and the 16x16 (AVX-512) / 8x8 / 4x4 transpose_block
+// itself. Every value is distinct, so a misplaced one shows.
 #include "../support.hpp"
 
 #include <vector>
@@ -24,6 +25,19 @@ TEST_CASE("packing: transpose_block transposes a square block of vectors", "[pac
   et::transpose_block(v);
   for (int r = 0; r < n; ++r)
     for (int l = 0; l < n; ++l) REQUIRE(v[r][l] == static_cast<float>(l * 100 + r));
+}
+
+TEST_CASE("packing: lane_sums gives lane j the sum of vector j", "[packing]") {
+  constexpr int n = et::simd_width;
+  et::vfloat v[n];
+  for (int r = 0; r < n; ++r)
+    for (int l = 0; l < n; ++l) v[r][l] = static_cast<float>((r + 1) * 1000 + l * l);
+  const et::vfloat sums = et::lane_sums(v);
+  for (int r = 0; r < n; ++r) {
+    float expected = 0;
+    for (int l = 0; l < n; ++l) expected += static_cast<float>((r + 1) * 1000 + l * l);
+    REQUIRE(sums[r] == expected);
+  }
 }
 
 TEST_CASE("packing: transpose_matrix equals its definition at every shape", "[packing]") {
@@ -51,6 +65,15 @@ TEST_CASE("packing: pack_linear_matrix equals its definition for W and W^T at ev
         const index_t stride_o = transposed ? 1 : in, stride_i = transposed ? in : 1;
         std::vector<float> packed(static_cast<std::size_t>(et::linear_packed_size(m_in, m_out)), -1.0f);
         et::pack_linear_matrix(w.data(), m_in, m_out, stride_o, stride_i, packed.data());
+        if (m_out <= et::linear_dot_out) {  // linear_dots' layout: M row-major
+          for (index_t o = 0; o < m_out; ++o)
+            for (index_t i = 0; i < m_in; ++i) {
+              INFO((transposed ? "W^T of " : "W of ") << out << "x" << in << ": output " << o << ", input " << i);
+              REQUIRE(packed[static_cast<std::size_t>(o * m_in + i)] ==
+                      w[static_cast<std::size_t>(o * stride_o + i * stride_i)]);
+            }
+          continue;
+        }
         const index_t blocks = et::linear_blocks(m_out);
         for (index_t o = 0; o < blocks * n; ++o)
           for (index_t i = 0; i < m_in; ++i) {
