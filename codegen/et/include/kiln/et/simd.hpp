@@ -72,23 +72,37 @@ inline void store_first(float* p, vfloat v, long n) {
 #endif
 }
 
-// Transposes the simd_width x simd_width block whose rows are v[0..simd_width): afterwards v[j][r] is the old
-// v[r][j]. log2(simd_width) butterfly stages of two-source shuffles (__builtin_shufflevector: clang, g++ >= 12);
-// the stage of half-size b swaps the off-diagonal b x b blocks of every 2b x 2b block.
+// The two shuffles of a butterfly stage of half-size b over vectors lo and hi (__builtin_shufflevector: clang,
+// g++ >= 12): `low_halves` keeps lo's lanes with bit b clear and puts hi's lanes below them where it is set;
+// `high_halves` puts lo's lanes above them where bit b is clear and keeps hi's where it is set.
 namespace detail {
 template <int b, int... L>
-inline void transpose_stage(vfloat* v, std::integer_sequence<int, L...>) {
-  constexpr int n = simd_width;
-  for (int r = 0; r < n; ++r) {
+[[gnu::always_inline]] inline vfloat low_halves(vfloat lo, vfloat hi, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L : L - b + simd_width)...);
+}
+template <int b, int... L>
+[[gnu::always_inline]] inline vfloat high_halves(vfloat lo, vfloat hi, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L + b : L + simd_width)...);
+}
+}  // namespace detail
+
+// Transposes the simd_width x simd_width block whose rows are v[0..simd_width): afterwards v[j][r] is the old
+// v[r][j]. log2(simd_width) butterfly stages; the stage of half-size b swaps the off-diagonal b x b blocks of
+// every 2b x 2b block.
+namespace detail {
+template <int b>
+inline void transpose_stage(vfloat* v) {
+  constexpr auto lanes = std::make_integer_sequence<int, simd_width>{};
+  for (int r = 0; r < simd_width; ++r) {
     if (r & b) continue;
     const vfloat lo = v[r], hi = v[r + b];
-    v[r] = __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L : L - b + n)...);
-    v[r + b] = __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L + b : L + n)...);
+    v[r] = low_halves<b>(lo, hi, lanes);
+    v[r + b] = high_halves<b>(lo, hi, lanes);
   }
 }
 template <int b>
 inline void transpose_stages(vfloat* v) {
-  transpose_stage<b>(v, std::make_integer_sequence<int, simd_width>{});
+  transpose_stage<b>(v);
   if constexpr (b > 1) transpose_stages<b / 2>(v);
 }
 }  // namespace detail
@@ -99,18 +113,10 @@ inline void transpose_block(vfloat* v) { detail::transpose_stages<simd_width / 2
 // shuffles and 64 adds). Always inlined: in a translation unit with many networks g++ kept the stages out of
 // line, and v then went through memory (Linear(32, 4) at batch 256: 1.3 us against 0.5).
 namespace detail {
-template <int b, int... L>
-[[gnu::always_inline]] inline void lane_sums_stage(vfloat* v, std::integer_sequence<int, L...>) {
-  constexpr int n = simd_width;
-  for (int r = 0; r < b; ++r) {
-    const vfloat lo = v[r], hi = v[r + b];
-    v[r] = __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L : L - b + n)...) +
-           __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L + b : L + n)...);
-  }
-}
 template <int b>
 [[gnu::always_inline]] inline void lane_sums_stages(vfloat* v) {
-  lane_sums_stage<b>(v, std::make_integer_sequence<int, simd_width>{});
+  constexpr auto lanes = std::make_integer_sequence<int, simd_width>{};
+  for (int r = 0; r < b; ++r) v[r] = low_halves<b>(v[r], v[r + b], lanes) + high_halves<b>(v[r], v[r + b], lanes);
   if constexpr (b > 1) lane_sums_stages<b / 2>(v);
 }
 }  // namespace detail
