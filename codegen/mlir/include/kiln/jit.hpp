@@ -77,10 +77,7 @@ class Kernel {
   }
 
   void run(const Tensor& x, const Tensor* x2, Tensor& y) const {
-    const Shape out = model_->checked_output_shape(x, x2);
-    if (y.shape() != out || y.dtype() != DType::float32)
-      throw Error(fmt::format("output: expected F32 {} but got {} {}", shape_text(out), dtype_name(y.dtype()),
-                              shape_text(y.shape())));
+    model_->check_forward(x, x2, y);
     const typename Model<Net>::Call use{*model_};
     const index_t batch = x.size(0);
     model_->check_batch(batch);

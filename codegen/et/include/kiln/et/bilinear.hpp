@@ -32,6 +32,7 @@ inline void pack_bilinear_weight(const float* a, index_t in1, index_t in2, index
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
 #endif
+template <index_t kShortIn = 0>
 inline void bilinear_forward(const float* x1, const float* x2, index_t rows, index_t in1, index_t in2, index_t out,
                              const float* packed, const float* bias, float* y) {
   constexpr index_t block = 2 * linear_rows;
@@ -41,7 +42,7 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
   float* t = t_buffer.data();
   for (index_t r0 = 0; r0 < rows; r0 += block) {
     const index_t n = std::min(block, rows - r0);
-    linear_forward(x1 + r0 * in1, n, in1, out * in2, packed, nullptr, t);
+    linear_forward<NoEpilogue, kShortIn>(x1 + r0 * in1, n, in1, out * in2, packed, nullptr, t);
     for (index_t r = 0; r < n; ++r) {
       const float* v = x2 + (r0 + r) * in2;
       index_t o = 0;
@@ -103,7 +104,8 @@ struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
   static bool passes_through(const Layer&, bool) { return false; }
   static void forward_two_inputs(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,
                        index_t samples, const TileContext&) {
-    bilinear_forward(x1, x2, samples * (in.numel() / In1), In1, In2, Out, p.packed_weight, p.bias, y);
+    bilinear_forward<(In1 <= linear_chunk ? In1 : 0)>(x1, x2, samples * (in.numel() / In1), In1, In2, Out,
+                                                       p.packed_weight, p.bias, y);
   }
   // dA_oij += dy_o x1_i x2_j; dx1_i = sum_o dy_o (A_o x2)_i; dx2_j = sum_oi dy_o x1_i A_oij; db += dy.
   static void backward_two_inputs(const Layer&, Dims in, const LayerParams& p, const LayerGrads& g, const float* x1,
