@@ -23,14 +23,7 @@ struct RowStats {
 // A row's mean and 1 / sqrt(biased variance + eps), the variance from the deviations (two passes).
 inline RowStats layer_norm_stats(const float* xr, index_t size, float eps) {
   const float mean = sum_vectors(xr, size) / static_cast<float>(size);
-  vfloat acc{};
-  index_t i = 0;
-  for (; i + simd_width <= size; i += simd_width) {
-    const vfloat d = load(xr + i) - mean;
-    acc += d * d;
-  }
-  float sq = lane_sum(acc);
-  for (; i < size; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+  const float sq = sum_mapped(xr, size, [mean](auto v) { return (v - mean) * (v - mean); });
   return {mean, 1.0f / std::sqrt(sq / static_cast<float>(size) + eps)};
 }
 
@@ -57,23 +50,17 @@ inline void layer_norm_forward(const float* x, float* y, index_t rows, index_t s
   }
 }
 
+inline constexpr auto square = [](auto v) { return v * v; };
+
 // x / sqrt(mean(x^2) + eps) * weight, or with eps added to the RMS: x / (sqrt(mean(x^2)) + eps) * weight.
 inline void rms_norm_forward(const float* x, float* y, index_t rows, index_t size, float eps, bool eps_added_to_rms,
                              const float* weight) {
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     float* yr = y + r * size;
-    vfloat acc{};
-    index_t i = 0;
-    for (; i + simd_width <= size; i += simd_width) {
-      const vfloat v = load(xr + i);
-      acc += v * v;
-    }
-    float sq = lane_sum(acc);
-    for (; i < size; ++i) sq += xr[i] * xr[i];
-    const float ms = sq / static_cast<float>(size);
+    const float ms = sum_mapped(xr, size, square) / static_cast<float>(size);
     const float inv = eps_added_to_rms ? 1.0f / (std::sqrt(ms) + eps) : 1.0f / std::sqrt(ms + eps);
-    i = 0;
+    index_t i = 0;
     for (; i + simd_width <= size; i += simd_width) {
       vfloat v = load(xr + i) * inv;
       if (weight) v *= load(weight + i);
@@ -122,12 +109,7 @@ inline void rms_norm_backward(const float* x, const float* dy, float* dx, index_
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     const float* dyr = dy + r * size;
-    vfloat sq{};
-    for (index_t i = 0; i < size; i += simd_width) {
-      const vfloat v = load_first(xr + i, std::min<index_t>(simd_width, size - i));
-      sq += v * v;
-    }
-    const float ms = lane_sum(sq) / static_cast<float>(size);
+    const float ms = sum_mapped(xr, size, square) / static_cast<float>(size);  // the forward's, bit for bit
     const float rms = std::sqrt(eps_added_to_rms ? ms : ms + eps);
     const float inv = eps_added_to_rms ? 1.0f / (rms + eps) : 1.0f / rms;
     // d(inv)/d(ms): -inv^3 / 2 inside the root; -inv^2 / (2 rms) with eps added to the RMS.
