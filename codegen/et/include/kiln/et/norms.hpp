@@ -70,34 +70,52 @@ inline void rms_norm_forward(const float* x, float* y, index_t rows, index_t siz
   }
 }
 
+// Calls f(i, load_at, store_at, chain) for each block of simd_width values of a row of `size`, the last one
+// partial: load_at loads and store_at stores a block, whole or its first size - i values. Whole blocks alternate
+// between chains 0 and 1, so that a sum kept per chain is two chains of adds, not one that waits on each add
+// (LayerNorm<256>'s backward at batch 256 on Zen 5: 18.2-20.2 -> 15.1-15.4 us).
+template <class F>
+inline void for_row_blocks(index_t size, F f) {
+  constexpr auto load_whole = [](const float* p) { return load(p); };
+  constexpr auto store_whole = [](float* p, vfloat v) { store(p, v); };
+  index_t i = 0;
+  for (; i + 2 * simd_width <= size; i += 2 * simd_width) {
+    f(i, load_whole, store_whole, 0);
+    f(i + simd_width, load_whole, store_whole, 1);
+  }
+  for (; i < size; i += simd_width) {
+    const long n = std::min<index_t>(simd_width, size - i);
+    f(i, [n](const float* p) { return load_first(p, n); }, [n](float* p, vfloat v) { store_first(p, v, n); }, 0);
+  }
+}
+
 // LayerNorm's gradient per row: with xhat = (x - mean) rstd and g = dy * weight,
 // dx = rstd (g - mean(g) - xhat mean(g xhat)); dweight += dy xhat; dbias += dy. In float SIMD partial sums, as
 // PyTorch's CPU kernel accumulates in float (in double, one element at a time, it was a quarter of a small-batch
-// training step), with the forward's statistics. Blocks of simd_width lanes, the last one partial.
+// training step), with the forward's statistics.
 inline void layer_norm_backward(const float* x, const float* dy, float* dx, index_t rows, index_t size, float eps,
                                 const float* weight, float* dweight, float* dbias) {
   for (index_t r = 0; r < rows; ++r) {
     const float* xr = x + r * size;
     const float* dyr = dy + r * size;
     const auto [mean, rstd] = layer_norm_stats(xr, size, eps);
-    vfloat sum_g{}, sum_gx{};
-    for (index_t i = 0; i < size; i += simd_width) {
-      const long n = std::min<index_t>(simd_width, size - i);
-      const vfloat d = load_first(dyr + i, n), xhat = (load_first(xr + i, n) - mean) * rstd;
-      const vfloat g = weight ? d * load_first(weight + i, n) : d;
-      sum_g += g;
-      sum_gx += g * xhat;
-      if (dweight) store_first(dweight + i, load_first(dweight + i, n) + d * xhat, n);
-      if (dbias) store_first(dbias + i, load_first(dbias + i, n) + d, n);
-    }
+    vfloat sum_g[2] = {}, sum_gx[2] = {};
+    for_row_blocks(size, [&](index_t i, auto load_at, auto store_at, int chain) {
+      const vfloat d = load_at(dyr + i), xhat = (load_at(xr + i) - mean) * rstd;
+      const vfloat g = weight ? d * load_at(weight + i) : d;
+      sum_g[chain] += g;
+      sum_gx[chain] += g * xhat;
+      if (dweight) store_at(dweight + i, load_at(dweight + i) + d * xhat);
+      if (dbias) store_at(dbias + i, load_at(dbias + i) + d);
+    });
     if (!dx) continue;
-    const float mean_g = lane_sum(sum_g) / static_cast<float>(size), mean_gx = lane_sum(sum_gx) / static_cast<float>(size);
-    for (index_t i = 0; i < size; i += simd_width) {
-      const long n = std::min<index_t>(simd_width, size - i);
-      const vfloat d = load_first(dyr + i, n), xhat = (load_first(xr + i, n) - mean) * rstd;
-      const vfloat g = weight ? d * load_first(weight + i, n) : d;
-      store_first(dx + r * size + i, rstd * (g - mean_g - xhat * mean_gx), n);
-    }
+    const float mean_g = lane_sum(sum_g[0] + sum_g[1]) / static_cast<float>(size);
+    const float mean_gx = lane_sum(sum_gx[0] + sum_gx[1]) / static_cast<float>(size);
+    for_row_blocks(size, [&](index_t i, auto load_at, auto store_at, int) {
+      const vfloat d = load_at(dyr + i), xhat = (load_at(xr + i) - mean) * rstd;
+      const vfloat g = weight ? d * load_at(weight + i) : d;
+      store_at(dx + r * size + i, rstd * (g - mean_g - xhat * mean_gx));
+    });
   }
 }
 
@@ -114,20 +132,18 @@ inline void rms_norm_backward(const float* x, const float* dy, float* dx, index_
     const float inv = eps_added_to_rms ? 1.0f / (rms + eps) : 1.0f / rms;
     // d(inv)/d(ms): -inv^3 / 2 inside the root; -inv^2 / (2 rms) with eps added to the RMS.
     const float dinv_dms = eps_added_to_rms ? -inv * inv / (2.0f * rms) : -0.5f * inv * inv * inv;
-    vfloat gx{};
-    for (index_t i = 0; i < size; i += simd_width) {
-      const long n = std::min<index_t>(simd_width, size - i);
-      const vfloat d = load_first(dyr + i, n), v = load_first(xr + i, n);
-      gx += (weight ? d * load_first(weight + i, n) : d) * v;
-      if (dweight) store_first(dweight + i, load_first(dweight + i, n) + d * v * inv, n);
-    }
+    vfloat gx[2] = {};
+    for_row_blocks(size, [&](index_t i, auto load_at, auto store_at, int chain) {
+      const vfloat d = load_at(dyr + i), v = load_at(xr + i);
+      gx[chain] += (weight ? d * load_at(weight + i) : d) * v;
+      if (dweight) store_at(dweight + i, load_at(dweight + i) + d * v * inv);
+    });
     if (!dx) continue;
-    const float k = dinv_dms * 2.0f * lane_sum(gx) / static_cast<float>(size);
-    for (index_t i = 0; i < size; i += simd_width) {
-      const long n = std::min<index_t>(simd_width, size - i);
-      const vfloat d = load_first(dyr + i, n), v = load_first(xr + i, n);
-      store_first(dx + r * size + i, (weight ? d * load_first(weight + i, n) : d) * inv + v * k, n);
-    }
+    const float k = dinv_dms * 2.0f * lane_sum(gx[0] + gx[1]) / static_cast<float>(size);
+    for_row_blocks(size, [&](index_t i, auto load_at, auto store_at, int) {
+      const vfloat d = load_at(dyr + i), v = load_at(xr + i);
+      store_at(dx + r * size + i, (weight ? d * load_at(weight + i) : d) * inv + v * k);
+    });
   }
 }
 
