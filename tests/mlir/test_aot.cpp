@@ -21,6 +21,12 @@
 #include <aot_net_graph_nested.h>
 #include <aot_net_graph_resmlp.h>
 #include <aot_graph_nested.h>
+#ifdef KILN_AOT_HASWELL
+#include <aot_haswell_net_bilinear.h>
+#include <aot_haswell_net_graph_resmlp.h>
+#include <aot_haswell_net_mlp_norm.h>
+#include <aot_haswell_net_seed.h>
+#endif
 
 #include <vector>
 
@@ -69,6 +75,20 @@ KILN_AOT_CASE(net_two_dropouts)
 KILN_AOT_CASE(net_graph_bn_dropout)
 KILN_AOT_CASE(net_graph_nested)
 KILN_AOT_CASE(net_graph_resmlp)
+
+// The same networks compiled for an AVX2 CPU (-march=haswell's 16 vector registers: broadcast tiles of 16 columns,
+// and weights packed in panels as wide), run here where this CPU has AVX2.
+#ifdef KILN_AOT_HASWELL
+#define KILN_AOT_HASWELL_CASE(name)                                                                                 \
+  TEST_CASE("aot golden, compiled for haswell: " #name, "[aot][golden]") {                                         \
+    using Net = std::remove_const_t<decltype(aot_nets::name)>;                                                      \
+    kiln::testing::check_golden(#name, aot_nets::name, aot_backend<Net>(KILN_AOT_ENTRY_POINTS(aot_haswell_##name))); \
+  }
+KILN_AOT_HASWELL_CASE(net_seed)
+KILN_AOT_HASWELL_CASE(net_mlp_norm)
+KILN_AOT_HASWELL_CASE(net_bilinear)
+KILN_AOT_HASWELL_CASE(net_graph_resmlp)
+#endif
 
 TEST_CASE("aot graph: nested composites == the expression-template kernel", "[aot][graph]") {
   using Net = std::remove_const_t<decltype(graph_nets::nested)>;

@@ -722,7 +722,7 @@ const std::map<std::string_view, Lowering>& lowerings() {
 
 // <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as a
 // linalg.transpose on memrefs (contraction_to_vector.cpp makes it 16 x 16 blocks through registers).
-void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name) {
+void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns) {
   OpBuilder b(module.getContext());
   Location loc = b.getUnknownLoc();
   b.setInsertionPointToEnd(module.getBody());
@@ -736,8 +736,8 @@ void buildPackFunction(ModuleOp module, const ir::Network& net, const std::strin
     if (cols == 0) continue;
     // Per panel: W's rows [first, first + width) as [width, In], and W^T's panel [In, width].
     Value weight = fn.getArgument(static_cast<unsigned>(l.param(Role::weight)));
-    for (int64_t first = 0; first < cols; first += kPanelColumns) {
-      const int64_t width = std::min(kPanelColumns, cols - first);
+    for (int64_t first = 0; first < cols; first += panelColumns) {
+      const int64_t width = std::min(panelColumns, cols - first);
       Value rows = matrixView(b, loc, weight, first * in, width, in);
       Value panel = matrixView(b, loc, packed, packedOffset(net, i) + first * in, in, width);
       b.create<linalg::TransposeOp>(loc, rows, panel, ArrayRef<int64_t>{1, 0});
@@ -780,13 +780,16 @@ int64_t packedOffset(const ir::Network& net, std::size_t layer) {
   return offset;
 }
 
-void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, Modes modes) {
+int64_t broadcastTileColumns(bool wideRegisterFile) { return wideRegisterFile ? 64 : 16; }
+
+void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns,
+                           Modes modes) {
   for (bool training : {false, true}) {
     if (modes != Modes::both && training != (modes == Modes::train)) continue;
     FunctionBuilder fb(module, net, training, implName(name, training));
     fb.build();
   }
-  if (modes != Modes::train) buildPackFunction(module, net, packImplName(name));
+  if (modes != Modes::train) buildPackFunction(module, net, packImplName(name), panelColumns);
 }
 
 }  // namespace kiln::mlir_backend

@@ -39,7 +39,7 @@ constexpr int64_t kL1Floats = 40 * 1024 / 4;  // the part of a 48 KiB L1 the wei
 constexpr int64_t kMaxTilesPerBlock = 8;
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
 constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs in the dot-product tiles
-constexpr int64_t kBroadcastRows = 6, kBroadcastVectors = 4;  // a tile of 6 rows x 64 columns
+constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: the target's (lowering.hpp)
 constexpr int64_t kBilinearRows = 12;  // Bilinear's rows per block: its [rows, O, J] intermediate stays in cache
 constexpr int64_t kAlternateFloats = 32 * 1024;  // from 128 KB of weights, every other call walks them backwards
 
@@ -198,7 +198,9 @@ Value alternateCalls(OpBuilder& builder, Location loc) {
 }
 
 struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
-  using OpRewritePattern::OpRewritePattern;
+  ContractionToVector(MLIRContext* ctx, int64_t panelColumns)
+      : OpRewritePattern(ctx), broadcastVectors(panelColumns / kLanes) {}
+  int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
 
   LogicalResult matchAndRewrite(linalg::MatmulTransposeBOp mm, PatternRewriter& rewriter) const override {
     if (!mm.hasPureBufferSemantics()) return failure();
@@ -255,8 +257,9 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     const bool lateEpilogue = epilogue && !packedWT && K > kShortK && isCostlyEpilogue(epilogue);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
-    TileEmitter emit{rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K};
-    TileEmitter late{rewriter, loc, a, b, c, out, epilogue, K};
+    TileEmitter emit{
+        rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K, broadcastVectors};
+    TileEmitter late{rewriter, loc, a, b, c, out, epilogue, K, broadcastVectors};
     auto index = [&](int64_t v) { return emit.index(v); };
     Value zero = index(0);
     Value M = rewriter.create<memref::DimOp>(loc, a, 0);
@@ -318,9 +321,9 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     if (packedWT) {
       // A costly epilogue runs once per tile, in a loop over its vectors stored in a scratch tile, instead of
       // once per vector (24 copies of Tanh's polynomial per Linear made the 13-layer network's compile 25% longer).
-      if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm);
+      if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm, broadcastVectors);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
-      const bool alternateBlocks = K * N >= kAlternateFloats && nVectorCols / (kBroadcastVectors * kLanes) >= 2;
+      const bool alternateBlocks = K * N >= kAlternateFloats && nVectorCols / (broadcastVectors * kLanes) >= 2;
       const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = packedAt};
       emit.broadcastColumns(M, nVectorCols, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
       dotProducts(nVectorCols);
@@ -333,12 +336,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     return success();
   }
 
-  // A [6, 64] f32 buffer on the stack, allocated at the function's entry (not in a loop, where every iteration
-  // would take more stack).
-  static Value scratchTile(PatternRewriter& rewriter, Operation* op) {
+  // A broadcast tile's f32 buffer on the stack ([6, 64] or [6, 16]), allocated at the function's entry (not in a
+  // loop, where every iteration would take more stack).
+  static Value scratchTile(PatternRewriter& rewriter, Operation* op, int64_t vectors) {
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(&op->getParentOfType<func::FuncOp>().getBody().front());
-    auto type = MemRefType::get({kBroadcastRows, kBroadcastVectors * kLanes}, rewriter.getF32Type());
+    auto type = MemRefType::get({kBroadcastRows, vectors * kLanes}, rewriter.getF32Type());
     return rewriter.create<memref::AllocaOp>(op->getLoc(), type, rewriter.getI64IntegerAttr(64));
   }
 
@@ -356,7 +359,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     Value a, b, c, out;
     linalg::GenericOp epilogue;
     int64_t K;
-    Value scratch = {};  // if set, broadcast tiles run their epilogue in a loop over this [6, 64] tile
+    int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
+    Value scratch = {};  // if set, broadcast tiles run their epilogue in a loop over this tile
 
     Value index(int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v); }
     // base + d, without an add for d = 0.
@@ -435,14 +439,14 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
 
     // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand:
     // rows in blocks that stay in L2 while every column block passes (last to first on the calls where
-    // `reverse` is true), in tiles of 6 rows x 4 vectors of 16 columns. A block's last tile, if fewer than 6
-    // rows are left, ends at the block's end: it computes again rows the tile before computed (the same sums,
-    // stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass over the
-    // weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add to the
-    // code LLVM compiles). One row left over takes a one-row tile, two rows one one-row tile whose two sets of
+    // `reverse` is true), in tiles of 6 rows x broadcastVectors vectors of 16 columns. A block's last tile, if
+    // fewer than 6 rows are left, ends at the block's end: it computes again rows the tile before computed (the
+    // same sums, stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass
+    // over the weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add
+    // to the code LLVM compiles). One row left over takes a one-row tile, two rows one one-row tile whose two sets of
     // accumulators take a row each: less than a 6-row pass.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
-      const int64_t width = kBroadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
+      const int64_t width = broadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
       auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, Value pair = {}) {
         auto rowLoop = [&](Value first, int64_t vectors) {
           Value step = pair ? rewriter.create<arith::SelectOp>(loc, pair, index(2), index(1)).getResult() : index(mb);
@@ -465,7 +469,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
           if (reverse)  // (blocks - 1) * width - first
             first = rewriter.create<arith::SelectOp>(
                 loc, reverse, rewriter.create<arith::SubIOp>(loc, index((blocks - 1) * width), first), first);
-          rowLoop(first, kBroadcastVectors);
+          rowLoop(first, broadcastVectors);
         }
         if (rest > 0) rowLoop(index(blocks * width), rest);
       };
@@ -675,7 +679,9 @@ struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
 // with no copy of the weights. J must be a multiple of 16 (otherwise the generic is left to the loop lowering).
 // Where T is read only by the second stage, both stages run in blocks of rows (rowBlocks).
 struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
-  using OpRewritePattern::OpRewritePattern;
+  BilinearToVector(MLIRContext* ctx, int64_t panelColumns)
+      : OpRewritePattern(ctx), broadcastVectors(panelColumns / kLanes) {}
+  int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
 
   static bool isFirstStage(linalg::GenericOp g) {
     if (!g.hasPureBufferSemantics() || g.getNumLoops() != 4 || g.getNumDpsInputs() != 2 || g.getNumDpsInits() != 1)
@@ -751,7 +757,7 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
 
   // T[n, o, :] = x1[n, :] A[o] for every o, rows [0, M) of x1 and t: per o, the broadcast tiles of a short-K
   // Linear on views of A and T, with no copy of the weights.
-  static void firstStage(PatternRewriter& rewriter, Location loc, Value M, Value x1, Value a, Value t) {
+  void firstStage(PatternRewriter& rewriter, Location loc, Value M, Value x1, Value a, Value t) const {
     auto aType = cast<MemRefType>(a.getType()), tType = cast<MemRefType>(t.getType());
     const int64_t O = aType.getDimSize(0), K = aType.getDimSize(1), J = aType.getDimSize(2);
     auto index = [&](int64_t v) -> OpFoldResult { return rewriter.getIndexAttr(v); };
@@ -769,12 +775,12 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     auto tView = memref::SubViewOp::inferRankReducedResultType({ShapedType::kDynamic, J}, tType, tOffsets, tSizes, ones);
     Value ao = rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(aView), a, aOffsets, aSizes, ones);
     Value to = rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(tView), t, tOffsets, tSizes, ones);
-    ContractionToVector::TileEmitter emit{rewriter, loc, x1, Value{}, to, to, linalg::GenericOp{}, K};
+    ContractionToVector::TileEmitter emit{rewriter, loc, x1, Value{}, to, to, linalg::GenericOp{}, K, broadcastVectors};
     emit.broadcastColumns(M, J, {.matrix = ao});
   }
 
   // The first stage over the whole batch, into T where it is (a T read by more than the second stage).
-  static void wholeBatch(linalg::GenericOp g, Value t, PatternRewriter& rewriter) {
+  void wholeBatch(linalg::GenericOp g, Value t, PatternRewriter& rewriter) const {
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPoint(g);
     Value x1 = g.getDpsInputOperand(0)->get();
@@ -785,7 +791,8 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
   // Both stages in blocks of kBilinearRows rows, where the second stage runs: T is one block's, and stays in
   // cache from the first stage to the second (for the whole batch, [N, O, J] went to memory and back: Bilinear(64,
   // 48, 32) at batch 4096 wrote and read 25 MB).
-  static void rowBlocks(linalg::GenericOp g, linalg::GenericOp second, memref::AllocOp alloc, PatternRewriter& rewriter) {
+  void rowBlocks(linalg::GenericOp g, linalg::GenericOp second, memref::AllocOp alloc,
+                 PatternRewriter& rewriter) const {
     OpBuilder::InsertionGuard guard(rewriter);
     Location loc = g.getLoc();
     rewriter.setInsertionPoint(second);
@@ -1113,6 +1120,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
 
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ContractionToVectorPass)
+  explicit ContractionToVectorPass(int64_t panelColumns) : panelColumns(panelColumns) {}
+  int64_t panelColumns;
   StringRef getArgument() const final { return "kiln-contraction-to-vector"; }
   StringRef getDescription() const final { return "register-tiled vector code for matmuls and their epilogues"; }
   void getDependentDialects(DialectRegistry& registry) const override {
@@ -1121,7 +1130,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
   }
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateContractionToVectorPatterns(patterns);
+    populateContractionToVectorPatterns(patterns, panelColumns);
     GreedyRewriteConfig config;
     config.strictMode = GreedyRewriteStrictness::ExistingOps;
     if (failed(applyPatternsAndFoldGreedily(getOperation(), std::move(patterns), config))) signalPassFailure();
@@ -1130,10 +1139,13 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 
 }  // namespace
 
-void populateContractionToVectorPatterns(RewritePatternSet& patterns) {
-  patterns.add<ContractionToVector, BilinearToVector, RowStatisticsToVector, TransposeToVector>(patterns.getContext());
+void populateContractionToVectorPatterns(RewritePatternSet& patterns, int64_t panelColumns) {
+  patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext(), panelColumns);
+  patterns.add<RowStatisticsToVector, TransposeToVector>(patterns.getContext());
 }
 
-std::unique_ptr<Pass> createContractionToVectorPass() { return std::make_unique<ContractionToVectorPass>(); }
+std::unique_ptr<Pass> createContractionToVectorPass(int64_t panelColumns) {
+  return std::make_unique<ContractionToVectorPass>(panelColumns);
+}
 
 }  // namespace kiln::mlir_backend

@@ -22,10 +22,13 @@ inline std::string packName(const std::string& name) { return name + "_pack"; }
 inline std::string packImplName(const std::string& name) { return name + "_pack_impl"; }
 
 // The packed weights (compiler.hpp's packed_floats): a Linear with 16 outputs or more has W^T's first
-// out - out % 16 columns at packedOffset(net, its index) floats into the buffer, in panels of kPanelColumns
+// out - out % 16 columns at packedOffset(net, its index) floats into the buffer, in panels of `panelColumns`
 // columns (the last one narrower), each [In, its columns] row-major, one after the other: a broadcast tile
 // reads one panel as one contiguous stream. Its last out % 16 outputs stay dot products over W's rows.
-inline constexpr int64_t kPanelColumns = 64;
+// A panel is as wide as a broadcast tile: 64 columns (4 vectors of 16) for a target with AVX-512's 32 vector
+// registers, 16 for one with 16 (AVX2: a tile of 6 rows x 64 columns would need 48 of them; the first Linear of
+// MLP-S compiled for haswell, on Zen 5: 91 GFLOP/s in tiles of 64 columns, 123 in tiles of 16).
+int64_t broadcastTileColumns(bool wideRegisterFile);
 int64_t packedColumns(const ir::Layer& layer);
 int64_t packedOffset(const ir::Network& net, std::size_t layer);
 // The [rows, cols] row-major matrix at `offset` floats into the flat f32 memref `flat`.
@@ -42,7 +45,7 @@ enum class Modes { both, eval, train };
 // Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors, and <name>_pack_impl, which
 // writes the packed weights (build_network.cpp); those of `modes`.
 void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name,
-                           Modes modes = Modes::both);
+                           int64_t panelColumns, Modes modes = Modes::both);
 // Throws kiln::Error naming the layer when build_network.cpp has no lowering for its kind, or when the layer
 // lacks a parameter or attribute its lowering reads (run before any MLIR is built: nothing throws through MLIR).
 void checkLowering(const ir::Layer& layer);
@@ -51,8 +54,9 @@ void checkLowering(const ir::Layer& layer);
 // linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop
 // nest of vector FMAs whose epilogue runs on the tile while it is in registers; so does Bilinear's first stage.
 // The packing's linalg.transpose becomes a call of one vectorised transpose function.
-void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns);
-std::unique_ptr<::mlir::Pass> createContractionToVectorPass();
+// Broadcast tiles (and the packed panels they read) are `panelColumns` wide.
+void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns, int64_t panelColumns);
+std::unique_ptr<::mlir::Pass> createContractionToVectorPass(int64_t panelColumns);
 
 // Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
 // convention of ir::KernelFn and <name>_pack with that of ir::PackFn, each unpacking the buffer array into the

@@ -24,6 +24,7 @@
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/IR/LegacyPassManager.h>
+#include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Support/TargetSelect.h>
@@ -298,13 +299,23 @@ std::int64_t l2Bytes(const Target& target) {
   return target.cpu.empty() && target.triple.empty() ? hostL2Bytes() : kDefaultL2Bytes;
 }
 
+std::unique_ptr<llvm::TargetMachine> targetMachine(const Target& target);
+
+// Whether the target has AVX-512's 32 vector registers, as LLVM describes its CPU and features (another
+// architecture than x86 keeps the tiles it had).
+bool hasWideRegisterFile(const Target& target) {
+  const std::unique_ptr<llvm::TargetMachine> tm = targetMachine(target);
+  return !tm->getTargetTriple().isX86() || tm->getMCSubtargetInfo()->checkFeatures("+avx512f");
+}
+
 // Stage by stage, stopping at `last`.
 OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, const ir::Network& net,
                                   const std::string& name, Stage last, const Target& target,
                                   backend::Modes modes = backend::Modes::both) {
   validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
-  backend::buildNetworkFunctions(*module, net, name, modes);
+  const int64_t panelColumns = backend::broadcastTileColumns(hasWideRegisterFile(target));
+  backend::buildNetworkFunctions(*module, net, name, panelColumns, modes);
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
@@ -313,7 +324,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
       // cse then canonicalize again: a Concat's slices, written in place, leave copies of a subview onto an
       // equal one, which are erased once cse has made them the same subview.
       .then("eliminate-empty-tensors,one-shot-bufferize,canonicalize,cse,canonicalize")
-      .then(backend::createContractionToVectorPass())
+      .then(backend::createContractionToVectorPass(panelColumns))
       .then("func.func(buffer-deallocation-pipeline),canonicalize,cse")
       .run(*module);
   if (last == Stage::linalg) return module;
