@@ -58,11 +58,13 @@ std::vector<kiln::testing::Backend<Net>> aot_backend(std::shared_ptr<kiln::mlir:
 
 }  // namespace
 
-#define KILN_AOT_CASE(name)                                                                                 \
-  TEST_CASE("aot golden: " #name, "[aot][golden]") {                                                       \
-    using Net = std::remove_const_t<decltype(aot_nets::name)>;                                              \
-    kiln::testing::check_golden(#name, aot_nets::name, aot_backend<Net>(KILN_AOT_ENTRY_POINTS(aot_##name)));   \
+// A golden network's ahead-of-time kernel `kernel` against PyTorch's goldens; `title` begins the test's name.
+#define KILN_AOT_GOLDEN(title, name, kernel)                                                         \
+  TEST_CASE(title #name, "[aot][golden]") {                                                          \
+    using Net = std::remove_const_t<decltype(aot_nets::name)>;                                       \
+    kiln::testing::check_golden(#name, aot_nets::name, aot_backend<Net>(KILN_AOT_ENTRY_POINTS(kernel))); \
   }
+#define KILN_AOT_CASE(name) KILN_AOT_GOLDEN("aot golden: ", name, aot_##name)
 KILN_AOT_CASE(net_3d)
 KILN_AOT_CASE(net_bilinear)
 KILN_AOT_CASE(net_mixed)
@@ -79,11 +81,7 @@ KILN_AOT_CASE(net_graph_resmlp)
 // The same networks compiled for an AVX2 CPU (-march=haswell's 16 vector registers: broadcast tiles of 16 columns,
 // and weights packed in panels as wide), run here where this CPU has AVX2.
 #ifdef KILN_AOT_HASWELL
-#define KILN_AOT_HASWELL_CASE(name)                                                                                 \
-  TEST_CASE("aot golden, compiled for haswell: " #name, "[aot][golden]") {                                         \
-    using Net = std::remove_const_t<decltype(aot_nets::name)>;                                                      \
-    kiln::testing::check_golden(#name, aot_nets::name, aot_backend<Net>(KILN_AOT_ENTRY_POINTS(aot_haswell_##name))); \
-  }
+#define KILN_AOT_HASWELL_CASE(name) KILN_AOT_GOLDEN("aot golden, compiled for haswell: ", name, aot_haswell_##name)
 KILN_AOT_HASWELL_CASE(net_seed)
 KILN_AOT_HASWELL_CASE(net_mlp_norm)
 KILN_AOT_HASWELL_CASE(net_bilinear)
