@@ -4,9 +4,11 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
-#if defined(__AVX512F__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -55,23 +57,22 @@ struct DropoutStream {
                                 key);
   }
   // The words of blocks b0 .. b0 + kBlocks - 1, element-major: words[4 * k + w] is word w of block b0 + k.
-  // The same rounds as generate(), on vectors of 8 blocks: each 32-bit word in a 64-bit lane, so that the
-  // 32 x 32 -> 64-bit products are lane-wise multiplies (GCC and clang vector extensions). The groups of 8
-  // blocks take each round side by side, as one group's rounds are a chain of dependent multiplies (dropout_forward:
+  // The same rounds as generate(), on native vectors of blocks: each 32-bit word in a 64-bit lane, so that the
+  // 32 x 32 -> 64-bit products are lane-wise multiplies (GCC and clang vector extensions). The groups of blocks
+  // take each round side by side, as one group's rounds are a chain of dependent multiplies (dropout_forward:
   // 0.70 ns per element a group after the other, 0.44 four groups side by side; Intel Xeon, model 167).
   template <int kBlocks>
   void blocks(std::uint64_t b0, std::uint32_t* words) const {
     static_assert(kBlocks % 8 == 0, "DropoutStream::blocks: a multiple of 8 blocks");
-    constexpr int kGroups = kBlocks / 8;
-    using u64x8 = std::uint64_t __attribute__((vector_size(64)));
+    constexpr int kGroups = kBlocks / kLanes;
     constexpr std::uint64_t low = 0xFFFFFFFFu;
-    u64x8 c0[kGroups], c1[kGroups], c2[kGroups], c3[kGroups];
+    u64v c0[kGroups], c1[kGroups], c2[kGroups], c3[kGroups];
     for (int h = 0; h < kGroups; ++h) {
-      const u64x8 b = b0 + static_cast<std::uint64_t>(8 * h) + u64x8{0, 1, 2, 3, 4, 5, 6, 7};
+      const u64v b = b0 + static_cast<std::uint64_t>(kLanes * h) + lane_numbers(std::make_index_sequence<kLanes>{});
       c0[h] = b & low;
       c1[h] = b >> 32;
-      c2[h] = u64x8{} + stream;
-      c3[h] = u64x8{} + step;
+      c2[h] = u64v{} + stream;
+      c3[h] = u64v{} + step;
     }
     std::uint64_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < 10; ++round) {
@@ -80,41 +81,71 @@ struct DropoutStream {
         k1 = (k1 + 0xBB67AE85u) & low;
       }
       for (int h = 0; h < kGroups; ++h) {
-#if defined(__AVX512F__)
-        // 32 x 32 -> 64-bit products, one vpmuludq each: g++ makes c * m a full 64-bit multiply (vpmullq), which
-        // made the draws a quarter of a small-batch training step. (maskz: the unmasked form makes g++ 12 warn.)
-        const auto mul = [](u64x8 a, long long m) {
-          return reinterpret_cast<u64x8>(_mm512_maskz_mul_epu32(0xFF, reinterpret_cast<__m512i>(a), _mm512_set1_epi64(m)));
-        };
-        // vpmuludq reads only the low halves of its lanes, and the words are taken from the low halves below:
-        // the high halves may hold anything, and the products are not masked to 32 bits.
-        const u64x8 p0 = mul(c0[h], 0xD2511F53), p1 = mul(c2[h], 0xCD9E8D57);
+        // The products are not masked to 32 bits: the multiplies read only the low halves of their lanes, and
+        // the words are taken from the low halves below, so the high halves may hold anything.
+        const u64v p0 = mul_low_halves(c0[h], 0xD2511F53), p1 = mul_low_halves(c2[h], 0xCD9E8D57);
         c0[h] = (p1 >> 32) ^ c1[h] ^ k0;
         c1[h] = p1;
         c2[h] = (p0 >> 32) ^ c3[h] ^ k1;
         c3[h] = p0;
-#else
-        const u64x8 p0 = c0[h] * 0xD2511F53u, p1 = c2[h] * 0xCD9E8D57u;
-        c0[h] = (p1 >> 32) ^ c1[h] ^ k0;
-        c1[h] = p1 & low;
-        c2[h] = (p0 >> 32) ^ c3[h] ^ k1;
-        c3[h] = p0 & low;
-#endif
       }
     }
     for (int h = 0; h < kGroups; ++h) {
-      // Element-major: blocks 0..3 then 4..7, each as its words 0..3 (two interleaves, not 32 lane extractions).
-      using u32x8 = std::uint32_t __attribute__((vector_size(32)));
-      using u32x16 = std::uint32_t __attribute__((vector_size(64)));
-      const u32x8 w0 = __builtin_convertvector(c0[h], u32x8), w1 = __builtin_convertvector(c1[h], u32x8),
-                  w2 = __builtin_convertvector(c2[h], u32x8), w3 = __builtin_convertvector(c3[h], u32x8);
-      const u32x16 w01 = __builtin_shufflevector(w0, w1, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-      const u32x16 w23 = __builtin_shufflevector(w2, w3, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-      const u32x16 first = __builtin_shufflevector(w01, w23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-      const u32x16 second = __builtin_shufflevector(w01, w23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-      __builtin_memcpy(words + 32 * h, &first, sizeof first);
-      __builtin_memcpy(words + 32 * h + 16, &second, sizeof second);
+      // Element-major by two interleaves: the words (w0, w1) and (w2, w3) of each block side by side, then those
+      // pairs as 64-bit lanes, giving each block's w0 w1 w2 w3 in turn (not 4 * kLanes lane extractions).
+      const u32v w0 = __builtin_convertvector(c0[h], u32v), w1 = __builtin_convertvector(c1[h], u32v),
+                 w2 = __builtin_convertvector(c2[h], u32v), w3 = __builtin_convertvector(c3[h], u32v);
+      const auto w01 = interleave(w0, w1, std::make_index_sequence<2 * kLanes>{});
+      const auto w23 = interleave(w2, w3, std::make_index_sequence<2 * kLanes>{});
+      const u64v pairs01 = reinterpret_cast<u64v>(w01), pairs23 = reinterpret_cast<u64v>(w23);
+      const u64v first = interleave(pairs01, pairs23, std::make_index_sequence<kLanes>{});
+      const u64v second = interleave(pairs01, pairs23, offset<kLanes / 2>(std::make_index_sequence<kLanes>{}));
+      __builtin_memcpy(words + 4 * kLanes * h, &first, sizeof first);
+      __builtin_memcpy(words + 4 * kLanes * h + 2 * kLanes, &second, sizeof second);
     }
+  }
+
+ private:
+  // The widest vector of 64-bit lanes the target has (two lanes where it has no vectors: the compiler splits them).
+#if defined(__AVX512F__)
+  static constexpr int kLanes = 8;
+#elif defined(__AVX2__)
+  static constexpr int kLanes = 4;
+#else
+  static constexpr int kLanes = 2;
+#endif
+  using u64v = std::uint64_t __attribute__((vector_size(8 * kLanes)));
+  using u32v = std::uint32_t __attribute__((vector_size(4 * kLanes)));
+
+  template <std::size_t... I>
+  static u64v lane_numbers(std::index_sequence<I...>) {
+    return u64v{I...};
+  }
+  // Lanes I of a and b interleaved (a[0] b[0] a[1] b[1] ...): lane 2i is a[i], lane 2i + 1 is b[i].
+  template <class V, std::size_t... I>
+  static auto interleave(V a, V b, std::index_sequence<I...>) {
+    constexpr std::size_t n = sizeof a / sizeof a[0];
+    return __builtin_shufflevector(a, b, (I % 2 == 0 ? I / 2 : n + I / 2)...);
+  }
+  // The lanes I moved on by kOffset pairs.
+  template <std::size_t kOffset, std::size_t... I>
+  static std::index_sequence<(2 * kOffset + I)...> offset(std::index_sequence<I...>) {
+    return {};
+  }
+  // Lane-wise (a & 0xFFFFFFFF) * m, 32 x 32 -> 64 bits: one (v)pmuludq. Written plainly, g++ makes it a full
+  // 64-bit multiply (vpmullq with AVX-512, three multiplies and shifts without), which made the draws a quarter
+  // of a small-batch training step with AVX-512 and 41% with AVX2.
+  static u64v mul_low_halves(u64v a, long long m) {
+#if defined(__AVX512F__)
+    // maskz: the unmasked form makes g++ 12 warn.
+    return reinterpret_cast<u64v>(_mm512_maskz_mul_epu32(0xFF, reinterpret_cast<__m512i>(a), _mm512_set1_epi64(m)));
+#elif defined(__AVX2__)
+    return reinterpret_cast<u64v>(_mm256_mul_epu32(reinterpret_cast<__m256i>(a), _mm256_set1_epi64x(m)));
+#elif defined(__SSE2__)
+    return reinterpret_cast<u64v>(_mm_mul_epu32(reinterpret_cast<__m128i>(a), _mm_set1_epi64x(m)));
+#else
+    return (a & 0xFFFFFFFFu) * static_cast<std::uint64_t>(m);
+#endif
   }
 };
 
