@@ -4,6 +4,7 @@
 // itself. Every value is distinct, so a misplaced one shows.
 #include "../support.hpp"
 
+#include <utility>
 #include <vector>
 
 using kiln::index_t;
@@ -27,17 +28,23 @@ TEST_CASE("packing: transpose_block transposes a square block of vectors", "[pac
     for (int l = 0; l < n; ++l) REQUIRE(v[r][l] == static_cast<float>(l * 100 + r));
 }
 
-TEST_CASE("packing: lane_sums gives lane j the sum of vector j", "[packing]") {
-  constexpr int n = et::simd_width;
-  et::vfloat v[n];
-  for (int r = 0; r < n; ++r)
-    for (int l = 0; l < n; ++l) v[r][l] = static_cast<float>((r + 1) * 1000 + l * l);
-  const et::vfloat sums = et::lane_sums(v);
-  for (int r = 0; r < n; ++r) {
-    float expected = 0;
-    for (int l = 0; l < n; ++l) expected += static_cast<float>((r + 1) * 1000 + l * l);
-    REQUIRE(sums[r] == expected);
-  }
+TEST_CASE("packing: lane_sums<n> gives lane j the sum of vector j, for j < n, reading v[0..n) only", "[packing]") {
+  [&]<int... N>(std::integer_sequence<int, N...>) {
+    auto check = [&](auto count) {
+      constexpr int n = count + 1;
+      et::vfloat v[n];
+      for (int r = 0; r < n; ++r)
+        for (int l = 0; l < et::simd_width; ++l) v[r][l] = static_cast<float>((r + 1) * 1000 + l * l);
+      const et::vfloat sums = et::lane_sums<n>(v);
+      for (int r = 0; r < n; ++r) {
+        float expected = 0;
+        for (int l = 0; l < et::simd_width; ++l) expected += static_cast<float>((r + 1) * 1000 + l * l);
+        INFO(n << " vectors, lane " << r);
+        REQUIRE(sums[r] == expected);
+      }
+    };
+    (check(std::integral_constant<int, N>{}), ...);
+  }(std::make_integer_sequence<int, et::simd_width>{});
 }
 
 TEST_CASE("packing: transpose_matrix equals its definition at every shape", "[packing]") {

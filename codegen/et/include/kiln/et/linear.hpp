@@ -185,14 +185,15 @@ inline void linear_dispatch(int rows, int blocks, std::integer_sequence<int, B..
 }
 
 // One tile of linear_dots: kRows rows x kOut outputs, a vector of partial sums along the inputs for each, in
-// slot r * linear_dot_out + o of simd_width; lane_sums then gives y[r][o] in lane r * linear_dot_out + o (the
-// unused slots stay zero). `start`: the bias in each row's lanes, or zero. Flattened: where g++ left `add` out of
+// slot r * linear_dot_out + o; lane_sums then gives y[r][o] in lane r * linear_dot_out + o (the slots of outputs
+// past kOut stay zero). `start`: the bias in each row's lanes, or zero. Flattened: where g++ left `add` out of
 // line (the translation units of kiln_layers_jit_vs_et and kiln_vs_torch), the accumulators went to the stack
 // (Linear(32, 4) at batch 256: 1.29 against 0.54 us).
 template <int kOut, int kRows, class Epilogue>
 [[gnu::flatten]] inline void linear_dot_tile(const float* x, index_t in, const float* w, vfloat start, float* y,
                                              bool accumulate, Epilogue epilogue) {
-  vfloat acc[simd_width] = {};
+  constexpr int kSlots = kRows * linear_dot_out;
+  vfloat acc[kSlots] = {};
   auto add = [&](index_t i, auto load_at) {
     vfloat wv[kOut];
     for (int o = 0; o < kOut; ++o) wv[o] = load_at(w + o * in + i);
@@ -204,7 +205,7 @@ template <int kOut, int kRows, class Epilogue>
   index_t i = 0;
   for (; i + simd_width <= in; i += simd_width) add(i, [](const float* p) { return load(p); });
   if (i < in) add(i, [n = in - i](const float* p) { return load_first(p, n); });
-  vfloat v = lane_sums(acc) + start;
+  vfloat v = lane_sums<kSlots>(acc) + start;
   if constexpr (kOut == linear_dot_out) {  // the tile's outputs are contiguous in y
     if (accumulate) v += load_first(y, kRows * kOut);
     store_first(y, epilogue(v), kRows * kOut);

@@ -2,6 +2,7 @@
 // lower to AVX-512, AVX2 or SSE depending on the target flags (-march). No intrinsics, no extra dependency.
 #pragma once
 
+#include <algorithm>
 #include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -93,6 +94,11 @@ template <int b, int... L>
 [[gnu::always_inline]] inline vfloat low_halves(vfloat lo, vfloat hi, std::integer_sequence<int, L...>) {
   return __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L : L - b + simd_width)...);
 }
+// v with the lanes L and L ^ b swapped.
+template <int b, int... L>
+[[gnu::always_inline]] inline vfloat swapped_halves(vfloat v, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(v, v, (L ^ b)...);
+}
 template <int b, int... L>
 [[gnu::always_inline]] inline vfloat high_halves(vfloat lo, vfloat hi, std::integer_sequence<int, L...>) {
   return __builtin_shufflevector(lo, hi, ((L & b) == 0 ? L + b : L + simd_width)...);
@@ -121,20 +127,33 @@ inline void transpose_stages(vfloat* v) {
 }  // namespace detail
 inline void transpose_block(vfloat* v) { detail::transpose_stages<simd_width / 2>(v); }
 
-// Lane j of the result is the sum of v[j]'s lanes, for v[0..simd_width): transpose_block's stages with the two
-// halves added, each halving the vectors (for 16 vectors 30 shuffles and 15 adds, where 16 lane_sums take 64
-// shuffles and 64 adds). Always inlined: in a translation unit with many networks g++ kept the stages out of
-// line, and v then went through memory (Linear(32, 4) at batch 256: 1.3 us against 0.5).
+// Lane j of the result is the sum of v[j]'s lanes, for j < n (the lanes past n hold some of those sums again):
+// transpose_block's stages with the two halves added, each halving the vectors (for 16 vectors 30 shuffles and 15
+// adds, where 16 horizontal sums take 64 shuffles and 64 adds). Only v[0..n) is read and written: with 16
+// vectors declared and 4 used (one row of Linear(32, 4)), g++ zeroed the other 12 and took all 16 through memory.
+// Always inlined: in a translation unit with many networks g++ kept the stages out of line, and v then went
+// through memory (Linear(32, 4) at batch 256: 1.3 us against 0.5).
 namespace detail {
-template <int b>
-[[gnu::always_inline]] inline void lane_sums_stages(vfloat* v) {
+// One stage over v[0..n), written out (a loop here left the vectors in memory with g++ 12).
+template <int b, int n, int... R>
+[[gnu::always_inline]] inline void lane_sums_stage(vfloat* v, std::integer_sequence<int, R...>) {
   constexpr auto lanes = std::make_integer_sequence<int, simd_width>{};
-  for (int r = 0; r < b; ++r) v[r] = low_halves<b>(v[r], v[r + b], lanes) + high_halves<b>(v[r], v[r + b], lanes);
-  if constexpr (b > 1) lane_sums_stages<b / 2>(v);
+  auto fold = [&](auto r) {
+    if constexpr (r + b < n) v[r] = low_halves<b>(v[r], v[r + b], lanes) + high_halves<b>(v[r], v[r + b], lanes);
+    else v[r] += swapped_halves<b>(v[r], lanes);  // v[r + b] would be zeros: lanes L and L ^ b hold the same sum
+  };
+  (fold(std::integral_constant<int, R>{}), ...);
+}
+template <int b, int n>
+[[gnu::always_inline]] inline void lane_sums_stages(vfloat* v) {
+  lane_sums_stage<b, n>(v, std::make_integer_sequence<int, std::min(b, n)>{});
+  if constexpr (b > 1) lane_sums_stages<b / 2, std::min(b, n)>(v);
 }
 }  // namespace detail
+template <int n = simd_width>
 [[gnu::always_inline]] inline vfloat lane_sums(vfloat* v) {
-  detail::lane_sums_stages<simd_width / 2>(v);
+  static_assert(n >= 1 && n <= simd_width);
+  detail::lane_sums_stages<simd_width / 2, n>(v);
   return v[0];
 }
 
