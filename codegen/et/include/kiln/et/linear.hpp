@@ -10,9 +10,8 @@
 // block of the tile uses them), then row blocks. Each chunk's sum starts from zero and is added to y, so
 // rounding errors grow with the chunk length, not with In (this keeps a 784-wide layer within PyTorch's
 // 1e-5 even after a train-mode BatchNorm amplifies them).
-// A matrix of at most linear_dots_max_out outputs is packed as it is, row-major [out, in], and runs as dot
-// products along the inputs instead (linear_dots): a block of simd_width outputs would leave half its lanes
-// idle or more.
+// A matrix of at most linear_dot_out outputs is packed as it is, row-major [out, in], and runs as dot products
+// along the inputs instead (linear_dots): a block of simd_width outputs would leave most of its lanes idle.
 #pragma once
 
 #include <kiln/dsl/layers/linear.hpp>
@@ -20,7 +19,6 @@
 #include <kiln/et/simd.hpp>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 namespace kiln::et {
@@ -35,9 +33,6 @@ inline constexpr int linear_rows = 6;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
 inline constexpr index_t linear_chunk = 128;
 inline constexpr index_t linear_dot_out = 4;
-// Up to here, dot products in column groups of linear_dot_out: 8 with AVX-512 (Linear(32, 8) at batch 256 on
-// Zen 5: 1.32 us on a 16-lane output block, 1.18 us as two groups of dot tiles), 4 otherwise.
-inline constexpr index_t linear_dots_max_out = std::max<index_t>(linear_dot_out, simd_width / 2);
 
 #if defined(__GNUC__) && !defined(__clang__)
 // g++ -O3 warns that offsets could overflow for 2^59 elements; layer sizes are far below that.
@@ -70,7 +65,7 @@ inline void transpose_matrix(const float* src, index_t rows, index_t cols, float
 // after every optimizer step, where an element-by-element gather cost as much as the Adam update itself.
 inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o, index_t stride_i,
                                float* packed) {
-  if (out <= linear_dots_max_out) {  // linear_dots' layout: M itself
+  if (out <= linear_dot_out) {  // linear_dots' layout: M itself
     for (index_t o = 0; o < out; ++o)
       for (index_t i = 0; i < in; ++i) packed[o * in + i] = w[o * stride_o + i * stride_i];
     return;
@@ -189,14 +184,14 @@ inline void linear_dispatch(int rows, int blocks, std::integer_sequence<int, B..
    ...);
 }
 
-// One tile of linear_dots: kRows rows x kOut outputs (row r of y at y + r * y_stride), a vector of partial
-// sums along the inputs for each, in slot r * linear_dot_out + o; lane_sums then gives y[r][o] in lane
-// r * linear_dot_out + o (the slots of outputs past kOut stay zero). `start`: the bias in each row's lanes,
-// or zero. Flattened: where g++ left `add` out of line (the translation units of kiln_layers_jit_vs_et and
-// kiln_vs_torch), the accumulators went to the stack (Linear(32, 4) at batch 256: 1.29 against 0.54 us).
+// One tile of linear_dots: kRows rows x kOut outputs, a vector of partial sums along the inputs for each, in
+// slot r * linear_dot_out + o; lane_sums then gives y[r][o] in lane r * linear_dot_out + o (the slots of outputs
+// past kOut stay zero). `start`: the bias in each row's lanes, or zero. Flattened: where g++ left `add` out of
+// line (the translation units of kiln_layers_jit_vs_et and kiln_vs_torch), the accumulators went to the stack
+// (Linear(32, 4) at batch 256: 1.29 against 0.54 us).
 template <int kOut, int kRows, class Epilogue>
 [[gnu::flatten]] inline void linear_dot_tile(const float* x, index_t in, const float* w, vfloat start, float* y,
-                                             index_t y_stride, bool accumulate, Epilogue epilogue) {
+                                             bool accumulate, Epilogue epilogue) {
   constexpr int kSlots = kRows * linear_dot_out;
   vfloat acc[kSlots] = {};
   auto add = [&](index_t i, auto load_at) {
@@ -211,54 +206,48 @@ template <int kOut, int kRows, class Epilogue>
   for (; i + simd_width <= in; i += simd_width) add(i, [](const float* p) { return load(p); });
   if (i < in) add(i, [n = in - i](const float* p) { return load_first(p, n); });
   vfloat v = lane_sums<kSlots>(acc) + start;
-  if (kOut == linear_dot_out && y_stride == kOut) {  // the tile's outputs are contiguous in y
+  if constexpr (kOut == linear_dot_out) {  // the tile's outputs are contiguous in y
     if (accumulate) v += load_first(y, kRows * kOut);
     store_first(y, epilogue(v), kRows * kOut);
   } else {
-    if (accumulate)
-      for (int r = 0; r < kRows; ++r)
-        for (int o = 0; o < kOut; ++o) v[r * linear_dot_out + o] += y[r * y_stride + o];
-    alignas(sizeof(vfloat)) float sums[simd_width];
-    store(sums, epilogue(v));
-    for (int r = 0; r < kRows; ++r) std::memcpy(y + r * y_stride, sums + r * linear_dot_out, kOut * sizeof(float));
+    for (int r = 0; r < kRows; ++r)
+      for (int o = 0; o < kOut; ++o)
+        if (accumulate) v[r * linear_dot_out + o] += y[r * kOut + o];
+    v = epilogue(v);
+    for (int r = 0; r < kRows; ++r)
+      for (int o = 0; o < kOut; ++o) y[r * kOut + o] = v[r * linear_dot_out + o];
   }
 }
 
 template <int kOut, class Epilogue, int... R>
 inline void linear_dot_rows(const float* x, index_t rows, index_t in, const float* w, const float* bias, float* y,
-                            index_t y_stride, bool accumulate, Epilogue epilogue, std::integer_sequence<int, R...>) {
+                            bool accumulate, Epilogue epilogue, std::integer_sequence<int, R...>) {
   constexpr int kRows = simd_width / linear_dot_out;
   vfloat start{};
   if (bias && !accumulate)
     for (int l = 0; l < simd_width; ++l) start[l] = l % linear_dot_out < kOut ? bias[l % linear_dot_out] : 0.0f;
   index_t r0 = 0;
   for (; r0 + kRows <= rows; r0 += kRows)
-    linear_dot_tile<kOut, kRows>(x + r0 * in, in, w, start, y + r0 * y_stride, y_stride, accumulate, epilogue);
+    linear_dot_tile<kOut, kRows>(x + r0 * in, in, w, start, y + r0 * kOut, accumulate, epilogue);
   const index_t left = rows - r0;  // fewer than kRows
-  ((left == R + 1
-        ? linear_dot_tile<kOut, R + 1>(x + r0 * in, in, w, start, y + r0 * y_stride, y_stride, accumulate, epilogue)
-        : void()),
+  ((left == R + 1 ? linear_dot_tile<kOut, R + 1>(x + r0 * in, in, w, start, y + r0 * kOut, accumulate, epilogue)
+                  : void()),
    ...);
 }
 
-// y[rows, out] = x W^T (+ b) for out <= linear_dots_max_out, W row-major (pack_linear_matrix's layout for those),
-// in column groups of linear_dot_out outputs: tiles of simd_width / linear_dot_out rows, every (row, output) a
-// vector of partial sums, reduced together.
+// y[rows, out] = x W^T (+ b) for out <= linear_dot_out, W row-major (pack_linear_matrix's layout for those):
+// tiles of simd_width / linear_dot_out rows, every (row, output) a vector of partial sums, reduced together.
 // Linear(32, 4) at batch 256 on Zen 5 (a Model of that layer): 1.39 us on a 16-lane output block, 4 lanes of it
 // used; 0.53 us as dot tiles.
 template <class Epilogue>
 inline void linear_dots(const float* x, index_t rows, index_t in, index_t out, const float* w, const float* bias,
                         float* y, bool accumulate, Epilogue epilogue) {
   constexpr auto left = std::make_integer_sequence<int, simd_width / linear_dot_out - 1>{};
-  for (index_t c0 = 0; c0 < out; c0 += linear_dot_out) {
-    const float* wc = w + c0 * in;
-    const float* bc = bias ? bias + c0 : nullptr;
-    switch (std::min(out - c0, linear_dot_out)) {
-      case 1: linear_dot_rows<1>(x, rows, in, wc, bc, y + c0, out, accumulate, epilogue, left); break;
-      case 2: linear_dot_rows<2>(x, rows, in, wc, bc, y + c0, out, accumulate, epilogue, left); break;
-      case 3: linear_dot_rows<3>(x, rows, in, wc, bc, y + c0, out, accumulate, epilogue, left); break;
-      default: linear_dot_rows<4>(x, rows, in, wc, bc, y + c0, out, accumulate, epilogue, left); break;
-    }
+  switch (out) {
+    case 1: return linear_dot_rows<1>(x, rows, in, w, bias, y, accumulate, epilogue, left);
+    case 2: return linear_dot_rows<2>(x, rows, in, w, bias, y, accumulate, epilogue, left);
+    case 3: return linear_dot_rows<3>(x, rows, in, w, bias, y, accumulate, epilogue, left);
+    default: return linear_dot_rows<4>(x, rows, in, w, bias, y, accumulate, epilogue, left);
   }
 }
 
@@ -277,7 +266,7 @@ template <class Epilogue = NoEpilogue, index_t kShortIn = 0>
 inline void linear_forward(const float* x, index_t rows, index_t in, index_t out, const float* packed,
                            const float* bias, float* y, bool accumulate = false, bool reverse = false,
                            Epilogue epilogue = {}) {
-  if (out <= linear_dots_max_out) return linear_dots(x, rows, in, out, packed, bias, y, accumulate, epilogue);
+  if (out <= linear_dot_out) return linear_dots(x, rows, in, out, packed, bias, y, accumulate, epilogue);
   const index_t blocks = linear_blocks(out);
   const index_t groups = (blocks + linear_block_group - 1) / linear_block_group;
   for (index_t g = 0; g < groups; ++g) {
