@@ -28,7 +28,8 @@ TEST_CASE("packing: transpose_block transposes a square block of vectors", "[pac
     for (int l = 0; l < n; ++l) REQUIRE(v[r][l] == static_cast<float>(l * 100 + r));
 }
 
-TEST_CASE("packing: lane_sums<n> gives lane j the sum of vector j, for j < n, reading only the first n vectors", "[packing]") {
+TEST_CASE("packing: lane_sums<n> gives lane j the sum of vector j, for j < n, reading only the first n vectors",
+          "[packing]") {
   [&]<int... N>(std::integer_sequence<int, N...>) {
     auto check = [&](auto count) {
       constexpr int n = count + 1;
