@@ -90,6 +90,23 @@ openblas_core() {
   echo "${core:-none} $(grep -q 'Core not found' <<<"$log" && echo unknown || echo known)"
 }
 
+# core_missing_flag CORE: the first CPU feature (as /proc/cpuinfo names it) that OpenBLAS's kernel set CORE uses and
+# this CPU lacks; empty where it has them all. OpenBLAS loads a forced set without checking: on a CPU without
+# AVX-512, OPENBLAS_CORETYPE=SkylakeX dies of an illegal instruction in its first GEMM (seen on Zen 3).
+core_missing_flag() {
+  local flags flag
+  case $1 in
+    SkylakeX) flags="avx512f avx512dq avx512bw avx512vl" ;;
+    Cooperlake) flags="avx512f avx512dq avx512bw avx512vl avx512_bf16" ;;
+    SapphireRapids) flags="avx512f avx512dq avx512bw avx512vl avx512_bf16 amx_tile" ;;
+    Haswell | Zen) flags="avx2 fma" ;;
+    *) flags="" ;;
+  esac
+  for flag in $flags; do
+    grep -qw "$flag" /proc/cpuinfo || { echo "$flag"; return 0; }
+  done
+}
+
 # core_label REQUEST CORE: a kernel set's name in the tables, as kiln_vs_torch and bench_pytorch.py print it.
 core_label() {
   if [[ $2 == none ]]; then echo "not OpenBLAS"
@@ -102,14 +119,16 @@ core_label() {
 # distinct kernel set and at most MAX, and blas_core_labels to their names as the tables print them ("SkylakeX
 # (auto)", "Zen"); prints what every candidate loads and why any is left out.
 choose_openblas_cores() {
-  local max=$1 request core known why fallback seen=" "
+  local max=$1 request core known why fallback missing seen=" "
   blas_cores=() blas_core_labels=()
   echo "== OpenBLAS kernel sets for PyTorch (OPENBLAS_CORETYPE; each in its own processes, the fastest kept per case)"
   for request in "${openblas_core_requests[@]}"; do
     read -r core known < <(openblas_core "$request")
     why=""  # why the candidate is left out; empty: it is tried
     if [[ $request != auto ]]; then
+      missing=$(core_missing_flag "$core")
       if [[ $core == none ]]; then why="not OpenBLAS"
+      elif [[ -n $missing ]]; then why="its kernels need $missing, which this CPU lacks"
       elif [[ $seen == *" $core "* ]]; then why="the same kernels as an earlier candidate"
       elif ((${#blas_cores[@]} >= max)); then why="at most $max kernel sets in this run"
       fi
