@@ -104,7 +104,7 @@ struct Eval<nn::Bilinear<In1, In2, Out, Bias>> {
   static bool passes_through(const Layer&, bool) { return false; }
   static void forward_two_inputs(const Layer&, Dims in, const LayerParams& p, const float* x1, const float* x2, float* y,
                        index_t samples, const TileContext&) {
-    bilinear_forward<(In1 <= linear_chunk ? In1 : 0)>(x1, x2, samples * (in.numel() / In1), In1, In2, Out,
+    bilinear_forward<(In1 <= linear_short_in ? In1 : 0)>(x1, x2, samples * (in.numel() / In1), In1, In2, Out,
                                                        p.packed_weight, p.bias, y);
   }
   // dA_oij += dy_o x1_i x2_j; dx1_i = sum_o dy_o (A_o x2)_i; dx2_j = sum_oi dy_o x1_i A_oij; db += dy.

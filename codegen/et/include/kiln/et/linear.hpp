@@ -31,7 +31,14 @@ inline constexpr index_t linear_packed_size(index_t in, index_t out) { return li
 // tiles, whose 8 chains of FMAs did not cover two FMA units' latency; SSE2 alike either way).
 inline constexpr int linear_rows = 6;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
-inline constexpr index_t linear_chunk = 128;
+// Inputs per chunk: 128 with AVX-512 (a group's 32 KiB of weights in L1); 256 with narrower vectors, whose groups
+// of 16 outputs take 16 KiB. On Zen 3 (AVX2, 32 KiB L1) the micro-kernel ran Linear(256, 512), (512, 256) and
+// (784, 256) on 36-60 rows at 87-88% of the FMA peak in chunks of 128, 91-93% in chunks of 256, and 93-97% in one
+// chunk per layer, but that sum is too long: net_seed's 784-input layer then missed its train-mode golden (1.5x
+// the tolerance after BatchNorm1d).
+inline constexpr index_t linear_chunk = simd_width == 16 ? 128 : 256;
+// Layers of at most this many inputs are one chunk known at compile time, their loop over inputs unrolled.
+inline constexpr index_t linear_short_in = 128;
 inline constexpr index_t linear_dot_out = 4;
 // With one row (batch 1), the micro-kernel streams the weights, which a network larger than L2 reads from L3
 // on every call; the hardware prefetcher alone fell behind. Prefetching this far ahead: mlp_norm (3 MB) at
@@ -321,7 +328,7 @@ struct Eval<nn::Linear<In, Out, Bias>> {
   template <class Epilogue>
   static void forward_then(const nn::Linear<In, Out, Bias>&, Dims in, const LayerParams& p, const float* x, float* y,
                            index_t samples, const TileContext& ctx, Epilogue epilogue) {
-    constexpr index_t short_in = In <= linear_chunk ? In : 0;
+    constexpr index_t short_in = In <= linear_short_in ? In : 0;
     linear_forward<Epilogue, short_in>(x, samples * (in.numel() / In), In, Out, p.packed_weight, p.bias, y, false,
                                        ctx.reverse_weights, epilogue);
   }
