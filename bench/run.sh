@@ -85,7 +85,12 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$build"/bench/kiln_fma_peak
 
 # ---- Kiln and libtorch -----------------------------------------------------------------------------------------
-gb_args=(--benchmark_repetitions="$reps" --benchmark_display_aggregates_only=true --benchmark_color=false)
+# Repetitions interleaved in random order: a host whose speed drifts for seconds at a time (seen on Zen 3 under
+# KVM: the same loop 30% slower for a few seconds, with nothing else running in the guest) then slows every variant
+# alike instead of all the repetitions of whichever ran then (2 threads, MLP-S at 256: Kiln 1209 us against
+# libtorch's 946 in one run, 858 against 1022 interleaved).
+gb_args=(--benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true
+  --benchmark_display_aggregates_only=true --benchmark_color=false)
 py_args=(--repetitions "$reps")
 if ((quick)); then
   gb_args=(--benchmark_repetitions=1 --benchmark_min_time=0.02 --benchmark_color=false)
