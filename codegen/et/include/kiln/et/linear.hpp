@@ -32,10 +32,10 @@ inline constexpr index_t linear_packed_size(index_t in, index_t out) { return li
 inline constexpr int linear_rows = 6;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
 // Inputs per chunk: 128 with AVX-512 (a group's 32 KiB of weights in L1); 256 with narrower vectors, whose groups
-// of 16 outputs take 16 KiB. On Zen 3 (AVX2, 32 KiB L1) the micro-kernel ran Linear(256, 512), (512, 256) and
-// (784, 256) on 36-60 rows at 87-88% of the FMA peak in chunks of 128, 91-93% in chunks of 256, and 93-97% in one
-// chunk per layer, but that sum is too long: net_seed's 784-input layer then missed its train-mode golden (1.5x
-// the tolerance after BatchNorm1d).
+// of 16 outputs take 16 KiB. On Zen 3 (AVX2, 32 KiB L1, FMA peak about 102 GFLOP/s) the micro-kernel ran
+// Linear(256, 512), (512, 256) and (784, 256) on 36-60 rows at 84-88 GFLOP/s in chunks of 128, 88-93 in chunks of
+// 256, and 93-99 in one chunk per layer, but that sum is too long: net_seed's 784-input layer then missed its
+// train-mode golden (1.5x the tolerance after BatchNorm1d).
 inline constexpr index_t linear_chunk = simd_width == 16 ? 128 : 256;
 // Layers of at most this many inputs are one chunk known at compile time, their loop over inputs unrolled.
 inline constexpr index_t linear_short_in = 128;
