@@ -24,7 +24,9 @@
 
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/IR/LegacyPassManager.h>
+#include <llvm/IR/PassTimingInfo.h>
 #include <llvm/MC/MCSubtargetInfo.h>
+#include <llvm/Pass.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Support/TargetSelect.h>
@@ -116,8 +118,10 @@ std::string print(Operation* op) {
 // The passes of one stage, in order: MLIR's own by their mlir-opt names (textual pipelines), and Kiln's.
 class StagePasses {
  public:
-  StagePasses(MLIRContext& ctx, const Diagnostics& diags, std::string_view stage)
-      : pm_(&ctx), diags_(diags), stage_(stage) {}
+  StagePasses(MLIRContext& ctx, const Diagnostics& diags, std::string_view stage, bool timing)
+      : pm_(&ctx), diags_(diags), stage_(stage) {
+    if (timing) pm_.enableTiming();  // the report goes to stderr when pm_ is destroyed
+  }
   StagePasses& then(std::string_view pipeline) {
     std::string errors;
     llvm::raw_string_ostream os(errors);
@@ -311,7 +315,7 @@ bool hasWideRegisterFile(const Target& target) {
 // Stage by stage, stopping at `last`.
 OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, const ir::Network& net,
                                   const std::string& name, Stage last, const Target& target,
-                                  backend::Modes modes = backend::Modes::both) {
+                                  backend::Modes modes = backend::Modes::both, bool timing = false) {
   validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
   const int64_t panelColumns = backend::broadcastTileColumns(hasWideRegisterFile(target));
@@ -319,7 +323,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
-  StagePasses(ctx, diags, "linalg")
+  StagePasses(ctx, diags, "linalg", timing)
       .then(std::make_unique<FuseElementwisePass>())
       // cse then canonicalize again: a Concat's slices, written in place, leave copies of a subview onto an
       // equal one, which are erased once cse has made them the same subview.
@@ -329,7 +333,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
       .run(*module);
   if (last == Stage::linalg) return module;
 
-  StagePasses(ctx, diags, "llvm-dialect")
+  StagePasses(ctx, diags, "llvm-dialect", timing)
       .then("func.func(convert-linalg-to-loops),expand-strided-metadata,lower-affine,convert-scf-to-cf")
       .then(std::make_unique<MathApproximationPass>())
       .then("convert-vector-to-llvm,convert-math-to-llvm,finalize-memref-to-llvm,convert-arith-to-llvm,"
@@ -411,14 +415,17 @@ std::unique_ptr<llvm::Module> translate(ModuleOp module, llvm::LLVMContext& llvm
 // LLVM's O3 pipeline for the target, without loop unrolling: the kernels unroll what matters themselves
 // (register tiles), and LLVM unrolling the short static loops around them multiplies the code, and the
 // compile time, for nothing.
-void optimize(llvm::Module& module, llvm::TargetMachine& tm) {
+void optimize(llvm::Module& module, llvm::TargetMachine& tm, bool timing) {
   llvm::PipelineTuningOptions tuning;
   tuning.LoopUnrolling = false;
+  llvm::PassInstrumentationCallbacks instrumentation;
+  llvm::TimePassesHandler timer(timing);  // reports to stderr when destroyed
+  timer.registerCallbacks(instrumentation);
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
-  llvm::PassBuilder pb(&tm, tuning);
+  llvm::PassBuilder pb(&tm, tuning, std::nullopt, &instrumentation);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);
@@ -429,7 +436,8 @@ void optimize(llvm::Module& module, llvm::TargetMachine& tm) {
 
 // LLVM's O3 for the target (optimize above), then LLVM IR text (Stage::llvm_ir) or an object file. Returns the error, if any,
 // instead of throwing: it may run on a thread of its own.
-std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage stage, std::string& error) {
+std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage stage, std::string& error,
+                            bool timing = false) {
   std::unique_ptr<llvm::TargetMachine> tm;
   try {
     tm = targetMachine(target);
@@ -439,7 +447,7 @@ std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage st
   }
   module.setDataLayout(tm->createDataLayout());
   module.setTargetTriple(tm->getTargetTriple().str());
-  optimize(module, *tm);
+  optimize(module, *tm, timing);
   std::string out;
   llvm::raw_string_ostream os(out);
   if (stage == Stage::llvm_ir) {
@@ -453,20 +461,27 @@ std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage st
     error = "kiln::mlir: the obj stage failed: the target cannot emit object files";
     return {};
   }
+  if (timing) llvm::TimePassesIsEnabled = true;  // the legacy pass manager's timers: process-wide
   codegen.run(module);
+  if (timing) {
+    llvm::reportAndResetTimings(&llvm::errs());
+    llvm::TimePassesIsEnabled = false;
+  }
   return std::string(object.begin(), object.end());
 }
 
 }  // namespace
 
-std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target) {
+std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target,
+                  bool time_passes) {
   Session session;
-  OwningOpRef<ModuleOp> module = lowerModule(*session.ctx, *session.diags, net, name, stage, target);
+  OwningOpRef<ModuleOp> module =
+      lowerModule(*session.ctx, *session.diags, net, name, stage, target, backend::Modes::both, time_passes);
   if (stage == Stage::mlir || stage == Stage::linalg || stage == Stage::llvm_dialect) return print(module->getOperation());
   llvm::LLVMContext llvmCtx;
   std::unique_ptr<llvm::Module> llvmModule = translate(*module, llvmCtx, name, *session.diags);
   std::string error;
-  std::string out = optimizeAndEmit(*llvmModule, target, stage, error);
+  std::string out = optimizeAndEmit(*llvmModule, target, stage, error, time_passes);
   if (!error.empty()) throw Error(error);
   return out;
 }

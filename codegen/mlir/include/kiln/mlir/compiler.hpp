@@ -34,8 +34,11 @@ struct Target {
 Target host_target();
 
 // The network at a stage of the ladder: text for every stage but obj, the object file's bytes for obj.
-// `name` prefixes the entry points. Throws kiln::Error naming the stage when a step fails.
-std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target = {});
+// `name` prefixes the entry points. Throws kiln::Error naming the stage when a step fails. `time_passes`: print
+// to stderr the time of every MLIR pass (per stage) and LLVM pass (its O3 pipeline, then codegen), as
+// `kiln-mlir --time-passes` does; LLVM's codegen timers are process-wide, so not while other compiles run.
+std::string lower(const ir::Network& net, const std::string& name, Stage stage, const Target& target = {},
+                  bool time_passes = false);
 
 // The object files of both modes (eval first, then train), compiled side by side on two threads: what the
 // JIT links. Same entry points as lower(net, name, Stage::obj).
