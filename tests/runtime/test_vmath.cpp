@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <tuple>
 #include <vector>
 
 using kiln::index_t;
@@ -183,4 +185,53 @@ TEST_CASE("vmath: NaN gives NaN, and infinities, zeros and domain edges as the s
     CHECK(same_bits(at(expm1, zero), zero));
     CHECK(same_bits(at(log1p, zero), zero));
   }
+}
+
+// A pack of four vectors (vpack, the maps' way of running four chains side by side) gives every lane the bits that
+// its vector alone gets: a value's result does not depend on whether it fell in a pack or in a row's last vectors.
+// A NaN is a NaN: which operand's NaN a product passes on (its sign) follows an operand order the compiler may swap.
+// (The maps use packs only in optimized builds: et::packs_enabled.)
+template <class F>
+void check_pack_equals_one_at_a_time(const char* name, F f) {
+  if (!et::packs_enabled) return;
+  INFO(name);
+  std::vector<float> xs = sweep_inputs();
+  constexpr index_t step = 4 * et::simd_width;
+  xs.resize((xs.size() + step - 1) / step * step, 0.5f);
+  for (std::size_t i = 0; i < xs.size(); i += step) {
+    et::vpack<4> p;
+    for (int k = 0; k < 4; ++k) p.v[k] = et::load(xs.data() + i + k * et::simd_width);
+    const et::vpack<4> packed = f(p);
+    for (int k = 0; k < 4; ++k) {
+      const et::vfloat alone = f(p.v[k]);
+      for (int l = 0; l < et::simd_width; ++l) {
+        INFO("x = " << xs[i + k * et::simd_width + l]);
+        REQUIRE((same_bits(packed.v[k][l], alone[l]) || (std::isnan(packed.v[k][l]) && std::isnan(alone[l]))));
+      }
+    }
+  }
+}
+
+TEST_CASE("vmath: a pack of four vectors gives each vector's bits alone", "[vmath]") {
+  check_pack_equals_one_at_a_time("exp", [](auto x) { return et::vexp(x); });
+  check_pack_equals_one_at_a_time("exp_normal", [](auto x) {  // in its domain
+    using V = decltype(x);
+    return et::vexp_normal(et::vmax(et::vmin(x, et::splat<V>(80.0f)), et::splat<V>(-80.0f)));
+  });
+  check_pack_equals_one_at_a_time("expm1", [](auto x) { return et::vexpm1(x); });
+  check_pack_equals_one_at_a_time("log", [](auto x) { return et::vlog(x); });
+  check_pack_equals_one_at_a_time("log1p", [](auto x) { return et::vlog1p(x); });
+  check_pack_equals_one_at_a_time("erf", [](auto x) { return et::verf(x); });
+  check_pack_equals_one_at_a_time("tanh", [](auto x) { return et::vtanh(x); });
+  check_pack_equals_one_at_a_time("sigmoid", [](auto x) { return et::vsigmoid(x); });
+}
+
+TEST_CASE("vmath: every activation gives the same bits in packs as one vector at a time", "[vmath][activations]") {
+  std::apply(
+      [](auto... layers) {
+        (check_pack_equals_one_at_a_time(std::string(decltype(layers)::name().view()).c_str(),
+                                         [](auto x) { return et::ActivationOp<decltype(layers)>{}(x); }),
+         ...);
+      },
+      kiln::nn::activations{});
 }

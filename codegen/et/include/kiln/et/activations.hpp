@@ -38,11 +38,34 @@ inline Vec erf(Vec a) { return verf(a.v); }
 inline Vec tanh(Vec a) { return vtanh(a.v); }
 inline Vec sigmoid(Vec a) { return vsigmoid(a.v); }
 
-// An activation as a function of one vector (for map_vectors).
+// The same functions on packs of vectors (vmath.hpp's vpack, which has the arithmetic and the comparisons).
+template <int K>
+inline vpack<K> select(const vmask<K>& c, const vpack<K>& a, const vpack<K>& b) { return vselect(c, a, b); }
+template <int K>
+inline vpack<K> min(const vpack<K>& a, const vpack<K>& b) { return vmin(a, b); }
+template <int K>
+inline vpack<K> max(const vpack<K>& a, const vpack<K>& b) { return vmax(a, b); }
+template <int K>
+inline vpack<K> exp(const vpack<K>& a) { return vexp(a); }
+template <int K>
+inline vpack<K> expm1(const vpack<K>& a) { return vexpm1(a); }
+template <int K>
+inline vpack<K> log1p(const vpack<K>& a) { return vlog1p(a); }
+template <int K>
+inline vpack<K> erf(const vpack<K>& a) { return verf(a); }
+template <int K>
+inline vpack<K> tanh(const vpack<K>& a) { return vtanh(a); }
+template <int K>
+inline vpack<K> sigmoid(const vpack<K>& a) { return vsigmoid(a); }
+
+// An activation as a function of one vector, or of a pack of `pack` vectors evaluated side by side (for
+// map_vectors, and the Linear tiles' epilogue): four (vmath.hpp's vpack says what it gains; two gained nothing).
 template <nn::ActivationLayer Layer>
 struct ActivationOp {
+  static constexpr int pack = 4;
   Layer layer{};
   vfloat operator()(vfloat x) const { return layer.forward(Vec{x}).v; }
+  vpack<pack> operator()(vpack<pack> x) const { return layer.forward(x); }
 };
 
 // dx[i] = layer.backward(x[i], y[i], dy[i]) for i < n; the tail through zero-padded vectors.

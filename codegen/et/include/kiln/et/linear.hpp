@@ -164,15 +164,22 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
       }
     }
   }
+  // The tile's sums, then the epilogue on all of them (in packs, where it takes them), then the stores.
+  vfloat v[kBlocks * kRows];
   for (int k = 0; k < kBlocks; ++k) {
     const index_t o0 = block0 * simd_width + k * simd_width;
     for (int r = 0; r < kRows; ++r) {
-      float* yr = y + r * out + o0;
-      const bool full = o0 + simd_width <= out;
-      vfloat v = first ? acc[r][k] : (full ? load(yr) : load_first(yr, out - o0)) + acc[r][k];
-      if (last) v = epilogue(v);
-      if (full) store(yr, v);
-      else store_first(yr, v, out - o0);
+      const float* yr = y + r * out + o0;
+      const vfloat before = first ? vfloat{} : o0 + simd_width <= out ? load(yr) : load_first(yr, out - o0);
+      v[k * kRows + r] = first ? acc[r][k] : before + acc[r][k];
+    }
+  }
+  if (last) map_in_place(v, kBlocks * kRows, epilogue);
+  for (int k = 0; k < kBlocks; ++k) {
+    const index_t o0 = block0 * simd_width + k * simd_width;
+    for (int r = 0; r < kRows; ++r) {
+      if (o0 + simd_width <= out) store(y + r * out + o0, v[k * kRows + r]);
+      else store_first(y + r * out + o0, v[k * kRows + r], out - o0);
     }
   }
 }
