@@ -170,8 +170,8 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
     const index_t o0 = block0 * simd_width + k * simd_width;
     for (int r = 0; r < kRows; ++r) {
       const float* yr = y + r * out + o0;
-      const vfloat before = first ? vfloat{} : o0 + simd_width <= out ? load(yr) : load_first(yr, out - o0);
-      v[k * kRows + r] = first ? acc[r][k] : before + acc[r][k];
+      v[k * kRows + r] =
+          first ? acc[r][k] : (o0 + simd_width <= out ? load(yr) : load_first(yr, out - o0)) + acc[r][k];
     }
   }
   if (last) map_in_place(v, kBlocks * kRows, epilogue);

@@ -107,14 +107,17 @@ inline V splat(float x) {
 }
 
 namespace detail {
-// The bit-level steps, one vector at a time (short chains), and on packs vector by vector.
+// f on each vector of a pack: the bit-level steps below (short chains) take packs vector by vector.
+template <int K, class F>
+inline vpack<K> each(vpack<K> x, F f) {
+  for (int k = 0; k < K; ++k) x.v[k] = f(x.v[k]);
+  return x;
+}
+
 // x rounded towards zero to an integer (for |x| < 2^31).
 inline vfloat truncate(vfloat x) { return __builtin_convertvector(__builtin_convertvector(x, vint), vfloat); }
 template <int K>
-inline vpack<K> truncate(vpack<K> x) {
-  for (int k = 0; k < K; ++k) x.v[k] = truncate(x.v[k]);
-  return x;
-}
+inline vpack<K> truncate(vpack<K> x) { return each(x, [](vfloat v) { return truncate(v); }); }
 }  // namespace detail
 
 template <class V>
@@ -159,10 +162,7 @@ inline vfloat pow2(vfloat n) {
   return p;
 }
 template <int K>
-inline vpack<K> pow2(vpack<K> n) {
-  for (int k = 0; k < K; ++k) n.v[k] = pow2(n.v[k]);
-  return n;
-}
+inline vpack<K> pow2(vpack<K> n) { return each(n, [](vfloat v) { return pow2(v); }); }
 }  // namespace detail
 
 // exp(x) = (expm1(r) + 1) 2^n, with 2^n applied as two powers of 2 that each stay normal: the results just
