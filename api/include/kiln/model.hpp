@@ -29,6 +29,7 @@
 
 #include <array>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,52 @@ inline std::string batched_text(const Dims& d) { return std::string{d.text().vie
 // Shape of a schema entry as a runtime Shape.
 inline Shape shape_of(const Dims& d) { return Shape(d.sizes, d.sizes + d.rank); }
 
+// PyTorch's default distributions; uniform draws come from Philox keyed by the seed, counter
+// (element / 4, entry index, 0xFFFFFFFF), a stream apart from dropout's.
+inline void initialise(Tensor& t, const ParamSpec& spec, std::uint32_t index, std::uint64_t seed) {
+  if (spec.dtype() == DType::int64) return;  // num_batches_tracked starts at 0
+  float* d = t.data();
+  const index_t n = t.numel();
+  switch (spec.init) {
+    case Init::zeros: break;
+    case Init::ones: t.fill(1.0f); break;
+    case Init::uniform: {
+      const auto key = Philox4x32::key_of(seed);
+      for (index_t i = 0; i < n; i += 4) {
+        const auto b = static_cast<std::uint64_t>(i / 4);
+        const auto words = Philox4x32::generate(
+            {static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), index, 0xFFFFFFFFu}, key);
+        for (index_t k = 0; k < 4 && i + k < n; ++k)
+          d[i + k] = -spec.bound + 2.0f * spec.bound * Philox4x32::to_unit_float(words[k]);
+      }
+      break;
+    }
+  }
+}
+
+// A network's parameters and buffers in schema order, initialised: the part of a Model's construction that does
+// not depend on the network's type (compiled once, not once per network).
+inline std::vector<Parameter> initial_state(std::span<const SchemaEntry> schema, std::uint64_t seed) {
+  std::vector<Parameter> state;
+  state.reserve(schema.size());
+  std::uint32_t index = 0;
+  for (const SchemaEntry& s : schema) {
+    const Shape shape = shape_of(s.spec.shape);
+    Parameter p{s, Tensor(shape, s.spec.dtype()), s.spec.buffer() ? Tensor{} : Tensor(shape)};
+    initialise(p.value, s.spec, index++, seed);
+    state.push_back(std::move(p));
+  }
+  return state;
+}
+
+inline std::vector<Parameter> clone_state(const std::vector<Parameter>& state) {
+  std::vector<Parameter> copy;
+  copy.reserve(state.size());
+  for (const Parameter& p : state)
+    copy.push_back({p.entry, p.value.clone(), p.grad.defined() ? p.grad.clone() : Tensor{}});
+  return copy;
+}
+
 }  // namespace detail
 
 template <Network Net>
@@ -50,18 +97,13 @@ class Model {
 
  public:
   explicit Model(const Net& net, std::uint64_t seed = 0) : net_(net), seed_(seed) {
-    std::uint32_t index = 0;
-    for (const SchemaEntry& s : schema(net_)) {
-      const Shape shape = detail::shape_of(s.spec.shape);
-      Parameter p{s, Tensor(shape, s.spec.dtype()), s.spec.buffer() ? Tensor{} : Tensor(shape)};
-      initialise(p.value, s.spec, index++);
-      state_.push_back(std::move(p));
-    }
+    const auto entries = schema(net_);
+    state_ = detail::initial_state({entries.begin(), entries.end()}, seed_);
     bind();
   }
-  Model(const Model& other) : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_) {  // NOLINT
-    for (const Parameter& p : other.state_)
-      state_.push_back({p.entry, p.value.clone(), p.grad.defined() ? p.grad.clone() : Tensor{}});
+  Model(const Model& other)  // NOLINT
+      : net_(other.net_), seed_(other.seed_), step_(other.step_), training_(other.training_),
+        state_(detail::clone_state(other.state_)) {
     bind();
   }
   Model& operator=(const Model&) = delete;
@@ -367,29 +409,6 @@ class Model {
     for (const Parameter& p : state_)
       if (p.name() == name) return &p;
     return nullptr;
-  }
-
-  // PyTorch's default distributions; uniform draws come from Philox keyed by the seed, counter
-  // (element / 4, entry index, 0xFFFFFFFF), a stream apart from dropout's.
-  void initialise(Tensor& t, const ParamSpec& spec, std::uint32_t index) {
-    if (spec.dtype() == DType::int64) return;  // num_batches_tracked starts at 0
-    float* d = t.data();
-    const index_t n = t.numel();
-    switch (spec.init) {
-      case Init::zeros: break;
-      case Init::ones: t.fill(1.0f); break;
-      case Init::uniform: {
-        const auto key = Philox4x32::key_of(seed_);
-        for (index_t i = 0; i < n; i += 4) {
-          const auto b = static_cast<std::uint64_t>(i / 4);
-          const auto words = Philox4x32::generate(
-              {static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), index, 0xFFFFFFFFu}, key);
-          for (index_t k = 0; k < 4 && i + k < n; ++k)
-            d[i + k] = -spec.bound + 2.0f * spec.bound * Philox4x32::to_unit_float(words[k]);
-        }
-        break;
-      }
-    }
   }
 
   // Points each layer's LayerParams at its parameters, by role, and packs the weights.
