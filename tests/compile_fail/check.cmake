@@ -1,4 +1,5 @@
-# Runs one compile-fail case (see CMakeLists.txt). Arguments: COMPILER, SOURCE, MODE (ok|ko), INCLUDES (|-separated).
+# Runs one compile-fail case (see CMakeLists.txt). Arguments: COMPILER, SOURCE, MODE (ok|ko), INCLUDES (|-separated),
+# PCH (the flags that use the precompiled kiln.hpp, |-separated).
 file(STRINGS ${SOURCE} expect_line REGEX "^// expect: " LIMIT_COUNT 1)
 string(REGEX REPLACE "^// expect: " "" expected "${expect_line}")
 if(expected STREQUAL "")
@@ -10,6 +11,8 @@ set(args -std=c++20 -fsyntax-only)
 foreach(dir ${includes})
   list(APPEND args -I${dir})
 endforeach()
+string(REPLACE "|" ";" pch "${PCH}")
+list(APPEND args ${pch})
 if(MODE STREQUAL "ko")
   list(APPEND args -DKILN_KO)
 endif()
