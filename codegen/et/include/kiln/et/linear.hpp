@@ -46,13 +46,15 @@ inline constexpr index_t linear_dot_out = 4;
 inline constexpr int linear_prefetch_bytes = 2048;
 
 #if defined(__GNUC__) && !defined(__clang__)
-// g++ -O3 warns that offsets could overflow for 2^59 elements; layer sizes are far below that.
+// g++ -O3 warns that offsets could overflow for 2^59 elements; layer sizes are far below that. The pragma holds
+// only where g++ compiles these functions on their own: inlined into a caller with constant sizes (a model's
+// weight packing) they warned there, so the two below are not inlined (copies, where the sizes gain nothing).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
 #endif
 
 // dst[c][r] = src[r][c] for a [rows, cols] matrix, simd_width x simd_width blocks at a time in registers.
-inline void transpose_matrix(const float* src, index_t rows, index_t cols, float* dst) {
+[[gnu::noinline]] inline void transpose_matrix(const float* src, index_t rows, index_t cols, float* dst) {
   constexpr index_t n = simd_width;
   index_t r0 = 0;
   for (; r0 + n <= rows; r0 += n) {
@@ -74,7 +76,7 @@ inline void transpose_matrix(const float* src, index_t rows, index_t cols, float
 // stride_i = 1; its transpose: stride_o = 1, stride_i = the weight's in). Whole blocks of simd_width outputs
 // are vector copies (stride_o = 1) or in-register transposes of square blocks (stride_i = 1); the packing runs
 // after every optimizer step, where an element-by-element gather cost as much as the Adam update itself.
-inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o, index_t stride_i,
+[[gnu::noinline]] inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o, index_t stride_i,
                                float* packed) {
   if (out <= linear_dot_out) {  // linear_dots' layout: M itself
     for (index_t o = 0; o < out; ++o)
