@@ -20,16 +20,21 @@ struct Described {
   std::string identity, key;
 };
 
-template <kiln::Network Net>
-void describe_layers(const Net& net, std::vector<Described>& out) {
-  using T = kiln::network_traits<Net>;
-  const auto layers = kiln::ir::layers_of(net);
-  const auto schema = kiln::schema(net);
+// A network's layers and schema, computed by the compiler: computed at run time they were generated code for every
+// one of the ~100 networks.
+template <const auto& net>
+constexpr auto layers_of_net = kiln::ir::layers_of(net);
+template <const auto& net>
+constexpr auto schema_of_net = kiln::schema(net);
+
+template <const auto& net>
+void describe_layers(std::vector<Described>& out) {
+  using T = kiln::network_traits<std::remove_cvref_t<decltype(net)>>;
   kiln::for_each_leaf(net, [&](auto i, const auto& leaf) {
     std::string params;
-    for (const kiln::SchemaEntry& e : schema)
+    for (const kiln::SchemaEntry& e : schema_of_net<net>)
       if (e.leaf == i) params += std::string(e.spec.name()) + kiln::ir::to_string(e.spec.shape) + " ";
-    kiln::ir::Layer l = layers[i];
+    kiln::ir::Layer l = layers_of_net<net>[i];
     l.path = "";
     for (int& p : l.params) p = p < 0 ? -1 : 0;  // where in the buffer array: a fact of the network, not the layer
     if (const kiln::Attribute* stream = l.attributes.find("stream")) params += "stream " + std::to_string(stream->value);
@@ -46,14 +51,14 @@ TEST_CASE("ir: different layers never share a cache key (every layer of the test
 #define KILN_CASE(name, ...)                 \
   {                                          \
     static constexpr auto net = __VA_ARGS__; \
-    describe_layers(net, all);               \
+    describe_layers<net>(all);               \
   }
 #include "golden_layer_cases.inc"
 #include "golden_network_cases.inc"
 #include "golden_graph_cases.inc"
 #undef KILN_CASE
   kiln::testing::for_each_random_seed<12>(
-      [&](auto seed) { describe_layers(kiln::testing::random_network<decltype(seed)::value>, all); });
+      [&](auto seed) { describe_layers<kiln::testing::random_network<decltype(seed)::value>>(all); });
 
   std::map<std::string, std::string> identity_of_key;
   std::set<std::string> identities;
