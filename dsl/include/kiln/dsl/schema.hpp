@@ -34,13 +34,23 @@ constexpr void for_each_leaf(const Net& net, F&& f) {
   }(std::make_index_sequence<network_traits<Net>::leaf_count>{});
 }
 
+namespace detail {
+// Appends leaf `leaf`'s parameters, named under its path. Not inlined: at run time (a model's construction) it is
+// one function for every network, not a copy in each.
+[[gnu::noinline]] constexpr std::size_t add_schema_entries(SchemaEntry* entries, std::size_t count, const Text& path,
+                                                           const ParamList& params, std::size_t leaf) {
+  for (const ParamSpec& p : params) entries[count++] = SchemaEntry{path + "." + p.name(), p, leaf};
+  return count;
+}
+}  // namespace detail
+
 template <Network Net>
 constexpr auto schema(const Net& net) {
   using T = network_traits<Net>;
   Schema<T::leaf_count * ParamList::capacity> s;
   for_each_leaf(net, [&](auto i, const auto& layer) {
-    for (const ParamSpec& p : layer.params(T::analysis.in[i]))
-      s.entries[s.count++] = SchemaEntry{T::analysis.path[i] + "." + p.name(), p, i};
+    s.count = detail::add_schema_entries(s.entries.data(), s.count, T::analysis.path[i],
+                                         layer.params(T::analysis.in[i]), i);
   });
   return s;
 }
