@@ -6,6 +6,8 @@
 // thread) against the JIT's compile (LLVM's work for the two modes on two threads).
 //
 //   build-bench/bench/kiln_jit_compile_time [repetitions]
+#include "../codegen/mlir/tools/sample_networks.hpp"
+
 #include <kiln/jit.hpp>
 #include <kiln/mlir/compiler.hpp>
 
@@ -27,11 +29,8 @@ namespace {
 constexpr nn::Sequential mnist_mlp{kiln::input<784>, nn::Linear<784, 256>{}, nn::ReLU{}, nn::Linear<256, 256>{},
                                    nn::ReLU{}, nn::Linear<256, 10>{}};
 
-// 13 layers, 512 wide, every normalisation, the activations that need exp, tanh and erf, and Dropout.
-constexpr nn::Sequential wide{kiln::input<512>,   nn::Linear<512, 512>{}, nn::LayerNorm<512>{}, nn::GELU{},
-                              nn::Dropout{0.1f},  nn::Linear<512, 512>{}, nn::BatchNorm1d<512>{}, nn::ReLU{},
-                              nn::Linear<512, 512>{}, nn::RMSNorm<512>{}, nn::SiLU{}, nn::Linear<512, 512>{},
-                              nn::Tanh{},         nn::Linear<512, 10>{}};
+// The 13-layer, 512-wide network (kiln-mlir knows it as `wide`).
+constexpr const auto& wide = kiln::samples::wide_network;
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }

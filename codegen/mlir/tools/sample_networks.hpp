@@ -12,6 +12,13 @@ namespace kiln::samples {
 
 namespace nn = kiln::nn;
 
+// 13 layers, 512 wide, every normalisation, the activations that need exp, tanh and erf, and Dropout:
+// bench/jit_compile_time.cpp times its cold compile.
+inline constexpr nn::Sequential wide_network{
+    kiln::input<512>,       nn::Linear<512, 512>{}, nn::LayerNorm<512>{},  nn::GELU{}, nn::Dropout{0.1f},
+    nn::Linear<512, 512>{}, nn::BatchNorm1d<512>{}, nn::ReLU{},            nn::Linear<512, 512>{},
+    nn::RMSNorm<512>{},     nn::SiLU{},             nn::Linear<512, 512>{}, nn::Tanh{}, nn::Linear<512, 10>{}};
+
 inline std::map<std::string, ir::Network> sample_networks() {
   std::map<std::string, ir::Network> m;
   // samples/train_fashion_mnist.cpp and samples/classify_fashion_mnist.cpp
@@ -26,12 +33,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
                                               nn::ReLU{}, nn::Dropout{0.5f}, nn::Linear<512, 512>{},
                                               nn::BatchNorm1d<512>{}, nn::Tanh{}, nn::Linear<512, 512>{},
                                               nn::RMSNorm<512>{}, nn::Sigmoid{}});
-  // bench/jit_compile_time.cpp's: 13 layers, 512 wide, every normalisation, the activations that need exp,
-  // tanh and erf, and Dropout: kiln_jit_compile_time times its cold compile.
-  m["wide"] = ir::describe(nn::Sequential{kiln::input<512>, nn::Linear<512, 512>{}, nn::LayerNorm<512>{}, nn::GELU{},
-                                          nn::Dropout{0.1f}, nn::Linear<512, 512>{}, nn::BatchNorm1d<512>{},
-                                          nn::ReLU{}, nn::Linear<512, 512>{}, nn::RMSNorm<512>{}, nn::SiLU{},
-                                          nn::Linear<512, 512>{}, nn::Tanh{}, nn::Linear<512, 10>{}});
+  m["wide"] = ir::describe(wide_network);
   // One layer each.
   m["linear"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 6>{}});
   m["linear-relu"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 6>{}, nn::ReLU{}});
