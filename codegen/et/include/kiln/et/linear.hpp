@@ -76,8 +76,8 @@ inline constexpr int linear_prefetch_bytes = 2048;
 // stride_i = 1; its transpose: stride_o = 1, stride_i = the weight's in). Whole blocks of simd_width outputs
 // are vector copies (stride_o = 1) or in-register transposes of square blocks (stride_i = 1); the packing runs
 // after every optimizer step, where an element-by-element gather cost as much as the Adam update itself.
-[[gnu::noinline]] inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o, index_t stride_i,
-                               float* packed) {
+[[gnu::noinline]] inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o,
+                                                 index_t stride_i, float* packed) {
   if (out <= linear_dot_out) {  // linear_dots' layout: M itself
     for (index_t o = 0; o < out; ++o)
       for (index_t i = 0; i < in; ++i) packed[o * in + i] = w[o * stride_o + i * stride_i];
