@@ -720,8 +720,9 @@ const std::map<std::string_view, Lowering>& lowerings() {
   return table;
 }
 
-// <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as a
-// linalg.transpose on memrefs (contraction_to_vector.cpp makes it 16 x 16 blocks through registers).
+// <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as one
+// linalg.transpose of W's rows, panel by panel ([panels, width, In] into [panels, In, width]), and one for a
+// last narrower panel (contraction_to_vector.cpp makes them loops of 16 x 16 blocks through registers).
 void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns) {
   OpBuilder b(module.getContext());
   Location loc = b.getUnknownLoc();
@@ -732,15 +733,20 @@ void buildPackFunction(ModuleOp module, const ir::Network& net, const std::strin
   Value packed = fn.getArguments().back();
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
     const ir::Layer& l = net.layers[i];
-    const int64_t cols = packedColumns(l), in = l.in.last();
+    const int64_t cols = packedColumns(l), in = l.in.last(), panels = cols / panelColumns, rest = cols % panelColumns;
     if (cols == 0) continue;
-    // Per panel: W's rows [first, first + width) as [width, In], and W^T's panel [In, width].
     Value weight = fn.getArgument(static_cast<unsigned>(l.param(Role::weight)));
-    for (int64_t first = 0; first < cols; first += panelColumns) {
-      const int64_t width = std::min(panelColumns, cols - first);
-      Value rows = matrixView(b, loc, weight, first * in, width, in);
-      Value panel = matrixView(b, loc, packed, packedOffset(net, i) + first * in, in, width);
-      b.create<linalg::TransposeOp>(loc, rows, panel, ArrayRef<int64_t>{1, 0});
+    const int64_t at = packedOffset(net, i);
+    if (panels > 0) {
+      Value rows = rowMajorView(b, loc, weight, 0, {panels, panelColumns, in});
+      Value wt = rowMajorView(b, loc, packed, at, {panels, in, panelColumns});
+      b.create<linalg::TransposeOp>(loc, rows, wt, ArrayRef<int64_t>{0, 2, 1});
+    }
+    if (rest > 0) {
+      const int64_t first = panels * panelColumns;
+      Value rows = rowMajorView(b, loc, weight, first * in, {rest, in});
+      Value wt = rowMajorView(b, loc, packed, at + first * in, {in, rest});
+      b.create<linalg::TransposeOp>(loc, rows, wt, ArrayRef<int64_t>{1, 0});
     }
   }
   b.create<func::ReturnOp>(loc);
@@ -763,9 +769,11 @@ void checkLowering(const ir::Layer& l) {
     fail("tracks running statistics but has no running_mean, running_var or num_batches_tracked buffer");
 }
 
-Value matrixView(OpBuilder& b, Location loc, Value flat, int64_t offset, int64_t rows, int64_t cols) {
-  auto type = MemRefType::get({rows, cols}, b.getF32Type(), StridedLayoutAttr::get(b.getContext(), offset, {cols, 1}));
-  return b.create<memref::ReinterpretCastOp>(loc, type, flat, offset, ArrayRef<int64_t>{rows, cols}, ArrayRef<int64_t>{cols, 1});
+Value rowMajorView(OpBuilder& b, Location loc, Value flat, int64_t offset, ArrayRef<int64_t> sizes) {
+  SmallVector<int64_t> strides(sizes.size(), 1);
+  for (std::size_t d = sizes.size() - 1; d > 0; --d) strides[d - 1] = strides[d] * sizes[d];
+  auto type = MemRefType::get(sizes, b.getF32Type(), StridedLayoutAttr::get(b.getContext(), offset, strides));
+  return b.create<memref::ReinterpretCastOp>(loc, type, flat, offset, sizes, strides);
 }
 
 int64_t packedColumns(const ir::Layer& layer) {

@@ -667,16 +667,19 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
   };
 };
 
-// The packing's linalg.transpose (build_network.cpp: a [cols, K] block of W into its [K, cols] place in the
-// packed weights, cols a multiple of 16): a call of kiln_transpose.
+// The packing's linalg.transposes (build_network.cpp): a [cols, K] block of W into its [K, cols] place in the
+// packed weights (cols a multiple of 16), a call of kiln_transpose; or panels of them, [panels, cols, K] into
+// [panels, K, cols], a loop of such calls.
 struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
   using OpRewritePattern::OpRewritePattern;
 
   LogicalResult matchAndRewrite(linalg::TransposeOp t, PatternRewriter& rewriter) const override {
     if (!t.hasPureBufferSemantics()) return failure();
     auto in = cast<MemRefType>(t.getInput().getType()), out = cast<MemRefType>(t.getInit().getType());
-    if (in.getRank() != 2 || !in.getElementType().isF32() || t.getPermutation() != ArrayRef<int64_t>{1, 0} ||
-        in.isDynamicDim(0) || in.getDimSize(0) % kLanes != 0)
+    const bool matrix = in.getRank() == 2 && t.getPermutation() == ArrayRef<int64_t>{1, 0};
+    const bool panels = in.getRank() == 3 && t.getPermutation() == ArrayRef<int64_t>{0, 2, 1};
+    if (!(matrix || panels) || !in.getElementType().isF32() || !in.hasStaticShape() ||
+        in.getDimSize(in.getRank() - 2) % kLanes != 0)
       return failure();
     auto unitInnerStride = [](MemRefType type) {
       SmallVector<int64_t> strides;
@@ -685,14 +688,37 @@ struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
     };
     if (!unitInnerStride(in) || !unitInnerStride(out)) return failure();
     constexpr int64_t kDyn = ShapedType::kDynamic;
-    auto matrix = MemRefType::get({kDyn, kDyn}, rewriter.getF32Type(),
-                                  StridedLayoutAttr::get(rewriter.getContext(), kDyn, {kDyn, 1}));
+    auto dynamic = MemRefType::get({kDyn, kDyn}, rewriter.getF32Type(),
+                                   StridedLayoutAttr::get(rewriter.getContext(), kDyn, {kDyn, 1}));
     Location loc = t.getLoc();
-    func::FuncOp transpose = transposeFunction(rewriter, loc, matrix);
-    rewriter.create<func::CallOp>(loc, transpose, ValueRange{rewriter.create<memref::CastOp>(loc, matrix, t.getInput()),
-                                                             rewriter.create<memref::CastOp>(loc, matrix, t.getInit())});
+    func::FuncOp transpose = transposeFunction(rewriter, loc, dynamic);
+    auto call = [&](Value w, Value wt) {
+      rewriter.create<func::CallOp>(loc, transpose, ValueRange{rewriter.create<memref::CastOp>(loc, dynamic, w),
+                                                               rewriter.create<memref::CastOp>(loc, dynamic, wt)});
+    };
+    if (matrix) {
+      call(t.getInput(), t.getInit());
+    } else {
+      auto index = [&](int64_t v) -> Value { return rewriter.create<arith::ConstantIndexOp>(loc, v); };
+      auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(in.getDimSize(0)), index(1));
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(loop.getBody());
+      call(panel(rewriter, loc, t.getInput(), loop.getInductionVar()),
+           panel(rewriter, loc, t.getInit(), loop.getInductionVar()));
+    }
     rewriter.eraseOp(t);
     return success();
+  }
+
+  // m[p] of a [panels, rows, cols] memref, as a [rows, cols] one.
+  static Value panel(PatternRewriter& rewriter, Location loc, Value m, Value p) {
+    auto type = cast<MemRefType>(m.getType());
+    auto index = [&](int64_t v) -> OpFoldResult { return rewriter.getIndexAttr(v); };
+    const SmallVector<OpFoldResult> offsets{p, index(0), index(0)}, ones(3, index(1));
+    const SmallVector<OpFoldResult> sizes{index(1), index(type.getDimSize(1)), index(type.getDimSize(2))};
+    auto view = memref::SubViewOp::inferRankReducedResultType({type.getDimSize(1), type.getDimSize(2)}, type, offsets,
+                                                               sizes, ones);
+    return rewriter.create<memref::SubViewOp>(loc, cast<MemRefType>(view), m, offsets, sizes, ones);
   }
 };
 

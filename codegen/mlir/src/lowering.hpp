@@ -31,9 +31,9 @@ inline std::string packImplName(const std::string& name) { return name + "_pack_
 int64_t broadcastTileColumns(bool wideRegisterFile);
 int64_t packedColumns(const ir::Layer& layer);
 int64_t packedOffset(const ir::Network& net, std::size_t layer);
-// The [rows, cols] row-major matrix at `offset` floats into the flat f32 memref `flat`.
-::mlir::Value matrixView(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value flat, int64_t offset, int64_t rows,
-                         int64_t cols);
+// The row-major array of `sizes` at `offset` floats into the flat f32 memref `flat`.
+::mlir::Value rowMajorView(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value flat, int64_t offset,
+                           ::llvm::ArrayRef<int64_t> sizes);
 // The attribute that marks the function argument holding the packed weights, and the one that gives a
 // linalg.matmul_transpose_b its weights' offset in it.
 inline constexpr char kPackedArgument[] = "kiln.packed_weights";
