@@ -10,8 +10,9 @@
 // fusion) is cloned onto the tile's rows as vector ops while the sums are in registers, and stores the layer's
 // output: the intermediate product never reaches memory. (A Linear without packed weights with a costly
 // epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the stored product, block of rows by block of
-// rows.) The same pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), and
-// makes the packing's transposes 16 x 16 blocks through registers (TransposeToVector).
+// rows.) From K = 256 on, a broadcast tile's k loop is a function of its own, which the Linears of one shape
+// share (BroadcastLoop). The same pass runs LayerNorm's and RMSNorm's statistics row by row
+// (RowStatisticsToVector), and makes the packing's transposes 16 x 16 blocks through registers (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -26,6 +27,8 @@
 #include <mlir/Transforms/GreedyPatternRewriteDriver.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 
 namespace kiln::mlir_backend {
 
@@ -42,6 +45,7 @@ constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs i
 constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: the target's (lowering.hpp)
 constexpr int64_t kBilinearRows = 12;  // Bilinear's rows per block: its [rows, O, J] intermediate stays in cache
 constexpr int64_t kAlternateFloats = 32 * 1024;  // from 128 KB of weights, every other call walks them backwards
+constexpr int64_t kOutlineK = 256;  // from this K, a broadcast tile's k loop is a function of its own (BroadcastLoop)
 
 // The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
 // identity map, every other input with the identity or the column-broadcast map (d0, d1) -> (d1), writing one
@@ -196,6 +200,94 @@ Value alternateCalls(OpBuilder& builder, Location loc) {
   Value before = builder.create<memref::AtomicRMWOp>(loc, arith::AtomicRMWKind::addi, one, counter, ValueRange{index0});
   return builder.create<arith::TruncIOp>(loc, builder.getI1Type(), before);
 }
+
+// The k loop of a broadcast tile (ContractionToVector's broadcastTile): x[rows, k] * W^T[k, cols] summed over k in
+// [0, kEnd) by kStep from zero, in `sets` sets of mb x vectors accumulators (the second set's row and k: secondRow,
+// k + secondK). W^T is a [K, N] matrix, or the packed weights' panel that starts at panelStart.
+struct BroadcastLoop {
+  Location loc;
+  int64_t K, mb, vectors, sets;
+  Value a;                             // x, [M, K]
+  Value matrix;                        // W^T as a matrix, read at `cols`; or
+  Value panels, panelStart;            // the packed weights and where the tile's panel starts
+  SmallVector<Value> cols;
+
+  static VectorType lanes(OpBuilder& b) { return VectorType::get({kLanes}, b.getF32Type()); }
+  static Value index(OpBuilder& b, Location loc, int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); }
+
+  // acc + x[xRows, k] * W^T[k, cols], for one k.
+  SmallVector<Value> step(OpBuilder& b, Value k, ValueRange acc, ArrayRef<Value> xRows) const {
+    SmallVector<Value> w, next;
+    if (matrix)
+      for (Value c : cols) w.push_back(b.create<vector::LoadOp>(loc, lanes(b), matrix, ValueRange{k, c}));
+    else {  // the panel's row k: panelStart + k * 16 * vectors
+      Value row = b.create<arith::AddIOp>(loc, panelStart, b.create<arith::MulIOp>(loc, k, index(b, loc, vectors * kLanes)));
+      for (int64_t v = 0; v < vectors; ++v) {
+        Value at = v == 0 ? row : b.create<arith::AddIOp>(loc, row, index(b, loc, v * kLanes)).getResult();
+        w.push_back(b.create<vector::LoadOp>(loc, lanes(b), panels, ValueRange{at}));
+      }
+    }
+    for (int64_t r = 0; r < mb; ++r) {
+      Value x = b.create<vector::BroadcastOp>(loc, lanes(b), b.create<memref::LoadOp>(loc, a, ValueRange{xRows[r], k}));
+      for (int64_t v = 0; v < vectors; ++v) next.push_back(b.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
+    }
+    return next;
+  }
+
+  // The loop, here: sets * mb * vectors sums.
+  SmallVector<Value> build(OpBuilder& b, ArrayRef<Value> rows, Value secondRow, Value secondK, Value kEnd,
+                           Value kStep) const {
+    const int64_t n = mb * vectors;
+    Value zeros = b.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes(b), 0.0f));
+    auto loop = b.create<scf::ForOp>(loc, index(b, loc, 0), kEnd, kStep, SmallVector<Value>(sets * n, zeros),
+                                     [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
+                                       SmallVector<Value> next = step(bld, k, acc.take_front(n), rows);
+                                       if (sets == 2)
+                                         next.append(step(bld, bld.create<arith::AddIOp>(loc, k, secondK),
+                                                          acc.drop_front(n), secondRow));
+                                       bld.create<scf::YieldOp>(loc, next);
+                                     });
+    return SmallVector<Value>(loop.getResults());
+  }
+
+  // The loop as a call of a function that runs it, one per module and tile shape (its name gives K, rows,
+  // vectors and sets), internal and not inlined: Linears of one shape share its code, which LLVM then optimizes
+  // and compiles once (the 13-layer network's four Linear(512, 512) had four copies). From kOutlineK on, a tile
+  // spends thousands of cycles in the loop, against tens for the call and its sums' return through memory.
+  // Nothing (the caller builds the loop itself) where the module's function of that name takes other types.
+  std::optional<SmallVector<Value>> call(OpBuilder& b, ArrayRef<Value> rows, Value secondRow, Value secondK, Value kEnd,
+                                         Value kStep) const {
+    SmallVector<Value> args{a, panels, panelStart};
+    args.append(rows.begin(), rows.end());
+    if (sets == 2) args.append({secondRow, secondK, kEnd, kStep});
+    const std::string name = "kiln_tile_" + std::to_string(mb) + "x" + std::to_string(vectors) + "_k" +
+                             std::to_string(K) + (sets == 2 ? "_2sets" : "");
+    auto module = b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
+    auto fn = module.lookupSymbol<func::FuncOp>(name);
+    if (!fn) fn = outline(module, name, ValueRange(args).getTypes());
+    if (fn.getFunctionType().getInputs() != ValueRange(args).getTypes()) return std::nullopt;
+    return SmallVector<Value>(b.create<func::CallOp>(loc, fn, args).getResults());
+  }
+
+  func::FuncOp outline(ModuleOp module, StringRef name, TypeRange argTypes) const {
+    OpBuilder b(module.getBodyRegion());
+    b.setInsertionPointToEnd(module.getBody());
+    const SmallVector<Type> results(sets * mb * vectors, lanes(b));
+    auto fn = b.create<func::FuncOp>(loc, name, b.getFunctionType(argTypes, results));
+    fn.setPrivate();
+    fn->setAttr("no_inline", b.getUnitAttr());
+    fn->setAttr("llvm.linkage", LLVM::LinkageAttr::get(b.getContext(), LLVM::Linkage::Internal));
+    b.setInsertionPointToStart(fn.addEntryBlock());
+    const auto args = fn.getArguments();
+    BroadcastLoop inside = *this;
+    inside.a = args[0], inside.panels = args[1], inside.panelStart = args[2];
+    const SmallVector<Value> rows(args.slice(3, mb));
+    const bool two = sets == 2;
+    b.create<func::ReturnOp>(loc, inside.build(b, rows, two ? args[3 + mb] : Value{}, two ? args[4 + mb] : Value{},
+                                               two ? args[5 + mb] : index(b, loc, K), two ? args[6 + mb] : index(b, loc, 1)));
+    return fn;
+  }
+};
 
 struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
   ContractionToVector(MLIRContext* ctx, int64_t panelColumns)
@@ -515,46 +607,24 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       Value panelStart = bt.panels ? rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
                                                                     rewriter.create<arith::MulIOp>(loc, j, index(K)))
                                    : Value{};
-      // acc + x[rows, k] * W^T[k, cols], for one k.
-      auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc, ArrayRef<Value> xRows) {
-        SmallVector<Value> w, next;
-        if (bt.matrix)
-          for (Value c : cols) w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt.matrix, ValueRange{k, c}));
-        else {  // the panel of columns j..: panelsAt + j * K, then rows of 16 * vectors floats
-          Value row = bld.create<arith::AddIOp>(loc, panelStart, bld.create<arith::MulIOp>(loc, k, index(vectors * kLanes)));
-          for (int64_t v = 0; v < vectors; ++v) {
-            Value at = v == 0 ? row : bld.create<arith::AddIOp>(loc, row, index(v * kLanes)).getResult();
-            w.push_back(bld.create<vector::LoadOp>(loc, lanes(), bt.panels, ValueRange{at}));
-          }
-        }
-        for (int64_t r = 0; r < mb; ++r) {
-          Value x = bld.create<vector::BroadcastOp>(loc, lanes(), bld.create<memref::LoadOp>(loc, a, ValueRange{xRows[r], k}));
-          for (int64_t v = 0; v < vectors; ++v) next.push_back(bld.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
-        }
-        return next;
-      };
+      const BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
       // Up to K - K % 2 by twos, or with `pair`, up to K by ones.
       Value kEnd = sets == 2 ? choose(K, K - K % 2) : index(K);
       Value kStep = sets == 2 ? choose(1, 2) : index(1);
-      auto loop = rewriter.create<scf::ForOp>(
-          loc, index(0), kEnd, kStep, SmallVector<Value>(sets * n, zeros()),
-          [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
-            SmallVector<Value> next = fmaStep(bld, k, acc.take_front(n), rows);
-            if (sets == 2)
-              next.append(fmaStep(bld, bld.create<arith::AddIOp>(loc, k, secondK), acc.drop_front(n), secondRow));
-            bld.create<scf::YieldOp>(loc, next);
-          });
-      SmallVector<Value> acc(loop.getResults().take_front(n));
+      std::optional<SmallVector<Value>> sums;
+      if (bt.panels && K >= kOutlineK) sums = loop.call(rewriter, rows, secondRow, secondK, kEnd, kStep);
+      if (!sums) sums = loop.build(rewriter, rows, secondRow, secondK, kEnd, kStep);
+      SmallVector<Value> acc(ArrayRef<Value>(*sums).take_front(n));
       SmallVector<Value> storeRows = rows, stores;
       if (sets == 2) {
         // One row: the two sets' sum (and the last k of an odd K). With `pair`: the second set's row is stored
         // first, so that without `pair` (where it is row i) the first set's row overwrites it.
         SmallVector<Value> sum;
-        for (int64_t q = 0; q < n; ++q) sum.push_back(rewriter.create<arith::AddFOp>(loc, acc[q], loop.getResult(n + q)));
-        if (K % 2) sum = fmaStep(rewriter, index(K - 1), sum, rows);
+        for (int64_t q = 0; q < n; ++q) sum.push_back(rewriter.create<arith::AddFOp>(loc, acc[q], (*sums)[n + q]));
+        if (K % 2) sum = loop.step(rewriter, index(K - 1), sum, rows);
         if (pair) {
           storeRows.insert(storeRows.begin(), secondRow);
-          for (int64_t q = 0; q < n; ++q) stores.push_back(loop.getResult(n + q));
+          for (int64_t q = 0; q < n; ++q) stores.push_back((*sums)[n + q]);
           for (int64_t q = 0; q < n; ++q) stores.push_back(rewriter.create<arith::SelectOp>(loc, pair, acc[q], sum[q]));
         } else {
           stores = sum;
