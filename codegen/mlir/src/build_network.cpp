@@ -722,7 +722,8 @@ const std::map<std::string_view, Lowering>& lowerings() {
 
 // <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as one
 // linalg.transpose of W's rows, panel by panel ([panels, width, In] into [panels, In, width]), and one for a
-// last narrower panel (contraction_to_vector.cpp makes them loops of 16 x 16 blocks through registers).
+// last narrower panel, which is zeroed first where its columns are past the outputs (contraction_to_vector.cpp
+// makes the transposes loops of 16 x 16 blocks through registers).
 void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns) {
   OpBuilder b(module.getContext());
   Location loc = b.getUnknownLoc();
@@ -733,7 +734,7 @@ void buildPackFunction(ModuleOp module, const ir::Network& net, const std::strin
   Value packed = fn.getArguments().back();
   for (std::size_t i = 0; i < net.layers.size(); ++i) {
     const ir::Layer& l = net.layers[i];
-    const int64_t cols = packedColumns(l), in = l.in.last(), panels = cols / panelColumns, rest = cols % panelColumns;
+    const int64_t cols = packedColumns(l), in = l.in.last(), out = l.out.last(), panels = out / panelColumns;
     if (cols == 0) continue;
     Value weight = fn.getArgument(static_cast<unsigned>(l.param(Role::weight)));
     const int64_t at = packedOffset(net, i);
@@ -742,12 +743,16 @@ void buildPackFunction(ModuleOp module, const ir::Network& net, const std::strin
       Value wt = rowMajorView(b, loc, packed, at, {panels, in, panelColumns});
       b.create<linalg::TransposeOp>(loc, rows, wt, ArrayRef<int64_t>{0, 2, 1});
     }
-    if (rest > 0) {
-      const int64_t first = panels * panelColumns;
-      Value rows = rowMajorView(b, loc, weight, first * in, {rest, in});
-      Value wt = rowMajorView(b, loc, packed, at + first * in, {in, rest});
-      b.create<linalg::TransposeOp>(loc, rows, wt, ArrayRef<int64_t>{1, 0});
+    const int64_t first = panels * panelColumns, width = cols - first, rows = out - first;
+    if (width == 0) continue;
+    if (rows < width) {
+      Value zero = b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(0.0f));
+      Value panel = rowMajorView(b, loc, packed, at + first * in, {in, width});
+      b.create<linalg::FillOp>(loc, ValueRange{zero}, ValueRange{panel});
     }
+    Value w = rowMajorView(b, loc, weight, first * in, {rows, in});
+    Value wt = stridedView(b, loc, packed, at + first * in, {in, rows}, {width, 1});
+    b.create<linalg::TransposeOp>(loc, w, wt, ArrayRef<int64_t>{1, 0});
   }
   b.create<func::ReturnOp>(loc);
 }
@@ -769,17 +774,22 @@ void checkLowering(const ir::Layer& l) {
     fail("tracks running statistics but has no running_mean, running_var or num_batches_tracked buffer");
 }
 
-Value rowMajorView(OpBuilder& b, Location loc, Value flat, int64_t offset, ArrayRef<int64_t> sizes) {
-  SmallVector<int64_t> strides(sizes.size(), 1);
-  for (std::size_t d = sizes.size() - 1; d > 0; --d) strides[d - 1] = strides[d] * sizes[d];
+Value stridedView(OpBuilder& b, Location loc, Value flat, int64_t offset, ArrayRef<int64_t> sizes,
+                  ArrayRef<int64_t> strides) {
   auto type = MemRefType::get(sizes, b.getF32Type(), StridedLayoutAttr::get(b.getContext(), offset, strides));
   return b.create<memref::ReinterpretCastOp>(loc, type, flat, offset, sizes, strides);
 }
 
+Value rowMajorView(OpBuilder& b, Location loc, Value flat, int64_t offset, ArrayRef<int64_t> sizes) {
+  SmallVector<int64_t> strides(sizes.size(), 1);
+  for (std::size_t d = sizes.size() - 1; d > 0; --d) strides[d - 1] = strides[d] * sizes[d];
+  return stridedView(b, loc, flat, offset, sizes, strides);
+}
+
 int64_t packedColumns(const ir::Layer& layer) {
-  if (layer.kind != "linear") return 0;
-  const int64_t out = layer.out.last();
-  return out - out % 16;
+  constexpr int64_t kDotOut = 4;  // up to this many outputs, dot products (the ET kernel's linear_dot_out)
+  if (layer.kind != "linear" || layer.out.last() <= kDotOut) return 0;
+  return (layer.out.last() + 15) / 16 * 16;
 }
 
 int64_t packedOffset(const ir::Network& net, std::size_t layer) {

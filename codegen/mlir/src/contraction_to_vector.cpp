@@ -1,18 +1,19 @@
 // Step 2b of the ladder (after one-shot bufferization): contractions to register-tiled vector code, with their
 // elementwise epilogue fused in.
 //
-// A Linear is y = x W^T with W in PyTorch's [Out, In] layout. Its first out - out % 16 columns read W^T from the
-// kernel's packed weights (build_network.cpp writes them when the parameters change): a tile of 6 rows x 4
-// vectors of 16 columns accumulates broadcast(x[i, k]) * W^T[k, j:j+16] over k, as the expression-template
-// kernel's micro-kernel does. The last out % 16 columns are dot products over W's rows, contiguous along K:
-// tiles of MB x NB outputs, each a vector of 16 partial sums along K (vector.fma) reduced at the end of K. The
-// elementwise linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise
-// fusion) is cloned onto the tile's rows as vector ops while the sums are in registers, and stores the layer's
-// output: the intermediate product never reaches memory. (A Linear without packed weights with a costly
-// epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the stored product, block of rows by block of
-// rows.) From K = 256 on, a broadcast tile's k loop is a function of its own, which the Linears of one shape
-// share (BroadcastLoop). The same pass runs LayerNorm's and RMSNorm's statistics row by row
-// (RowStatisticsToVector), and makes the packing's transposes 16 x 16 blocks through registers (TransposeToVector).
+// A Linear is y = x W^T with W in PyTorch's [Out, In] layout. One of more than 4 outputs reads W^T from the
+// kernel's packed weights (build_network.cpp writes them when the parameters change; zero past the outputs in
+// its last vector of 16 columns): a tile of 6 rows x 4 vectors of 16 columns accumulates broadcast(x[i, k]) *
+// W^T[k, j:j+16] over k, as the expression-template kernel's micro-kernel does. A Linear of at most 4 outputs
+// is dot products over W's rows, contiguous along K: tiles of MB x NB outputs, each a vector of 16 partial sums
+// along K (vector.fma) reduced at the end of K. The elementwise linalg.generic that consumes the product (bias,
+// activation, dropout, after linalg's elementwise fusion) is cloned onto the tile's rows as vector ops while the
+// sums are in registers, and stores the layer's output: the intermediate product never reaches memory. (A
+// Linear without packed weights with a costly epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the
+// stored product, block of rows by block of rows.) From K = 256 on, a broadcast tile's k loop is a function of
+// its own, which the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's and RMSNorm's
+// statistics row by row (RowStatisticsToVector), and makes the packing's transposes 16 x 16 blocks through
+// registers (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -135,9 +136,9 @@ void transpose16(OpBuilder& b, Location loc, SmallVector<Value>& rows) {
   }
 }
 
-// kiln_transpose(w, wt): wt[k, n] = w[n, k] for every n < wt's columns (a multiple of 16) and k < w's columns,
-// 16 x 16 blocks through registers (each block of w's rows read once along k), the last K % 16 rows of wt
-// element by element (the copy element by element took as long as a call of the 16-32-32-4 MLP at batch 32).
+// kiln_transpose(w, wt): wt[k, n] = w[n, k] for every n < wt's columns and k < w's columns, 16 x 16 blocks
+// through registers (each block of w's rows read once along k), the last K % 16 rows and columns % 16 columns of
+// wt element by element (the copy element by element took as long as a call of the 16-32-32-4 MLP at batch 32).
 // One function per module, internal and not inlined, so that its shuffles are compiled once however many
 // Linears it packs.
 func::FuncOp transposeFunction(OpBuilder& builder, Location loc, MemRefType matrix) {
@@ -155,6 +156,7 @@ func::FuncOp transposeFunction(OpBuilder& builder, Location loc, MemRefType matr
   auto index = [&](int64_t v) -> Value { return b.create<arith::ConstantIndexOp>(loc, v); };
   Value K = b.create<memref::DimOp>(loc, w, 1), nCols = b.create<memref::DimOp>(loc, wt, 1);
   Value kFull = b.create<arith::SubIOp>(loc, K, b.create<arith::RemUIOp>(loc, K, index(kLanes)));
+  Value nFull = b.create<arith::SubIOp>(loc, nCols, b.create<arith::RemUIOp>(loc, nCols, index(kLanes)));
   auto forEach = [&](Value begin, Value end, int64_t step, auto body) {
     auto loop = b.create<scf::ForOp>(loc, begin, end, index(step));
     OpBuilder::InsertionGuard guard(b);
@@ -163,7 +165,7 @@ func::FuncOp transposeFunction(OpBuilder& builder, Location loc, MemRefType matr
   };
   auto plus = [&](Value v, int64_t d) -> Value { return d == 0 ? v : b.create<arith::AddIOp>(loc, v, index(d)); };
   auto lanes = VectorType::get({kLanes}, b.getF32Type());
-  forEach(index(0), nCols, kLanes, [&](Value n) {
+  forEach(index(0), nFull, kLanes, [&](Value n) {
     forEach(index(0), kFull, kLanes, [&](Value k) {
       SmallVector<Value> rows;
       for (int64_t r = 0; r < kLanes; ++r) rows.push_back(b.create<vector::LoadOp>(loc, lanes, w, ValueRange{plus(n, r), k}));
@@ -171,11 +173,11 @@ func::FuncOp transposeFunction(OpBuilder& builder, Location loc, MemRefType matr
       for (int64_t r = 0; r < kLanes; ++r) b.create<vector::StoreOp>(loc, rows[r], wt, ValueRange{plus(k, r), n});
     });
   });
-  forEach(kFull, K, 1, [&](Value k) {
-    forEach(index(0), nCols, 1, [&](Value n) {
-      b.create<memref::StoreOp>(loc, b.create<memref::LoadOp>(loc, w, ValueRange{n, k}), wt, ValueRange{k, n});
-    });
-  });
+  auto copy = [&](Value k, Value n) {
+    b.create<memref::StoreOp>(loc, b.create<memref::LoadOp>(loc, w, ValueRange{n, k}), wt, ValueRange{k, n});
+  };
+  forEach(kFull, K, 1, [&](Value k) { forEach(index(0), nFull, 1, [&](Value n) { copy(k, n); }); });
+  forEach(index(0), K, 1, [&](Value k) { forEach(nFull, nCols, 1, [&](Value n) { copy(k, n); }); });
   b.create<func::ReturnOp>(loc);
   return fn;
 }
@@ -333,11 +335,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     if (!fuse) epilogue = nullptr;
 
     Location loc = mm.getLoc();
-    const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0), nVectorCols = N - N % kLanes;
-    // W^T of the first nVectorCols columns, packedAt floats into the kernel's packed weights.
+    const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);
+    // W^T, its columns rounded up to a multiple of 16 (lowering.hpp), packedAt floats into the kernel's packed
+    // weights.
     Value packedWT;
     int64_t packedAt = 0;
-    if (auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset); offset && nVectorCols > 0) {
+    if (auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset)) {
       packedWT = packedArgument(mm);
       packedAt = offset.getInt();
       if (!packedWT) return failure();
@@ -345,7 +348,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // The dot-product tiles would run the epilogue on vector<4> rows: for a costly one that takes longer than
     // the product (GELU after Linear(256, 512): twice the Linear's time). The tiles then write the product to
     // c, and the epilogue runs on 16-lane rows of it once a block of rows has all its columns (while they are
-    // in cache). Not with packed weights (16-lane rows but for the last out % 16 columns), nor with a short K.
+    // in cache). Not with packed weights (16-lane rows), nor with a short K.
     const bool lateEpilogue = epilogue && !packedWT && K > kShortK && isCostlyEpilogue(epilogue);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
@@ -415,10 +418,9 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       // once per vector (24 copies of Tanh's polynomial per Linear made the 13-layer network's compile 25% longer).
       if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm, broadcastVectors);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
-      const bool alternateBlocks = K * N >= kAlternateFloats && nVectorCols / (broadcastVectors * kLanes) >= 2;
+      const bool alternateBlocks = K * N >= kAlternateFloats && N / (broadcastVectors * kLanes) >= 2;
       const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = packedAt};
-      emit.broadcastColumns(M, nVectorCols, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
-      dotProducts(nVectorCols);
+      emit.broadcastColumns(M, N, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
     } else {
       dotProducts(0);
     }
@@ -532,18 +534,21 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       int64_t panelsAt = 0;
     };
 
-    // Columns [0, nCols) (a multiple of 16) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand:
-    // rows in blocks that stay in L2 while every column block passes (last to first on the calls where
-    // `reverse` is true), in tiles of 6 rows x broadcastVectors vectors of 16 columns. A block's last tile, if
+    // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (nCols a multiple of
+    // 16 for a matrix; packed panels are zero past nCols, and the lanes past it are not stored): rows in blocks
+    // that stay in L2 while every column block passes (last to first on the calls where `reverse` is true), in
+    // tiles of 6 rows x broadcastVectors vectors of 16 columns. A block's last tile, if
     // fewer than 6 rows are left, ends at the block's end: it computes again rows the tile before computed (the
     // same sums, stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass
     // over the weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add
     // to the code LLVM compiles). One row left over takes a one-row tile, two rows one one-row tile whose two sets of
     // accumulators take a row each: less than a 6-row pass.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
-      const int64_t width = broadcastVectors * kLanes, blocks = nCols / width, rest = (nCols % width) / kLanes;
+      const int64_t width = broadcastVectors * kLanes, blocks = nCols / width;
+      const int64_t rest = (nCols % width + kLanes - 1) / kLanes;  // vectors of a last, narrower panel
+      const int64_t lastLanes = nCols % kLanes == 0 ? kLanes : nCols % kLanes;  // the outputs of its last vector
       auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, Value pair = {}) {
-        auto rowLoop = [&](Value first, int64_t vectors) {
+        auto rowLoop = [&](Value first, int64_t vectors, int64_t lanes = kLanes) {
           Value step = pair ? rewriter.create<arith::SelectOp>(loc, pair, index(2), index(1)).getResult() : index(mb);
           auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, step);
           OpBuilder::InsertionGuard guard(rewriter);
@@ -554,7 +559,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
             i = rewriter.create<arith::MinUIOp>(loc, i, lastStart);
             last = rewriter.create<arith::SubIOp>(loc, rowEnd, index(1));
           }
-          broadcastTile(i, mb, first, vectors, bt, last, pair);
+          broadcastTile(i, mb, first, vectors, lanes, bt, last, pair);
         };
         if (blocks > 0) {
           auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
@@ -566,7 +571,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
                 loc, reverse, rewriter.create<arith::SubIOp>(loc, index((blocks - 1) * width), first), first);
           rowLoop(first, broadcastVectors);
         }
-        if (rest > 0) rowLoop(index(blocks * width), rest);
+        if (rest > 0) rowLoop(index(blocks * width), rest, lastLanes);
       };
       // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less.
       Value left = rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows));
@@ -591,8 +596,9 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // accumulators, for twice the independent FMA chains (as the expression-template kernel's one-row tile);
     // where `pair` (a one-row tile's only) is true at run time, the two sets take rows i and i + 1 over every k
     // instead: one pass over the weights for two rows, with no more code. `last`, if set: rows past it read and
-    // write row `last` instead.
-    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, const Weights& bt, Value last = {}, Value pair = {}) {
+    // write row `last` instead. The last vector stores its first lastLanes lanes.
+    void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, int64_t lastLanes, const Weights& bt,
+                       Value last = {}, Value pair = {}) {
       SmallVector<Value> rows, cols;
       for (int64_t r = 0; r < mb; ++r)
         rows.push_back(last && r > 0 ? rewriter.create<arith::MinUIOp>(loc, offset(i, r), last).getResult() : offset(i, r));
@@ -632,18 +638,27 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       } else {
         stores = acc;
       }
-      if (scratch) return storeThroughEpilogueLoop(stores, storeRows, j, vectors);
+      if (scratch) return storeThroughEpilogueLoop(stores, storeRows, j, vectors, lastLanes);
       for (size_t r = 0; r < storeRows.size(); ++r)
         for (int64_t v = 0; v < vectors; ++v) {
-          Value row = stores[r * vectors + v];
-          if (epilogue) row = applyEpilogue(row, storeRows[r], cols[v], kLanes);
+          const int64_t lanes = v + 1 == vectors ? lastLanes : kLanes;
+          Value row = firstLanes(stores[r * vectors + v], lanes);
+          if (epilogue) row = applyEpilogue(row, storeRows[r], cols[v], lanes);
           rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{storeRows[r], cols[v]});
         }
     }
 
+    // v's first `lanes` lanes (v itself for all 16).
+    Value firstLanes(Value v, int64_t lanes) {
+      if (lanes == kLanes) return v;
+      return rewriter.create<vector::ExtractStridedSliceOp>(loc, v, ArrayRef<int64_t>{0}, ArrayRef<int64_t>{lanes},
+                                                            ArrayRef<int64_t>{1});
+    }
+
     // The tile's sums (rows x vectors) into the scratch tile, then the epilogue on each of its vectors in a loop,
-    // stored to the output at `rows`, columns [j, j + 16 * vectors).
-    void storeThroughEpilogueLoop(ArrayRef<Value> acc, ArrayRef<Value> rows, Value j, int64_t vectors) {
+    // stored to the output at `rows`, columns [j, j + 16 * vectors), but for the last vector's lanes past lastLanes.
+    void storeThroughEpilogueLoop(ArrayRef<Value> acc, ArrayRef<Value> rows, Value j, int64_t vectors,
+                                  int64_t lastLanes) {
       const auto mb = static_cast<int64_t>(rows.size());
       for (int64_t r = 0; r < mb; ++r)
         for (int64_t v = 0; v < vectors; ++v)
@@ -653,12 +668,21 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       OpBuilder::InsertionGuard guard(rewriter);
       auto rowLoop = rewriter.create<scf::ForOp>(loc, index(0), index(mb), index(1));
       rewriter.setInsertionPointToStart(rowLoop.getBody());
-      auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(vectors * kLanes), index(kLanes));
-      rewriter.setInsertionPointToStart(cols.getBody());
-      Value r = rowLoop.getInductionVar(), c = cols.getInductionVar();
-      Value sums = rewriter.create<vector::LoadOp>(loc, lanes(), scratch, ValueRange{r, c});
-      Value row = rewriter.create<vector::ExtractElementOp>(loc, indices, r), col = rewriter.create<arith::AddIOp>(loc, j, c);
-      rewriter.create<vector::StoreOp>(loc, applyEpilogue(sums, row, col, kLanes), out, ValueRange{row, col});
+      Value r = rowLoop.getInductionVar(), row = rewriter.create<vector::ExtractElementOp>(loc, indices, r);
+      auto apply = [&](Value c, int64_t width) {
+        Value sums = rewriter.create<vector::LoadOp>(loc, VectorType::get({width}, rewriter.getF32Type()), scratch,
+                                                     ValueRange{r, c});
+        Value col = rewriter.create<arith::AddIOp>(loc, j, c);
+        rewriter.create<vector::StoreOp>(loc, applyEpilogue(sums, row, col, width), out, ValueRange{row, col});
+      };
+      const int64_t full = lastLanes == kLanes ? vectors : vectors - 1;
+      if (full > 0) {
+        auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(full * kLanes), index(kLanes));
+        OpBuilder::InsertionGuard inner(rewriter);
+        rewriter.setInsertionPointToStart(cols.getBody());
+        apply(cols.getInductionVar(), kLanes);
+      }
+      if (full < vectors) apply(index(full * kLanes), lastLanes);
     }
 
     // The sums of a whole tile's kLanes accumulators as one vector, lane l the sum of accs[l]: the stages of a
@@ -738,8 +762,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
 };
 
 // The packing's linalg.transposes (build_network.cpp): a [cols, K] block of W into its [K, cols] place in the
-// packed weights (cols a multiple of 16), a call of kiln_transpose; or panels of them, [panels, cols, K] into
-// [panels, K, cols], a loop of such calls.
+// packed weights, a call of kiln_transpose; or panels of them, [panels, cols, K] into [panels, K, cols], a loop
+// of such calls.
 struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -748,9 +772,7 @@ struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
     auto in = cast<MemRefType>(t.getInput().getType()), out = cast<MemRefType>(t.getInit().getType());
     const bool matrix = in.getRank() == 2 && t.getPermutation() == ArrayRef<int64_t>{1, 0};
     const bool panels = in.getRank() == 3 && t.getPermutation() == ArrayRef<int64_t>{0, 2, 1};
-    if (!(matrix || panels) || !in.getElementType().isF32() || !in.hasStaticShape() ||
-        in.getDimSize(in.getRank() - 2) % kLanes != 0)
-      return failure();
+    if (!(matrix || panels) || !in.getElementType().isF32() || !in.hasStaticShape()) return failure();
     auto unitInnerStride = [](MemRefType type) {
       SmallVector<int64_t> strides;
       int64_t offset;

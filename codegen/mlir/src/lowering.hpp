@@ -21,17 +21,21 @@ inline std::string entryName(const std::string& name, bool training) { return na
 inline std::string packName(const std::string& name) { return name + "_pack"; }
 inline std::string packImplName(const std::string& name) { return name + "_pack_impl"; }
 
-// The packed weights (compiler.hpp's packed_floats): a Linear with 16 outputs or more has W^T's first
-// out - out % 16 columns at packedOffset(net, its index) floats into the buffer, in panels of `panelColumns`
-// columns (the last one narrower), each [In, its columns] row-major, one after the other: a broadcast tile
-// reads one panel as one contiguous stream. Its last out % 16 outputs stay dot products over W's rows.
+// The packed weights (compiler.hpp's packed_floats): a Linear with more than 4 outputs has W^T, its columns
+// rounded up to a multiple of 16 (zero past out), at packedOffset(net, its index) floats into the buffer, in
+// panels of `panelColumns` columns (the last one narrower), each [In, its columns] row-major, one after the
+// other: a broadcast tile reads one panel as one contiguous stream, and stores the lanes of its last vector that
+// are outputs. A Linear of at most 4 outputs runs as dot products over W's rows instead, as the expression-template
+// kernel's (linear_dot_out): a vector of 16 columns would leave most of its lanes idle.
 // A panel is as wide as a broadcast tile: 64 columns (4 vectors of 16) for a target with AVX-512's 32 vector
 // registers, 16 for one with 16 (AVX2: a tile of 6 rows x 64 columns would need 48 of them; net_seed's kernel,
 // 784-256-10, compiled for haswell, on Zen 5 at batch 256: 94 GFLOP/s in tiles of 64 columns, 128-130 in 16).
 int64_t broadcastTileColumns(bool wideRegisterFile);
 int64_t packedColumns(const ir::Layer& layer);
 int64_t packedOffset(const ir::Network& net, std::size_t layer);
-// The row-major array of `sizes` at `offset` floats into the flat f32 memref `flat`.
+// The array of `sizes` at `offset` floats into the flat f32 memref `flat`, with the given strides, or row-major.
+::mlir::Value stridedView(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value flat, int64_t offset,
+                          ::llvm::ArrayRef<int64_t> sizes, ::llvm::ArrayRef<int64_t> strides);
 ::mlir::Value rowMajorView(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value flat, int64_t offset,
                            ::llvm::ArrayRef<int64_t> sizes);
 // The attribute that marks the function argument holding the packed weights, and the one that gives a
