@@ -271,9 +271,16 @@ struct BroadcastLoop {
     return SmallVector<Value>(b.create<func::CallOp>(loc, fn, args).getResults());
   }
 
+  // The function, at the end of the module, the tile functions in the order of their names (whichever Linear
+  // the greedy rewriter takes first, the module's text is the same).
   func::FuncOp outline(ModuleOp module, StringRef name, TypeRange argTypes) const {
     OpBuilder b(module.getBodyRegion());
     b.setInsertionPointToEnd(module.getBody());
+    for (func::FuncOp other : module.getOps<func::FuncOp>())
+      if (other.getSymName().starts_with("kiln_tile_") && other.getSymName() > name) {
+        b.setInsertionPoint(other);
+        break;
+      }
     const SmallVector<Type> results(sets * mb * vectors, lanes(b));
     auto fn = b.create<func::FuncOp>(loc, name, b.getFunctionType(argTypes, results));
     fn.setPrivate();
