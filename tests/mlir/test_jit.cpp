@@ -93,8 +93,8 @@ TEST_CASE("jit: a long Linear on 1023 to 1031 rows == the expression-template ke
 }
 
 // Packed weights (kiln_transpose: 16 x 16 blocks, then the last K % 16 rows one by one) for the broadcast tiles:
-// K = 20 (16 + 4) into 112 outputs (a panel of 64 columns and one of 48), K = 112 into 17 (one vector, one column
-// by dot products), K = 17 into 16 (an odd K for the one-row tiles' two accumulator sets). Batches: 1 (the one-row
+// K = 20 (16 + 4) into 112 outputs (a panel of 64 columns and one of 48), K = 112 into 17 (a vector of 16 and one
+// of a single output, zero past it), K = 17 into 16 (an odd K for the one-row tiles' two accumulator sets). Batches: 1 (the one-row
 // tile), 2 (the one-row tile on two rows, a set of accumulators each), 5 (one 6-row tile repeating the last row),
 // 6, 7 (a 6-row tile, then a row), 8 (a 6-row tile, then two rows in one tile), 40 (a last tile that overlaps the
 // one before).
@@ -108,6 +108,25 @@ TEST_CASE("jit: Linears on packed weights == the expression-template kernel", "[
     Tensor x({batch, 20});
     for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
     kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch), 2e-5, 4e-6);
+  }
+}
+
+// A K of 256 or more calls its tiles' shared k loop (BroadcastLoop), here into 21 outputs, whose last vector has 5
+// (zero-padded in the packed weights) and whose Tanh runs on the tile's sums from a scratch tile; 3 outputs are
+// dot products over W's rows. In eval and train mode (the other function), batches as above.
+TEST_CASE("jit: Linears of a long K into outputs not a multiple of 16 == the expression-template kernel", "[jit]") {
+  static constexpr nn::Sequential net{kiln::input<24>, nn::Linear<24, 300>{}, nn::ReLU{}, nn::Linear<300, 21>{},
+                                      nn::Tanh{},      nn::Linear<21, 3>{}};
+  for (const bool training : {false, true}) {
+    kiln::Model model{net, 10};
+    model.train(training);
+    auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("padded")));
+    for (const index_t batch : {1, 2, 5, 7, 8, 40}) {
+      Tensor x({batch, 24});
+      for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
+      kiln::testing::check_close(jit(x), model(x), "batch " + std::to_string(batch) + (training ? ", train" : ""),
+                                 2e-5, 4e-6);
+    }
   }
 }
 
