@@ -39,8 +39,6 @@ namespace {
 
 constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512 register)
 constexpr int64_t kTileRows = 4, kTileCols = 4;
-constexpr int64_t kL1Floats = 40 * 1024 / 4;  // the part of a 48 KiB L1 the weights and rows of a block may use
-constexpr int64_t kMaxTilesPerBlock = 8;
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
 constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs in the dot-product tiles
 constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: the target's (lowering.hpp)
@@ -378,46 +376,26 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       rewriter.setInsertionPointToStart(cols.getBody());
       emit.tile(rows.getInductionVar(), mb, rewriter.create<arith::AddIOp>(loc, first, cols.getInductionVar()), nb);
     };
-    // Columns [firstCol, N) for rows [rowBegin, rowEnd) in tiles of mb rows: blocks of columns whose weight rows
-    // (nb * K floats each tile) fit in L1 beside a tile of rows, so the weights are read from L1 for every
-    // row tile and the rows from L2 once per column block.
-    const int64_t tilesPerBlock = std::clamp<int64_t>(kL1Floats / (K == 0 ? 1 : K) / kTileCols - 1, 1, kMaxTilesPerBlock);
-    // Large weights in two column blocks or more (from column 0, the dot-product tiles' widest span): every other
-    // call takes the blocks last to first. With one block there is nothing to reverse, and no counter.
-    const bool alternate = !packedWT && K * N >= kAlternateFloats && nFull / kTileCols / tilesPerBlock >= 2;
-    const Value reverse = alternate ? alternateCalls(rewriter, loc) : Value{};
-    auto columns = [&](int64_t firstCol, Value rowBegin, Value rowEnd, int64_t mb) {
-      const int64_t tiles = (nFull - firstCol) / kTileCols, blocks = tiles / tilesPerBlock;
-      if (blocks > 0) {
-        const int64_t step = tilesPerBlock * kTileCols, end = firstCol + blocks * step;
-        auto loop = rewriter.create<scf::ForOp>(loc, index(firstCol), index(end), index(step));
-        OpBuilder::InsertionGuard guard(rewriter);
-        rewriter.setInsertionPointToStart(loop.getBody());
-        Value first = loop.getInductionVar();
-        if (reverse)  // the blocks last to first: firstCol + end - step - first
-          first = rewriter.create<arith::SelectOp>(
-              loc, reverse, rewriter.create<arith::SubIOp>(loc, index(firstCol + end - step), first), first);
-        columnBlock(first, tilesPerBlock, kTileCols, rowBegin, rowEnd, mb);
-      }
-      if (tiles % tilesPerBlock)
-        columnBlock(index(firstCol + blocks * tilesPerBlock * kTileCols), tiles % tilesPerBlock, kTileCols, rowBegin,
-                    rowEnd, mb);
+    // Columns [0, N) for rows [rowBegin, rowEnd) in tiles of mb rows: N is at most 4 (a Linear of more outputs
+    // reads packed weights), one tile of kTileCols columns or fewer tiles of one.
+    auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb) {
+      if (nFull > 0) columnBlock(index(0), nFull / kTileCols, kTileCols, rowBegin, rowEnd, mb);
       if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1, rowBegin, rowEnd, mb);
     };
-    // Dot products for columns [firstCol, N): rows in blocks that stay in L2 (kL2Floats) while every column
+    // Dot products for columns [0, N): rows in blocks that stay in L2 (kL2Floats) while every column
     // passes, in tiles of kTileRows; then the last rows one at a time.
     const int64_t blockRows = std::max<int64_t>(kTileRows, kL2Floats / (K == 0 ? 1 : K) / kTileRows * kTileRows);
-    auto dotProducts = [&](int64_t firstCol) {
+    auto dotProducts = [&]() {
       auto blocks = rewriter.create<scf::ForOp>(loc, zero, mFull, index(blockRows));
       {
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(blocks.getBody());
         Value end = rewriter.create<arith::MinUIOp>(
             loc, rewriter.create<arith::AddIOp>(loc, blocks.getInductionVar(), index(blockRows)), mFull);
-        columns(firstCol, blocks.getInductionVar(), end, kTileRows);
+        columns(blocks.getInductionVar(), end, kTileRows);
         if (lateEpilogue) late.epilogueRows(blocks.getInductionVar(), end, N);
       }
-      columns(firstCol, mFull, M, 1);
+      columns(mFull, M, 1);
       if (lateEpilogue) late.epilogueRows(mFull, M, N);
     };
     if (packedWT) {
@@ -429,7 +407,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = packedAt};
       emit.broadcastColumns(M, N, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
     } else {
-      dotProducts(0);
+      dotProducts();
     }
     if (epilogue) rewriter.eraseOp(epilogue);
     rewriter.eraseOp(mm);
