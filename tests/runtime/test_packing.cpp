@@ -1,7 +1,7 @@
 // The layouts the Linear kernels read, against their definitions: pack_linear_matrix through each of its paths
 // (in-register transposes, vector copies, the element loop for partial blocks, M itself for at most
-// linear_dot_out outputs), transpose_matrix, lane_sums, and the 16x16 (AVX-512) / 8x8 / 4x4 transpose_block
-// itself. Every value is distinct, so a misplaced one shows.
+// linear_dot_out outputs), transpose_matrix, lane_sums, the partial loads and stores, and the 16x16 (AVX-512) /
+// 8x8 / 4x4 transpose_block itself. Every value is distinct, so a misplaced one shows.
 #include "../support.hpp"
 
 #include <utility>
@@ -26,6 +26,21 @@ TEST_CASE("packing: transpose_block transposes a square block of vectors", "[pac
   et::transpose_block(v);
   for (int r = 0; r < n; ++r)
     for (int l = 0; l < n; ++l) REQUIRE(v[r][l] == static_cast<float>(l * 100 + r));
+}
+
+TEST_CASE("packing: load_first and store_first move the first n lanes and no others, for every n", "[packing]") {
+  constexpr int n = et::simd_width;
+  std::vector<float> src = distinct_values(n + 2);
+  et::vfloat v;
+  for (int l = 0; l < n; ++l) v[l] = static_cast<float>(-1 - l);
+  for (int count = 0; count <= n; ++count) {
+    const et::vfloat loaded = et::load_first(src.data() + 1, count);
+    for (int l = 0; l < n; ++l) REQUIRE(loaded[l] == (l < count ? src[static_cast<std::size_t>(1 + l)] : 0.0f));
+    std::vector<float> dst(n + 2, 7.0f);
+    et::store_first(dst.data() + 1, v, count);
+    REQUIRE(dst[0] == 7.0f);
+    for (int l = 0; l <= n; ++l) REQUIRE(dst[static_cast<std::size_t>(1 + l)] == (l < count ? v[l] : 7.0f));
+  }
 }
 
 TEST_CASE("packing: lane_sums<n> gives lane j the sum of vector j, for j < n, reading only the first n vectors",

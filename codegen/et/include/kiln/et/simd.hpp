@@ -55,8 +55,10 @@ inline float lane_sum(vfloat v) {
 }
 
 // Lanes [0, n) from / to p, 0 <= n <= simd_width (loaded lanes past n are zero), for the last, partial block of
-// a row: one masked move with AVX-512 or AVX, where a lane-by-lane copy cost a Linear(32, 4) as much as its FMAs
-// (and, with AVX2, LayerNorm<256>'s backward at batch 256 20x its time: its loops took every block this way).
+// a row: a masked move with AVX-512, a masked load with AVX, where a lane-by-lane copy cost a Linear(32, 4) as
+// much as its FMAs (and, with AVX2, LayerNorm<256>'s backward at batch 256 20x its time: its loops took every
+// block this way). AVX's masked store (vmaskmovps) is slow on AMD's Zen 3: stores of 4, 2 and 1 lanes instead
+// (tiny 16-32-32-4 at batch 1, whose Linear(32, 4) ends in one, 207 -> 190 ns a call on Zen 3).
 #if defined(__AVX__) && !defined(__AVX512F__)
 namespace detail {
 inline __m256i first_lanes(long n) {  // lane l all ones where l < n (vmaskmovps reads each lane's top bit)
@@ -80,7 +82,21 @@ inline void store_first(float* p, vfloat v, long n) {
 #if defined(__AVX512F__)
   _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), reinterpret_cast<__m512>(v));
 #elif defined(__AVX__)
-  _mm256_maskstore_ps(p, detail::first_lanes(n), reinterpret_cast<__m256>(v));
+  if (n == simd_width) return store(p, v);
+  __m128 part = _mm256_castps256_ps128(reinterpret_cast<__m256>(v));
+  if (n >= 4) {
+    _mm_storeu_ps(p, part);
+    part = _mm256_extractf128_ps(reinterpret_cast<__m256>(v), 1);
+    p += 4;
+    n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(p), part);
+    part = _mm_movehl_ps(part, part);
+    p += 2;
+    n -= 2;
+  }
+  if (n == 1) _mm_store_ss(p, part);
 #else
   for (long l = 0; l < n; ++l) p[l] = v[l];
 #endif
