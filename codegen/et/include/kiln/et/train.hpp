@@ -316,12 +316,12 @@ class TrainPass {
         float* dx = target(0);
         if constexpr (TwoInputEvaluator<Layer>) {
           float* dx2 = target(1);
-          Eval<Layer>::backward_two_inputs(layer, T::analysis.in[step.leaf], setup_.params[step.leaf], grads[step.leaf],
-                                           activation(tile, l, 0), activation(tile, l, 1), dy, dx, dx2, tile.rows,
-                                           tile.ctx);
+          Eval<Layer>::backward_two_inputs(layer, T::analysis.in[step.leaf], *setup_.params[step.leaf],
+                                           grads[step.leaf], activation(tile, l, 0), activation(tile, l, 1), dy, dx,
+                                           dx2, tile.rows, tile.ctx);
           settle(1, dx2);
         } else {
-          Eval<Layer>::backward(layer, T::analysis.in[step.leaf], setup_.params[step.leaf], grads[step.leaf],
+          Eval<Layer>::backward(layer, T::analysis.in[step.leaf], *setup_.params[step.leaf], grads[step.leaf],
                                 activation(tile, l, step.inputs[0]), activation(tile, l, v), dy, dx, tile.rows, tile.ctx);
         }
         settle(0, dx);
@@ -359,8 +359,9 @@ class TrainPass {
           const bool accumulate = g && written_[static_cast<std::size_t>(r)];
           if (accumulate) tw_.grad_sum.resize(n);
           float* dx = accumulate ? tw_.grad_sum.data() : g;
-          Eval<Layer>::backward_batch(std::get<step.leaf>(leaves_), T::analysis.in[step.leaf], setup_.params[step.leaf],
-                                      model_grads_[step.leaf], full_batch_value(fc_, setup_, ws_, u),
+          Eval<Layer>::backward_batch(std::get<step.leaf>(leaves_), T::analysis.in[step.leaf],
+                                      *setup_.params[step.leaf], model_grads_[step.leaf],
+                                      full_batch_value(fc_, setup_, ws_, u),
                                       tw_.grads[static_cast<std::size_t>(value_of_step(c))].data(), dx, fc_.batch,
                                       fc_.shard.batch_stats_sum);
           if (accumulate) join::pass_gradient(dx, g, true, static_cast<index_t>(n));
