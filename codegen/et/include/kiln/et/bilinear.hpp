@@ -62,11 +62,11 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
         }
       for (; o < out; ++o) {
         const float* tr = t + (r * out + o) * in2;
+        const index_t vectors_end = in2 / simd_width * simd_width;
         vfloat acc{};
-        index_t j = 0;
-        for (; j + simd_width <= in2; j += simd_width) acc += load(v + j) * load(tr + j);
+        for (index_t j = 0; j < vectors_end; j += simd_width) acc += load(v + j) * load(tr + j);
         float s = lane_sum(acc);
-        for (; j < in2; ++j) s += v[j] * tr[j];
+        for (index_t j = vectors_end; j < in2; ++j) s += v[j] * tr[j];
         y[(r0 + r) * out + o] = s + (bias ? bias[o] : 0.0f);
       }
     }
