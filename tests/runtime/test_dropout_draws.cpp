@@ -29,6 +29,12 @@ TEST_CASE("runtime: the vectorised dropout draws are the one-block draws, words 
           CHECK(words[4 * k + w] == rng.block(b0 + static_cast<std::uint64_t>(k))[static_cast<std::size_t>(w)]);
         }
     };
+    // A vector of blocks, the blocks whose rounds run side by side, and counts that leave the last set short.
+    constexpr int kVector = kiln::DropoutStream::kBlocksPerVector, kFast = kiln::DropoutStream::kBlocksSideBySide;
+    rng.blocks<kVector>(b0, words);
+    check(kVector);
+    rng.blocks<kFast>(b0, words);
+    check(kFast);
     rng.blocks<16>(b0, words);
     check(16);
     rng.blocks<32>(b0, words);
@@ -38,11 +44,14 @@ TEST_CASE("runtime: the vectorised dropout draws are the one-block draws, words 
 
 TEST_CASE("runtime: dropout_forward keeps element e iff its one-block draw is >= p, from any first element",
           "[runtime]") {
-  // The vectorised draws (128 and 64 elements a call) and the one-at-a-time head and tail against the definition.
+  // The vectorised draws (the blocks whose rounds run side by side, then a vector of blocks a call) and the
+  // one-at-a-time head and tail against the definition.
+  constexpr index_t fast = 4 * kiln::DropoutStream::kBlocksSideBySide;
+  constexpr index_t vector = 4 * kiln::DropoutStream::kBlocksPerVector;
   const kiln::DropoutStream rng(0xC0FFEEull, 2, 4);
   for (const float p : {0.1f, 0.5f, 0.9f})
     for (const std::uint64_t first : {std::uint64_t{0}, std::uint64_t{3}, (std::uint64_t{1} << 34) - 130})
-      for (const index_t count : {index_t{5}, index_t{64}, index_t{199}, index_t{128 + 64 + 7}}) {
+      for (const index_t count : {index_t{5}, index_t{64}, index_t{199}, 2 * fast + vector + 7}) {
         std::vector<float> x(static_cast<std::size_t>(count), 1.5f), y(x.size());
         kiln::et::dropout_forward(x.data(), y.data(), count, first, p, rng);
         for (index_t i = 0; i < count; ++i) {

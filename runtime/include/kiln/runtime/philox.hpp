@@ -3,6 +3,7 @@
 // mask or an initialisation exactly. Known answer: counter 0, key 0 -> 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -56,15 +57,45 @@ struct DropoutStream {
     return Philox4x32::generate({static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), stream, step},
                                 key);
   }
+  // The blocks in a vector of 64-bit lanes, the widest the target has (two where it has no vectors: the compiler
+  // splits them).
+#if defined(__AVX512F__)
+  static constexpr int kBlocksPerVector = 8;
+#elif defined(__AVX2__)
+  static constexpr int kBlocksPerVector = 4;
+#else
+  static constexpr int kBlocksPerVector = 2;
+#endif
+  // The blocks whose rounds run side by side in the vector registers: groups of 4 vectors of state, beside the two
+  // keys and the products in flight (16 registers but with AVX-512's 32). blocks<kBlocksSideBySide> draws fastest.
+  // One group's rounds are a chain of dependent multiplies (dropout_forward: 0.70 ns per element a group after the
+  // other, 0.44 four groups side by side; Intel Xeon, model 167); more groups than the registers hold spill (AVX2
+  // on AMD EPYC Zen 3: 8 groups side by side 0.84 ns per element, sets of 4 0.76, of 3 0.64, of 2 0.70).
+#if defined(__AVX512F__)
+  static constexpr int kBlocksSideBySide = 4 * kBlocksPerVector;
+#else
+  static constexpr int kBlocksSideBySide = 3 * kBlocksPerVector;
+#endif
+
   // The words of blocks b0 .. b0 + kBlocks - 1, element-major: words[4 * k + w] is word w of block b0 + k.
   // The same rounds as generate(), on native vectors of blocks: each 32-bit word in a 64-bit lane, so that the
-  // 32 x 32 -> 64-bit products are lane-wise multiplies (GCC and clang vector extensions). The groups of blocks
-  // take each round side by side, as one group's rounds are a chain of dependent multiplies (dropout_forward:
-  // 0.70 ns per element a group after the other, 0.44 four groups side by side; Intel Xeon, model 167).
+  // 32 x 32 -> 64-bit products are lane-wise multiplies (GCC and clang vector extensions); kBlocksSideBySide
+  // blocks at a time.
   template <int kBlocks>
   void blocks(std::uint64_t b0, std::uint32_t* words) const {
-    static_assert(kBlocks % 8 == 0, "DropoutStream::blocks: a multiple of 8 blocks");
-    constexpr int kGroups = kBlocks / kLanes;
+    static_assert(kBlocks % kBlocksPerVector == 0, "DropoutStream::blocks: a multiple of kBlocksPerVector blocks");
+    constexpr int kGroups = kBlocks / kLanes, kSets = (kGroups + kSideBySide - 1) / kSideBySide;
+    [&]<int... kSet>(std::integer_sequence<int, kSet...>) {
+      (side_by_side<std::min(kSideBySide, kGroups - kSideBySide * kSet)>(
+           b0 + static_cast<std::uint64_t>(kSideBySide * kLanes * kSet), words + 4 * kSideBySide * kLanes * kSet),
+       ...);
+    }(std::make_integer_sequence<int, kSets>{});
+  }
+
+ private:
+  // The words of kGroups groups of kLanes blocks from b0 (kGroups <= kSideBySide), their rounds side by side.
+  template <int kGroups>
+  void side_by_side(std::uint64_t b0, std::uint32_t* words) const {
     constexpr std::uint64_t low = 0xFFFFFFFFu;
     u64v c0[kGroups], c1[kGroups], c2[kGroups], c3[kGroups];
     for (int h = 0; h < kGroups; ++h) {
@@ -91,13 +122,11 @@ struct DropoutStream {
       }
     }
     for (int h = 0; h < kGroups; ++h) {
-      // Element-major by two interleaves: the words (w0, w1) and (w2, w3) of each block side by side, then those
-      // pairs as 64-bit lanes, giving each block's w0 w1 w2 w3 in turn (not 4 * kLanes lane extractions).
-      const u32v w0 = __builtin_convertvector(c0[h], u32v), w1 = __builtin_convertvector(c1[h], u32v),
-                 w2 = __builtin_convertvector(c2[h], u32v), w3 = __builtin_convertvector(c3[h], u32v);
-      const auto w01 = interleave(w0, w1, std::make_index_sequence<2 * kLanes>{});
-      const auto w23 = interleave(w2, w3, std::make_index_sequence<2 * kLanes>{});
-      const u64v pairs01 = reinterpret_cast<u64v>(w01), pairs23 = reinterpret_cast<u64v>(w23);
+      // Element-major in two steps: the words (w0, w1) and (w2, w3) of each block as the low and high halves of a
+      // 64-bit lane (one blend of the low halves each), then those pairs interleaved, giving each block's w0 w1 w2
+      // w3 in turn. (Narrowing the lanes to 32 bits first cost more shuffles than the rounds cost multiplies.)
+      const u64v pairs01 = low_halves_paired(c0[h], c1[h], std::make_index_sequence<2 * kLanes>{});
+      const u64v pairs23 = low_halves_paired(c2[h], c3[h], std::make_index_sequence<2 * kLanes>{});
       const u64v first = interleave(pairs01, pairs23, std::make_index_sequence<kLanes>{});
       const u64v second = interleave(pairs01, pairs23, offset<kLanes / 2>(std::make_index_sequence<kLanes>{}));
       __builtin_memcpy(words + 4 * kLanes * h, &first, sizeof first);
@@ -105,25 +134,24 @@ struct DropoutStream {
     }
   }
 
- private:
-  // The widest vector of 64-bit lanes the target has (two lanes where it has no vectors: the compiler splits them).
-#if defined(__AVX512F__)
-  static constexpr int kLanes = 8;
-#elif defined(__AVX2__)
-  static constexpr int kLanes = 4;
-#else
-  static constexpr int kLanes = 2;
-#endif
+  static constexpr int kLanes = kBlocksPerVector;  // of u64v
+  static constexpr int kSideBySide = kBlocksSideBySide / kBlocksPerVector;
   using u64v = std::uint64_t __attribute__((vector_size(8 * kLanes)));
-  using u32v = std::uint32_t __attribute__((vector_size(4 * kLanes)));
+  using u32x2v = std::uint32_t __attribute__((vector_size(8 * kLanes)));  // u64v's halves
 
   template <std::size_t... I>
   static u64v lane_numbers(std::index_sequence<I...>) {
     return u64v{I...};
   }
+  // Lane i: the low half of a's lane i, then the low half of b's lane i (as 32-bit words, little-endian).
+  template <std::size_t... I>
+  static u64v low_halves_paired(u64v a, u64v b, std::index_sequence<I...>) {
+    return reinterpret_cast<u64v>(__builtin_shufflevector(reinterpret_cast<u32x2v>(a), reinterpret_cast<u32x2v>(b),
+                                                          (I % 2 == 0 ? I : 2 * kLanes + I - 1)...));
+  }
   // Lanes I of a and b interleaved (a[0] b[0] a[1] b[1] ...): lane 2i is a[i], lane 2i + 1 is b[i].
   template <class V, std::size_t... I>
-  static auto interleave(V a, V b, std::index_sequence<I...>) {
+  static V interleave(V a, V b, std::index_sequence<I...>) {
     constexpr std::size_t n = sizeof a / sizeof a[0];
     return __builtin_shufflevector(a, b, (I % 2 == 0 ? I / 2 : n + I / 2)...);
   }
