@@ -69,6 +69,7 @@ struct TrainWorkspace {
   std::array<std::vector<float>, first_step_value + network_traits<Net>::step_count> grads;  // full-batch dL/d(value)
   std::vector<float> grad_sum;                      // a batch-statistics BatchNorm's dL/dx, before it is added
   std::vector<std::vector<float>> partials;         // per worker but the first: every parameter's gradient
+  bool partials_zero = false;  // the last pass added the partials up and left them zero (zeroing them as it read)
 };
 
 namespace detail {
@@ -96,6 +97,8 @@ class TrainPass {
         setup_(setup_call(fc_, leaf_values(fc_.net), ws)), flow_(*setup_.flow), tiling_(P::tiling(fc_.net, fc_.batch)),
         needs_(values_needing_grad(fc_.net, call.dx != nullptr, call.dx2 != nullptr)) {
     bind_gradients();
+    zero_partials_ = !tw_.partials_zero;  // until this pass has added them up (a pass that throws leaves them dirty)
+    tw_.partials_zero = false;
     losses_.assign(static_cast<std::size_t>(tiling_.slots()), 0.0);
     for (std::size_t k = 0; k < S; ++k) {
       const int v = value_of_step(k);
@@ -241,7 +244,7 @@ class TrainPass {
       // Worker w's gradient buffer is zeroed by the thread that runs its first tile, t == w of the first segment
       // walked back (the caller zeroing every worker's before the pass was a serial 2 MB memset per step on two
       // threads, the Fashion-MNIST network at batch 64).
-      if (s + 1 == flow_.segments && t == w && w > 0) {
+      if (s + 1 == flow_.segments && t == w && w > 0 && zero_partials_) {
         std::vector<float>& partial = tw_.partials[static_cast<std::size_t>(w - 1)];
         std::fill(partial.begin(), partial.end(), 0.0f);
       }
@@ -377,6 +380,7 @@ class TrainPass {
 
   // The other workers' gradients into the model's, which hold worker 0's: worker 1's, then worker 2's, ... for
   // every element, so the sum does not depend on timing; in chunks spread over the threads (parallel_for_chunks).
+  // Each partial is zeroed as it is read, for the next pass: its worker's memset had been on its own path alone.
   void add_worker_gradients() {
     if (tw_.partials.empty()) return;
     std::vector<float*> targets;
@@ -391,11 +395,15 @@ class TrainPass {
       }
     parallel_for_chunks(sizes, [&](std::size_t k, index_t begin, index_t end) {
       float* target = targets[k];
-      for (const std::vector<float>& partial_buffer : tw_.partials) {
-        const float* partial = partial_buffer.data() + offsets[k];
-        for (index_t i = begin; i < end; ++i) target[i] += partial[i];
+      for (std::vector<float>& partial_buffer : tw_.partials) {
+        float* partial = partial_buffer.data() + offsets[k];
+        for (index_t i = begin; i < end; ++i) {
+          target[i] += partial[i];
+          partial[i] = 0.0f;
+        }
       }
     });
+    tw_.partials_zero = true;
   }
 
   const TrainCall<Net>& call_;
@@ -412,6 +420,7 @@ class TrainPass {
   std::vector<std::array<LayerGrads, L>> worker_grads_;
   std::array<LayerGrads, L> model_grads_{};
   std::vector<double> losses_;  // per worker
+  bool zero_partials_ = true;   // the workers zero their partials before their first tile
 };
 }  // namespace detail
 
