@@ -44,8 +44,8 @@ TEST_CASE("runtime: the vectorised dropout draws are the one-block draws, words 
 
 TEST_CASE("runtime: dropout_forward keeps element e iff its one-block draw is >= p, from any first element",
           "[runtime]") {
-  // The vectorised draws (the blocks whose rounds run side by side, then a vector of blocks a call) and the
-  // one-at-a-time head and tail against the definition.
+  // The vectorised draws (the blocks whose rounds run side by side, then a vector of blocks a call) and the head
+  // and tail drawn a block at a time, against the definition.
   constexpr index_t fast = 4 * kiln::DropoutStream::kBlocksSideBySide;
   constexpr index_t vector = 4 * kiln::DropoutStream::kBlocksPerVector;
   const kiln::DropoutStream rng(0xC0FFEEull, 2, 4);

@@ -147,8 +147,9 @@ class TrainPass {
 
   // Per worker, where it adds its tiles' parameter gradients (each worker owns a fixed set of tiles); and the
   // model's. Worker 0 adds to the model's gradients directly, as the kernels add to whatever buffer they are given;
-  // each other worker to a buffer of its own, zeroed before and added to the model's after the pass. (A buffer for
-  // worker 0 too was a 0.8 MB memset and 2.4 MB of adds per step for the Fashion-MNIST network at batch 64.)
+  // each other worker to a buffer of its own, zero at the start of the pass and added to the model's (and zeroed)
+  // after it. (A buffer for worker 0 too was a 0.8 MB memset and 2.4 MB of adds per step for the Fashion-MNIST
+  // network at batch 64.)
   void bind_gradients() {
     for (Parameter& p : call_.state)
       if (p.grad.defined()) grad_of(model_grads_[p.entry.leaf], p.role()) = p.grad.data();
@@ -160,7 +161,7 @@ class TrainPass {
     tw_.partials.resize(workers > 1 ? workers - 1 : 0);  // worker w's is partials[w - 1]
     for (std::size_t w = 1; w < workers; ++w) {
       std::vector<float>& partial = tw_.partials[w - 1];
-      partial.resize(static_cast<std::size_t>(total));  // zeroed by its worker (backward_segment)
+      partial.resize(static_cast<std::size_t>(total));  // new elements are zero
       index_t offset = 0;
       for (const Parameter& p : call_.state)
         if (p.grad.defined()) {
@@ -241,9 +242,9 @@ class TrainPass {
     const std::size_t scratch_floats = l.activation_floats + static_cast<std::size_t>(l.grad_slots + 1) * slot_floats;
     std::array<bool, V> written_after{};
     tiling_.run_tiles([&](index_t w, index_t t) {
-      // Worker w's gradient buffer is zeroed by the thread that runs its first tile, t == w of the first segment
-      // walked back (the caller zeroing every worker's before the pass was a serial 2 MB memset per step on two
-      // threads, the Fashion-MNIST network at batch 64).
+      // Unless the last pass left them zero, worker w's buffer is zeroed by the thread that runs its first tile,
+      // t == w of the first segment walked back (the caller zeroing every worker's before the pass was a serial
+      // 2 MB memset per step on two threads, the Fashion-MNIST network at batch 64).
       if (s + 1 == flow_.segments && t == w && w > 0 && zero_partials_) {
         std::vector<float>& partial = tw_.partials[static_cast<std::size_t>(w - 1)];
         std::fill(partial.begin(), partial.end(), 0.0f);
