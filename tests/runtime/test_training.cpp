@@ -218,11 +218,14 @@ TEST_CASE("training: gradients accumulate until zeroed, runs are bit-reproducibl
     return model.gradients();
   };
   const auto once = grads_with(1, 1), twice = grads_with(1, 2), threaded = grads_with(2, 1), again = grads_with(2, 1);
+  // Two calls on 2 threads: the second worker's buffer must start the second call at zero again.
+  const auto twice_threaded = grads_with(2, 2);
   kiln::set_num_threads(1);
   for (const auto& [k, t] : once) {
     Tensor doubled = t.clone();
     for (float& v : doubled.values()) v *= 2;
     check_close(twice.at(k), doubled, k + " accumulated twice");
+    check_close(twice_threaded.at(k), doubled, k + " accumulated twice on 2 threads");
     check_close(threaded.at(k), t, k + " on 2 threads");  // other tiles, other summation order
     INFO(k);
     CHECK(std::memcmp(threaded.at(k).data(), again.at(k).data(), t.nbytes()) == 0);
