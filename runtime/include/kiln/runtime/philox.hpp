@@ -57,25 +57,22 @@ struct DropoutStream {
     return Philox4x32::generate({static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32), stream, step},
                                 key);
   }
-  // The blocks in a vector of 64-bit lanes, the widest the target has (two where it has no vectors: the compiler
-  // splits them).
+  // kBlocksPerVector: the blocks in a vector of 64-bit lanes, the widest the target has (two where it has no
+  // vectors: the compiler splits them). kGroupsSideBySide: the groups of a vector of blocks whose rounds run side by
+  // side, as many as the vector registers hold with 4 vectors of state each, beside the two keys and the products in
+  // flight (16 registers but with AVX-512's 32). One group's rounds are a chain of dependent multiplies
+  // (dropout_forward: 0.70 ns per element a group after the other, 0.44 four groups side by side; Intel Xeon, model
+  // 167); more groups than the registers hold spill (AVX2 on AMD EPYC Zen 3: 8 groups side by side 0.84 ns per
+  // element, sets of 4 0.76, of 3 0.64, of 2 0.70).
 #if defined(__AVX512F__)
-  static constexpr int kBlocksPerVector = 8;
+  static constexpr int kBlocksPerVector = 8, kGroupsSideBySide = 4;
 #elif defined(__AVX2__)
-  static constexpr int kBlocksPerVector = 4;
+  static constexpr int kBlocksPerVector = 4, kGroupsSideBySide = 3;
 #else
-  static constexpr int kBlocksPerVector = 2;
+  static constexpr int kBlocksPerVector = 2, kGroupsSideBySide = 3;
 #endif
-  // The blocks whose rounds run side by side in the vector registers: groups of 4 vectors of state, beside the two
-  // keys and the products in flight (16 registers but with AVX-512's 32). blocks<kBlocksSideBySide> draws fastest.
-  // One group's rounds are a chain of dependent multiplies (dropout_forward: 0.70 ns per element a group after the
-  // other, 0.44 four groups side by side; Intel Xeon, model 167); more groups than the registers hold spill (AVX2
-  // on AMD EPYC Zen 3: 8 groups side by side 0.84 ns per element, sets of 4 0.76, of 3 0.64, of 2 0.70).
-#if defined(__AVX512F__)
-  static constexpr int kBlocksSideBySide = 4 * kBlocksPerVector;
-#else
-  static constexpr int kBlocksSideBySide = 3 * kBlocksPerVector;
-#endif
+  // blocks<kBlocksSideBySide> draws fastest.
+  static constexpr int kBlocksSideBySide = kGroupsSideBySide * kBlocksPerVector;
 
   // The words of blocks b0 .. b0 + kBlocks - 1, element-major: words[4 * k + w] is word w of block b0 + k.
   // The same rounds as generate(), on native vectors of blocks: each 32-bit word in a 64-bit lane, so that the
@@ -84,16 +81,16 @@ struct DropoutStream {
   template <int kBlocks>
   void blocks(std::uint64_t b0, std::uint32_t* words) const {
     static_assert(kBlocks % kBlocksPerVector == 0, "DropoutStream::blocks: a multiple of kBlocksPerVector blocks");
-    constexpr int kGroups = kBlocks / kLanes, kSets = (kGroups + kSideBySide - 1) / kSideBySide;
+    constexpr int kGroups = kBlocks / kLanes, kSets = (kGroups + kGroupsSideBySide - 1) / kGroupsSideBySide;
     [&]<int... kSet>(std::integer_sequence<int, kSet...>) {
-      (side_by_side<std::min(kSideBySide, kGroups - kSideBySide * kSet)>(
-           b0 + static_cast<std::uint64_t>(kSideBySide * kLanes * kSet), words + 4 * kSideBySide * kLanes * kSet),
+      (side_by_side<std::min(kGroupsSideBySide, kGroups - kGroupsSideBySide * kSet)>(
+           b0 + static_cast<std::uint64_t>(kBlocksSideBySide * kSet), words + 4 * kBlocksSideBySide * kSet),
        ...);
     }(std::make_integer_sequence<int, kSets>{});
   }
 
  private:
-  // The words of kGroups groups of kLanes blocks from b0 (kGroups <= kSideBySide), their rounds side by side.
+  // The words of kGroups groups of kLanes blocks from b0 (kGroups <= kGroupsSideBySide), their rounds side by side.
   template <int kGroups>
   void side_by_side(std::uint64_t b0, std::uint32_t* words) const {
     constexpr std::uint64_t low = 0xFFFFFFFFu;
@@ -135,7 +132,6 @@ struct DropoutStream {
   }
 
   static constexpr int kLanes = kBlocksPerVector;  // of u64v
-  static constexpr int kSideBySide = kBlocksSideBySide / kBlocksPerVector;
   using u64v = std::uint64_t __attribute__((vector_size(8 * kLanes)));
   using u32x2v = std::uint32_t __attribute__((vector_size(8 * kLanes)));  // u64v's halves
 

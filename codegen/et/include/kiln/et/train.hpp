@@ -154,7 +154,7 @@ class TrainPass {
     for (Parameter& p : call_.state)
       if (p.grad.defined()) grad_of(model_grads_[p.entry.leaf], p.role()) = p.grad.data();
     const auto workers = static_cast<std::size_t>(tiling_.slots());
-    worker_grads_.assign(std::max<std::size_t>(workers, 1), model_grads_);
+    worker_grads_.assign(workers, model_grads_);
     index_t total = 0;
     for (const Parameter& p : call_.state)
       if (p.grad.defined()) total += p.grad.numel();  // a buffer has no gradient (an undefined Tensor counts 1)
