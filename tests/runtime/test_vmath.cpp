@@ -187,6 +187,29 @@ TEST_CASE("vmath: NaN gives NaN, and infinities, zeros and domain edges as the s
   }
 }
 
+// vmin and vmax are a < b ? a : b and a > b ? a : b lane by lane (x86's minps and maxps): a NaN on either side,
+// or two zeros, give b. ReLU is max(0, x) on them, so a NaN stays NaN and -0 stays -0, as torch.relu gives them.
+TEST_CASE("vmath: vmin and vmax give b for a NaN or two zeros, and ReLU keeps NaN and -0", "[vmath][activations]") {
+  const std::vector<float> values{qnan, -qnan, 0.0f, -0.0f, 1.0f, -1.0f, inf, -inf, 1e-45f};
+  for (const float a : values)
+    for (const float b : values) {
+      INFO("a = " << a << ", b = " << b);
+      const et::vfloat va = et::broadcast(a), vb = et::broadcast(b);
+      CHECK(same_bits(et::vmax(va, vb)[et::simd_width - 1], a > b ? a : b));
+      CHECK(same_bits(et::vmin(va, vb)[et::simd_width - 1], a < b ? a : b));
+      const et::vpack<2> pa(a), pb(b);
+      CHECK(same_bits(et::vmax(pa, pb).v[1][0], a > b ? a : b));
+      CHECK(same_bits(et::vmin(pa, pb).v[1][0], a < b ? a : b));
+    }
+  const auto relu = [](auto x) { return et::ActivationOp<kiln::nn::ReLU>{}(x); };
+  CHECK(same_bits(at(relu, -0.0f), -0.0f));
+  CHECK(same_bits(at(relu, 0.0f), 0.0f));
+  CHECK(same_bits(at(relu, -1.0f), 0.0f));
+  CHECK(same_bits(at(relu, 2.5f), 2.5f));
+  CHECK(std::isnan(at(relu, qnan)));
+  CHECK(std::isnan(at(relu, -qnan)));
+}
+
 // A pack of four vectors (vpack, the maps' way of running four chains side by side) gives every lane the bits that
 // its vector alone gets: a value's result does not depend on whether it fell in a pack or in a row's last vectors.
 // A NaN is a NaN: which operand's NaN a product passes on (its sign) follows an operand order the compiler may swap.

@@ -35,8 +35,8 @@ inline VecMask operator>(Vec a, Vec b) { return {a.v > b.v}; }
 inline VecMask operator<=(Vec a, Vec b) { return {a.v <= b.v}; }
 inline VecMask operator>=(Vec a, Vec b) { return {a.v >= b.v}; }
 inline Vec select(VecMask c, Vec a, Vec b) { return c.m ? a.v : b.v; }
-inline Vec min(Vec a, Vec b) { return a.v < b.v ? a.v : b.v; }
-inline Vec max(Vec a, Vec b) { return a.v > b.v ? a.v : b.v; }
+inline Vec min(Vec a, Vec b) { return vmin(a.v, b.v); }
+inline Vec max(Vec a, Vec b) { return vmax(a.v, b.v); }
 inline Vec exp(Vec a) { return vexp(a.v); }
 inline Vec expm1(Vec a) { return vexpm1(a.v); }
 inline Vec log1p(Vec a) { return vlog1p(a.v); }

@@ -6,7 +6,7 @@
 #include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>  // the few operations vector extensions lack: sqrt (g++), masked loads and stores
+#include <immintrin.h>  // the few operations vector extensions lack: sqrt (g++), masked loads and stores, min/max
 #endif
 
 namespace kiln::et {
@@ -99,6 +99,32 @@ inline void store_first(float* p, vfloat v, long n) {
   if (n == 1) _mm_store_ss(p, part);
 #else
   for (long l = 0; l < n; ++l) p[l] = v[l];
+#endif
+}
+
+// a > b ? a : b and a < b ? a : b lane by lane (so a NaN, or two zeros, give b), one instruction each: x86's maxps
+// and minps are defined so. g++ compiles the conditional itself to a compare and a mask, two instructions on the
+// ports the FMAs use (ReLU in the Linear tiles' stores: max(0, x)).
+inline vfloat vmax(vfloat a, vfloat b) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(_mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif defined(__AVX__)
+  return reinterpret_cast<vfloat>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#elif defined(__SSE__)
+  return reinterpret_cast<vfloat>(_mm_max_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b)));
+#else
+  return a > b ? a : b;
+#endif
+}
+inline vfloat vmin(vfloat a, vfloat b) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vfloat>(_mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif defined(__AVX__)
+  return reinterpret_cast<vfloat>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#elif defined(__SSE__)
+  return reinterpret_cast<vfloat>(_mm_min_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b)));
+#else
+  return a < b ? a : b;
 #endif
 }
 

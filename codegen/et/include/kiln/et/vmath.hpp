@@ -113,6 +113,11 @@ inline vpack<K> each(vpack<K> x, F f) {
   for (int k = 0; k < K; ++k) x.v[k] = f(x.v[k]);
   return x;
 }
+template <int K, class F>
+inline vpack<K> each(vpack<K> x, const vpack<K>& y, F f) {
+  for (int k = 0; k < K; ++k) x.v[k] = f(x.v[k], y.v[k]);
+  return x;
+}
 
 // x rounded towards zero to an integer (for |x| < 2^31).
 inline vfloat truncate(vfloat x) { return __builtin_convertvector(__builtin_convertvector(x, vint), vfloat); }
@@ -120,10 +125,15 @@ template <int K>
 inline vpack<K> truncate(vpack<K> x) { return each(x, [](vfloat v) { return truncate(v); }); }
 }  // namespace detail
 
-template <class V>
-inline V vmin(V a, V b) { return vselect(a < b, a, b); }
-template <class V>
-inline V vmax(V a, V b) { return vselect(a > b, a, b); }
+// simd.hpp's vmin and vmax, vector by vector.
+template <int K>
+inline vpack<K> vmin(const vpack<K>& a, const vpack<K>& b) {
+  return detail::each(a, b, [](vfloat x, vfloat y) { return vmin(x, y); });
+}
+template <int K>
+inline vpack<K> vmax(const vpack<K>& a, const vpack<K>& b) {
+  return detail::each(a, b, [](vfloat x, vfloat y) { return vmax(x, y); });
+}
 template <class V>
 inline V vabs(V a) { return vselect(a < 0.0f, -a, a); }
 

@@ -65,15 +65,15 @@ constexpr Act activation_from_attributes(const Attributes& a) {
   return act;
 }
 
-// max(0, x); a NaN stays NaN. The backward passes dy where y <= 0 is false, as PyTorch's threshold_backward
-// (so also at a NaN).
+// max(0, x), where max(a, b) is a > b ? a : b in every backend: a NaN stays NaN and -0 stays -0, as in PyTorch.
+// The backward passes dy where y <= 0 is false, as PyTorch's threshold_backward (so also at a NaN).
 struct ReLU {
   static constexpr std::string_view kind = "relu";
   KILN_ACTIVATION(1)
   static constexpr Text name() { return "ReLU"; }
   std::string repr() const { return "ReLU()"; }
   template <class V>
-  V forward(V x) const { return select(x < 0.0f, V(0.0f), x); }
+  V forward(V x) const { return max(V(0.0f), x); }
   template <class V>
   V backward(V x, V, V dy) const { return select(x <= 0.0f, V(0.0f), dy); }
 };
