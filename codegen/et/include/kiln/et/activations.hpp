@@ -68,13 +68,16 @@ template <int K>
 inline vpack<K> sigmoid(const vpack<K>& a) { return vsigmoid(a); }
 
 // An activation as a function of one vector, or of a pack of `pack` vectors evaluated side by side (for
-// map_vectors, and the Linear tiles' epilogue): four (vmath.hpp's vpack says what it gains; two gained nothing).
+// map_vectors, and the Linear tiles' epilogue): four (vmath.hpp's vpack says what it gains; two gained nothing)
+// where its math is a chain (exp, erf, a polynomial); none (1) for ReLU and LeakyReLU, a compare and a select, where
+// a pack only takes the vectors through memory (linear.hpp's micro-kernel then runs them vector by vector).
 template <nn::ActivationLayer Layer>
 struct ActivationOp {
-  static constexpr int pack = 4;
+  static constexpr int pack = Layer::flops_per_element > 2 ? 4 : 1;
   Layer layer{};
   vfloat operator()(vfloat x) const { return layer.forward(Vec{x}).v; }
-  vpack<pack> operator()(vpack<pack> x) const { return layer.forward(x); }
+  template <int K>
+  vpack<K> operator()(vpack<K> x) const { return layer.forward(x); }
 };
 
 // dx[i] = layer.backward(x[i], y[i], dy[i]) for i < n; the tail through zero-padded vectors.

@@ -359,7 +359,7 @@ inline constexpr bool packs_enabled = false;
 // A function of a vector that also takes a pack of F::pack vectors (ActivationOp): the maps below give it
 // packs, whose chains run side by side.
 template <class F>
-concept PackFunction = packs_enabled && requires(const F& f, vpack<F::pack> p) {
+concept PackFunction = packs_enabled && F::pack > 1 && requires(const F& f, vpack<F::pack> p) {
   { f(p) } -> std::same_as<vpack<F::pack>>;
 };
 

@@ -36,10 +36,11 @@ struct Field {
 // under -Wextra, about every designated initialiser that omits it, as in nn::LeakyReLU{.negative_slope = 0.2f}.)
 #define KILN_ACTIVATION(flops_each, ...)                                                                        \
   static constexpr bool is_activation = true;                                                                   \
+  static constexpr index_t flops_per_element = (flops_each);                                                    \
   static constexpr auto fields() { return std::tuple{__VA_ARGS__}; }                                            \
   static constexpr Shaped infer(Dims in) { return Shaped::fits(in); }                                           \
   constexpr ParamList params(Dims) const { return {}; }                                                          \
-  constexpr index_t flops(Dims in) const { return in.numel() * (flops_each); }                                  \
+  constexpr index_t flops(Dims in) const { return in.numel() * flops_per_element; }                             \
   constexpr Attributes attributes(Dims) const { return activation_attributes(*this); }
 
 template <class L>
