@@ -186,10 +186,11 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
     for (int k = 0; k < kBlocks; ++k)
       for (int r = 0; r < kRows; ++r) put(r, k, v[k * kRows + r]);
   } else {
-    // Vector by vector, in registers (through an array the sums went to the stack and back; unrolled, as g++ left
-    // the loops, and the accumulators with them, on the stack). On Zen 3: tiny 16-32-32-4 at batch 4096 183 -> 167
-    // us; the Fashion-MNIST network's training step at batch 64 (its weight gradient a GEMM of K = 64) 765 -> 713 us.
-    // One row's few vectors likewise (map_in_place, left out of line by g++, cost tiny at batch 1 190 -> 154 ns).
+    // Vector by vector, in registers. Through an array the sums went to the stack and back; the pragmas unroll the
+    // loops, which g++ otherwise kept, with the accumulators, on the stack. On Zen 3: tiny 16-32-32-4 at batch 4096
+    // 183 -> 167 us; the Fashion-MNIST network's training step at batch 64 (its weight gradient a GEMM of K = 64)
+    // 765 -> 713 us. One row's few vectors likewise (map_in_place, left out of line by g++, cost tiny at batch 1
+    // 190 -> 154 ns).
 #pragma GCC unroll 8
     for (int k = 0; k < kBlocks; ++k)
 #pragma GCC unroll 8
