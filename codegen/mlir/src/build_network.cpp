@@ -798,7 +798,9 @@ int64_t packedOffset(const ir::Network& net, std::size_t layer) {
   return offset;
 }
 
-int64_t broadcastTileColumns(bool wideRegisterFile) { return wideRegisterFile ? 64 : 16; }
+RegisterTiles registerTiles(bool wideRegisterFile) {
+  return wideRegisterFile ? RegisterTiles{.panelColumns = 64, .dotLanes = 16} : RegisterTiles{.panelColumns = 16, .dotLanes = 8};
+}
 
 void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns,
                            Modes modes) {

@@ -5,8 +5,9 @@
 // kernel's packed weights (build_network.cpp writes them when the parameters change; zero past the outputs in
 // its last vector of 16 columns): a tile of 6 rows x 4 vectors of 16 columns accumulates broadcast(x[i, k]) *
 // W^T[k, j:j+16] over k, as the expression-template kernel's micro-kernel does. A Linear of at most 4 outputs
-// is dot products over W's rows, contiguous along K: tiles of MB x NB outputs, each a vector of 16 partial sums
-// along K (vector.fma) reduced at the end of K. The elementwise linalg.generic that consumes the product (bias,
+// is dot products over W's rows, contiguous along K: tiles of MB x NB outputs, each a vector of partial sums
+// along K (vector.fma; 16 lanes, or 8 where the target has 16 vector registers: RegisterTiles) reduced at the end
+// of K. The elementwise linalg.generic that consumes the product (bias,
 // activation, dropout, after linalg's elementwise fusion) is cloned onto the tile's rows as vector ops while the
 // sums are in registers, and stores the layer's output: the intermediate product never reaches memory. (A
 // Linear without packed weights with a costly epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the
@@ -38,7 +39,7 @@ using namespace ::mlir;
 namespace {
 
 constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512 register)
-constexpr int64_t kTileRows = 4, kTileCols = 4;
+constexpr int64_t kTileCols = 4;  // a dot-product tile's outputs; its rows: RegisterTiles::dotLanes / 4
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
 constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs in the dot-product tiles
 constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: the target's (lowering.hpp)
@@ -297,9 +298,10 @@ struct BroadcastLoop {
 };
 
 struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
-  ContractionToVector(MLIRContext* ctx, int64_t panelColumns)
-      : OpRewritePattern(ctx), broadcastVectors(panelColumns / kLanes) {}
+  ContractionToVector(MLIRContext* ctx, RegisterTiles tiles)
+      : OpRewritePattern(ctx), broadcastVectors(tiles.panelColumns / kLanes), dotLanes(tiles.dotLanes) {}
   int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
+  int64_t dotLanes;          // lanes of a dot-product tile's partial sums
 
   LogicalResult matchAndRewrite(linalg::MatmulTransposeBOp mm, PatternRewriter& rewriter) const override {
     if (!mm.hasPureBufferSemantics()) return failure();
@@ -357,15 +359,15 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     const bool lateEpilogue = epilogue && !packedWT && K > kShortK && isCostlyEpilogue(epilogue);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
-    TileEmitter emit{
-        rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K, broadcastVectors};
-    TileEmitter late{rewriter, loc, a, b, c, out, epilogue, K, broadcastVectors};
+    TileEmitter emit{rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K,
+                     broadcastVectors, dotLanes};
+    TileEmitter late{rewriter, loc, a, b, c, out, epilogue, K, broadcastVectors, dotLanes};
     auto index = [&](int64_t v) { return emit.index(v); };
     Value zero = index(0);
     Value M = rewriter.create<memref::DimOp>(loc, a, 0);
-    const int64_t nFull = N - N % kTileCols;
-    // Rows in tiles of kTileRows up to mFull, then one at a time.
-    Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(kTileRows)));
+    const int64_t nFull = N - N % kTileCols, tileRows = dotLanes / kTileCols;
+    // Rows in tiles of tileRows up to mFull, then one at a time.
+    Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(tileRows)));
     // Columns [first, first + count * nb) in tiles of nb, for rows [rowBegin, rowEnd) in tiles of mb, the
     // column tiles innermost, so that a tile of rows stays in L1 across them.
     auto columnBlock = [&](Value first, int64_t count, int64_t nb, Value rowBegin, Value rowEnd, int64_t mb) {
@@ -383,8 +385,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1, rowBegin, rowEnd, mb);
     };
     // Dot products for columns [0, N): rows in blocks that stay in L2 (kL2Floats) while every column
-    // passes, in tiles of kTileRows; then the last rows one at a time.
-    const int64_t blockRows = std::max<int64_t>(kTileRows, kL2Floats / (K == 0 ? 1 : K) / kTileRows * kTileRows);
+    // passes, in tiles of tileRows; then the last rows one at a time.
+    const int64_t blockRows = std::max<int64_t>(tileRows, kL2Floats / (K == 0 ? 1 : K) / tileRows * tileRows);
     auto dotProducts = [&]() {
       auto blocks = rewriter.create<scf::ForOp>(loc, zero, mFull, index(blockRows));
       {
@@ -392,7 +394,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         rewriter.setInsertionPointToStart(blocks.getBody());
         Value end = rewriter.create<arith::MinUIOp>(
             loc, rewriter.create<arith::AddIOp>(loc, blocks.getInductionVar(), index(blockRows)), mFull);
-        columns(blocks.getInductionVar(), end, kTileRows);
+        columns(blocks.getInductionVar(), end, tileRows);
         if (lateEpilogue) late.epilogueRows(blocks.getInductionVar(), end, N);
       }
       columns(mFull, M, 1);
@@ -439,13 +441,13 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     linalg::GenericOp epilogue;
     int64_t K;
     int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
+    int64_t dotLanes = kLanes;  // lanes of a dot-product tile's partial sums
     Value scratch = {};  // if set, broadcast tiles run their epilogue in a loop over this tile
 
     Value index(int64_t v) { return rewriter.create<arith::ConstantIndexOp>(loc, v); }
     // base + d, without an add for d = 0.
     Value offset(Value base, int64_t d) { return d == 0 ? base : rewriter.create<arith::AddIOp>(loc, base, index(d)); }
-    VectorType lanes() { return VectorType::get({kLanes}, rewriter.getF32Type()); }
-    Value zeros() { return rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes(), 0.0f)); }
+    VectorType dotVector() { return VectorType::get({dotLanes}, rewriter.getF32Type()); }
 
     // The epilogue on rows [begin, end) of the product in c, 16 columns at a time (and the last N % 16 at once).
     void epilogueRows(Value begin, Value end, int64_t N) {
@@ -472,13 +474,13 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       SmallVector<Value> rowsA, rowsB;
       for (int64_t r = 0; r < mb; ++r) rowsA.push_back(offset(i, r));
       for (int64_t r = 0; r < nb; ++r) rowsB.push_back(offset(j, r));
-      Value zeroVec = zeros();
+      Value zeroVec = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(dotVector(), 0.0f));
       SmallVector<Value> init(mb * nb, zeroVec);
       auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc, Value mask) {
         SmallVector<Value> va, vb, next;
         auto load = [&](Value base, Value row) -> Value {
-          if (!mask) return bld.create<vector::LoadOp>(loc, lanes(), base, ValueRange{row, k});
-          return bld.create<vector::MaskedLoadOp>(loc, lanes(), base, ValueRange{row, k}, mask, zeroVec);
+          if (!mask) return bld.create<vector::LoadOp>(loc, dotVector(), base, ValueRange{row, k});
+          return bld.create<vector::MaskedLoadOp>(loc, dotVector(), base, ValueRange{row, k}, mask, zeroVec);
         };
         for (Value r : rowsA) va.push_back(load(a, r));
         for (Value r : rowsB) vb.push_back(load(b, r));
@@ -486,22 +488,22 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
           for (int64_t q = 0; q < nb; ++q) next.push_back(bld.create<vector::FMAOp>(loc, va[p], vb[q], acc[p * nb + q]));
         return next;
       };
-      const int64_t kFull = K - K % kLanes;
+      const int64_t kFull = K - K % dotLanes;
       SmallVector<Value> acc = init;
       if (kFull > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kFull), index(kLanes), init,
+        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kFull), index(dotLanes), init,
                                                 [&](OpBuilder& bld, Location, Value k, ValueRange iter) {
                                                   bld.create<scf::YieldOp>(loc, fmaStep(bld, k, iter, Value{}));
                                                 });
         acc = SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
       }
-      if (K % kLanes) {
-        Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({kLanes}, rewriter.getI1Type()),
-                                                             rewriter.getI64ArrayAttr({K % kLanes}));
+      if (K % dotLanes) {
+        Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({dotLanes}, rewriter.getI1Type()),
+                                                             rewriter.getI64ArrayAttr({K % dotLanes}));
         acc = fmaStep(rewriter, index(kFull), acc, mask);
       }
       auto rowType = VectorType::get({nb}, rewriter.getF32Type());
-      const Value sums = mb * nb == kLanes ? tileSums(acc) : Value{};
+      const Value sums = mb * nb == dotLanes ? tileSums(acc) : Value{};
       for (int64_t p = 0; p < mb; ++p) {
         Value row = sums ? rewriter.create<vector::ExtractStridedSliceOp>(loc, sums, ArrayRef<int64_t>{p * nb},
                                                                            ArrayRef<int64_t>{nb}, ArrayRef<int64_t>{1})
@@ -670,17 +672,17 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (full < vectors) apply(index(full * kLanes), lastLanes);
     }
 
-    // The sums of a whole tile's kLanes accumulators as one vector, lane l the sum of accs[l]: the stages of a
-    // kLanes x kLanes transpose with the two halves added, each halving the vectors (15 adds and 30 shuffles for
-    // a 4 x 4 tile, where four rowSums take 20 and 40), as the expression-template kernel's lane_sums.
+    // The sums of a whole tile's dotLanes accumulators as one vector, lane l the sum of accs[l]: the stages of a
+    // dotLanes x dotLanes transpose with the two halves added, each halving the vectors (15 adds and 30 shuffles
+    // for a 4 x 4 tile, where four rowSums take 20 and 40), as the expression-template kernel's lane_sums.
     // Linear(32, 4) at batch 256 on Zen 5 (kiln_layers_jit_vs_et): 0.70 us summed row by row, 0.51 this way.
     Value tileSums(ArrayRef<Value> accs) {
       SmallVector<Value> v(accs);
-      for (int64_t b = kLanes / 2; b >= 1; b /= 2) {
+      for (int64_t b = dotLanes / 2; b >= 1; b /= 2) {
         SmallVector<int64_t> low, high;  // lanes with bit b clear from the first vector, set from the second
-        for (int64_t l = 0; l < kLanes; ++l) {
-          low.push_back((l & b) == 0 ? l : l - b + kLanes);
-          high.push_back((l & b) == 0 ? l + b : l + kLanes);
+        for (int64_t l = 0; l < dotLanes; ++l) {
+          low.push_back((l & b) == 0 ? l : l - b + dotLanes);
+          high.push_back((l & b) == 0 ? l + b : l + dotLanes);
         }
         for (int64_t r = 0; r < b; ++r)
           v[r] = rewriter.create<arith::AddFOp>(loc, rewriter.create<vector::ShuffleOp>(loc, v[r], v[r + b], low),
@@ -690,10 +692,10 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       return v[0];
     }
 
-    // The sums of nb accumulators as one vector<nb>. Four at once by a tree of shuffles and adds that halves
-    // the lanes at each level (15 adds for 4 x 16 lanes, against 60 for four separate reductions).
+    // The sums of nb accumulators as one vector<nb>. Four of 16 lanes at once by a tree of shuffles and adds that
+    // halves the lanes at each level (15 adds for 4 x 16 lanes, against 60 for four separate reductions).
     Value rowSums(ArrayRef<Value> accs, VectorType rowType) {
-      if (accs.size() != 4 || kLanes != 16) {
+      if (accs.size() != 4 || dotLanes != 16) {
         SmallVector<Value> sums;
         for (Value v : accs)
           sums.push_back(rewriter.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, v, arith::FastMathFlags::reassoc));
@@ -805,8 +807,8 @@ struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
 // with no copy of the weights. J must be a multiple of 16 (otherwise the generic is left to the loop lowering).
 // Where T is read only by the second stage, both stages run in blocks of rows (rowBlocks).
 struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
-  BilinearToVector(MLIRContext* ctx, int64_t panelColumns)
-      : OpRewritePattern(ctx), broadcastVectors(panelColumns / kLanes) {}
+  BilinearToVector(MLIRContext* ctx, RegisterTiles tiles)
+      : OpRewritePattern(ctx), broadcastVectors(tiles.panelColumns / kLanes) {}
   int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
 
   static bool isFirstStage(linalg::GenericOp g) {
@@ -1246,8 +1248,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
 
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ContractionToVectorPass)
-  explicit ContractionToVectorPass(int64_t panelColumns) : panelColumns(panelColumns) {}
-  int64_t panelColumns;
+  explicit ContractionToVectorPass(RegisterTiles tiles) : tiles(tiles) {}
+  RegisterTiles tiles;
   StringRef getArgument() const final { return "kiln-contraction-to-vector"; }
   StringRef getDescription() const final { return "register-tiled vector code for matmuls and their epilogues"; }
   void getDependentDialects(DialectRegistry& registry) const override {
@@ -1256,7 +1258,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
   }
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateContractionToVectorPatterns(patterns, panelColumns);
+    populateContractionToVectorPatterns(patterns, tiles);
     GreedyRewriteConfig config;
     config.strictMode = GreedyRewriteStrictness::ExistingOps;
     if (failed(applyPatternsAndFoldGreedily(getOperation(), std::move(patterns), config))) signalPassFailure();
@@ -1265,13 +1267,13 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 
 }  // namespace
 
-void populateContractionToVectorPatterns(RewritePatternSet& patterns, int64_t panelColumns) {
-  patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext(), panelColumns);
+void populateContractionToVectorPatterns(RewritePatternSet& patterns, RegisterTiles tiles) {
+  patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext(), tiles);
   patterns.add<RowStatisticsToVector, TransposeToVector>(patterns.getContext());
 }
 
-std::unique_ptr<Pass> createContractionToVectorPass(int64_t panelColumns) {
-  return std::make_unique<ContractionToVectorPass>(panelColumns);
+std::unique_ptr<Pass> createContractionToVectorPass(RegisterTiles tiles) {
+  return std::make_unique<ContractionToVectorPass>(tiles);
 }
 
 }  // namespace kiln::mlir_backend

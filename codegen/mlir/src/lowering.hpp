@@ -30,7 +30,14 @@ inline std::string packImplName(const std::string& name) { return name + "_pack_
 // A panel is as wide as a broadcast tile: 64 columns (4 vectors of 16) for a target with AVX-512's 32 vector
 // registers, 16 for one with 16 (AVX2: a tile of 6 rows x 64 columns would need 48 of them; net_seed's kernel,
 // 784-256-10, compiled for haswell, on Zen 5 at batch 256: 94 GFLOP/s in tiles of 64 columns, 128-130 in 16).
-int64_t broadcastTileColumns(bool wideRegisterFile);
+// A dot-product tile is lanes / 4 rows x 4 outputs, each a vector of `dotLanes` partial sums: 16 lanes (4 x 4
+// accumulators) with 32 registers, 8 (2 x 4) with 16, where 16 accumulators of 16 lanes would take all 32 halves
+// of them and spill (tiny 16-32-32-4 at batch 4096 on Zen 3: its Linear(32, 4) 39 us in 4 x 4 tiles of 16 lanes).
+struct RegisterTiles {
+  int64_t panelColumns;  // a broadcast tile's columns: 64 or 16
+  int64_t dotLanes;      // 16 or 8
+};
+RegisterTiles registerTiles(bool wideRegisterFile);
 int64_t packedColumns(const ir::Layer& layer);
 int64_t packedOffset(const ir::Network& net, std::size_t layer);
 // The array of `sizes` at `offset` floats into the flat f32 memref `flat`, with the given strides, or row-major.
@@ -58,9 +65,9 @@ void checkLowering(const ir::Layer& layer);
 // linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop
 // nest of vector FMAs whose epilogue runs on the tile while it is in registers; so does Bilinear's first stage.
 // The packing's linalg.transpose becomes a call of one vectorised transpose function.
-// Broadcast tiles (and the packed panels they read) are `panelColumns` wide.
-void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns, int64_t panelColumns);
-std::unique_ptr<::mlir::Pass> createContractionToVectorPass(int64_t panelColumns);
+// Its tiles are the target's (RegisterTiles).
+void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns, RegisterTiles tiles);
+std::unique_ptr<::mlir::Pass> createContractionToVectorPass(RegisterTiles tiles);
 
 // Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
 // convention of ir::KernelFn and <name>_pack with that of ir::PackFn, each unpacking the buffer array into the

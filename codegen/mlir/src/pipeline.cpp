@@ -392,8 +392,8 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
                                   backend::Modes modes = backend::Modes::both, bool timing = false) {
   validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
-  const int64_t panelColumns = backend::broadcastTileColumns(hasWideRegisterFile(target));
-  backend::buildNetworkFunctions(*module, net, name, panelColumns, modes);
+  const backend::RegisterTiles tiles = backend::registerTiles(hasWideRegisterFile(target));
+  backend::buildNetworkFunctions(*module, net, name, tiles.panelColumns, modes);
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
@@ -402,7 +402,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
       // cse then canonicalize again: a Concat's slices, written in place, leave copies of a subview onto an
       // equal one, which are erased once cse has made them the same subview.
       .then("eliminate-empty-tensors,one-shot-bufferize,canonicalize,cse,canonicalize")
-      .then(backend::createContractionToVectorPass(panelColumns))
+      .then(backend::createContractionToVectorPass(tiles))
       .then(std::make_unique<FreeAtReturnPass>())
       .then("canonicalize,cse")
       .run(*module);
