@@ -799,7 +799,8 @@ int64_t packedOffset(const ir::Network& net, std::size_t layer) {
 }
 
 RegisterTiles registerTiles(bool wideRegisterFile) {
-  return wideRegisterFile ? RegisterTiles{.panelColumns = 64, .dotLanes = 16} : RegisterTiles{.panelColumns = 16, .dotLanes = 8};
+  if (wideRegisterFile) return {.panelColumns = 64, .dotLanes = 16};
+  return {.panelColumns = 16, .dotLanes = 8};
 }
 
 void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns,

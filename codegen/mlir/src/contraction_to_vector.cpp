@@ -1,20 +1,19 @@
 // Step 2b of the ladder (after one-shot bufferization): contractions to register-tiled vector code, with their
 // elementwise epilogue fused in.
 //
-// A Linear is y = x W^T with W in PyTorch's [Out, In] layout. One of more than 4 outputs reads W^T from the
-// kernel's packed weights (build_network.cpp writes them when the parameters change; zero past the outputs in
-// its last vector of 16 columns): a tile of 6 rows x 4 vectors of 16 columns accumulates broadcast(x[i, k]) *
-// W^T[k, j:j+16] over k, as the expression-template kernel's micro-kernel does. A Linear of at most 4 outputs
-// is dot products over W's rows, contiguous along K: tiles of MB x NB outputs, each a vector of partial sums
-// along K (vector.fma; 16 lanes, or 8 where the target has 16 vector registers: RegisterTiles) reduced at the end
-// of K. The elementwise linalg.generic that consumes the product (bias,
-// activation, dropout, after linalg's elementwise fusion) is cloned onto the tile's rows as vector ops while the
-// sums are in registers, and stores the layer's output: the intermediate product never reaches memory. (A
-// Linear without packed weights with a costly epilogue, GELU, Tanh, ..., runs it instead on 16-lane rows of the
-// stored product, block of rows by block of rows.) From K = 256 on, a broadcast tile's k loop is a function of
-// its own, which the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's and RMSNorm's
-// statistics row by row (RowStatisticsToVector), and makes the packing's transposes 16 x 16 blocks through
-// registers (TransposeToVector).
+// A Linear is y = x W^T with W in PyTorch's [Out, In] layout. One of more than 4 outputs reads W^T from the kernel's
+// packed weights (build_network.cpp writes them when the parameters change; zero past the outputs in its last vector
+// of 16 columns): a tile of 6 rows x 4 vectors of 16 columns accumulates broadcast(x[i, k]) * W^T[k, j:j+16] over k,
+// as the expression-template kernel's micro-kernel does. A Linear of at most 4 outputs is dot products over W's
+// rows, contiguous along K: tiles of MB x NB outputs, each a vector of partial sums along K (vector.fma; 16 lanes,
+// or 8 where the target has 16 vector registers: RegisterTiles) reduced at the end of K. The elementwise
+// linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise fusion) is cloned
+// onto the tile's rows as vector ops while the sums are in registers, and stores the layer's output: the
+// intermediate product never reaches memory. (A Linear without packed weights with a costly epilogue, GELU, Tanh,
+// ..., runs it instead on 16-lane rows of the stored product, block of rows by block of rows.) From K = 256 on, a
+// broadcast tile's k loop is a function of its own, which the Linears of one shape share (BroadcastLoop). The same
+// pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), and makes the packing's
+// transposes 16 x 16 blocks through registers (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -521,20 +520,20 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       int64_t panelsAt = 0;
     };
 
-    // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (nCols a multiple of
-    // 16 for a matrix; packed panels are zero past nCols, and the lanes past it are not stored): rows in blocks
-    // that stay in L2 while every column block passes (last to first on the calls where `reverse` is true), in
-    // tiles of 6 rows x broadcastVectors vectors of 16 columns. A block's last tile, if
-    // fewer than 6 rows are left, ends at the block's end: it computes again rows the tile before computed (the
-    // same sums, stored again), and with fewer than 6 rows in all, its missing rows repeat the last: a 6-row pass
-    // over the weights where the ET kernel has a tile of just the 3 to 5 rows left (tiles of each size would add
-    // to the code LLVM compiles). One row left over takes a one-row tile, two rows one one-row tile whose two sets of
-    // accumulators take a row each: less than a 6-row pass.
+    // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (nCols a multiple of 16
+    // for a matrix; packed panels are zero past nCols, and the lanes past it are not stored): rows in blocks that
+    // stay in L2 while every column block passes (last to first on the calls where `reverse` is true), in tiles of 6
+    // rows x broadcastVectors vectors of 16 columns. A block's last tile, if fewer than 6 rows are left, ends at the
+    // block's end: it computes again rows the tile before computed (the same sums, stored again), and with fewer
+    // than 6 rows in all, its missing rows repeat the last: a 6-row pass over the weights where the ET kernel has a
+    // tile of just the 3 to 5 rows left (tiles of each size would add to the code LLVM compiles). One row left over
+    // takes a one-row tile, two rows one one-row tile whose two sets of accumulators take a row each: less than a
+    // 6-row pass.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t lastLanes = nCols % kLanes == 0 ? kLanes : nCols % kLanes;  // the outputs of the last vector
-      // Tiles of `vectors` vectors of 16 columns.
-      auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, int64_t vectors, Value pair = {}) {
-        const int64_t width = vectors * kLanes, blocks = nCols / width;
+      // Tiles of mb rows x tileVectors vectors of 16 columns.
+      auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, int64_t tileVectors, Value pair = {}) {
+        const int64_t width = tileVectors * kLanes, blocks = nCols / width;
         const int64_t rest = (nCols % width + kLanes - 1) / kLanes;  // vectors of a last, narrower tile
         auto rowLoop = [&](Value first, int64_t vectors, int64_t lanes = kLanes) {
           Value step = pair ? rewriter.create<arith::SelectOp>(loc, pair, index(2), index(1)).getResult() : index(mb);
@@ -557,7 +556,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
           if (reverse)  // (blocks - 1) * width - first
             first = rewriter.create<arith::SelectOp>(
                 loc, reverse, rewriter.create<arith::SubIOp>(loc, index((blocks - 1) * width), first), first);
-          rowLoop(first, vectors);
+          rowLoop(first, tileVectors);
         }
         if (rest > 0) rowLoop(index(blocks * width), rest, lastLanes);
       };
