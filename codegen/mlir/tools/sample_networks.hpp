@@ -41,6 +41,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["linear-short-k"] = ir::describe(nn::Sequential{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}});
   m["bilinear"] = ir::describe(nn::Sequential{kiln::input<5>, kiln::input<7>, nn::Bilinear<5, 7, 3>{}});
   m["bilinear-blocks"] = ir::describe(nn::Sequential{kiln::input<8>, kiln::input<16>, nn::Bilinear<8, 16, 4>{}});
+  m["bilinear-wide"] = ir::describe(nn::Sequential{kiln::input<8>, kiln::input<48>, nn::Bilinear<8, 48, 4>{}});
   m["relu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::ReLU{}});
   m["sigmoid"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Sigmoid{}});
   m["tanh"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Tanh{}});
