@@ -576,11 +576,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       // One row left, or two (`pair`: the one-row tile's two sets of accumulators take a row each).
       Value pair = K >= 2 ? rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, left, index(2)).getResult()
                           : Value{};
-      // A one-row tile on a matrix (Bilinear's A[o], K rows of nCols) is up to 3 times as wide, its two sets as
-      // many accumulators as a 6-row tile's: one pass along A's rows, where one-vector tiles (AVX2) read a strip of
-      // 16 columns in each of nCols / 16 passes (Bilinear(64, 48, 32) at batch 1 on Zen 3: 5.0-5.4 -> 4.7 us). A
-      // packed panel is one stream already.
-      columns(mTiles, M, 1, bt.matrix ? 3 * broadcastVectors : broadcastVectors, pair);
+      // A one-row tile on a matrix (Bilinear's A[o], K rows of nCols) is wider, its two sets as many accumulators
+      // as a 6-row tile's: one pass along A's rows, where one-vector tiles (AVX2) read a strip of 16 columns in each
+      // of nCols / 16 passes (Bilinear(64, 48, 32) at batch 1 on Zen 3: 5.0-5.4 -> 4.7 us). A packed panel is one
+      // stream already.
+      const int64_t oneRowVectors = kBroadcastRows * broadcastVectors / 2;
+      columns(mTiles, M, 1, bt.matrix ? oneRowVectors : broadcastVectors, pair);
     }
 
     // A tile of mb rows x `vectors` vectors of 16 columns. One row accumulates even and odd k in two sets of
