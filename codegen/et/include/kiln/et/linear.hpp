@@ -22,6 +22,10 @@
 #include <algorithm>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace kiln::et {
 
 inline constexpr index_t linear_blocks(index_t out) { return (out + simd_width - 1) / simd_width; }
@@ -38,13 +42,37 @@ inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
 // 256, and 93-99 in one chunk per layer, but that sum is too long: net_seed's 784-input layer then missed its
 // train-mode golden (1.5x the tolerance after BatchNorm1d).
 inline constexpr index_t linear_chunk = simd_width == 16 ? 128 : 256;
+// One row reuses no weights from L1, so its chunks only bound the sums' rounding; every chunk's sum going through
+// y cost batch 1 on Zen 4 (family 25 model 17) 2-6% in chunks of 128 (mlp_norm 38.9 -> 36.7 us in one of 512).
+inline constexpr index_t linear_one_row_chunk = 512;
 // Layers of at most this many inputs are one chunk known at compile time, their loop over inputs unrolled.
 inline constexpr index_t linear_short_in = 128;
 inline constexpr index_t linear_dot_out = 4;
 // With one row (batch 1), the micro-kernel streams the weights, which a network larger than L2 reads from L3
-// on every call; the hardware prefetcher alone fell behind. Prefetching this far ahead: mlp_norm (3 MB) at
-// batch 1 on Zen 5 33-34 -> 29-30 us, resmlp 22 -> 19-20 us (1, 2 and 4 KiB within noise of each other).
+// on every call. Whether prefetching them this far ahead helps depends on the CPU's own prefetchers, so it is
+// chosen for the CPU the program runs on (linear_prefetch_weights).
 inline constexpr int linear_prefetch_bytes = 2048;
+
+// True on Zen 5 (AMD family 26), where the hardware prefetcher alone fell behind: batch 1 mlp_norm (3 MB) 33-34
+// -> 29-30 us, resmlp 22 -> 19-20 us (1, 2 and 4 KiB ahead within noise of each other). On Zen 4 (family 25
+// model 17) prefetching cost 12-17% (mlp_norm 39 -> 45 us, resmlp6 76 -> 88-93 us) at every distance from 512 B
+// to 8 KiB and with every locality hint; on Zen 3 neither could be told apart from the other in that host's
+// noise; the Intel Xeon's batch-1 numbers were measured without it.
+inline bool linear_prefetch_weights() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool zen5 = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+    const unsigned base_family = (eax >> 8) & 0xf;
+    return base_family + (base_family == 0xf ? (eax >> 20) & 0xff : 0) == 26;
+  }();
+  return zen5;
+#else
+  return false;
+#endif
+}
 
 #if defined(__GNUC__) && !defined(__clang__)
 // g++ -O3 warns that offsets could overflow for 2^59 elements; layer sizes are far below that. The pragma holds
@@ -141,9 +169,10 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
   }
   if constexpr (kRows == 1) {
     vfloat odd[kBlocks] = {};
+    const bool prefetch = kShortIn == 0 && linear_prefetch_weights();
     index_t i = 0;
     for (; i + 2 <= count; i += 2) {
-      if constexpr (kShortIn == 0) {  // one prefetch per cache line of weights this step reads
+      if (prefetch) {  // one prefetch per cache line of weights this step reads
         const char* ahead = reinterpret_cast<const char*>(wp + i * kBlocks * simd_width) + linear_prefetch_bytes;
         for (int l = 0; l < 2 * kBlocks * static_cast<int>(sizeof(vfloat)) / 64; ++l)
           __builtin_prefetch(ahead + l * 64);
@@ -309,8 +338,9 @@ inline void linear_forward(const float* x, index_t rows, index_t in, index_t out
   for (index_t g = 0; g < groups; ++g) {
     const index_t b0 = (reverse ? groups - 1 - g : g) * linear_block_group;
     const int nb = static_cast<int>(std::min<index_t>(linear_block_group, blocks - b0));
-    for (index_t i0 = 0; i0 < in; i0 += linear_chunk) {
-      const index_t count = std::min(linear_chunk, in - i0);
+    const index_t chunk = rows == 1 ? linear_one_row_chunk : linear_chunk;
+    for (index_t i0 = 0; i0 < in; i0 += chunk) {
+      const index_t count = std::min(chunk, in - i0);
       const float* wp = packed + (b0 * in + i0 * nb) * simd_width;
       for (index_t r0 = 0; r0 < rows; r0 += linear_rows) {
         const int nr = static_cast<int>(std::min<index_t>(linear_rows, rows - r0));
