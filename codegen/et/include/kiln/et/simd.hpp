@@ -104,10 +104,13 @@ inline void store_first(float* p, vfloat v, long n) {
 
 // a > b ? a : b and a < b ? a : b lane by lane (so a NaN, or two zeros, give b), one instruction each: x86's maxps
 // and minps are defined so. g++ compiles the conditional itself to a compare and a mask, two instructions on the
-// ports the FMAs use (ReLU in the Linear tiles' stores: max(0, x)).
+// ports the FMAs use (ReLU in the Linear tiles' stores: max(0, x)). With AVX-512, the masked form with every lane
+// set (the same instruction): g++ 12's _mm512_max_ps passes an undefined vector, which it then warns is
+// uninitialized (GCC bug 105593), once per inlined call.
 inline vfloat vmax(vfloat a, vfloat b) {
 #if defined(__AVX512F__)
-  return reinterpret_cast<vfloat>(_mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+  const __m512 a512 = reinterpret_cast<__m512>(a);
+  return reinterpret_cast<vfloat>(_mm512_mask_max_ps(a512, 0xFFFF, a512, reinterpret_cast<__m512>(b)));
 #elif defined(__AVX__)
   return reinterpret_cast<vfloat>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
 #elif defined(__SSE__)
@@ -118,7 +121,8 @@ inline vfloat vmax(vfloat a, vfloat b) {
 }
 inline vfloat vmin(vfloat a, vfloat b) {
 #if defined(__AVX512F__)
-  return reinterpret_cast<vfloat>(_mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+  const __m512 a512 = reinterpret_cast<__m512>(a);
+  return reinterpret_cast<vfloat>(_mm512_mask_min_ps(a512, 0xFFFF, a512, reinterpret_cast<__m512>(b)));
 #elif defined(__AVX__)
   return reinterpret_cast<vfloat>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
 #elif defined(__SSE__)
