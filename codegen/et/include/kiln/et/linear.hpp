@@ -6,8 +6,8 @@
 // o = (group * linear_block_group + block) * simd_width + lane (zero past Out).
 // The micro-kernel keeps kRows x kBlocks accumulator vectors in registers; per input feature it loads kBlocks
 // weight vectors and broadcasts one x per row, so every weight load feeds kRows FMAs. The loops around it
-// walk groups of kBlocks blocks, then chunks of kChunk inputs (whose weights stay in L1 while every row
-// block of the tile uses them), then row blocks. Each chunk's sum starts from zero and is added to y, so
+// walk groups of kBlocks blocks, then chunks of linear_chunk inputs (whose weights stay in cache while every
+// row block of the tile uses them), then row blocks. Each chunk's sum starts from zero and is added to y, so
 // rounding errors grow with the chunk length, not with In (this keeps a 784-wide layer within PyTorch's
 // 1e-5 even after a train-mode BatchNorm amplifies them).
 // A matrix of at most linear_dot_out outputs is packed as it is, row-major [out, in], and runs as dot products
@@ -36,14 +36,17 @@ inline constexpr index_t linear_packed_size(index_t in, index_t out) { return li
 // tiles, whose 8 chains of FMAs did not cover two FMA units' latency; SSE2 alike either way).
 inline constexpr int linear_rows = 6;
 inline constexpr int linear_block_group = simd_width == 16 ? 4 : 2;
-// Inputs per chunk: 128 with AVX-512 (a group's 32 KiB of weights in L1); 256 with narrower vectors, whose groups
-// of 16 outputs take 16 KiB. On Zen 3 (AVX2, 32 KiB L1, FMA peak about 102 GFLOP/s) the micro-kernel ran
-// Linear(256, 512), (512, 256) and (784, 256) on 36-60 rows at 84-88 GFLOP/s in chunks of 128, 88-93 in chunks of
-// 256, and 93-99 in one chunk per layer, but that sum is too long: net_seed's 784-input layer then missed its
-// train-mode golden (1.5x the tolerance after BatchNorm1d).
-inline constexpr index_t linear_chunk = simd_width == 16 ? 128 : 256;
-// One row reuses no weights from L1, so its chunks only bound the sums' rounding; every chunk's sum going through
-// y cost batch 1 on Zen 4 (family 25 model 17) 2-6% in chunks of 128 (mlp_norm 38.9 -> 36.7 us in one of 512).
+// Inputs per chunk: 256, which the tiles of rows read from L2 (an AVX-512 group's 64 KiB, an AVX2 group's 16
+// x 256 x 4 = 16 KiB), the same length for every vector width (AVX-512, AVX2, SSE). Chunks of 128,
+// whose AVX-512 group (32 KiB) was to stay in L1, filled Zen 4's 32 KiB L1 and lost to chunks of 256 there
+// (family 25 model 17, one thread, GFLOP/s of 116 at peak, batch 32 / 256 / 4096: mlp_norm 100 / 103 / 103 ->
+// 106 / 106 / 106, resmlp6 100 / 102 / 102 -> 103 / 104 / 104, MLP-S 107 / 113 / 110 -> 113 / 114 / 112); on Zen
+// 3 (AVX2, 32 KiB L1, FMA peak about 102 GFLOP/s) Linear(256, 512), (512, 256) and (784, 256) ran on 36-60 rows
+// at 84-88 GFLOP/s in chunks of 128, 88-93 in chunks of 256, and 93-99 in one chunk per layer, but that sum is too
+// long: net_seed's 784-input layer then missed its train-mode golden (1.5x the tolerance after BatchNorm1d).
+inline constexpr index_t linear_chunk = 256;
+// One row reuses no weights, so its chunks only bound the sums' rounding; every chunk's sum going through y cost
+// batch 1 on Zen 4 (family 25 model 17) 2-6% in chunks of 128 (mlp_norm 38.9 -> 36.7 us in one of 512).
 inline constexpr index_t linear_one_row_chunk = 512;
 // Layers of at most this many inputs are one chunk known at compile time, their loop over inputs unrolled.
 inline constexpr index_t linear_short_in = 128;
