@@ -3,10 +3,11 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>  // the few operations vector extensions lack: sqrt (g++), masked loads and stores, min/max
+#include <immintrin.h>  // what vector extensions lack: sqrt (g++), masked loads and stores, min/max, floor, scalef
 #endif
 
 namespace kiln::et {
@@ -219,5 +220,31 @@ inline vfloat vsqrt(vfloat v) {
   return v;
 #endif
 }
+
+// x rounded down to an integer, for |x| < 2^31 (and NaN for NaN): one instruction from SSE4.1 on; plain SSE
+// truncates towards zero (a conversion to int and back) and steps down where that rounded up.
+inline vfloat vfloor(vfloat x) {
+#if defined(__AVX512F__)
+  constexpr int down = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+  const __m512 x512 = reinterpret_cast<__m512>(x);
+  return reinterpret_cast<vfloat>(_mm512_mask_roundscale_ps(x512, 0xFFFF, x512, down));
+#elif defined(__AVX__)
+  return reinterpret_cast<vfloat>(_mm256_floor_ps(reinterpret_cast<__m256>(x)));
+#elif defined(__SSE4_1__)
+  return reinterpret_cast<vfloat>(_mm_floor_ps(reinterpret_cast<__m128>(x)));
+#else
+  using vint = std::int32_t __attribute__((vector_size(sizeof(vfloat))));
+  const vfloat t = __builtin_convertvector(__builtin_convertvector(x, vint), vfloat);
+  return t > x ? t - 1.0f : t;
+#endif
+}
+
+#if defined(__AVX512F__)
+// y 2^n for integral n, rounded once (vscalefps): AVX-512 only; vmath.hpp builds 2^n in the exponent bits elsewhere.
+inline vfloat vscalef(vfloat y, vfloat n) {
+  const __m512 y512 = reinterpret_cast<__m512>(y);
+  return reinterpret_cast<vfloat>(_mm512_mask_scalef_ps(y512, 0xFFFF, y512, reinterpret_cast<__m512>(n)));
+}
+#endif
 
 }  // namespace kiln::et

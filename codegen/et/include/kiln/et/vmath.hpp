@@ -121,8 +121,6 @@ inline vpack<K> each(vpack<K> x, const vpack<K>& y, F f) {
 
 // x rounded towards zero to an integer (for |x| < 2^31).
 inline vfloat truncate(vfloat x) { return __builtin_convertvector(__builtin_convertvector(x, vint), vfloat); }
-template <int K>
-inline vpack<K> truncate(vpack<K> x) { return each(x, [](vfloat v) { return truncate(v); }); }
 }  // namespace detail
 
 // simd.hpp's vmin and vmax, vector by vector.
@@ -134,8 +132,36 @@ template <int K>
 inline vpack<K> vmax(const vpack<K>& a, const vpack<K>& b) {
   return detail::each(a, b, [](vfloat x, vfloat y) { return vmax(x, y); });
 }
-template <class V>
-inline V vabs(V a) { return vselect(a < 0.0f, -a, a); }
+template <int K>
+inline vpack<K> vfloor(const vpack<K>& a) {
+  return detail::each(a, [](vfloat x) { return vfloor(x); });
+}
+// |a|: the sign bit cleared (one instruction; a compare and a select took three).
+inline vfloat vabs(vfloat a) {
+  vint bits;
+  std::memcpy(&bits, &a, sizeof a);
+  bits &= 0x7fffffff;
+  std::memcpy(&a, &bits, sizeof a);
+  return a;
+}
+template <int K>
+inline vpack<K> vabs(const vpack<K>& a) {
+  return detail::each(a, [](vfloat x) { return vabs(x); });
+}
+// v (whose sign bit is clear) with the sign of x: x's sign bit put in, where a select on x < 0 took a compare,
+// a negation and a blend.
+inline vfloat with_sign_of(vfloat v, vfloat x) {
+  vint a, b;
+  std::memcpy(&a, &v, sizeof v);
+  std::memcpy(&b, &x, sizeof x);
+  a |= b & static_cast<std::int32_t>(0x80000000u);
+  std::memcpy(&v, &a, sizeof v);
+  return v;
+}
+template <int K>
+inline vpack<K> with_sign_of(vpack<K> v, const vpack<K>& x) {
+  return detail::each(v, x, [](vfloat a, vfloat b) { return with_sign_of(a, b); });
+}
 
 namespace detail {
 // ln 2 in two parts: the first has few bits, so n * ln2_hi is exact and x - n ln 2 keeps x's precision.
@@ -144,9 +170,7 @@ inline constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
 // x = n ln 2 + r with n = floor(x / ln 2 + 1/2), |r| <= ln 2 / 2. Returns r, sets n.
 template <class V>
 inline V exp_split(V x, V& n) {
-  const V fx = x * 1.44269504088896341f + 0.5f;
-  n = truncate(fx);
-  n = vselect(n > fx, n - 1.0f, n);  // the conversion truncates towards zero
+  n = vfloor(x * 1.44269504088896341f + 0.5f);
   return x - n * ln2_hi - n * ln2_lo;
 }
 
@@ -173,35 +197,62 @@ inline vfloat pow2(vfloat n) {
 }
 template <int K>
 inline vpack<K> pow2(vpack<K> n) { return each(n, [](vfloat v) { return pow2(v); }); }
+
+// y 2^n for integral n where 2^n is a normal float (n in [-126, 127]).
+inline vfloat times_pow2(vfloat y, vfloat n) {
+#if defined(__AVX512F__)
+  return vscalef(y, n);
+#else
+  return y * pow2(n);
+#endif
+}
+// y 2^n for integral n in [-151, 128], y in [1/2, 2], rounded once: the results just below FLT_MAX (n = 128)
+// and the subnormal ones (n down to -150) come out right. Without vscalef, 2^n as two powers of 2 that each
+// stay normal: the first product is exact, the second rounds.
+inline vfloat times_pow2_wide(vfloat y, vfloat n) {
+#if defined(__AVX512F__)
+  return vscalef(y, n);
+#else
+  const vfloat half = truncate(n * 0.5f);
+  return y * pow2(half) * pow2(n - half);
+#endif
+}
+template <int K>
+inline vpack<K> times_pow2(vpack<K> y, const vpack<K>& n) {
+  return each(y, n, [](vfloat a, vfloat b) { return times_pow2(a, b); });
+}
+template <int K>
+inline vpack<K> times_pow2_wide(vpack<K> y, const vpack<K>& n) {
+  return each(y, n, [](vfloat a, vfloat b) { return times_pow2_wide(a, b); });
+}
 }  // namespace detail
 
-// exp(x) = (expm1(r) + 1) 2^n, with 2^n applied as two powers of 2 that each stay normal: the results just
-// below FLT_MAX (n = 128) and the subnormal ones (n down to -150) come out right. The clamp keeps n in that
-// range: exp is inf in float above 89 and rounds to 0 below -104, where the product overflows or underflows to
-// just that. A NaN stays NaN (the clamp would make it a number).
+// exp(x) = (expm1(r) + 1) 2^n (times_pow2_wide). The clamp keeps n where that is right: exp is inf in float
+// above 89 and rounds to 0 below -104, where the product overflows or underflows to just that. A NaN stays NaN
+// (the clamp would make it a number).
 template <class V>
 inline V vexp(V x) {
   const V c = vmin(vmax(x, splat<V>(-104.0f)), splat<V>(89.0f));
   V n;
   const V r = detail::exp_split(c, n);
-  const V half = detail::truncate(n * 0.5f);
-  const V y = (detail::expm1_reduced(r) + 1.0f) * detail::pow2(half) * detail::pow2(n - half);
+  const V y = detail::times_pow2_wide(detail::expm1_reduced(r) + 1.0f, n);
   return vselect(x != x, x, y);
 }
 
 // exp(x) where 2^n is a normal float (x in [-87, 88], NaN excluded): vexp's result without its clamp, its
-// second power of 2 and its NaN test. erf's exp(Q(t)), Q in [-18, 0], takes it: verf gave the same bits for all
+// wide 2^n and its NaN test. erf's exp(Q(t)), Q in [-18, 0], takes it: verf gave the same bits for all
 // 2^32 floats when checked once, and test_vmath checks vexp_normal against vexp over its sweep; GELU 5-7% faster on
 // the residual MLP (Zen 5).
 template <class V>
 inline V vexp_normal(V x) {
   V n;
   const V r = detail::exp_split(x, n);
-  return (detail::expm1_reduced(r) + 1.0f) * detail::pow2(n);
+  return detail::times_pow2(detail::expm1_reduced(r) + 1.0f, n);
 }
 
-// tanh: an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above (with the sign of x); NaN for NaN
-// (through vexp).
+// tanh: an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above (with the sign of x); NaN for NaN.
+// From |x| = 9.02 on, tanh rounds to 1: |x| clamped to 10 keeps exp's argument where vexp_normal holds, with
+// the same results as vexp.
 template <class V>
 inline V vtanh(V x) {
   const V ax = vabs(x);
@@ -212,9 +263,8 @@ inline V vtanh(V x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   const V small = p * z * x + x;
-  V large = 1.0f - 2.0f / (vexp(2.0f * ax) + 1.0f);
-  large = vselect(x < 0.0f, -large, large);
-  return vselect(ax < 0.625f, small, large);
+  const V large = with_sign_of(1.0f - 2.0f / (vexp_normal(2.0f * vmin(ax, splat<V>(10.0f))) + 1.0f), x);
+  return vselect(x != x, x, vselect(ax < 0.625f, small, large));
 }
 
 // 1 / (1 + exp(-x)), written with exp(-|x|) so that nothing overflows; NaN for NaN (through vexp).
@@ -339,8 +389,7 @@ inline V verf(V x) {
   q = q * t - 6.367372e-01f;
   q = q * t - 1.1279361e+00f;
   q = q * t - 1.3357536e-04f;
-  V large = 1.0f - vexp_normal(q);
-  large = vselect(x < 0.0f, -large, large);
+  const V large = with_sign_of(1.0f - vexp_normal(q), x);
   const V y = vselect(ax < 0.875f, small, large);
   return vselect(x != x, x, y);
 }
