@@ -21,6 +21,7 @@ inline constexpr int simd_width = 4;
 #endif
 
 using vfloat = float __attribute__((vector_size(simd_width * sizeof(float))));
+using vint = std::int32_t __attribute__((vector_size(simd_width * sizeof(float))));
 
 // Loads and stores at any address (memcpy compiles to one unaligned vector move on every target).
 inline vfloat load(const float* p) {
@@ -221,8 +222,11 @@ inline vfloat vsqrt(vfloat v) {
 #endif
 }
 
+// x rounded towards zero to an integer (for |x| < 2^31): a conversion to int and back.
+inline vfloat vtrunc(vfloat x) { return __builtin_convertvector(__builtin_convertvector(x, vint), vfloat); }
+
 // x rounded down to an integer, for |x| < 2^31 (and NaN for NaN): one instruction from SSE4.1 on; plain SSE
-// truncates towards zero (a conversion to int and back) and steps down where that rounded up.
+// truncates towards zero (vtrunc) and steps down where that rounded up.
 inline vfloat vfloor(vfloat x) {
 #if defined(__AVX512F__)
   constexpr int down = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
@@ -233,8 +237,7 @@ inline vfloat vfloor(vfloat x) {
 #elif defined(__SSE4_1__)
   return reinterpret_cast<vfloat>(_mm_floor_ps(reinterpret_cast<__m128>(x)));
 #else
-  using vint = std::int32_t __attribute__((vector_size(sizeof(vfloat))));
-  const vfloat t = __builtin_convertvector(__builtin_convertvector(x, vint), vfloat);
+  const vfloat t = vtrunc(x);
   return t > x ? t - 1.0f : t;
 #endif
 }

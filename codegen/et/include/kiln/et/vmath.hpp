@@ -15,8 +15,6 @@
 
 namespace kiln::et {
 
-using vint = std::int32_t __attribute__((vector_size(simd_width * sizeof(float))));
-
 #if defined(__GNUC__) && !defined(__clang__)
 // g++ -O3 warns that `i + simd_width` could overflow after 2^62 iterations; row sizes are far below that.
 #pragma GCC diagnostic push
@@ -118,9 +116,6 @@ inline vpack<K> each(vpack<K> x, const vpack<K>& y, F f) {
   for (int k = 0; k < K; ++k) x.v[k] = f(x.v[k], y.v[k]);
   return x;
 }
-
-// x rounded towards zero to an integer (for |x| < 2^31).
-inline vfloat truncate(vfloat x) { return __builtin_convertvector(__builtin_convertvector(x, vint), vfloat); }
 }  // namespace detail
 
 // simd.hpp's vmin and vmax, vector by vector.
@@ -213,7 +208,7 @@ inline vfloat times_pow2_wide(vfloat y, vfloat n) {
 #if defined(__AVX512F__)
   return vscalef(y, n);
 #else
-  const vfloat half = truncate(n * 0.5f);
+  const vfloat half = vtrunc(n * 0.5f);
   return y * pow2(half) * pow2(n - half);
 #endif
 }
