@@ -94,7 +94,7 @@ class TrainPass {
  public:
   TrainPass(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw)
       : call_(call), fc_(call.forward), ws_(ws), tw_(tw), leaves_(leaf_values(fc_.net)),
-        setup_(setup_call(fc_, leaf_values(fc_.net), ws)), flow_(*setup_.flow), tiling_(P::tiling(fc_.net, fc_.batch)),
+        setup_(setup_call(fc_, leaf_values(fc_.net), ws)), flow_(*setup_.flow), tiling_(P::tiling(fc_.net, fc_.batch, true)),
         needs_(values_needing_grad(fc_.net, call.dx != nullptr, call.dx2 != nullptr)) {
     bind_gradients();
     zero_partials_ = !tw_.partials_zero;  // until this pass has added them up (a pass that throws leaves them dirty)
@@ -186,7 +186,7 @@ class TrainPass {
       const int v = value_of_step(k);
       if (passes(k) || !local(v, s)) continue;
       l.activation[static_cast<std::size_t>(v)] = l.activation_floats;
-      l.activation_floats += static_cast<std::size_t>(P::scratch_rows * P::width(v));
+      l.activation_floats += static_cast<std::size_t>(tiling_.max_rows() * P::width(v));
     }
     std::array<bool, V> taken{};  // per slot
     auto allocate = [&](int r) {
@@ -217,7 +217,7 @@ class TrainPass {
     float* grad_slots;  // gradients, then one slot for a gradient before it is added to another
     std::array<bool, V> written;  // per root: its gradient holds a contribution (later ones are added)
   };
-  static constexpr auto slot_floats = static_cast<std::size_t>(P::scratch_rows * P::max_width());
+  std::size_t slot_floats() const { return static_cast<std::size_t>(tiling_.max_rows() * P::max_width()); }
 
   const float* activation(const Tile& tile, const SegmentLayout& l, int v) const {
     if (const float* full = full_batch_value(fc_, setup_, ws_, v)) return full + tile.r0 * P::width(v);
@@ -230,16 +230,16 @@ class TrainPass {
     if (r == 0) return call_.dx ? call_.dx + tile.r0 * P::width(0) : nullptr;
     if (r == 1) return call_.dx2 ? call_.dx2 + tile.r0 * P::width(1) : nullptr;
     if (full_grad_[static_cast<std::size_t>(r)]) return tw_.grads[static_cast<std::size_t>(r)].data() + tile.r0 * P::width(r);
-    return tile.grad_slots + static_cast<std::size_t>(l.grad_slot[static_cast<std::size_t>(r)]) * slot_floats;
+    return tile.grad_slots + static_cast<std::size_t>(l.grad_slot[static_cast<std::size_t>(r)]) * slot_floats();
   }
   float* temporary(const Tile& tile, const SegmentLayout& l) const {
-    return tile.grad_slots + static_cast<std::size_t>(l.grad_slots) * slot_floats;
+    return tile.grad_slots + static_cast<std::size_t>(l.grad_slots) * slot_floats();
   }
 
   // Segment s's forward and backward, tile by tile.
   void backward_segment(std::size_t s) {
     const SegmentLayout l = layout(s);
-    const std::size_t scratch_floats = l.activation_floats + static_cast<std::size_t>(l.grad_slots + 1) * slot_floats;
+    const std::size_t scratch_floats = l.activation_floats + static_cast<std::size_t>(l.grad_slots + 1) * slot_floats();
     std::array<bool, V> written_after{};
     tiling_.run_tiles([&](index_t w, index_t t) {
       // Unless the last pass left them zero, worker w's buffer is zeroed by the thread that runs its first tile,
