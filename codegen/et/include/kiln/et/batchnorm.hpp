@@ -162,28 +162,33 @@ struct Eval<nn::BatchNorm1d<C>> {
     double* sum_dy_xhat = sums.data() + C;
     const double m = batchnorm_call_stats<C>(x, samples, length, mean.data(), var.data(), sum);
     for (index_t c = 0; c < C; ++c) invstd[c] = 1.0 / std::sqrt(var[c] + bn.eps);
-    for (index_t s = 0; s < samples; ++s)  // memory order, one accumulator per channel
-      for (index_t c = 0; c < C; ++c)
-        for (index_t l = 0; l < length; ++l) {
-          const index_t k = (s * C + c) * length + l;
-          sum_dy[c] += dy[k];
-          sum_dy_xhat[c] += dy[k] * (x[k] - mean[c]) * invstd[c];
-        }
+    // f(k, c) for each value k (of channel c) in memory order. For [N, C] the channels are the inner loop, which
+    // then runs as vectors across channels (a channel's sums keep their order): the Fashion-MNIST network's
+    // training step spent 3% in this layer's scalar loops at batch 64.
+    auto each_value = [&](auto&& f) {
+      for (index_t s = 0; s < samples; ++s)
+        if (length == 1)
+          for (index_t c = 0; c < C; ++c) f(s * C + c, c);
+        else
+          for (index_t c = 0; c < C; ++c)
+            for (index_t l = 0; l < length; ++l) f((s * C + c) * length + l, c);
+    };
+    each_value([&](index_t k, index_t c) {  // one accumulator per channel
+      sum_dy[c] += dy[k];
+      sum_dy_xhat[c] += dy[k] * (x[k] - mean[c]) * invstd[c];
+    });
     for (index_t c = 0; c < C; ++c) {
       if (bn.affine && grads.weight) grads.weight[c] += static_cast<float>(sum_dy_xhat[c]);
       if (bn.affine && grads.bias) grads.bias[c] += static_cast<float>(sum_dy[c]);
     }
     if (!dx) return;
     if (sum) (*sum)(sums.data(), 2 * C);
-    for (index_t s = 0; s < samples; ++s)
-      for (index_t c = 0; c < C; ++c) {
-        const double w = bn.affine ? p.weight[c] : 1.0, k1 = w * invstd[c] / m;
-        for (index_t l = 0; l < length; ++l) {
-          const index_t k = (s * C + c) * length + l;
-          const double xhat = (x[k] - mean[c]) * invstd[c];
-          dx[k] = static_cast<float>(k1 * (m * dy[k] - sum_dy[c] - xhat * sum_dy_xhat[c]));
-        }
-      }
+    std::vector<double> k1(C);
+    for (index_t c = 0; c < C; ++c) k1[c] = (bn.affine ? p.weight[c] : 1.0) * invstd[c] / m;
+    each_value([&](index_t k, index_t c) {
+      const double xhat = (x[k] - mean[c]) * invstd[c];
+      dx[k] = static_cast<float>(k1[c] * (m * dy[k] - sum_dy[c] - xhat * sum_dy_xhat[c]));
+    });
   }
 
   static void forward(const Layer&, Dims in, const LayerParams& p, const float* x, float* y, index_t samples,
