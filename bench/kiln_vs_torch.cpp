@@ -552,6 +552,7 @@ int main(int argc, char** argv) {
              std::getenv("GLIBC_TUNABLES") ? std::getenv("GLIBC_TUNABLES") : "(unset)");
   const kiln::bench::FmaPeak peak = kiln::bench::measure_fma_peak();
   fmt::print("single-core FP32 FMA peak: {:.1f} GFLOP/s ({})\n", peak.gflops, peak.isa);
+  benchmark::AddCustomContext("fma_peak_gflops", fmt::format("{:.2f}", peak.gflops));  // for bench/goals.py
 
   // Cases live until the benchmarks have run (the registered lambdas point into them).
   Case<std::remove_cvref_t<decltype(mlp_s)>> c_mlp_s{"mlp_s", mlp_s, torch_mlp_s(), 1};
@@ -584,6 +585,8 @@ int main(int argc, char** argv) {
     fmt::print("{}: reading its {:.3f} MB of weights once takes {:.2f} us in the best order ({:.0f} GB/s), {:.2f} us "
                "in layer order\n", name, bytes / 1e6, best, bytes / best / 1e3, layer_order);
     reporter.set_stream_bound(name, best, layer_order, bytes);
+    benchmark::AddCustomContext(fmt::format("stream_bound_us/{}", name),
+                                fmt::format("{:.4f} {:.4f}", best, layer_order));
   };
   stream_bound("mlp_s", mlp_s);
   stream_bound("mlp_norm", mlp_norm);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmarks and runs Kiln against libtorch (kiln_vs_torch) and Python PyTorch (bench_pytorch.py),
 # on 1 and 2 threads, each thread count in its own processes with OpenBLAS pinned to it; then prints one table
-# of medians. bench/README.md reports one run.
+# of medians and which of issue 15's goals this run meets (bench/goals.py). bench/README.md reports one run.
 #
 #   bench/run.sh            # the full run (20-25 minutes on a 2-core machine: PyTorch's side runs once per
 #                           # OpenBLAS kernel set, about 4 minutes each)
@@ -133,5 +133,8 @@ echo
 echo "== medians (us); x: how many times faster Kiln is (best torch: the fastest of libtorch, eager and jit, each"
 echo "   under its fastest OpenBLAS kernel set; oneDNN: the vendor ceiling)"
 $python bench/bench_pytorch.py --combine "${kiln_json[@]}" --json "${py_json[@]}" | tee "$out/summary.md"
+# ---- issue 15's goals, read off the files above ----------------------------------------------------------------
+$python bench/goals.py --kiln "${kiln_json[@]}" --pytorch "${py_json[@]}" --compile-time "$out/jit_compile_time.txt" |
+  tee "$out/goals.md"
 exit
 }
