@@ -404,19 +404,26 @@ class FunctionBuilder {
                         reduceIters, [&](OpBuilder& b, Location loc, ValueRange v) {
                           b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::AddFOp>(loc, v[0], v[1])});
                         });
-    if (log) {
-      const SmallVector<AffineMap> logMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3}), map(4, {0, 1, 3}), map(4, {0, 1, 2, 3})};
-      return collapseRows(generic(x4.getType(), ValueRange{x4, max, sum}, emptyRows({A, S, B}, f32_), logMaps, pointIters,
+    // 1 / sum or log(sum), once per position of the inner dims: in the generic over every value, LLVM computed
+    // it for each value (S times over). Softmax multiplies by the reciprocal, as rowSoftmax and the ET kernel.
+    const SmallVector<AffineMap> statsMaps{map(3, {0, 1, 2}), map(3, {0, 1, 2})};
+    Value scale = generic(stats, ValueRange{sum}, emptyRows({A, B}, f32_), statsMaps, {par, par, par},
+                          [&](OpBuilder& b, Location loc, ValueRange v) {
+                            Value r = log ? b.create<math::LogOp>(loc, v[0]).getResult()
+                                          : b.create<arith::DivFOp>(loc, constF32(b, 1.0f), v[0]).getResult();
+                            b.create<linalg::YieldOp>(loc, r);
+                          });
+    const AffineMap all = map(4, {0, 1, 2, 3}), perPosition = map(4, {0, 1, 3});
+    if (log)  // (x - max) - log(sum), as PyTorch: max + log(sum) would round first
+      return collapseRows(generic(x4.getType(), ValueRange{x4, max, scale}, emptyRows({A, S, B}, f32_),
+                                  {all, perPosition, perPosition, all}, pointIters,
                                   [&](OpBuilder& b, Location loc, ValueRange v) {
-                                    // (x - max) - log(sum), as PyTorch: max + log(sum) would round first
                                     Value d = b.create<arith::SubFOp>(loc, v[0], v[1]);
-                                    Value logSum = b.create<math::LogOp>(loc, v[2]);
-                                    b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::SubFOp>(loc, d, logSum)});
+                                    b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::SubFOp>(loc, d, v[2])});
                                   }));
-    }
-    Value y = generic(x4.getType(), ValueRange{e, sum}, emptyRows({A, S, B}, f32_), pointMaps, pointIters,
+    Value y = generic(x4.getType(), ValueRange{e, scale}, emptyRows({A, S, B}, f32_), pointMaps, pointIters,
                       [&](OpBuilder& b, Location loc, ValueRange v) {
-                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::DivFOp>(loc, v[0], v[1])});
+                        b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::MulFOp>(loc, v[0], v[1])});
                       });
     return collapseRows(y);
   }
