@@ -12,8 +12,9 @@
 // intermediate product never reaches memory. (A Linear without packed weights with a costly epilogue, GELU, Tanh,
 // ..., runs it instead on 16-lane rows of the stored product, block of rows by block of rows.) From K = 256 on, a
 // broadcast tile's k loop is a function of its own, which the Linears of one shape share (BroadcastLoop). The same
-// pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), and makes the packing's
-// transposes 16 x 16 blocks through registers (TransposeToVector).
+// pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), Softmax's along a dim that is
+// not the last in vector registers (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks
+// through registers (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -966,6 +967,116 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
   }
 };
 
+bool readsIndices(linalg::GenericOp g) {
+  return llvm::any_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
+}
+
+// How a reduction's payload combines its output's value (the accumulator) with the next term: acc + t or
+// maximumf(acc, t), either operand order (both commute, NaN and signed zeros included); none if it is not one.
+std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
+  Block& body = g.getRegion().front();
+  Operation* combine = body.getTerminator()->getOperand(0).getDefiningOp();
+  BlockArgument acc = body.getArgument(g.getDpsInitOperand(0)->getOperandNumber());
+  if (!combine || combine->getNumOperands() != 2 || !acc.hasOneUse() ||
+      (combine->getOperand(0) != acc && combine->getOperand(1) != acc))
+    return {};
+  if (isa<arith::AddFOp>(combine)) return vector::CombiningKind::ADD;
+  if (isa<arith::MaximumFOp>(combine)) return vector::CombiningKind::MAXIMUMF;
+  return {};
+}
+
+// Softmax's and LogSoftmax's statistics along a dim that is not the last (build_network.cpp, softmax): a sum or a
+// max over loop r of one f32 input, for every position of the other loops, the last of which runs along
+// contiguous values. As loops, r runs outside the last loop, and each of its steps loads and stores every
+// partial result: S chains of dependent operations through memory. Here, for each 16 positions along the last
+// loop, the partial results stay in a vector register while r runs, in the same order (the same bits).
+struct ColumnReductionToVector : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  // The reduction loop of `g`, if `g` is such a reduction.
+  static std::optional<unsigned> reductionLoop(linalg::GenericOp g) {
+    const unsigned loops = g.getNumLoops();
+    if (!g.hasPureBufferSemantics() || loops < 2 || g.getNumReductionLoops() != 1 || g.getNumDpsInputs() != 1 ||
+        g.getNumDpsInits() != 1 || !combiningKind(g) || readsIndices(g))
+      return {};
+    SmallVector<unsigned> reductions;
+    g.getReductionDims(reductions);
+    const unsigned r = reductions[0];
+    OpOperand* in = g.getDpsInputOperand(0);
+    OpOperand* out = g.getDpsInitOperand(0);
+    auto inType = dyn_cast<MemRefType>(in->get().getType());
+    auto outType = dyn_cast<MemRefType>(out->get().getType());
+    if (r + 1 == loops || !inType || !outType || !inType.getElementType().isF32() ||
+        !outType.getElementType().isF32() || inType.isDynamicDim(loops - 1) || !isLastMemrefDimUnitStride(inType) ||
+        !isLastMemrefDimUnitStride(outType) || !g.getMatchingIndexingMap(in).isIdentity() ||
+        g.getMatchingIndexingMap(out) != g.getMatchingIndexingMap(in).dropResult(r))
+      return {};
+    return r;
+  }
+
+  LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& b) const override {
+    const std::optional<unsigned> r = reductionLoop(g);
+    if (!r) return failure();
+    emitLoops(b, g, *r);
+    b.eraseOp(g);
+    return success();
+  }
+
+ private:
+  // The loops that replace g (before it), r's innermost.
+  static void emitLoops(PatternRewriter& b, linalg::GenericOp g, unsigned r) {
+    OpBuilder::InsertionGuard guard(b);
+    Location loc = g.getLoc();
+    Value x = g.getDpsInputOperand(0)->get(), y = g.getDpsInitOperand(0)->get();
+    Block& body = g.getRegion().front();
+    const unsigned loops = g.getNumLoops();
+    const int64_t width = cast<MemRefType>(x.getType()).getDimSize(loops - 1);
+    auto index = [&](OpBuilder& ob, int64_t v) { return ob.create<arith::ConstantIndexOp>(loc, v); };
+    auto lanes = VectorType::get({kLanes}, b.getF32Type());
+    auto load = [&](OpBuilder& ob, Value buffer, ValueRange at, Value mask) -> Value {
+      if (!mask) return ob.create<vector::LoadOp>(loc, lanes, buffer, at);
+      Value zeros = ob.create<arith::ConstantOp>(loc, ob.getZeroAttr(lanes));
+      return ob.create<vector::MaskedLoadOp>(loc, lanes, buffer, at, mask, zeros);
+    };
+    SmallVector<Value> at;  // the indices of the output's dims but the last: every loop's but r's and the last's
+    for (unsigned d = 0; d + 1 < loops; ++d) {
+      if (d == r) continue;
+      auto f = b.create<scf::ForOp>(loc, index(b, 0), b.create<memref::DimOp>(loc, y, at.size()), index(b, 1));
+      b.setInsertionPointToStart(f.getBody());
+      at.push_back(f.getInductionVar());
+    }
+    // 16 positions from c (`mask`: the first of them only): their partial results through the loop over r.
+    auto column = [&](OpBuilder& ob, Value c, Value mask) {
+      SmallVector<Value> outAt = at;
+      outAt.push_back(c);
+      Value start = load(ob, y, outAt, mask);
+      auto steps = ob.create<scf::ForOp>(
+          loc, index(ob, 0), ob.create<memref::DimOp>(loc, x, r), index(ob, 1), ValueRange{start},
+          [&](OpBuilder& inner, Location, Value k, ValueRange acc) {
+            SmallVector<Value> inAt = outAt;
+            inAt.insert(inAt.begin() + r, k);
+            IRMapping map;
+            map.map(body.getArgument(0), load(inner, x, inAt, mask));
+            map.map(body.getArgument(1), acc[0]);
+            Value next = vectorizePayload(inner, loc, body, map, kLanes, [](int64_t) -> Value { return {}; });
+            inner.create<scf::YieldOp>(loc, next);
+          });
+      if (mask) ob.create<vector::MaskedStoreOp>(loc, y, outAt, mask, steps.getResult(0));
+      else ob.create<vector::StoreOp>(loc, steps.getResult(0), y, outAt);
+    };
+    const int64_t full = width / kLanes * kLanes;
+    if (full > 0)
+      b.create<scf::ForOp>(loc, index(b, 0), index(b, full), index(b, kLanes), ValueRange{},
+                           [&](OpBuilder& inner, Location, Value c, ValueRange) {
+                             column(inner, c, {});
+                             inner.create<scf::YieldOp>(loc);
+                           });
+    if (full < width)
+      column(b, index(b, full), b.create<vector::CreateMaskOp>(loc, VectorType::get({kLanes}, b.getI1Type()),
+                                                               ValueRange{index(b, width - full)}));
+  }
+};
+
 // LayerNorm's, RMSNorm's and Softmax's forward (build_network.cpp, norm and rowSoftmax), rows of S values at a
 // time. A consumer (an all-parallel generic whose last loop runs along a row) reads per-row statistics; each
 // comes from row reductions (a linalg.fill, then a generic whose one reduction is the last loop, a sum or a max)
@@ -986,9 +1097,6 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   };
 
   static bool allParallel(linalg::GenericOp g) { return g.getNumParallelLoops() == g.getNumLoops(); }
-  static bool readsIndices(linalg::GenericOp g) {
-    return llvm::any_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
-  }
   // The map of a per-row value in a generic of `loops` loops: the loops but the last.
   static AffineMap perRowMap(unsigned loops, MLIRContext* ctx) {
     return AffineMap::getMultiDimIdentityMap(loops, ctx).getMajorSubMap(loops - 1);
@@ -1005,17 +1113,6 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       }
     llvm::sort(writers, [](Operation* a, Operation* b) { return a->isBeforeInBlock(b); });
     return writers;
-  }
-  // How a row reduction's payload combines its output's value (the accumulator) with the next term: acc + t or
-  // maximumf(acc, t); none if it is not one.
-  static std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
-    Block& body = g.getRegion().front();
-    Operation* combine = body.getTerminator()->getOperand(0).getDefiningOp();
-    BlockArgument acc = body.getArgument(g.getDpsInitOperand(0)->getOperandNumber());
-    if (!combine || combine->getNumOperands() != 2 || combine->getOperand(0) != acc || !acc.hasOneUse()) return {};
-    if (isa<arith::AddFOp>(combine)) return vector::CombiningKind::ADD;
-    if (isa<arith::MaximumFOp>(combine)) return vector::CombiningKind::MAXIMUMF;
-    return {};
   }
   static bool isRowReduction(linalg::GenericOp g, unsigned loops) {
     return g.getNumLoops() == loops && g.getNumReductionLoops() == 1 &&
@@ -1274,7 +1371,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 
 void populateContractionToVectorPatterns(RewritePatternSet& patterns, RegisterTiles tiles) {
   patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext(), tiles);
-  patterns.add<RowStatisticsToVector, TransposeToVector>(patterns.getContext());
+  patterns.add<RowStatisticsToVector, ColumnReductionToVector, TransposeToVector>(patterns.getContext());
 }
 
 std::unique_ptr<Pass> createContractionToVectorPass(RegisterTiles tiles) {
