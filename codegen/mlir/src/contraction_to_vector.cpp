@@ -1272,12 +1272,12 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       if (mask) b.create<vector::MaskedStoreOp>(loc, buffer, indices(c), mask, v);
       else b.create<vector::StoreOp>(loc, v, buffer, indices(c));
     }
-    // acc = f(c, mask, acc) at every 16 values of the row from c = 0: an scf.for over the full vectors, then
+    // acc = f(c, mask, acc) at every 16 values of the row from c = from: an scf.for over the full vectors, then
     // the last S % 16 values masked (acc keeping its lanes past them). acc may be null (f then returns null).
-    Value forColumns(int64_t S, Value acc, function_ref<Value(Value, Value, Value)> f) {
+    Value forColumns(int64_t S, Value acc, function_ref<Value(Value, Value, Value)> f, int64_t from = 0) {
       const int64_t full = S / kRowLanes * kRowLanes;
-      if (full > 0) {
-        auto loop = b.create<scf::ForOp>(loc, index(0), index(full), index(kRowLanes), acc ? ValueRange{acc} : ValueRange{},
+      if (full > from) {
+        auto loop = b.create<scf::ForOp>(loc, index(from), index(full), index(kRowLanes), acc ? ValueRange{acc} : ValueRange{},
                                          [&](OpBuilder& inner, Location, Value c, ValueRange carried) {
                                            Value next = f(c, {}, acc ? carried[0] : Value{});
                                            inner.create<scf::YieldOp>(loc, next ? ValueRange{next} : ValueRange{});
@@ -1315,8 +1315,12 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
         return b.create<arith::AddIOp>(loc, b.create<vector::BroadcastOp>(loc, iota.getType(), c), iota);
       });
     }
-    // The row reduction w, started from the fill's value: 16 partial sums (or maxima), combined at the end.
+    // The row reduction w, started from the fill's value: 16 partial sums (or maxima) in each of kChains vectors
+    // while 4 x 16 values are left, then in the first, combined pairwise at the end and then across lanes. Each
+    // vector is a chain of dependent adds: with one, a row of LayerNorm<256> waited on it (as the ET kernel's
+    // sum_mapped, vmath.hpp, which sums in the same order up to its last S % 16 values).
     void reduce(linalg::GenericOp w, int64_t S) {
+      constexpr int64_t kChains = 4;
       Value buffer = w.getDpsInitOperand(0)->get();
       const vector::CombiningKind kind = *combiningKind(w);
       auto element = cast<FloatType>(cast<MemRefType>(buffer.getType()).getElementType());
@@ -1324,8 +1328,25 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       Value start = b.create<arith::ConstantOp>(
           loc, DenseElementsAttr::get(lanes(element), max ? APFloat::getInf(element.getFloatSemantics(), true)
                                                           : APFloat::getZero(element.getFloatSemantics())));
-      Value partial = forColumns(S, start, [&](Value c, Value mask, Value acc) { return payload(w, c, mask, acc); });
-      value[buffer] = b.create<vector::ReductionOp>(loc, kind, partial, value.lookup(buffer), arith::FastMathFlags::reassoc);
+      SmallVector<Value> partial(kChains, start);
+      const int64_t chained = S / (kChains * kRowLanes) * (kChains * kRowLanes);
+      if (chained > 0) {
+        auto loop = b.create<scf::ForOp>(loc, index(0), index(chained), index(kChains * kRowLanes), partial,
+                                         [&](OpBuilder& inner, Location, Value c, ValueRange acc) {
+                                           SmallVector<Value> next;
+                                           for (int64_t k = 0; k < kChains; ++k) {
+                                             Value ck = b.create<arith::AddIOp>(loc, c, index(k * kRowLanes));
+                                             next.push_back(payload(w, ck, {}, acc[k]));
+                                           }
+                                           inner.create<scf::YieldOp>(loc, next);
+                                         });
+        partial.assign(loop.getResults().begin(), loop.getResults().end());
+      }
+      partial[0] = forColumns(
+          S, partial[0], [&](Value c, Value mask, Value acc) { return payload(w, c, mask, acc); }, chained);
+      auto combine = [&](Value x, Value y) { return vector::makeArithReduction(b, loc, kind, x, y); };
+      Value all = chained > 0 ? combine(combine(partial[0], partial[1]), combine(partial[2], partial[3])) : partial[0];
+      value[buffer] = b.create<vector::ReductionOp>(loc, kind, all, value.lookup(buffer), arith::FastMathFlags::reassoc);
     }
     // w's values along this row into its scratch row.
     void computeRow(linalg::GenericOp w, int64_t S) {

@@ -57,6 +57,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["layernorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::LayerNorm<4>{}});
   m["rmsnorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::RMSNorm<4>{}});
   m["layernorm-relu"] = ir::describe(nn::Sequential{kiln::input<20>, nn::LayerNorm<20>{}, nn::ReLU{}});
+  m["layernorm-wide"] = ir::describe(nn::Sequential{kiln::input<136>, nn::LayerNorm<136>{}});
   // Graph networks: a skip path (the add), two Linears summed, a concat of the input with a branch's output.
   m["residual"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Residual{nn::Linear<8, 8>{}, nn::ReLU{}}});
   m["sum"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Sum{nn::Linear<20, 8>{}, nn::Linear<20, 8>{}}});
