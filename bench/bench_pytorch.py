@@ -260,6 +260,18 @@ def print_table(header, rows):
         print("| " + " | ".join(text(i, c) for i, c in enumerate(r)) + " |")
 
 
+def medians(data):
+    """(case, variant, batch, median us, the benchmark's row) for each case of one kiln_vs_torch --benchmark_out
+    file: the median of repetitions, or the one run when there are none."""
+    for b in data["benchmarks"]:
+        if b.get("aggregate_name") != "median" and not (
+                b.get("run_type") == "iteration" and b.get("repetitions", 1) <= 1):
+            continue
+        case, variant, batch = b["run_name"].split("/")[:3]
+        scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
+        yield case, variant, int(batch), b["real_time"] * scale, b
+
+
 def read_kiln_vs_torch(paths):
     """kiln_vs_torch's --benchmark_out files -> ({(case, batch, variant): {kernel set: median us}}, {(case, batch):
     others}, [context]). The torch variant may come from several files, one per OpenBLAS kernel set; the other
@@ -271,16 +283,9 @@ def read_kiln_vs_torch(paths):
         context = data["context"]
         contexts.append(context)
         kernels = context.get("blas_kernels", "?")
-        for b in data["benchmarks"]:
-            # the median of repetitions, or the one run when there are none
-            if b.get("aggregate_name") != "median" and not (
-                    b.get("run_type") == "iteration" and b.get("repetitions", 1) <= 1):
-                continue
-            case, variant, batch = b["run_name"].split("/")[:3]
-            scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
-            times.setdefault((case, int(batch), variant), {})[kernels] = b["real_time"] * scale
-            key = (case, int(batch))
-            others[key] = max(others.get(key, 0.0), b.get("others", 0.0))
+        for case, variant, batch, us, b in medians(data):
+            times.setdefault((case, batch, variant), {})[kernels] = us
+            others[(case, batch)] = max(others.get((case, batch), 0.0), b.get("others", 0.0))
     return times, others, contexts
 
 

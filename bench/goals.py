@@ -14,7 +14,7 @@ import argparse
 import json
 import re
 
-from bench_pytorch import fastest, read_kiln_vs_torch, read_pytorch
+from bench_pytorch import fastest, medians, read_kiln_vs_torch, read_pytorch
 
 LARGE_BATCHES = (256, 4096)
 WITHIN_STREAM = 1.2  # batch 1 against reading the weights once
@@ -39,16 +39,11 @@ def read_kiln(paths):
             data = json.load(f)
         context = data["context"]
         cpu = context.get("cpu", cpu)
-        for b in data["benchmarks"]:
-            if b.get("aggregate_name") != "median" and not (
-                    b.get("run_type") == "iteration" and b.get("repetitions", 1) <= 1):
-                continue
-            case, variant, batch = b["run_name"].split("/")[:3]
+        for case, variant, batch, us, b in medians(data):
             if variant not in ("kiln", "jit"):
                 continue
             net, threads = case.rsplit("_t", 1)
-            scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
-            kernels[(net, int(threads), int(batch), variant)] = (b["real_time"] * scale, b.get("GFLOP/s"))
+            kernels[(net, int(threads), batch, variant)] = (us, b.get("GFLOP/s"))
             if "fma_peak_gflops" in context:
                 peaks[int(threads)] = float(context["fma_peak_gflops"])
             bound = context.get(f"stream_bound_us/{net}")
