@@ -133,9 +133,13 @@ inline void log_softmax_forward(const float* x, float* y, index_t outer, index_t
   }
   for_inner_blocks(x, y, outer, length, inner, [&](const float* xs, float* ys, index_t n, vfloat m) {
     vfloat sum{};
-    for (index_t k = 0; k < length; ++k) sum += vexp(load_first(xs + k * inner, n) - m);
+    for (index_t k = 0; k < length; ++k) {
+      const vfloat d = load_first(xs + k * inner, n) - m;
+      store_first(ys + k * inner, d, n);
+      sum += vexp(d);
+    }
     const vfloat log_sum = vlog(sum);  // (x - max) - log_sum, as PyTorch: x - (max + log_sum) would round
-    for (index_t k = 0; k < length; ++k) store_first(ys + k * inner, (load_first(xs + k * inner, n) - m) - log_sum, n);
+    for (index_t k = 0; k < length; ++k) store_first(ys + k * inner, load_first(ys + k * inner, n) - log_sum, n);
   });
 }
 
