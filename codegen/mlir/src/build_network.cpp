@@ -371,11 +371,20 @@ class FunctionBuilder {
   }
   // f of per-row values, per row.
   Value statsMap(const Rows& rows, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
-    Value out = emptyRows(rows.rowTrailing(), f32_);
-    const auto loops = static_cast<unsigned>(rows.trailing.size());
+    return mapEach(rows.rowTrailing(), ins, f);
+  }
+  // f of tensors [N, trailing...], value by value.
+  Value mapEach(ArrayRef<int64_t> trailing, ValueRange ins, function_ref<Value(OpBuilder&, Location, ValueRange)> f) {
+    Value out = emptyRows(trailing, f32_);
+    const auto loops = static_cast<unsigned>(trailing.size() + 1);
     SmallVector<AffineMap> maps(ins.size() + 1, AffineMap::getMultiDimIdentityMap(loops, b_.getContext()));
     return generic(out.getType(), ins, out, maps, SmallVector<IteratorType>(loops, IteratorType::parallel),
                    [&](OpBuilder& b, Location loc, ValueRange v) { b.create<linalg::YieldOp>(loc, ValueRange{f(b, loc, v)}); });
+  }
+  // What Softmax multiplies exp(x - max) by, 1 / sum, or what LogSoftmax subtracts from x - max, log(sum).
+  Value softmaxScale(OpBuilder& b, Location loc, Value sum, bool log) {
+    return log ? b.create<math::LogOp>(loc, sum).getResult()
+               : b.create<arith::DivFOp>(loc, constF32(b, 1.0f), sum).getResult();
   }
 
   // ---- Softmax along one per-sample dim: exp(x - max) / sum(exp(x - max)); LogSoftmax: x - max - log(sum) ---
@@ -386,14 +395,15 @@ class FunctionBuilder {
     if (B == 1) return rowSoftmax(Rows(*this, x, A, S), log);
     Value x4 = expandRows(x, {A, S, B});
     auto par = IteratorType::parallel, red = IteratorType::reduction;
-    const SmallVector<AffineMap> reduceMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3})};
+    const AffineMap all = map(4, {0, 1, 2, 3}), perPosition = map(4, {0, 1, 3});
+    const SmallVector<AffineMap> reduceMaps{all, perPosition};
     const SmallVector<IteratorType> reduceIters{par, par, red, par};
     auto stats = RankedTensorType::get({kDyn, A, B}, f32_);
     Value max = generic(stats, ValueRange{x4}, filled(emptyRows({A, B}, f32_), constF32(b_, -std::numeric_limits<float>::infinity())),
                         reduceMaps, reduceIters, [&](OpBuilder& b, Location loc, ValueRange v) {
                           b.create<linalg::YieldOp>(loc, ValueRange{b.create<arith::MaximumFOp>(loc, v[0], v[1])});
                         });
-    const SmallVector<AffineMap> pointMaps{map(4, {0, 1, 2, 3}), map(4, {0, 1, 3}), map(4, {0, 1, 2, 3})};
+    const SmallVector<AffineMap> pointMaps{all, perPosition, all};
     const SmallVector<IteratorType> pointIters{par, par, par, par};
     Value e = generic(x4.getType(), ValueRange{x4, max}, emptyRows({A, S, B}, f32_), pointMaps, pointIters,
                       [&](OpBuilder& b, Location loc, ValueRange v) {
@@ -406,14 +416,9 @@ class FunctionBuilder {
                         });
     // 1 / sum or log(sum), once per position of the inner dims: in the generic over every value, LLVM computed
     // it for each value (S times over). Softmax multiplies by the reciprocal, as rowSoftmax and the ET kernel.
-    const SmallVector<AffineMap> statsMaps{map(3, {0, 1, 2}), map(3, {0, 1, 2})};
-    Value scale = generic(stats, ValueRange{sum}, emptyRows({A, B}, f32_), statsMaps, {par, par, par},
-                          [&](OpBuilder& b, Location loc, ValueRange v) {
-                            Value r = log ? b.create<math::LogOp>(loc, v[0]).getResult()
-                                          : b.create<arith::DivFOp>(loc, constF32(b, 1.0f), v[0]).getResult();
-                            b.create<linalg::YieldOp>(loc, r);
-                          });
-    const AffineMap all = map(4, {0, 1, 2, 3}), perPosition = map(4, {0, 1, 3});
+    Value scale = mapEach({A, B}, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
+      return softmaxScale(b, loc, v[0], log);
+    });
     if (log)  // (x - max) - log(sum), as PyTorch: max + log(sum) would round first
       return collapseRows(generic(x4.getType(), ValueRange{x4, max, scale}, emptyRows({A, S, B}, f32_),
                                   {all, perPosition, perPosition, all}, pointIters,
@@ -439,8 +444,7 @@ class FunctionBuilder {
                       });
     Value sum = rowReduce(rows, e, {}, false, value);
     Value scale = statsMap(rows, {sum}, [&](OpBuilder& b, Location loc, ValueRange v) {
-      return log ? b.create<math::LogOp>(loc, v[0]).getResult()
-                 : b.create<arith::DivFOp>(loc, constF32(b, 1.0f), v[0]).getResult();
+      return softmaxScale(b, loc, v[0], log);
     });
     const SmallVector<AffineMap> maps{rows.all, rows.perRow, rows.perRow, rows.all};
     Value y = generic(rows.x.getType(), ValueRange{log ? rows.x : e, max, scale}, emptyRows(rows.trailing, f32_), maps,

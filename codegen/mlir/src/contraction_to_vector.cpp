@@ -985,98 +985,6 @@ std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
   return {};
 }
 
-// Softmax's and LogSoftmax's statistics along a dim that is not the last (build_network.cpp, softmax): a sum or a
-// max over loop r of one f32 input, for every position of the other loops, the last of which runs along
-// contiguous values. As loops, r runs outside the last loop, and each of its steps loads and stores every
-// partial result: S chains of dependent operations through memory. Here, for each 16 positions along the last
-// loop, the partial results stay in a vector register while r runs, in the same order (the same bits).
-struct ColumnReductionToVector : OpRewritePattern<linalg::GenericOp> {
-  using OpRewritePattern::OpRewritePattern;
-
-  // The reduction loop of `g`, if `g` is such a reduction.
-  static std::optional<unsigned> reductionLoop(linalg::GenericOp g) {
-    const unsigned loops = g.getNumLoops();
-    if (!g.hasPureBufferSemantics() || loops < 2 || g.getNumReductionLoops() != 1 || g.getNumDpsInputs() != 1 ||
-        g.getNumDpsInits() != 1 || !combiningKind(g) || readsIndices(g))
-      return {};
-    SmallVector<unsigned> reductions;
-    g.getReductionDims(reductions);
-    const unsigned r = reductions[0];
-    OpOperand* in = g.getDpsInputOperand(0);
-    OpOperand* out = g.getDpsInitOperand(0);
-    auto inType = dyn_cast<MemRefType>(in->get().getType());
-    auto outType = dyn_cast<MemRefType>(out->get().getType());
-    if (r + 1 == loops || !inType || !outType || !inType.getElementType().isF32() ||
-        !outType.getElementType().isF32() || inType.isDynamicDim(loops - 1) || !isLastMemrefDimUnitStride(inType) ||
-        !isLastMemrefDimUnitStride(outType) || !g.getMatchingIndexingMap(in).isIdentity() ||
-        g.getMatchingIndexingMap(out) != g.getMatchingIndexingMap(in).dropResult(r))
-      return {};
-    return r;
-  }
-
-  LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& b) const override {
-    const std::optional<unsigned> r = reductionLoop(g);
-    if (!r) return failure();
-    emitLoops(b, g, *r);
-    b.eraseOp(g);
-    return success();
-  }
-
- private:
-  // The loops that replace g (before it), r's innermost.
-  static void emitLoops(PatternRewriter& b, linalg::GenericOp g, unsigned r) {
-    OpBuilder::InsertionGuard guard(b);
-    Location loc = g.getLoc();
-    Value x = g.getDpsInputOperand(0)->get(), y = g.getDpsInitOperand(0)->get();
-    Block& body = g.getRegion().front();
-    const unsigned loops = g.getNumLoops();
-    const int64_t width = cast<MemRefType>(x.getType()).getDimSize(loops - 1);
-    auto index = [&](OpBuilder& ob, int64_t v) { return ob.create<arith::ConstantIndexOp>(loc, v); };
-    auto lanes = VectorType::get({kLanes}, b.getF32Type());
-    auto load = [&](OpBuilder& ob, Value buffer, ValueRange at, Value mask) -> Value {
-      if (!mask) return ob.create<vector::LoadOp>(loc, lanes, buffer, at);
-      Value zeros = ob.create<arith::ConstantOp>(loc, ob.getZeroAttr(lanes));
-      return ob.create<vector::MaskedLoadOp>(loc, lanes, buffer, at, mask, zeros);
-    };
-    SmallVector<Value> at;  // the indices of the output's dims but the last: every loop's but r's and the last's
-    for (unsigned d = 0; d + 1 < loops; ++d) {
-      if (d == r) continue;
-      auto f = b.create<scf::ForOp>(loc, index(b, 0), b.create<memref::DimOp>(loc, y, at.size()), index(b, 1));
-      b.setInsertionPointToStart(f.getBody());
-      at.push_back(f.getInductionVar());
-    }
-    // 16 positions from c (`mask`: the first of them only): their partial results through the loop over r.
-    auto column = [&](OpBuilder& ob, Value c, Value mask) {
-      SmallVector<Value> outAt = at;
-      outAt.push_back(c);
-      Value start = load(ob, y, outAt, mask);
-      auto steps = ob.create<scf::ForOp>(
-          loc, index(ob, 0), ob.create<memref::DimOp>(loc, x, r), index(ob, 1), ValueRange{start},
-          [&](OpBuilder& inner, Location, Value k, ValueRange acc) {
-            SmallVector<Value> inAt = outAt;
-            inAt.insert(inAt.begin() + r, k);
-            IRMapping map;
-            map.map(body.getArgument(0), load(inner, x, inAt, mask));
-            map.map(body.getArgument(1), acc[0]);
-            Value next = vectorizePayload(inner, loc, body, map, kLanes, [](int64_t) -> Value { return {}; });
-            inner.create<scf::YieldOp>(loc, next);
-          });
-      if (mask) ob.create<vector::MaskedStoreOp>(loc, y, outAt, mask, steps.getResult(0));
-      else ob.create<vector::StoreOp>(loc, steps.getResult(0), y, outAt);
-    };
-    const int64_t full = width / kLanes * kLanes;
-    if (full > 0)
-      b.create<scf::ForOp>(loc, index(b, 0), index(b, full), index(b, kLanes), ValueRange{},
-                           [&](OpBuilder& inner, Location, Value c, ValueRange) {
-                             column(inner, c, {});
-                             inner.create<scf::YieldOp>(loc);
-                           });
-    if (full < width)
-      column(b, index(b, full), b.create<vector::CreateMaskOp>(loc, VectorType::get({kLanes}, b.getI1Type()),
-                                                               ValueRange{index(b, width - full)}));
-  }
-};
-
 // LayerNorm's, RMSNorm's and Softmax's forward (build_network.cpp, norm and rowSoftmax), rows of S values at a
 // time. A consumer (an all-parallel generic whose last loop runs along a row) reads per-row statistics; each
 // comes from row reductions (a linalg.fill, then a generic whose one reduction is the last loop, a sum or a max)
@@ -1367,6 +1275,81 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       value[w.getDpsInitOperand(0)->get()] = m.lookupOrDefault(body.getTerminator()->getOperand(0));
     }
   };
+};
+
+// Softmax's and LogSoftmax's statistics along a dim that is not the last (build_network.cpp, softmax): a sum or a
+// max over loop r of one f32 input, for every position of the other loops, the last of which runs along
+// contiguous values. As loops, r runs outside the last loop, and each of its steps loads and stores every
+// partial result: S chains of dependent operations through memory. Here, for each 16 positions along the last
+// loop, the partial results stay in a vector register while r runs, in the same order (the same bits).
+struct ColumnReductionToVector : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  // The reduction loop of `g`, if `g` is such a reduction.
+  static std::optional<unsigned> reductionLoop(linalg::GenericOp g) {
+    const unsigned loops = g.getNumLoops();
+    if (!g.hasPureBufferSemantics() || loops < 2 || g.getNumReductionLoops() != 1 || g.getNumDpsInputs() != 1 ||
+        g.getNumDpsInits() != 1 || !combiningKind(g) || readsIndices(g))
+      return {};
+    SmallVector<unsigned> reductions;
+    g.getReductionDims(reductions);
+    const unsigned r = reductions[0];
+    OpOperand* in = g.getDpsInputOperand(0);
+    OpOperand* out = g.getDpsInitOperand(0);
+    auto inType = dyn_cast<MemRefType>(in->get().getType());
+    auto outType = dyn_cast<MemRefType>(out->get().getType());
+    if (r + 1 == loops || !inType || !outType || !inType.getElementType().isF32() ||
+        !outType.getElementType().isF32() || inType.isDynamicDim(loops - 1) || !isLastMemrefDimUnitStride(inType) ||
+        !isLastMemrefDimUnitStride(outType) || !g.getMatchingIndexingMap(in).isIdentity() ||
+        g.getMatchingIndexingMap(out) != g.getMatchingIndexingMap(in).dropResult(r))
+      return {};
+    return r;
+  }
+
+  LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& b) const override {
+    const std::optional<unsigned> r = reductionLoop(g);
+    if (!r) return failure();
+    emitLoops(b, g, *r);
+    b.eraseOp(g);
+    return success();
+  }
+
+ private:
+  // The loops that replace g (before it), r's innermost: rows of the output's last dim, each row's indices
+  // (every loop's but r's and the last's) in a RowStatisticsToVector::Row, whose loads, stores and loop over
+  // columns (full vectors, then the rest masked) they share.
+  static void emitLoops(PatternRewriter& b, linalg::GenericOp g, unsigned r) {
+    OpBuilder::InsertionGuard guard(b);
+    Value x = g.getDpsInputOperand(0)->get(), y = g.getDpsInitOperand(0)->get();
+    Block& body = g.getRegion().front();
+    const unsigned loops = g.getNumLoops();
+    RowStatisticsToVector::Row row{b, g.getLoc()};
+    for (unsigned d = 0; d + 1 < loops; ++d) {
+      if (d == r) continue;
+      auto f = b.create<scf::ForOp>(row.loc, row.index(0), b.create<memref::DimOp>(row.loc, y, row.at.size()),
+                                    row.index(1));
+      b.setInsertionPointToStart(f.getBody());
+      row.at.push_back(f.getInductionVar());
+    }
+    // 16 positions from c (`mask`: the first of them only): their partial results through the loop over r.
+    row.forColumns(cast<MemRefType>(x.getType()).getDimSize(loops - 1), {}, [&](Value c, Value mask, Value) {
+      Value start = row.load(y, row.indices(c), mask);
+      auto steps = b.create<scf::ForOp>(
+          row.loc, row.index(0), b.create<memref::DimOp>(row.loc, x, r), row.index(1), ValueRange{start},
+          [&](OpBuilder& inner, Location loc, Value k, ValueRange acc) {
+            SmallVector<Value> inAt = row.indices(c);
+            inAt.insert(inAt.begin() + r, k);
+            IRMapping map;
+            map.map(body.getArgument(0), row.load(x, inAt, mask));
+            map.map(body.getArgument(1), acc[0]);
+            Value next = vectorizePayload(inner, loc, body, map, RowStatisticsToVector::kRowLanes,
+                                          [](int64_t) -> Value { return {}; });
+            inner.create<scf::YieldOp>(loc, next);
+          });
+      row.store(steps.getResult(0), y, c, mask);
+      return Value{};
+    });
+  }
 };
 
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
