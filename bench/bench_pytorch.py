@@ -355,18 +355,28 @@ def combine(args):
     print_anchor(gb, py)
 
 
+def best_torch(gb, py, case, batch):
+    """PyTorch at its best for a case: (median us, "variant, kernel set") of the fastest of libtorch, eager and jit,
+    each under its fastest OpenBLAS kernel set; (None, "-") where none of them ran."""
+    torches = []
+    for variant, times in (("libtorch", gb.get((case, batch, "torch"))), ("eager", py.get((case, batch, "eager"))),
+                           ("jit", py.get((case, batch, "jit")))):
+        t, kernels = fastest(times)
+        if t is not None:
+            torches.append((t, f"{variant}, {kernels}"))
+    return min(torches) if torches else (None, "-")
+
+
 def summary_row(gb, py, case, batch, others, has_onednn):
     """One row of the summary, or None where neither Kiln nor libtorch ran the case."""
     one = lambda v: fastest(gb.get((case, batch, v)))[0]  # variants measured once: their only value
     kiln, unf, mlir, onednn = one("kiln"), one("unfused"), one("jit"), one("onednn")
     lt, lt_kernels = fastest(gb.get((case, batch, "torch")))
-    eager, eager_kernels = fastest(py.get((case, batch, "eager")))
-    jit, jit_kernels = fastest(py.get((case, batch, "jit")))
+    eager = fastest(py.get((case, batch, "eager")))[0]
+    jit = fastest(py.get((case, batch, "jit")))[0]
     if kiln is None and lt is None:
         return None
-    torches = [(t, f"{v}, {k}") for t, v, k in ((lt, "libtorch", lt_kernels), (eager, "eager", eager_kernels),
-                                                 (jit, "jit", jit_kernels)) if t is not None]
-    best, best_what = min(torches) if torches else (None, "-")
+    best, best_what = best_torch(gb, py, case, batch)
     row = [case.rsplit("_t", 1)[0], case.rsplit("_t", 1)[1], batch, us(kiln), us(lt), lt_kernels or "-", us(eager),
            us(jit), best_what, us(unf), ratio(lt, kiln), ratio(best, kiln)]
     if has_onednn:

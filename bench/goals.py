@@ -14,7 +14,7 @@ import argparse
 import json
 import re
 
-from bench_pytorch import fastest, medians, read_kiln_vs_torch, read_pytorch
+from bench_pytorch import best_torch, fastest, medians, read_kiln_vs_torch, read_pytorch
 
 LARGE_BATCHES = (256, 4096)
 WITHIN_STREAM = 1.2  # batch 1 against reading the weights once
@@ -91,18 +91,9 @@ def faster_than(kernels, anchor):
     return ratios, misses
 
 
-def best_torch(gb, py):
-    """PyTorch at its best: the fastest of libtorch, eager and jit, each under its fastest OpenBLAS kernel set."""
-    def best(case, batch):
-        times = [fastest(gb.get((case, batch, "torch")))[0], fastest(py.get((case, batch, "eager")))[0],
-                 fastest(py.get((case, batch, "jit")))[0]]
-        return min((t for t in times if t is not None), default=None)
-    return best
-
-
 def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms):
     print(f"\nIssue 15's goals on this CPU ({cpu}), this run (ET: the expression-template kernel, JIT: the MLIR one):")
-    ratios, misses = faster_than(kernels, best_torch(gb, py))
+    ratios, misses = faster_than(kernels, lambda case, batch: best_torch(gb, py, case, batch)[0])
     report("no case slower than PyTorch at its best (x faster, ET and JIT)", ratios, misses, unit="x")
     ratios, misses = faster_than(kernels, lambda case, batch: fastest(gb.get((case, batch, "onednn")))[0])
     report("ahead of oneDNN's matmuls, the vendor ceiling (x faster; the GEMM-bound cases it runs)", ratios, misses,
