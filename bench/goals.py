@@ -39,16 +39,19 @@ def read_kiln(paths):
             data = json.load(f)
         context = data["context"]
         cpu = context.get("cpu", cpu)
+        thread_counts = set()  # of the kernels this file measured
         for case, variant, batch, us, b in medians(data):
             if variant not in ("kiln", "jit"):
                 continue
             net, threads = case.rsplit("_t", 1)
             kernels[(net, int(threads), batch, variant)] = (us, b.get("GFLOP/s"))
+            thread_counts.add(int(threads))
+        for threads in thread_counts:
             if "fma_peak_gflops" in context:
-                peaks[int(threads)] = float(context["fma_peak_gflops"])
-            bound = context.get(f"stream_bound_us/{net}")
-            if bound:
-                streams[(net, int(threads))] = tuple(float(v) for v in bound.split())
+                peaks[threads] = float(context["fma_peak_gflops"])
+            for key, bound in context.items():
+                if key.startswith("stream_bound_us/"):
+                    streams[(key.split("/", 1)[1], threads)] = tuple(float(v) for v in bound.split())
     return kernels, peaks, streams, cpu
 
 
