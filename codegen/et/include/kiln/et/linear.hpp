@@ -10,8 +10,10 @@
 // row block of the tile uses them), then row blocks. Each chunk's sum starts from zero and is added to y, so
 // rounding errors grow with the chunk length, not with In (this keeps a 784-wide layer within PyTorch's
 // 1e-5 even after a train-mode BatchNorm amplifies them).
-// A matrix of at most linear_dot_out outputs is packed as it is, row-major [out, in], and runs as dot products
-// along the inputs instead (linear_dots): a block of simd_width outputs would leave most of its lanes idle.
+// A matrix of at most linear_dot_out outputs runs as dot products along the inputs instead (linear_dots): a block
+// of simd_width outputs would leave most of its lanes idle. Each of its packed vectors holds P outputs (Out rounded
+// up to 1, 2 or 4) for c = simd_width / P consecutive inputs (linear_dot_chunk): packed[q][o * c + j] =
+// W[o][q * c + j] (zero past Out and In).
 #pragma once
 
 #include <kiln/dsl/layers/linear.hpp>
@@ -51,6 +53,8 @@ inline constexpr index_t linear_one_row_chunk = 512;
 // Layers of at most this many inputs are one chunk known at compile time, their loop over inputs unrolled.
 inline constexpr index_t linear_short_in = 128;
 inline constexpr index_t linear_dot_out = 4;
+inline constexpr index_t linear_dot_outputs(index_t out) { return out <= 2 ? std::max<index_t>(out, 1) : 4; }
+inline constexpr int linear_dot_chunk(index_t out) { return simd_width / static_cast<int>(linear_dot_outputs(out)); }
 // With one row (batch 1), the micro-kernel streams the weights, which a network larger than L2 reads from L3
 // on every call. Whether prefetching them this far ahead helps depends on the CPU's own prefetchers, so it is
 // chosen for the CPU the program runs on (linear_prefetch_weights).
@@ -110,9 +114,11 @@ inline bool linear_prefetch_weights() {
 // after every optimizer step, where an element-by-element gather cost as much as the Adam update itself.
 [[gnu::noinline]] inline void pack_linear_matrix(const float* w, index_t in, index_t out, index_t stride_o,
                                                  index_t stride_i, float* packed) {
-  if (out <= linear_dot_out) {  // linear_dots' layout: M itself
-    for (index_t o = 0; o < out; ++o)
-      for (index_t i = 0; i < in; ++i) packed[o * in + i] = w[o * stride_o + i * stride_i];
+  if (out <= linear_dot_out) {  // linear_dots' layout
+    const index_t c = linear_dot_chunk(out);
+    for (index_t i0 = 0; i0 < in; i0 += c)
+      for (index_t o = 0; o < linear_dot_outputs(out); ++o)
+        for (index_t i = i0; i < i0 + c; ++i) *packed++ = o < out && i < in ? w[o * stride_o + i * stride_i] : 0.0f;
     return;
   }
   constexpr index_t n = simd_width;
@@ -253,65 +259,68 @@ inline void linear_dispatch(int rows, int blocks, std::integer_sequence<int, B..
    ...);
 }
 
-// One tile of linear_dots: kRows rows x kOut outputs, a vector of partial sums along the inputs for each, in
-// slot r * linear_dot_out + o; lane_sums then gives y[r][o] in lane r * linear_dot_out + o (the slots of outputs
-// past kOut stay zero). `start`: the bias in each row's lanes, or zero. Flattened: where g++ left `add` out of
-// line (the translation units of kiln_layers_jit_vs_et and kiln_vs_torch), the accumulators went to the stack
-// (Linear(32, 4) at batch 256: 1.29 against 0.54 us).
+// Rows per tile of linear_dots: 8 chains of FMAs, enough for two FMA units (Linear(32, 4) on Zen 4 in tiles of 4
+// rows: 24 against 14 us).
+inline constexpr int linear_dot_rows_per_tile = 8;
+// group_sums' lane o * c + r moved to lane r * kOut + o (y's order), for r < n.
+template <int kOut, int c, int n, int... L>
+[[gnu::always_inline]] inline vfloat row_major(vfloat v, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(v, v, (L < n * kOut ? L % kOut * c + L / kOut : L)...);
+}
+
+// One tile of linear_dots: kRows rows x kOut outputs, with c = linear_dot_chunk(kOut). Row r's accumulator holds,
+// in lane o * c + j, the products of output o with inputs j, j + c, j + 2c, ...: its x is a chunk of c inputs
+// repeated across the vector (load_repeated), and every vector of weights serves all kRows rows. group_sums gives
+// up to c rows in one vector, lane o * c + r; row_major puts them in y's order, then they are stored. `start`: the
+// bias in those lanes, or zero. (Zen 4 spends a shuffle on each 16-byte repeating load: Linear(32, 4) at batch
+// 4096 takes 15 us, where its FMAs need 9.) Unrolled and flattened: with the loops kept, or a helper out of line,
+// g++ kept the accumulators on the stack (Linear(32, 4) at batch 4096: 16.3 against 15.4 us).
 template <int kOut, int kRows, class Epilogue>
 [[gnu::flatten]] inline void linear_dot_tile(const float* x, index_t in, const float* w, vfloat start, float* y,
                                              bool accumulate, Epilogue epilogue) {
-  constexpr int kSlots = kRows * linear_dot_out;
-  vfloat acc[kSlots] = {};
-  auto add = [&](index_t i, auto load_at) {
-    vfloat wv[kOut];
-    for (int o = 0; o < kOut; ++o) wv[o] = load_at(w + o * in + i);
-    for (int r = 0; r < kRows; ++r) {
-      const vfloat xv = load_at(x + r * in + i);
-      for (int o = 0; o < kOut; ++o) acc[r * linear_dot_out + o] += xv * wv[o];
-    }
+  constexpr int c = linear_dot_chunk(kOut), outputs = simd_width / c, n = std::min(c, kRows);
+  vfloat acc[(kRows + n - 1) / n * n] = {};  // rows past kRows: zeros, summed with the last group
+  auto add = [&](index_t i, auto load_chunk) {
+    const vfloat wv = load(w + i * outputs);
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) acc[r] += load_chunk(x + r * in + i) * wv;
   };
   index_t i = 0;
-  for (; i + simd_width <= in; i += simd_width) add(i, [](const float* p) { return load(p); });
-  if (i < in) add(i, [n = in - i](const float* p) { return load_first(p, n); });
-  vfloat v = lane_sums<kSlots>(acc) + start;
-  if constexpr (kOut == linear_dot_out) {  // the tile's outputs are contiguous in y
-    if (accumulate) v += load_first(y, kRows * kOut);
-    store_first(y, epilogue(v), kRows * kOut);
-  } else {
-    for (int r = 0; r < kRows; ++r)
-      for (int o = 0; o < kOut; ++o)
-        if (accumulate) v[r * linear_dot_out + o] += y[r * kOut + o];
-    v = epilogue(v);
-    for (int r = 0; r < kRows; ++r)
-      for (int o = 0; o < kOut; ++o) y[r * kOut + o] = v[r * linear_dot_out + o];
+  for (; i + c <= in; i += c) add(i, [](const float* p) { return load_repeated<c>(p); });
+  if (i < in) add(i, [n = in - i](const float* p) { return load_repeated_first<c>(p, n); });
+  constexpr auto lanes = std::make_integer_sequence<int, simd_width>{};
+#pragma GCC unroll 8
+  for (int r0 = 0; r0 < kRows; r0 += n) {  // n rows at a time
+    const vfloat v = row_major<kOut, c, n>(group_sums<c, n>(acc + r0), lanes) + start;
+    const int stored = std::min(n, kRows - r0) * kOut;
+    store_first(y + r0 * kOut, epilogue(accumulate ? v + load_first(y + r0 * kOut, stored) : v), stored);
   }
 }
 
 template <int kOut, class Epilogue, int... R>
 inline void linear_dot_rows(const float* x, index_t rows, index_t in, const float* w, const float* bias, float* y,
                             bool accumulate, Epilogue epilogue, std::integer_sequence<int, R...>) {
-  constexpr int kRows = simd_width / linear_dot_out;
   vfloat start{};
   if (bias && !accumulate)
-    for (int l = 0; l < simd_width; ++l) start[l] = l % linear_dot_out < kOut ? bias[l % linear_dot_out] : 0.0f;
+    for (int l = 0; l < simd_width; ++l) start[l] = bias[l % kOut];
   index_t r0 = 0;
-  for (; r0 + kRows <= rows; r0 += kRows)
-    linear_dot_tile<kOut, kRows>(x + r0 * in, in, w, start, y + r0 * kOut, accumulate, epilogue);
-  const index_t left = rows - r0;  // fewer than kRows
+  for (; r0 + linear_dot_rows_per_tile <= rows; r0 += linear_dot_rows_per_tile)
+    linear_dot_tile<kOut, linear_dot_rows_per_tile>(x + r0 * in, in, w, start, y + r0 * kOut, accumulate, epilogue);
+  const index_t left = rows - r0;  // fewer than linear_dot_rows_per_tile
   ((left == R + 1 ? linear_dot_tile<kOut, R + 1>(x + r0 * in, in, w, start, y + r0 * kOut, accumulate, epilogue)
                   : void()),
    ...);
 }
 
-// y[rows, out] = x W^T (+ b) for out <= linear_dot_out, W row-major (pack_linear_matrix's layout for those):
-// tiles of simd_width / linear_dot_out rows, every (row, output) a vector of partial sums, reduced together.
-// Linear(32, 4) at batch 256 on Zen 5 (a Model of that layer): 1.39 us on a 16-lane output block, 4 lanes of it
-// used; 0.53 us as dot tiles.
+// y[rows, out] = x W^T (+ b) for out <= linear_dot_out, W packed by pack_linear_matrix (the layout above): tiles
+// of linear_dot_rows_per_tile rows, one chain of FMAs per row. Against tiles of 4 rows with a vector of 16 inputs
+// for each (row, output), us at batch 256 and 4096 (Zen 4, scratch harness): Linear(32, 4) 2.1 and 33 -> 0.94 and
+// 15, Linear(256, 4) 7.7 and 134 -> 6.2 and 104, Linear(32, 2) 1.3 and 50 -> 0.55 and 9.0, Linear(16, 1) 1.9 and
+// 37 -> 0.37 and 5.3; one loss, Linear(1024, 1) at 256: 11.2 -> 13.3 (8 rows 4 KiB apart share L1's sets).
 template <class Epilogue>
 inline void linear_dots(const float* x, index_t rows, index_t in, index_t out, const float* w, const float* bias,
                         float* y, bool accumulate, Epilogue epilogue) {
-  constexpr auto left = std::make_integer_sequence<int, simd_width / linear_dot_out - 1>{};
+  constexpr auto left = std::make_integer_sequence<int, linear_dot_rows_per_tile - 1>{};
   switch (out) {
     case 1: return linear_dot_rows<1>(x, rows, in, w, bias, y, accumulate, epilogue, left);
     case 2: return linear_dot_rows<2>(x, rows, in, w, bias, y, accumulate, epilogue, left);

@@ -175,16 +175,17 @@ inline void transpose_stages(vfloat* v) {
 }  // namespace detail
 inline void transpose_block(vfloat* v) { detail::transpose_stages<simd_width / 2>(v); }
 
-// Lane j of the result is the sum of v[j]'s lanes, for j < n (the lanes past n hold some of those sums again):
-// transpose_block's stages with the two halves added, each halving the vectors (for 16 vectors 30 shuffles and 15
-// adds, where 16 horizontal sums take 64 shuffles and 64 adds). Only v[0..n) is read and written: with 16
-// vectors declared and 4 used (one row of Linear(32, 4)), g++ zeroed the other 12 and took all 16 through memory.
-// Always inlined: in a translation unit with many networks g++ kept the stages out of line, and v then went
-// through memory (Linear(32, 4) at batch 256: 1.3 us against 0.5).
+// Sums within groups of g lanes (g a power of two), for n <= g vectors: lane k * g + j of the result is the sum of
+// v[j]'s lanes [k * g, k * g + g), for j < n (the lanes for j >= n hold some of those sums again). With g =
+// simd_width, lane j is the sum of all of v[j]'s lanes. transpose_block's stages with the two halves added, each
+// halving the vectors (for 16 vectors 30 shuffles and 15 adds, where 16 horizontal sums take 64 shuffles and 64
+// adds). Only v[0..n) is read and written: with 16 vectors declared and 4 used (one row of Linear(32, 4)), g++
+// zeroed the other 12 and took all 16 through memory. Always inlined: in a translation unit with many networks
+// g++ kept the stages out of line, and v then went through memory (Linear(32, 4) at batch 256: 1.3 us against 0.5).
 namespace detail {
 // One stage over v[0..n), written out (a loop here left the vectors in memory with g++ 12).
 template <int b, int n, int... R>
-[[gnu::always_inline]] inline void lane_sums_stage(vfloat* v, std::integer_sequence<int, R...>) {
+[[gnu::always_inline]] inline void group_sums_stage(vfloat* v, std::integer_sequence<int, R...>) {
   constexpr auto lanes = std::make_integer_sequence<int, simd_width>{};
   auto fold = [&](auto r) {
     if constexpr (r + b < n) v[r] = low_halves<b>(v[r], v[r + b], lanes) + high_halves<b>(v[r], v[r + b], lanes);
@@ -193,16 +194,60 @@ template <int b, int n, int... R>
   (fold(std::integral_constant<int, R>{}), ...);
 }
 template <int b, int n>
-[[gnu::always_inline]] inline void lane_sums_stages(vfloat* v) {
-  lane_sums_stage<b, n>(v, std::make_integer_sequence<int, std::min(b, n)>{});
-  if constexpr (b > 1) lane_sums_stages<b / 2, std::min(b, n)>(v);
+[[gnu::always_inline]] inline void group_sums_stages(vfloat* v) {
+  group_sums_stage<b, n>(v, std::make_integer_sequence<int, std::min(b, n)>{});
+  if constexpr (b > 1) group_sums_stages<b / 2, std::min(b, n)>(v);
 }
 }  // namespace detail
-template <int n = simd_width>
-[[gnu::always_inline]] inline vfloat lane_sums(vfloat* v) {
-  static_assert(n >= 1 && n <= simd_width);
-  detail::lane_sums_stages<simd_width / 2, n>(v);
+template <int g, int n = g>
+[[gnu::always_inline]] inline vfloat group_sums(vfloat* v) {
+  static_assert(g >= 1 && g <= simd_width && (g & (g - 1)) == 0 && n >= 1 && n <= g);
+  if constexpr (g > 1) detail::group_sums_stages<g / 2, n>(v);
   return v[0];
+}
+
+// p[0, n) repeated across the vector, n a power of two up to simd_width, by a load that repeats it (one instruction
+// for every n but 4 and 8 without AVX-512 and AVX); load_repeated_first reads p[0, count) only, count <= n, with
+// zeros in the other lanes of each repeat.
+namespace detail {
+template <int n, int... L>
+[[gnu::always_inline]] inline vfloat repeat_first(vfloat v, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(v, v, (L % n)...);
+}
+}  // namespace detail
+template <int n>
+inline vfloat load_repeated_first(const float* p, long count) {
+  return detail::repeat_first<n>(load_first(p, count), std::make_integer_sequence<int, simd_width>{});
+}
+template <int n>
+inline vfloat load_repeated(const float* p) {
+  static_assert(n >= 1 && n <= simd_width && (n & (n - 1)) == 0);
+  using vdouble = double __attribute__((vector_size(simd_width * sizeof(float))));
+  if constexpr (n == simd_width) {
+    return load(p);
+  } else if constexpr (n == 1) {
+    return broadcast(*p);
+  } else if constexpr (n == 2) {
+    double pair;
+    __builtin_memcpy(&pair, p, sizeof pair);
+    return reinterpret_cast<vfloat>(pair - vdouble{});  // as broadcast: one vbroadcastsd (movddup with SSE3)
+  }
+#if defined(__AVX512F__)
+  // Masked with every lane set, as vmax: g++ 12 passes an undefined vector to the unmasked forms too.
+  else if constexpr (n == 4) {
+    return reinterpret_cast<vfloat>(_mm512_maskz_broadcast_f32x4(0xFFFF, _mm_loadu_ps(p)));
+  } else if constexpr (n == 8) {
+    const __m256d half = _mm256_loadu_pd(reinterpret_cast<const double*>(p));
+    return reinterpret_cast<vfloat>(_mm512_maskz_broadcast_f64x4(0xFF, half));
+  }
+#elif defined(__AVX__)
+  else if constexpr (n == 4) {
+    return reinterpret_cast<vfloat>(_mm256_broadcast_ps(reinterpret_cast<const __m128*>(p)));
+  }
+#endif
+  else {
+    return load_repeated_first<n>(p, n);
+  }
 }
 
 // Lane-wise square root. Vector extensions have none, and std::sqrt in a loop does not vectorise while it
