@@ -735,7 +735,30 @@ const std::map<std::string_view, Lowering>& lowerings() {
 // linalg.transpose of W's rows, panel by panel ([panels, width, In] into [panels, In, width]), and one for a
 // last narrower panel, which is zeroed first where its columns are past the outputs (contraction_to_vector.cpp
 // makes the transposes loops of 16 x 16 blocks through registers).
-void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns) {
+// A Linear of at most 4 outputs in dot-product chunks (lowering.hpp): zeros where W has no value for a lane, W's
+// [out, chunks, c] block transposed into [chunks, out, c] with rows `lanes` apart, then its last K % c inputs.
+void packDotChunks(OpBuilder& b, Location loc, Value weight, Value packed, int64_t at, int64_t in, int64_t out,
+                   int64_t lanes) {
+  const int64_t c = lanes / dotChunkOutputs(out), chunks = in / c, tail = in % c;
+  if (out < dotChunkOutputs(out) || tail > 0) {
+    Value zero = b.create<arith::ConstantOp>(loc, b.getF32FloatAttr(0.0f));
+    Value region = rowMajorView(b, loc, packed, at, {(in + c - 1) / c * lanes});
+    b.create<linalg::FillOp>(loc, ValueRange{zero}, ValueRange{region});
+  }
+  if (chunks > 0) {
+    Value w = stridedView(b, loc, weight, 0, {out, chunks, c}, {in, c, 1});
+    Value wt = stridedView(b, loc, packed, at, {chunks, out, c}, {lanes, c, 1});
+    b.create<linalg::TransposeOp>(loc, w, wt, ArrayRef<int64_t>{1, 0, 2});
+  }
+  if (tail > 0) {
+    Value w = stridedView(b, loc, weight, chunks * c, {out, tail}, {in, 1});
+    Value wt = stridedView(b, loc, packed, at + chunks * lanes, {out, tail}, {c, 1});
+    b.create<linalg::CopyOp>(loc, w, wt);
+  }
+}
+
+void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name, RegisterTiles tiles) {
+  const int64_t panelColumns = tiles.panelColumns;
   OpBuilder b(module.getContext());
   Location loc = b.getUnknownLoc();
   b.setInsertionPointToEnd(module.getBody());
@@ -749,6 +772,10 @@ void buildPackFunction(ModuleOp module, const ir::Network& net, const std::strin
     if (cols == 0) continue;
     Value weight = fn.getArgument(static_cast<unsigned>(l.param(Role::weight)));
     const int64_t at = packedOffset(net, i);
+    if (out <= kDotOut) {
+      packDotChunks(b, loc, weight, packed, at, in, out, tiles.dotLanes);
+      continue;
+    }
     if (panels > 0) {
       Value rows = rowMajorView(b, loc, weight, 0, {panels, panelColumns, in});
       Value wt = rowMajorView(b, loc, packed, at, {panels, in, panelColumns});
@@ -798,8 +825,8 @@ Value rowMajorView(OpBuilder& b, Location loc, Value flat, int64_t offset, Array
 }
 
 int64_t packedColumns(const ir::Layer& layer) {
-  constexpr int64_t kDotOut = 4;  // up to this many outputs, dot products (the ET kernel's linear_dot_out)
-  if (layer.kind != "linear" || layer.out.last() <= kDotOut) return 0;
+  if (layer.kind != "linear") return 0;
+  if (layer.out.last() <= kDotOut) return 16;  // room for the chunks of any `lanes` up to 16
   return (layer.out.last() + 15) / 16 * 16;
 }
 
@@ -814,14 +841,14 @@ RegisterTiles registerTiles(bool wideRegisterFile) {
   return {.panelColumns = 16, .dotLanes = 8};
 }
 
-void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, int64_t panelColumns,
+void buildNetworkFunctions(ModuleOp module, const ir::Network& net, const std::string& name, RegisterTiles tiles,
                            Modes modes) {
   for (bool training : {false, true}) {
     if (modes != Modes::both && training != (modes == Modes::train)) continue;
     FunctionBuilder fb(module, net, training, implName(name, training));
     fb.build();
   }
-  if (modes != Modes::train) buildPackFunction(module, net, packImplName(name), panelColumns);
+  if (modes != Modes::train) buildPackFunction(module, net, packImplName(name), tiles);
 }
 
 }  // namespace kiln::mlir_backend

@@ -4,13 +4,14 @@
 // A Linear is y = x W^T with W in PyTorch's [Out, In] layout. One of more than 4 outputs reads W^T from the kernel's
 // packed weights (build_network.cpp writes them when the parameters change; zero past the outputs in its last vector
 // of 16 columns): a tile of 6 rows x 4 vectors of 16 columns accumulates broadcast(x[i, k]) * W^T[k, j:j+16] over k,
-// as the expression-template kernel's micro-kernel does. A Linear of at most 4 outputs is dot products over W's
-// rows, contiguous along K: tiles of MB x NB outputs, each a vector of partial sums along K (vector.fma; 16 lanes,
-// or 8 where the target has 16 vector registers: RegisterTiles) reduced at the end of K. The elementwise
-// linalg.generic that consumes the product (bias, activation, dropout, after linalg's elementwise fusion) is cloned
-// onto the tile's rows as vector ops while the sums are in registers, and stores the layer's output: the
-// intermediate product never reaches memory. (A Linear without packed weights with a costly epilogue, GELU, Tanh,
-// ..., runs it instead on 16-lane rows of the stored product, block of rows by block of rows.) From K = 256 on, a
+// as the expression-template kernel's micro-kernel does. A Linear of at most 4 outputs is dot products over the
+// packed weights' chunks of inputs (lowering.hpp), as the expression-template kernel's linear_dots: tiles of 8 rows,
+// a vector of partial sums per row (vector.fma; 16 lanes, or 8 where the target has 16 vector registers:
+// RegisterTiles) reduced at the end of K. The elementwise linalg.generic that consumes the product (bias,
+// activation, dropout, after linalg's elementwise fusion) is cloned onto the tile's rows as vector ops while the
+// sums are in registers, and stores the layer's output: the intermediate product never reaches memory. (After dot
+// products over a long K, a costly epilogue, GELU, Tanh, ..., runs instead on rows of the stored product, block of
+// rows by block of rows.) From K = 256 on, a
 // broadcast tile's k loop is a function of its own, which the Linears of one shape share (BroadcastLoop). The same
 // pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), Softmax's along a dim that is
 // not the last in vector registers (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks
@@ -39,7 +40,7 @@ using namespace ::mlir;
 namespace {
 
 constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512 register)
-constexpr int64_t kTileCols = 4;  // a dot-product tile's outputs; its rows: RegisterTiles::dotLanes / 4
+constexpr int64_t kChunkRows = 8;  // a packed-chunk tile's rows: 8 chains of FMAs (the ET kernel's, for two FMA units)
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
 constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs in the dot-product tiles
 constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: the target's (lowering.hpp)
@@ -343,73 +344,33 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
 
     Location loc = mm.getLoc();
     const int64_t K = aType.getDimSize(1), N = bType.getDimSize(0);
-    // W^T, its columns rounded up to a multiple of 16 (lowering.hpp), packedAt floats into the kernel's packed
-    // weights.
-    Value packedWT;
-    int64_t packedAt = 0;
-    if (auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset)) {
-      packedWT = packedArgument(mm);
-      packedAt = offset.getInt();
-      if (!packedWT) return failure();
-    }
-    // The dot-product tiles would run the epilogue on vector<4> rows: for a costly one that takes longer than
-    // the product (GELU after Linear(256, 512): twice the Linear's time). The tiles then write the product to
-    // c, and the epilogue runs on 16-lane rows of it once a block of rows has all its columns (while they are
-    // in cache). Not with packed weights (16-lane rows), nor with a short K.
-    const bool lateEpilogue = epilogue && !packedWT && K > kShortK && isCostlyEpilogue(epilogue);
+    // The kernel's packed weights (lowering.hpp), packedAt floats into them: W^T in panels for broadcast tiles, or
+    // chunks for dot-product tiles where N <= kDotOut.
+    auto offset = mm->getAttrOfType<IntegerAttr>(kPackedOffset);
+    Value packed = offset ? packedArgument(mm) : Value{};
+    if (!packed) return failure();
+    const int64_t packedAt = offset.getInt();
+    // The dot-product tiles run the epilogue on vector<N> rows, one copy of it per row of the tile: a costly one
+    // (GELU, ...) runs instead, once, on rows of the product the tiles wrote to c, once a block of rows is done
+    // (while it is in cache). Not with a short K, where that pass costs as much as the product.
+    const bool dots = N <= kDotOut;
+    const bool lateEpilogue = dots && epilogue && K > kShortK && isCostlyEpilogue(epilogue);
     Value out = epilogue ? epilogue.getDpsInitOperand(0)->get() : c;
     rewriter.setInsertionPoint(epilogue ? epilogue.getOperation() : mm.getOperation());
     TileEmitter emit{rewriter, loc, a, b, c, lateEpilogue ? c : out, lateEpilogue ? nullptr : epilogue, K,
                      broadcastVectors, dotLanes};
     TileEmitter late{rewriter, loc, a, b, c, out, epilogue, K, broadcastVectors, dotLanes};
-    auto index = [&](int64_t v) { return emit.index(v); };
-    Value zero = index(0);
     Value M = rewriter.create<memref::DimOp>(loc, a, 0);
-    const int64_t nFull = N - N % kTileCols, tileRows = dotLanes / kTileCols;
-    // Rows in tiles of tileRows up to mFull, then one at a time.
-    Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(tileRows)));
-    // Columns [first, first + count * nb) in tiles of nb, for rows [rowBegin, rowEnd) in tiles of mb, the
-    // column tiles innermost, so that a tile of rows stays in L1 across them.
-    auto columnBlock = [&](Value first, int64_t count, int64_t nb, Value rowBegin, Value rowEnd, int64_t mb) {
-      auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, index(mb));
-      OpBuilder::InsertionGuard inner(rewriter);
-      rewriter.setInsertionPointToStart(rows.getBody());
-      auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(count * nb), index(nb));
-      rewriter.setInsertionPointToStart(cols.getBody());
-      emit.tile(rows.getInductionVar(), mb, rewriter.create<arith::AddIOp>(loc, first, cols.getInductionVar()), nb);
-    };
-    // Columns [0, N) for rows [rowBegin, rowEnd) in tiles of mb rows: N is at most 4 (a Linear of more outputs
-    // reads packed weights), one tile of kTileCols columns or fewer tiles of one.
-    auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb) {
-      if (nFull > 0) columnBlock(index(0), nFull / kTileCols, kTileCols, rowBegin, rowEnd, mb);
-      if (N % kTileCols) columnBlock(index(nFull), N % kTileCols, 1, rowBegin, rowEnd, mb);
-    };
-    // Dot products for columns [0, N): rows in blocks that stay in L2 (kL2Floats) while every column
-    // passes, in tiles of tileRows; then the last rows one at a time.
-    const int64_t blockRows = std::max<int64_t>(tileRows, kL2Floats / (K == 0 ? 1 : K) / tileRows * tileRows);
-    auto dotProducts = [&]() {
-      auto blocks = rewriter.create<scf::ForOp>(loc, zero, mFull, index(blockRows));
-      {
-        OpBuilder::InsertionGuard guard(rewriter);
-        rewriter.setInsertionPointToStart(blocks.getBody());
-        Value end = rewriter.create<arith::MinUIOp>(
-            loc, rewriter.create<arith::AddIOp>(loc, blocks.getInductionVar(), index(blockRows)), mFull);
-        columns(blocks.getInductionVar(), end, tileRows);
-        if (lateEpilogue) late.epilogueRows(blocks.getInductionVar(), end, N);
-      }
-      columns(mFull, M, 1);
-      if (lateEpilogue) late.epilogueRows(mFull, M, N);
-    };
-    if (packedWT) {
+    if (dots) {
+      emit.dotProducts(M, N, packed, packedAt, lateEpilogue ? &late : nullptr);
+    } else {
       // A costly epilogue runs once per tile, in a loop over its vectors stored in a scratch tile, instead of
       // once per vector (24 copies of Tanh's polynomial per Linear made the 13-layer network's compile 25% longer).
       if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm, broadcastVectors);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
       const bool alternateBlocks = K * N >= kAlternateFloats && N / (broadcastVectors * kLanes) >= 2;
-      const TileEmitter::Weights panels{.panels = packedWT, .panelsAt = packedAt};
+      const TileEmitter::Weights panels{.panels = packed, .panelsAt = packedAt};
       emit.broadcastColumns(M, N, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
-    } else {
-      dotProducts();
     }
     if (epilogue) rewriter.eraseOp(epilogue);
     rewriter.eraseOp(mm);
@@ -469,48 +430,115 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (N % kLanes) apply(index(nVector), N % kLanes);
     }
 
-    // Outputs [i, i + mb) x [j, j + nb).
-    void tile(Value i, int64_t mb, Value j, int64_t nb) {
-      SmallVector<Value> rowsA, rowsB;
-      for (int64_t r = 0; r < mb; ++r) rowsA.push_back(offset(i, r));
-      for (int64_t r = 0; r < nb; ++r) rowsB.push_back(offset(j, r));
+    // Outputs [i, i + mb) x [0, N), N <= kDotOut, from the packed chunks at `at` in `packed` (lowering.hpp), as the
+    // expression-template kernel's linear_dot_tile: row r's accumulator holds, lane o * c + j, output o's products
+    // with inputs j, j + c, j + 2c, ...; its x is a chunk of c inputs repeated across the vector, and each vector
+    // of weights serves every row of the tile. The sums of up to c rows come out of one tree of shuffles and adds
+    // (groupSums), its last stage leaving them in row order (lane r * P + o); a row is a slice of it. Linear(32, 4)
+    // on Zen 4 (kiln_layers_jit_vs_et, batch 256 and 4096): 1.09 and 17.2 us in 4 x 4 tiles of a vector along K per
+    // (row, output), 1.06-1.07 and 16.5-16.9 so; with a shuffle per row to pick its lanes, 1.14 and 18.0.
+    void chunkTile(Value i, int64_t mb, int64_t N, Value packed, int64_t at) {
+      const int64_t P = dotChunkOutputs(N), c = dotLanes / P, kFull = K - K % c;
+      SmallVector<Value> rows;
+      for (int64_t r = 0; r < mb; ++r) rows.push_back(offset(i, r));
+      auto chunkType = VectorType::get({c}, rewriter.getF32Type());
+      Value zeroChunk = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(chunkType, 0.0f));
       Value zeroVec = rewriter.create<arith::ConstantOp>(loc, DenseElementsAttr::get(dotVector(), 0.0f));
-      SmallVector<Value> init(mb * nb, zeroVec);
+      SmallVector<int64_t> repeat;
+      for (int64_t l = 0; l < dotLanes; ++l) repeat.push_back(l % c);
       auto fmaStep = [&](OpBuilder& bld, Value k, ValueRange acc, Value mask) {
-        SmallVector<Value> va, vb, next;
-        auto load = [&](Value base, Value row) -> Value {
-          if (!mask) return bld.create<vector::LoadOp>(loc, dotVector(), base, ValueRange{row, k});
-          return bld.create<vector::MaskedLoadOp>(loc, dotVector(), base, ValueRange{row, k}, mask, zeroVec);
-        };
-        for (Value r : rowsA) va.push_back(load(a, r));
-        for (Value r : rowsB) vb.push_back(load(b, r));
-        for (int64_t p = 0; p < mb; ++p)
-          for (int64_t q = 0; q < nb; ++q) next.push_back(bld.create<vector::FMAOp>(loc, va[p], vb[q], acc[p * nb + q]));
+        Value chunkAt = bld.create<arith::MulIOp>(loc, k, bld.create<arith::ConstantIndexOp>(loc, P));
+        Value wAt = bld.create<arith::AddIOp>(loc, bld.create<arith::ConstantIndexOp>(loc, at), chunkAt);
+        Value w = bld.create<vector::LoadOp>(loc, dotVector(), packed, ValueRange{wAt});
+        SmallVector<Value> next;
+        for (int64_t r = 0; r < mb; ++r) {
+          Value x = mask ? bld.create<vector::MaskedLoadOp>(loc, chunkType, a, ValueRange{rows[r], k}, mask, zeroChunk)
+                         : bld.create<vector::LoadOp>(loc, chunkType, a, ValueRange{rows[r], k}).getResult();
+          if (c < dotLanes) x = bld.create<vector::ShuffleOp>(loc, x, x, repeat);
+          next.push_back(bld.create<vector::FMAOp>(loc, x, w, acc[r]));
+        }
         return next;
       };
-      const int64_t kFull = K - K % dotLanes;
-      SmallVector<Value> acc = init;
+      SmallVector<Value> acc(mb, zeroVec);
       if (kFull > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kFull), index(dotLanes), init,
+        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kFull), index(c), acc,
                                                 [&](OpBuilder& bld, Location, Value k, ValueRange iter) {
                                                   bld.create<scf::YieldOp>(loc, fmaStep(bld, k, iter, Value{}));
                                                 });
         acc = SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
       }
-      if (K % dotLanes) {
-        Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({dotLanes}, rewriter.getI1Type()),
-                                                             rewriter.getI64ArrayAttr({K % dotLanes}));
+      if (K % c) {
+        Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({c}, rewriter.getI1Type()),
+                                                             rewriter.getI64ArrayAttr({K % c}));
         acc = fmaStep(rewriter, index(kFull), acc, mask);
       }
-      auto rowType = VectorType::get({nb}, rewriter.getF32Type());
-      const Value sums = mb * nb == dotLanes ? tileSums(acc) : Value{};
-      for (int64_t p = 0; p < mb; ++p) {
-        Value row = sums ? rewriter.create<vector::ExtractStridedSliceOp>(loc, sums, ArrayRef<int64_t>{p * nb},
-                                                                           ArrayRef<int64_t>{nb}, ArrayRef<int64_t>{1})
-                         : rowSums(ArrayRef<Value>(acc).slice(p * nb, nb), rowType);
-        if (epilogue) row = applyEpilogue(row, rowsA[p], j, nb);
-        rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rowsA[p], j});
+      SmallVector<int64_t> byRow;  // lane r * P + o takes group_sums' lane o * c + r
+      for (int64_t m = 0; m < dotLanes; ++m) byRow.push_back(m % P * c + m / P);
+      for (int64_t g = 0; g < mb; g += c) {
+        const int64_t n = std::min(c, mb - g);
+        Value sums = groupSums(ArrayRef<Value>(acc).slice(g, n), c, byRow);
+        for (int64_t r = 0; r < n; ++r) {
+          Value row = rewriter.create<vector::ExtractStridedSliceOp>(loc, sums, ArrayRef<int64_t>{r * P},
+                                                                     ArrayRef<int64_t>{N}, ArrayRef<int64_t>{1});
+          if (epilogue) row = applyEpilogue(row, rows[g + r], index(0), N);
+          rewriter.create<vector::StoreOp>(loc, row, out, ValueRange{rows[g + r], index(0)});
+        }
       }
+    }
+
+    // Sums within groups of g lanes of v's vectors (at most g of them): lane k * g + j of the sums is the sum of
+    // v[j]'s lanes [k * g, k * g + g) (the expression-template kernel's group_sums); lane m of the result is lane
+    // order[m] of them, the order applied by the last stage's shuffles.
+    Value groupSums(ArrayRef<Value> accs, int64_t g, ArrayRef<int64_t> order) {
+      SmallVector<Value> v(accs);
+      for (int64_t b = g / 2; b >= 1; b /= 2) {
+        // Lanes with bit b clear from the first vector, set from the second; or, where there is no second, v's
+        // lanes with bit b flipped and v itself.
+        SmallVector<int64_t> low, high, swapped, same;
+        for (int64_t m = 0; m < dotLanes; ++m) {
+          const int64_t l = b == 1 ? order[m] : m;
+          low.push_back((l & b) == 0 ? l : l - b + dotLanes);
+          high.push_back((l & b) == 0 ? l + b : l + dotLanes);
+          swapped.push_back(l ^ b);
+          same.push_back(l);
+        }
+        const int64_t live = static_cast<int64_t>(v.size());
+        for (int64_t r = 0; r < std::min(b, live); ++r) {
+          const bool pair = r + b < live;
+          Value second = pair ? v[r + b] : v[r];
+          Value lo = rewriter.create<vector::ShuffleOp>(loc, v[r], second, pair ? low : swapped);
+          Value hi = rewriter.create<vector::ShuffleOp>(loc, v[r], second, pair ? high : same);
+          v[r] = rewriter.create<arith::AddFOp>(loc, lo, hi);
+        }
+        v.resize(std::min(b, live));
+      }
+      return v[0];
+    }
+
+    // Outputs [0, N), N <= kDotOut, for every row: rows in blocks that stay in L2 (kL2Floats), in tiles of
+    // kChunkRows, then the last rows one at a time; with `late`, its epilogue on each block once its tiles are done.
+    void dotProducts(Value M, int64_t N, Value packed, int64_t at, TileEmitter* late) {
+      const int64_t blockRows =
+          std::max<int64_t>(kChunkRows, kL2Floats / std::max<int64_t>(K, 1) / kChunkRows * kChunkRows);
+      auto tiles = [&](Value begin, Value end, int64_t mb) {
+        auto rows = rewriter.create<scf::ForOp>(loc, begin, end, index(mb));
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(rows.getBody());
+        chunkTile(rows.getInductionVar(), mb, N, packed, at);
+      };
+      Value mFull = rewriter.create<arith::SubIOp>(loc, M, rewriter.create<arith::RemUIOp>(loc, M, index(kChunkRows)));
+      auto blocks = rewriter.create<scf::ForOp>(loc, index(0), mFull, index(blockRows));
+      {
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(blocks.getBody());
+        Value first = blocks.getInductionVar();
+        Value blockEnd = rewriter.create<arith::AddIOp>(loc, first, index(blockRows));
+        Value end = rewriter.create<arith::MinUIOp>(loc, blockEnd, mFull);
+        tiles(first, end, kChunkRows);
+        if (late) late->epilogueRows(first, end, N);
+      }
+      tiles(mFull, M, 1);
+      if (late) late->epilogueRows(mFull, M, N);
     }
 
     // Where a broadcast tile reads W^T[k, j:j+16]: a [K, cols] row-major matrix (Bilinear's A[o]), or the packed
@@ -676,55 +704,6 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         apply(cols.getInductionVar(), kLanes);
       }
       if (full < vectors) apply(index(full * kLanes), lastLanes);
-    }
-
-    // The sums of a whole tile's dotLanes accumulators as one vector, lane l the sum of accs[l]: the stages of a
-    // dotLanes x dotLanes transpose with the two halves added, each halving the vectors (15 adds and 30 shuffles
-    // for a 4 x 4 tile, where four rowSums take 20 and 40), as the expression-template kernel's lane_sums.
-    // Linear(32, 4) at batch 256 on Zen 5 (kiln_layers_jit_vs_et): 0.70 us summed row by row, 0.51 this way.
-    Value tileSums(ArrayRef<Value> accs) {
-      SmallVector<Value> v(accs);
-      for (int64_t b = dotLanes / 2; b >= 1; b /= 2) {
-        SmallVector<int64_t> low, high;  // lanes with bit b clear from the first vector, set from the second
-        for (int64_t l = 0; l < dotLanes; ++l) {
-          low.push_back((l & b) == 0 ? l : l - b + dotLanes);
-          high.push_back((l & b) == 0 ? l + b : l + dotLanes);
-        }
-        for (int64_t r = 0; r < b; ++r)
-          v[r] = rewriter.create<arith::AddFOp>(loc, rewriter.create<vector::ShuffleOp>(loc, v[r], v[r + b], low),
-                                                rewriter.create<vector::ShuffleOp>(loc, v[r], v[r + b], high));
-        v.resize(b);
-      }
-      return v[0];
-    }
-
-    // The sums of nb accumulators as one vector<nb>. Four of 16 lanes at once by a tree of shuffles and adds that
-    // halves the lanes at each level (15 adds for 4 x 16 lanes, against 60 for four separate reductions).
-    Value rowSums(ArrayRef<Value> accs, VectorType rowType) {
-      if (accs.size() != 4 || dotLanes != 16) {
-        SmallVector<Value> sums;
-        for (Value v : accs)
-          sums.push_back(rewriter.create<vector::ReductionOp>(loc, vector::CombiningKind::ADD, v, arith::FastMathFlags::reassoc));
-        return rewriter.create<vector::FromElementsOp>(loc, rowType, sums);
-      }
-      auto pairSum = [&](Value x, Value y, ArrayRef<int64_t> lo, ArrayRef<int64_t> hi) -> Value {
-        return rewriter.create<arith::AddFOp>(loc, rewriter.create<vector::ShuffleOp>(loc, x, y, lo),
-                                              rewriter.create<vector::ShuffleOp>(loc, x, y, hi));
-      };
-      auto range = [](std::initializer_list<std::pair<int64_t, int64_t>> spans) {
-        SmallVector<int64_t> v;
-        for (auto [first, count] : spans)
-          for (int64_t i = 0; i < count; ++i) v.push_back(first + i);
-        return v;
-      };
-      // 16 lanes: 8 partial sums of x, then 8 of y.
-      Value t01 = pairSum(accs[0], accs[1], range({{0, 8}, {16, 8}}), range({{8, 8}, {24, 8}}));
-      Value t23 = pairSum(accs[2], accs[3], range({{0, 8}, {16, 8}}), range({{8, 8}, {24, 8}}));
-      // 16 lanes: 4 partial sums of each accumulator.
-      Value v = pairSum(t01, t23, range({{0, 4}, {8, 4}, {16, 4}, {24, 4}}), range({{4, 4}, {12, 4}, {20, 4}, {28, 4}}));
-      // 8 lanes: 2 each; then 4 lanes: the sums.
-      Value w = pairSum(v, v, {0, 1, 4, 5, 8, 9, 12, 13}, {2, 3, 6, 7, 10, 11, 14, 15});
-      return pairSum(w, w, {0, 2, 4, 6}, {1, 3, 5, 7});
     }
 
     // The epilogue's payload on one row of the tile, as vector<nb> ops.

@@ -9,6 +9,7 @@
 #include <mlir/IR/PatternMatch.h>
 #include <mlir/Pass/Pass.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -25,14 +26,19 @@ inline std::string packImplName(const std::string& name) { return name + "_pack_
 // rounded up to a multiple of 16 (zero past out), at packedOffset(net, its index) floats into the buffer, in
 // panels of `panelColumns` columns (the last one narrower), each [In, its columns] row-major, one after the
 // other: a broadcast tile reads one panel as one contiguous stream, and stores the lanes of its last vector that
-// are outputs. A Linear of at most 4 outputs runs as dot products over W's rows instead, as the expression-template
-// kernel's (linear_dot_out): a vector of 16 columns would leave most of its lanes idle.
+// are outputs. A Linear of at most kDotOut outputs runs as dot products instead, as the expression-template
+// kernel's (linear_dots): a vector of 16 columns would leave most of its lanes idle. Its packed weights are chunks:
+// a vector of `dotLanes` holds P outputs (out rounded up to 1, 2 or 4: dotChunkOutputs) for c = dotLanes / P
+// consecutive inputs, chunk q's lane o * c + j being W[o][q * c + j] (zero past out and In); the region is 16 x In
+// floats, which holds them for any dotLanes.
 // A panel is as wide as a broadcast tile: 64 columns (4 vectors of 16) for a target with AVX-512's 32 vector
 // registers, 16 for one with 16 (AVX2: a tile of 6 rows x 64 columns would need 48 of them; net_seed's kernel,
 // 784-256-10, compiled for haswell, on Zen 5 at batch 256: 94 GFLOP/s in tiles of 64 columns, 128-130 in 16).
-// A dot-product tile is lanes / 4 rows x 4 outputs, each a vector of `dotLanes` partial sums: 16 lanes (4 x 4
-// accumulators) with 32 registers, 8 (2 x 4) with 16, where 16 accumulators of 16 lanes would take all 32 halves
-// of them and spill (tiny 16-32-32-4 at batch 4096 on Zen 3: its Linear(32, 4) 39 us in 4 x 4 tiles of 16 lanes).
+// A dot-product tile's rows have a vector of `dotLanes` partial sums each: 16 lanes with 32 registers, 8 with 16,
+// where accumulators of 16 lanes would take twice the registers and spill (tiny 16-32-32-4 at batch 4096 on Zen 3:
+// its Linear(32, 4) 39 us in 4 x 4 tiles of 16 lanes, when a tile had an accumulator per row and output).
+inline constexpr int64_t kDotOut = 4;
+inline constexpr int64_t dotChunkOutputs(int64_t out) { return out <= 2 ? std::max<int64_t>(out, 1) : 4; }
 struct RegisterTiles {
   int64_t panelColumns;  // a broadcast tile's columns: 64 or 16
   int64_t dotLanes;      // 16 or 8
@@ -56,7 +62,7 @@ enum class Modes { both, eval, train };
 // Stage "mlir": <name>_eval_impl and <name>_train_impl in func + linalg on tensors, and <name>_pack_impl, which
 // writes the packed weights (build_network.cpp); those of `modes`.
 void buildNetworkFunctions(::mlir::ModuleOp module, const ir::Network& net, const std::string& name,
-                           int64_t panelColumns, Modes modes = Modes::both);
+                           RegisterTiles tiles, Modes modes = Modes::both);
 // Throws kiln::Error naming the layer when build_network.cpp has no lowering for its kind, or when the layer
 // lacks a parameter or attribute its lowering reads (run before any MLIR is built: nothing throws through MLIR).
 void checkLowering(const ir::Layer& layer);

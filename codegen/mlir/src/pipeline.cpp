@@ -393,7 +393,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
   validate(net);
   OwningOpRef<ModuleOp> module = ModuleOp::create(UnknownLoc::get(&ctx));
   const backend::RegisterTiles tiles = backend::registerTiles(hasWideRegisterFile(target));
-  backend::buildNetworkFunctions(*module, net, name, tiles.panelColumns, modes);
+  backend::buildNetworkFunctions(*module, net, name, tiles, modes);
   if (failed(verify(*module))) diags.fail("mlir", "the network's functions do not verify");
   if (last == Stage::mlir) return module;
 
