@@ -731,10 +731,6 @@ const std::map<std::string_view, Lowering>& lowerings() {
   return table;
 }
 
-// <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as one
-// linalg.transpose of W's rows, panel by panel ([panels, width, In] into [panels, In, width]), and one for a
-// last narrower panel, which is zeroed first where its columns are past the outputs (contraction_to_vector.cpp
-// makes the transposes loops of 16 x 16 blocks through registers).
 // A Linear of at most 4 outputs in dot-product chunks (lowering.hpp): zeros where W has no value for a lane, W's
 // [out, chunks, c] block transposed into [chunks, out, c] with rows `lanes` apart, then its last K % c inputs.
 void packDotChunks(OpBuilder& b, Location loc, Value weight, Value packed, int64_t at, int64_t in, int64_t out,
@@ -757,6 +753,11 @@ void packDotChunks(OpBuilder& b, Location loc, Value weight, Value packed, int64
   }
 }
 
+// <name>_pack_impl(buffers..., packed): W^T of each packed Linear into its place in `packed`, as one
+// linalg.transpose of W's rows, panel by panel ([panels, width, In] into [panels, In, width]), and one for a
+// last narrower panel, which is zeroed first where its columns are past the outputs (contraction_to_vector.cpp
+// makes the transposes loops of 16 x 16 blocks through registers); a Linear of at most 4 outputs in chunks
+// (packDotChunks).
 void buildPackFunction(ModuleOp module, const ir::Network& net, const std::string& name, RegisterTiles tiles) {
   const int64_t panelColumns = tiles.panelColumns;
   OpBuilder b(module.getContext());

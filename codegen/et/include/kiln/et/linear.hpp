@@ -278,7 +278,8 @@ template <int kOut, int c, int n, int... L>
 template <int kOut, int kRows, class Epilogue>
 [[gnu::flatten]] inline void linear_dot_tile(const float* x, index_t in, const float* w, vfloat start, float* y,
                                              bool accumulate, Epilogue epilogue) {
-  constexpr int c = linear_dot_chunk(kOut), outputs = simd_width / c, n = std::min(c, kRows);
+  constexpr int c = linear_dot_chunk(kOut), n = std::min(c, kRows);
+  constexpr index_t outputs = linear_dot_outputs(kOut);  // per packed vector
   vfloat acc[(kRows + n - 1) / n * n] = {};  // rows past kRows: zeros, summed with the last group
   auto add = [&](index_t i, auto load_chunk) {
     const vfloat wv = load(w + i * outputs);
