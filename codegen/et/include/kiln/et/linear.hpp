@@ -50,6 +50,10 @@ inline constexpr index_t linear_chunk = 256;
 // One row reuses no weights, so its chunks only bound the sums' rounding; every chunk's sum going through y cost
 // batch 1 on Zen 4 (family 25 model 17) 2-6% in chunks of 128 (mlp_norm 38.9 -> 36.7 us in one of 512).
 inline constexpr index_t linear_one_row_chunk = 512;
+// One row (batch 1) has one FMA chain per output block; its inputs go round this many sets of accumulators
+// instead, summed at the end (linear_dots' one-row tile likewise). Tiny 16-32-32-4's three kernels, each waiting
+// for the one before, on Zen 4: 70 ns in 2 sets (chains of 8 and 16 FMAs, 8 in the Linear(32, 4)), 62 in 4.
+inline constexpr int linear_one_row_sets = 4;
 // Layers of at most this many inputs are one chunk known at compile time, their loop over inputs unrolled.
 inline constexpr index_t linear_short_in = 128;
 inline constexpr index_t linear_dot_out = 4;
@@ -162,7 +166,7 @@ inline void pack_linear_weight(const float* w, index_t in, index_t out, float* p
 // input). `first`: the chunk starts the sum (bias, or zero), and is stored; otherwise it is added to y.
 // `last`: the chunk ends the sum, and the stored vectors go through `epilogue`. kShortIn, where nonzero, is
 // both `in` and `count`, known at compile time (a layer of one chunk): the loop over inputs is unrolled.
-// With one row, even and odd inputs go to two accumulator sets: twice the independent FMA chains.
+// With one row, inputs go round linear_one_row_sets accumulator sets: that many independent FMA chains.
 template <int kRows, int kBlocks, index_t kShortIn, class Epilogue>
 inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp, index_t count_any, bool first,
                                 bool last, const float* bias, float* y, index_t out, index_t block0, Epilogue epilogue) {
@@ -177,24 +181,25 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
     for (int r = 0; r < kRows; ++r) acc[r][k] = start;
   }
   if constexpr (kRows == 1) {
-    vfloat odd[kBlocks] = {};
+    constexpr int sets = linear_one_row_sets;
+    static_assert(sets == 4, "the sets' sum below adds four");
+    vfloat more[sets - 1][kBlocks] = {};  // input i goes to acc[0] where i % sets == 0, else to more[i % sets - 1]
     const bool prefetch = kShortIn == 0 && linear_prefetch_weights();
     index_t i = 0;
-    for (; i + 2 <= count; i += 2) {
+    for (; i + sets <= count; i += sets) {
       if (prefetch) {  // one prefetch per cache line of weights this step reads
         const char* ahead = reinterpret_cast<const char*>(wp + i * kBlocks * simd_width) + linear_prefetch_bytes;
-        for (int l = 0; l < 2 * kBlocks * static_cast<int>(sizeof(vfloat)) / 64; ++l)
+        for (int l = 0; l < sets * kBlocks * static_cast<int>(sizeof(vfloat)) / 64; ++l)
           __builtin_prefetch(ahead + l * 64);
       }
-      const vfloat x0 = broadcast(x[i]), x1 = broadcast(x[i + 1]);
-      for (int k = 0; k < kBlocks; ++k) {
-        acc[0][k] += x0 * load(wp + (i * kBlocks + k) * simd_width);
-        odd[k] += x1 * load(wp + ((i + 1) * kBlocks + k) * simd_width);
-      }
-    }
-    if (i < count)
       for (int k = 0; k < kBlocks; ++k) acc[0][k] += broadcast(x[i]) * load(wp + (i * kBlocks + k) * simd_width);
-    for (int k = 0; k < kBlocks; ++k) acc[0][k] += odd[k];
+      for (int s = 1; s < sets; ++s)
+        for (int k = 0; k < kBlocks; ++k)
+          more[s - 1][k] += broadcast(x[i + s]) * load(wp + ((i + s) * kBlocks + k) * simd_width);
+    }
+    for (; i < count; ++i)
+      for (int k = 0; k < kBlocks; ++k) acc[0][k] += broadcast(x[i]) * load(wp + (i * kBlocks + k) * simd_width);
+    for (int k = 0; k < kBlocks; ++k) acc[0][k] = (acc[0][k] + more[0][k]) + (more[1][k] + more[2][k]);
   } else {
     for (index_t i = 0; i < count; ++i) {
       vfloat w[kBlocks];
@@ -280,15 +285,25 @@ template <int kOut, int kRows, class Epilogue>
                                              bool accumulate, Epilogue epilogue) {
   constexpr int c = linear_dot_chunk(kOut), n = std::min(c, kRows);
   constexpr index_t outputs = linear_dot_outputs(kOut);  // per packed vector
-  vfloat acc[(kRows + n - 1) / n * n] = {};  // rows past kRows: zeros, summed with the last group
-  auto add = [&](index_t i, auto load_chunk) {
+  // One row takes its chunks round linear_one_row_sets sums (acc[0], then the zeros past it), summed at the end.
+  constexpr int sets = kRows == 1 ? linear_one_row_sets : 1;
+  vfloat acc[std::max((kRows + n - 1) / n * n, sets)] = {};  // rows past kRows: zeros, summed with the last group
+  auto add = [&](index_t i, int set, auto load_chunk) {
     const vfloat wv = load(w + i * outputs);
 #pragma GCC unroll 8
-    for (int r = 0; r < kRows; ++r) acc[r] += load_chunk(x + r * in + i) * wv;
+    for (int r = 0; r < kRows; ++r) acc[r + set] += load_chunk(x + r * in + i) * wv;
   };
+  const auto repeated = [](const float* p) { return load_repeated<c>(p); };
   index_t i = 0;
-  for (; i + c <= in; i += c) add(i, [](const float* p) { return load_repeated<c>(p); });
-  if (i < in) add(i, [n = in - i](const float* p) { return load_repeated_first<c>(p, n); });
+  for (; i + sets * c <= in; i += sets * c)
+#pragma GCC unroll 4
+    for (int set = 0; set < sets; ++set) add(i + set * c, set, repeated);
+  for (; i + c <= in; i += c) add(i, 0, repeated);
+  if (i < in) add(i, 0, [n = in - i](const float* p) { return load_repeated_first<c>(p, n); });
+  if constexpr (sets > 1) {
+    static_assert(sets == 4, "the sets' sum adds four");
+    acc[0] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
   constexpr auto lanes = std::make_integer_sequence<int, simd_width>{};
 #pragma GCC unroll 8
   for (int r0 = 0; r0 < kRows; r0 += n) {  // n rows at a time
@@ -301,9 +316,9 @@ template <int kOut, int kRows, class Epilogue>
 template <int kOut, class Epilogue, int... R>
 inline void linear_dot_rows(const float* x, index_t rows, index_t in, const float* w, const float* bias, float* y,
                             bool accumulate, Epilogue epilogue, std::integer_sequence<int, R...>) {
-  vfloat start{};
+  vfloat start{};  // lane l: bias[l % kOut] (a loop of lane writes was 16 masked broadcasts)
   if (bias && !accumulate)
-    for (int l = 0; l < simd_width; ++l) start[l] = bias[l % kOut];
+    start = detail::repeat_first<kOut>(load_first(bias, kOut), std::make_integer_sequence<int, simd_width>{});
   index_t r0 = 0;
   for (; r0 + linear_dot_rows_per_tile <= rows; r0 += linear_dot_rows_per_tile)
     linear_dot_tile<kOut, linear_dot_rows_per_tile>(x + r0 * in, in, w, start, y + r0 * kOut, accumulate, epilogue);
