@@ -41,6 +41,7 @@ namespace {
 
 constexpr int64_t kLanes = 16;  // f32 lanes of the vectors along K (one AVX-512 register)
 constexpr int64_t kChunkRows = 8;  // a packed-chunk tile's rows: 8 chains of FMAs (the ET kernel's, for two FMA units)
+constexpr int64_t kOneRowSets = 4;  // a one-row packed-chunk tile's accumulators (the ET kernel's linear_one_row_sets)
 constexpr int64_t kL2Floats = 256 * 1024 / 4;  // a block of rows kept in L2 while the columns pass
 constexpr int64_t kShortK = 64;  // up to this K, a costly epilogue still runs in the dot-product tiles
 constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: the target's (lowering.hpp)
@@ -204,8 +205,8 @@ Value alternateCalls(OpBuilder& builder, Location loc) {
 }
 
 // The k loop of a broadcast tile (ContractionToVector's broadcastTile): x[rows, k] * W^T[k, cols] summed over k in
-// [0, kEnd) by kStep from zero, in `sets` sets of mb x vectors accumulators (the second set's row and k: secondRow,
-// k + secondK). W^T is a [K, N] matrix, or the packed weights' panel that starts at panelStart.
+// [0, kEnd) by kStep from zero, in `sets` sets of mb x vectors accumulators (set s > 0 reads row setRows[s - 1] at
+// k + setK[s - 1]). W^T is a [K, N] matrix, or the packed weights' panel that starts at panelStart.
 struct BroadcastLoop {
   Location loc;
   int64_t K, mb, vectors, sets;
@@ -237,16 +238,16 @@ struct BroadcastLoop {
   }
 
   // The loop, here: sets * mb * vectors sums.
-  SmallVector<Value> build(OpBuilder& b, ArrayRef<Value> rows, Value secondRow, Value secondK, Value kEnd,
-                           Value kStep) const {
+  SmallVector<Value> build(OpBuilder& b, ArrayRef<Value> rows, ArrayRef<Value> setRows, ArrayRef<Value> setK,
+                           Value kEnd, Value kStep) const {
     const int64_t n = mb * vectors;
     Value zeros = b.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes(b), 0.0f));
     auto loop = b.create<scf::ForOp>(loc, index(b, loc, 0), kEnd, kStep, SmallVector<Value>(sets * n, zeros),
                                      [&](OpBuilder& bld, Location, Value k, ValueRange acc) {
                                        SmallVector<Value> next = step(bld, k, acc.take_front(n), rows);
-                                       if (sets == 2)
-                                         next.append(step(bld, bld.create<arith::AddIOp>(loc, k, secondK),
-                                                          acc.drop_front(n), secondRow));
+                                       for (int64_t s = 1; s < sets; ++s)
+                                         next.append(step(bld, bld.create<arith::AddIOp>(loc, k, setK[s - 1]),
+                                                          acc.slice(s * n, n), setRows[s - 1]));
                                        bld.create<scf::YieldOp>(loc, next);
                                      });
     return SmallVector<Value>(loop.getResults());
@@ -257,13 +258,17 @@ struct BroadcastLoop {
   // and compiles once (the 13-layer network's four Linear(512, 512) had four copies). From kOutlineK on, a tile
   // spends thousands of cycles in the loop, against tens for the call and its sums' return through memory.
   // Nothing (the caller builds the loop itself) where the module's function of that name takes other types.
-  std::optional<SmallVector<Value>> call(OpBuilder& b, ArrayRef<Value> rows, Value secondRow, Value secondK, Value kEnd,
-                                         Value kStep) const {
+  std::optional<SmallVector<Value>> call(OpBuilder& b, ArrayRef<Value> rows, ArrayRef<Value> setRows,
+                                         ArrayRef<Value> setK, Value kEnd, Value kStep) const {
     SmallVector<Value> args{a, panels, panelStart};
     args.append(rows.begin(), rows.end());
-    if (sets == 2) args.append({secondRow, secondK, kEnd, kStep});
+    if (sets > 1) {
+      args.append(setRows.begin(), setRows.end());
+      args.append(setK.begin(), setK.end());
+      args.append({kEnd, kStep});
+    }
     const std::string name = "kiln_tile_" + std::to_string(mb) + "x" + std::to_string(vectors) + "_k" +
-                             std::to_string(K) + (sets == 2 ? "_2sets" : "");
+                             std::to_string(K) + (sets > 1 ? "_" + std::to_string(sets) + "sets" : "");
     auto module = b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
     auto fn = module.lookupSymbol<func::FuncOp>(name);
     if (!fn) fn = outline(module, name, ValueRange(args).getTypes());
@@ -291,9 +296,10 @@ struct BroadcastLoop {
     BroadcastLoop inside = *this;
     inside.a = args[0], inside.panels = args[1], inside.panelStart = args[2];
     const SmallVector<Value> rows(args.slice(3, mb));
-    const bool two = sets == 2;
-    b.create<func::ReturnOp>(loc, inside.build(b, rows, two ? args[3 + mb] : Value{}, two ? args[4 + mb] : Value{},
-                                               two ? args[5 + mb] : index(b, loc, K), two ? args[6 + mb] : index(b, loc, 1)));
+    const int64_t more = sets - 1, bounds = 3 + mb + 2 * more;  // the other sets' rows and k, then kEnd and kStep
+    const SmallVector<Value> setRows(args.slice(3 + mb, more)), setK(args.slice(3 + mb + more, more));
+    b.create<func::ReturnOp>(loc, inside.build(b, rows, setRows, setK, sets > 1 ? args[bounds] : index(b, loc, K),
+                                               sets > 1 ? args[bounds + 1] : index(b, loc, 1)));
     return fn;
   }
 };
@@ -459,14 +465,27 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         }
         return next;
       };
-      SmallVector<Value> acc(mb, zeroVec);
-      if (kFull > 0) {
-        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kFull), index(c), acc,
-                                                [&](OpBuilder& bld, Location, Value k, ValueRange iter) {
-                                                  bld.create<scf::YieldOp>(loc, fmaStep(bld, k, iter, Value{}));
-                                                });
+      // One row takes its chunks round kOneRowSets accumulators, summed after the loop: as many FMA chains.
+      const int64_t sets = mb == 1 ? kOneRowSets : 1, kSets = kFull - kFull % (sets * c);
+      SmallVector<Value> acc(mb * sets, zeroVec);
+      if (kSets > 0) {
+        auto body = [&](OpBuilder& bld, Location, Value k, ValueRange iter) {
+          SmallVector<Value> next;
+          for (int64_t s = 0; s < sets; ++s) {
+            Value ks = bld.create<arith::AddIOp>(loc, k, bld.create<arith::ConstantIndexOp>(loc, s * c));
+            next.append(fmaStep(bld, ks, iter.slice(s * mb, mb), Value{}));
+          }
+          bld.create<scf::YieldOp>(loc, next);
+        };
+        auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(kSets), index(sets * c), acc, body);
         acc = SmallVector<Value>(loop.getResults().begin(), loop.getResults().end());
       }
+      if (sets > 1) {  // mb == 1: (set 0 + set 1) + (set 2 + set 3)
+        static_assert(kOneRowSets == 4, "the sets' sum adds four");
+        acc = {rewriter.create<arith::AddFOp>(loc, rewriter.create<arith::AddFOp>(loc, acc[0], acc[1]),
+                                              rewriter.create<arith::AddFOp>(loc, acc[2], acc[3]))};
+      }
+      for (int64_t k = kSets; k < kFull; k += c) acc = fmaStep(rewriter, index(k), acc, Value{});
       if (K % c) {
         Value mask = rewriter.create<vector::ConstantMaskOp>(loc, VectorType::get({c}, rewriter.getI1Type()),
                                                              rewriter.getI64ArrayAttr({K % c}));
@@ -556,8 +575,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // block's end: it computes again rows the tile before computed (the same sums, stored again), and with fewer
     // than 6 rows in all, its missing rows repeat the last: a 6-row pass over the weights where the ET kernel has a
     // tile of just the 3 to 5 rows left (tiles of each size would add to the code LLVM compiles). One row left over
-    // takes a one-row tile, two rows one one-row tile whose two sets of accumulators take a row each: less than a
-    // 6-row pass.
+    // takes a one-row tile, two rows one one-row tile whose sets of accumulators take the two rows in turn: less
+    // than a 6-row pass.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t lastLanes = nCols % kLanes == 0 ? kLanes : nCols % kLanes;  // the outputs of the last vector
       // Tiles of mb rows x tileVectors vectors of 16 columns.
@@ -602,7 +621,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mTiles),
                 kBroadcastRows, broadcastVectors);
       }
-      // One row left, or two (`pair`: the one-row tile's two sets of accumulators take a row each).
+      // One row left, or two (`pair`: the one-row tile's sets of accumulators take the two rows in turn).
       Value pair = K >= 2 ? rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, left, index(2)).getResult()
                           : Value{};
       // A one-row tile on a matrix (Bilinear's A[o], K rows of nCols) is wider, its two sets as many accumulators
@@ -613,51 +632,62 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       columns(mTiles, M, 1, bt.matrix ? oneRowVectors : broadcastVectors, pair);
     }
 
-    // A tile of mb rows x `vectors` vectors of 16 columns. One row accumulates even and odd k in two sets of
-    // accumulators, for twice the independent FMA chains (as the expression-template kernel's one-row tile);
-    // where `pair` (a one-row tile's only) is true at run time, the two sets take rows i and i + 1 over every k
-    // instead: one pass over the weights for two rows, with no more code. `last`, if set: rows past it read and
-    // write row `last` instead. The last vector stores its first lastLanes lanes.
+    // A tile of mb rows x `vectors` vectors of 16 columns. One row takes its k round 4 sets of accumulators, for
+    // 4 independent FMA chains per vector (as the expression-template kernel's one-row tile; 2 sets where 4 would
+    // hold more accumulators than a 6-row tile, as Bilinear's wider one-row tile). Where `pair` (a one-row tile's
+    // only) is true at run time, set s takes row i + s % 2 at k + s / 2 instead: one pass over the weights for two
+    // rows, with no more code. `last`, if set: rows past it read and write row `last` instead. The last vector
+    // stores its first lastLanes lanes.
     void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, int64_t lastLanes, const Weights& bt,
                        Value last = {}, Value pair = {}) {
       SmallVector<Value> rows, cols;
       for (int64_t r = 0; r < mb; ++r)
         rows.push_back(last && r > 0 ? rewriter.create<arith::MinUIOp>(loc, offset(i, r), last).getResult() : offset(i, r));
       for (int64_t v = 0; v < vectors; ++v) cols.push_back(offset(j, v * kLanes));
-      const int64_t n = mb * vectors, sets = mb == 1 && K >= 2 ? 2 : 1;
-      // The second set's row and its k's distance from the first's: i and 1, or with `pair`, i + 1 and 0.
+      const int64_t n = mb * vectors;
+      const int64_t sets = mb > 1 || K < 2 ? 1 : 4 * vectors <= kBroadcastRows * broadcastVectors ? 4 : 2;
       auto choose = [&](int64_t ifPair, int64_t otherwise) {
         return pair ? rewriter.create<arith::SelectOp>(loc, pair, index(ifPair), index(otherwise)).getResult() : index(otherwise);
       };
-      const Value secondRow = sets == 2 ? rewriter.create<arith::AddIOp>(loc, i, choose(1, 0)).getResult() : Value{};
-      const Value secondK = sets == 2 ? choose(0, 1) : Value{};
+      // Set s's row and its k's distance from the first set's: i and s, or with `pair`, i + s % 2 and s / 2.
+      SmallVector<Value> setRows, setK;
+      for (int64_t s = 1; s < sets; ++s) {
+        setRows.push_back(s % 2 ? rewriter.create<arith::AddIOp>(loc, i, choose(1, 0)).getResult() : i);
+        setK.push_back(choose(s / 2, s));
+      }
       Value panelStart = bt.panels ? rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
                                                                     rewriter.create<arith::MulIOp>(loc, j, index(K)))
                                    : Value{};
       const BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
-      // Up to K - K % 2 by twos, or with `pair`, up to K by ones.
-      Value kEnd = sets == 2 ? choose(K, K - K % 2) : index(K);
-      Value kStep = sets == 2 ? choose(1, 2) : index(1);
+      // Up to K - K % sets, by `sets`, or with `pair`, by sets / 2.
+      Value kEnd = index(K - K % sets), kStep = sets > 1 ? choose(sets / 2, sets) : index(1);
       std::optional<SmallVector<Value>> sums;
-      if (bt.panels && K >= kOutlineK) sums = loop.call(rewriter, rows, secondRow, secondK, kEnd, kStep);
-      if (!sums) sums = loop.build(rewriter, rows, secondRow, secondK, kEnd, kStep);
-      SmallVector<Value> acc(ArrayRef<Value>(*sums).take_front(n));
-      SmallVector<Value> storeRows = rows, stores;
-      if (sets == 2) {
-        // One row: the two sets' sum (and the last k of an odd K). With `pair`: the second set's row is stored
-        // first, so that without `pair` (where it is row i) the first set's row overwrites it.
-        SmallVector<Value> sum;
-        for (int64_t q = 0; q < n; ++q) sum.push_back(rewriter.create<arith::AddFOp>(loc, acc[q], (*sums)[n + q]));
-        if (K % 2) sum = loop.step(rewriter, index(K - 1), sum, rows);
-        if (pair) {
-          storeRows.insert(storeRows.begin(), secondRow);
-          for (int64_t q = 0; q < n; ++q) stores.push_back((*sums)[n + q]);
-          for (int64_t q = 0; q < n; ++q) stores.push_back(rewriter.create<arith::SelectOp>(loc, pair, acc[q], sum[q]));
-        } else {
-          stores = sum;
+      if (bt.panels && K >= kOutlineK) sums = loop.call(rewriter, rows, setRows, setK, kEnd, kStep);
+      if (!sums) sums = loop.build(rewriter, rows, setRows, setK, kEnd, kStep);
+      SmallVector<Value> storeRows = rows, stores(ArrayRef<Value>(*sums).take_front(n));
+      if (sets > 1) {
+        // The even sets' sums (row i) and the odd sets' (row i + 1 with `pair`, else row i too); the k past
+        // K - K % sets for each. With `pair` the odd sets' row is stored first, so that without `pair` (where it is
+        // row i) the sum of all sets overwrites it.
+        SmallVector<Value> even(stores), odd(ArrayRef<Value>(*sums).slice(n, n)), first;
+        for (int64_t s = 2; s < sets; ++s)
+          for (int64_t q = 0; q < n; ++q) {
+            SmallVector<Value>& parity = s % 2 ? odd : even;
+            parity[q] = rewriter.create<arith::AddFOp>(loc, parity[q], (*sums)[s * n + q]);
+          }
+        for (int64_t q = 0; q < n; ++q) {
+          Value all = rewriter.create<arith::AddFOp>(loc, even[q], odd[q]);
+          first.push_back(pair ? rewriter.create<arith::SelectOp>(loc, pair, even[q], all).getResult() : all);
         }
-      } else {
-        stores = acc;
+        for (int64_t k = K - K % sets; k < K; ++k) {
+          first = loop.step(rewriter, index(k), first, rows);
+          if (pair) odd = loop.step(rewriter, index(k), odd, setRows.front());
+        }
+        stores = first;
+        if (pair) {
+          storeRows.insert(storeRows.begin(), setRows.front());
+          stores.insert(stores.begin(), odd.begin(), odd.end());
+        }
       }
       if (scratch) return storeThroughEpilogueLoop(stores, storeRows, j, vectors, lastLanes);
       for (size_t r = 0; r < storeRows.size(); ++r)
