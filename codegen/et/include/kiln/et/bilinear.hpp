@@ -50,7 +50,9 @@ inline void bilinear_forward(const float* x1, const float* x2, index_t rows, ind
       // lane-by-lane sum per output took a sixth of the layer's time).
       if (in2 % simd_width == 0)
         for (; o + simd_width <= out; o += simd_width) {
-          vfloat acc[simd_width] = {};
+          vfloat acc[simd_width];
+#pragma GCC unroll 16
+          for (int k = 0; k < simd_width; ++k) acc[k] = vfloat{};  // in registers (`= {}` was a memset call)
           for (index_t j = 0; j < in2; j += simd_width) {
             const vfloat vj = load(v + j);
             for (index_t k = 0; k < simd_width; ++k) acc[k] += vj * load(t + (r * out + o + k) * in2 + j);

@@ -172,12 +172,14 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
                                 bool last, const float* bias, float* y, index_t out, index_t block0, Epilogue epilogue) {
   const index_t in = kShortIn ? kShortIn : in_any, count = kShortIn ? kShortIn : count_any;
   vfloat acc[kRows][kBlocks];
+#pragma GCC unroll 8
   for (int k = 0; k < kBlocks; ++k) {
     vfloat start{};
     const index_t o0 = block0 * simd_width + k * simd_width;
     if (first && bias) {
       start = o0 + simd_width <= out ? load(bias + o0) : load_first(bias + o0, out - o0);
     }
+#pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) acc[r][k] = start;
   }
   if constexpr (kRows == 1) {
