@@ -267,8 +267,8 @@ struct BroadcastLoop {
       args.append(setK.begin(), setK.end());
       args.append({kEnd, kStep});
     }
-    const std::string name = "kiln_tile_" + std::to_string(mb) + "x" + std::to_string(vectors) + "_k" +
-                             std::to_string(K) + (sets > 1 ? "_" + std::to_string(sets) + "sets" : "");
+    std::string name = "kiln_tile_" + std::to_string(mb) + "x" + std::to_string(vectors) + "_k" + std::to_string(K);
+    if (sets > 1) name.append("_").append(std::to_string(sets)).append("sets");
     auto module = b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
     auto fn = module.lookupSymbol<func::FuncOp>(name);
     if (!fn) fn = outline(module, name, ValueRange(args).getTypes());

@@ -199,8 +199,10 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
         for (int k = 0; k < kBlocks; ++k)
           more[s - 1][k] += broadcast(x[i + s]) * load(wp + ((i + s) * kBlocks + k) * simd_width);
     }
-    for (; i < count; ++i)
-      for (int k = 0; k < kBlocks; ++k) acc[0][k] += broadcast(x[i]) * load(wp + (i * kBlocks + k) * simd_width);
+    for (int s = 0; s < sets - 1; ++s)  // the last count % sets inputs (a bounded loop: g++ warned of 2^62 steps)
+      if (i + s < count)
+        for (int k = 0; k < kBlocks; ++k)
+          acc[0][k] += broadcast(x[i + s]) * load(wp + ((i + s) * kBlocks + k) * simd_width);
     for (int k = 0; k < kBlocks; ++k) acc[0][k] = (acc[0][k] + more[0][k]) + (more[1][k] + more[2][k]);
   } else {
     for (index_t i = 0; i < count; ++i) {
