@@ -638,8 +638,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // weights stream from L2 or beyond and the chains' length hides behind them (4 sets there made batch 1 slower on
     // Zen 4 in kiln_vs_torch: mlp_norm 36.4-36.6 -> 41.6-42.3 us, resmlp 25.7-26.9 -> 29.1-29.3). Where `pair` (a
     // one-row tile's only) is true at run time, set s takes row i + s % 2 at k + s / 2 instead: one pass over the
-    // weights for two rows, with no more code. `last`, if set: rows past it read and write row `last` instead. The last vector
-    // stores its first lastLanes lanes.
+    // weights for two rows, with no more code. `last`, if set: rows past it read and write row `last` instead. The
+    // last vector stores its first lastLanes lanes.
     void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, int64_t lastLanes, const Weights& bt,
                        Value last = {}, Value pair = {}) {
       SmallVector<Value> rows, cols;
@@ -647,9 +647,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         rows.push_back(last && r > 0 ? rewriter.create<arith::MinUIOp>(loc, offset(i, r), last).getResult() : offset(i, r));
       for (int64_t v = 0; v < vectors; ++v) cols.push_back(offset(j, v * kLanes));
       const int64_t n = mb * vectors;
-      const int64_t sets = mb > 1 || K < 2                                                ? 1
-                           : K < kOutlineK && 4 * vectors <= kBroadcastRows * broadcastVectors ? 4
-                                                                                              : 2;
+      int64_t sets = 1;
+      if (mb == 1 && K >= 2) sets = K < kOutlineK && 4 * vectors <= kBroadcastRows * broadcastVectors ? 4 : 2;
       auto choose = [&](int64_t ifPair, int64_t otherwise) {
         return pair ? rewriter.create<arith::SelectOp>(loc, pair, index(ifPair), index(otherwise)).getResult() : index(otherwise);
       };
