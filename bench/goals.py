@@ -5,7 +5,7 @@ table; by hand, on the files of a run:
 
   r=build-bench/bench-results
   /usr/bin/python3 bench/goals.py --kiln $r/kiln_vs_torch_t*.json --pytorch $r/pytorch_t*.json \\
-      --compile-time $r/jit_compile_time.txt
+      --compile-time $r/jit_compile_time.txt --batch1-floor $r/batch1_floor.txt
 
 The inference goals only: bench/train_vs_pytorch.sh prints the training ones. Kiln's kernels are `kiln` (the
 expression-template kernel, "ET") and `jit` (the MLIR JIT kernel, one thread only) in kiln_vs_torch's files.
@@ -65,6 +65,15 @@ def cold_compile_ms(path):
     return float(found.group(1)) if found else None
 
 
+def batch1_floor(path):
+    """kiln_batch1_floor's hand-written floor for tiny at batch 1: (us, times the read of its weights), or None."""
+    if not path:
+        return None
+    with open(path) as f:
+        found = re.search(r"hand-written floor[^\n]*?([0-9.]+) us \(([0-9.]+)x the read\)", f.read())
+    return (float(found.group(1)), float(found.group(2))) if found else None
+
+
 def span(values, fmt="{:.2f}"):
     if not values:
         return "no cases"
@@ -94,7 +103,7 @@ def faster_than(kernels, anchor):
     return ratios, misses
 
 
-def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms):
+def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms, floor):
     print(f"\nIssue 15's goals on this CPU ({cpu}), this run (ET: the expression-template kernel, JIT: the MLIR one):")
     ratios, misses = faster_than(kernels, lambda case, batch: best_torch(gb, py, case, batch)[0])
     report("no case slower than PyTorch at its best (x faster, ET and JIT)", ratios, misses, unit="x")
@@ -120,6 +129,9 @@ def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms):
             if ratios[-1] > WITHIN_STREAM:
                 misses.append(f"{net} {variant} ({ratios[-1]:.2f}; {t:.3f} us against {bound:.3f})")
     report(f"batch 1 within {WITHIN_STREAM}x of reading the weights once in layer order", ratios, misses)
+    if floor:
+        print(f"  (tiny's hand-written floor, kiln_batch1_floor: {floor[0]:.4f} us, {floor[1]:.2f}x the read in its "
+              "run)")
 
     ratios, misses = [], []
     for (net, threads, batch, variant), (jit, _) in sorted(kernels.items()):
@@ -149,10 +161,12 @@ def main():
     p.add_argument("--kiln", nargs="+", required=True, help="kiln_vs_torch --benchmark_out files")
     p.add_argument("--pytorch", nargs="*", default=[], help="bench_pytorch.py --json files")
     p.add_argument("--compile-time", help="kiln_jit_compile_time's output")
+    p.add_argument("--batch1-floor", help="kiln_batch1_floor's output")
     args = p.parse_args()
     gb, _, _ = read_kiln_vs_torch(args.kiln)
     py, _, _ = read_pytorch(args.pytorch)
-    print_goals(*read_kiln(args.kiln), gb, py, cold_compile_ms(args.compile_time))
+    print_goals(*read_kiln(args.kiln), gb, py, cold_compile_ms(args.compile_time),
+                batch1_floor(args.batch1_floor))
 
 
 if __name__ == "__main__":

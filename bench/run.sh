@@ -48,7 +48,8 @@ print_cpu
 echo "== build ($build)"
 install_bench_packages
 configure_bench_build "$build"
-cmake --build "$build" -j"${KILN_BENCH_JOBS:-2}" --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time
+cmake --build "$build" -j"${KILN_BENCH_JOBS:-2}" --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time \
+  kiln_batch1_floor
 mkdir -p "$out"
 
 # ---- OpenBLAS for libtorch -------------------------------------------------------------------------------------
@@ -114,6 +115,11 @@ done
 echo "== kiln_jit_compile_time"
 "$build"/bench/kiln_jit_compile_time $((quick ? 2 : 9)) | tee "$out/jit_compile_time.txt"
 
+# ---- batch 1 against a hand-written floor -------------------------------------------------------------------------
+echo "== kiln_batch1_floor"
+wait_quiet
+"$build"/bench/kiln_batch1_floor | tee "$out/batch1_floor.txt"
+
 # ---- Python PyTorch --------------------------------------------------------------------------------------------
 py_json=()
 for t in 1 2; do
@@ -134,7 +140,8 @@ echo "== medians (us); x: how many times faster Kiln is (best torch: the fastest
 echo "   under its fastest OpenBLAS kernel set; oneDNN: the vendor ceiling)"
 $python bench/bench_pytorch.py --combine "${kiln_json[@]}" --json "${py_json[@]}" | tee "$out/summary.md"
 # ---- issue 15's goals, read off the files above ----------------------------------------------------------------
-$python bench/goals.py --kiln "${kiln_json[@]}" --pytorch "${py_json[@]}" --compile-time "$out/jit_compile_time.txt" |
+$python bench/goals.py --kiln "${kiln_json[@]}" --pytorch "${py_json[@]}" --compile-time "$out/jit_compile_time.txt" \
+  --batch1-floor "$out/batch1_floor.txt" |
   tee "$out/goals.md"
 exit
 }
