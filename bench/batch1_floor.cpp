@@ -10,6 +10,7 @@
 // loads a cycle); tiny's weights fit in L1, and the three layers run one after the other.
 //
 //   build-bench/bench/kiln_batch1_floor
+#include "best_us.hpp"
 #include "stream_bound.hpp"
 
 #include <kiln/jit.hpp>
@@ -17,8 +18,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #if defined(__x86_64__)
@@ -31,19 +30,6 @@ namespace {
 
 constexpr nn::Sequential tiny{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}, nn::Linear<32, 32>{}, nn::ReLU{},
                               nn::Linear<32, 4>{}};
-
-// Microseconds per call: the best of 10 rounds of `calls` calls.
-template <class F>
-double best_us(F&& f, int calls = 200000) {
-  double best = 1e30;
-  for (int round = 0; round < 10; ++round) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < calls; ++i) f();
-    const std::chrono::duration<double, std::micro> t = std::chrono::steady_clock::now() - start;
-    best = std::min(best, t.count() / calls);
-  }
-  return best;
-}
 
 #ifdef KILN_BENCH_X86
 // GCC 12's AVX-512 intrinsics start their results from _mm512_undefined_ps(), a self-initialised variable that
@@ -72,37 +58,41 @@ Packed pack(const kiln::TensorMap& state) {
   return p;
 }
 
-// A 32-wide layer from inputs `in(k)` (broadcast vectors), 4 sets of accumulators as Kiln's one-row tiles use.
-template <int K, class In>
-__attribute__((target("avx512f"), always_inline)) inline void dense32(const float (*w)[32], const float* b, In in,
-                                                                       __m512& h0, __m512& h1) {
+// A 32-wide layer (h: its 32 outputs after ReLU) of K inputs, 4 sets of accumulators as Kiln's one-row tiles
+// use; its inputs are broadcast from x in memory, or from the 32 values in registers `in` where kFromRegisters.
+// No lambdas: they would not inherit the target attribute in a build without AVX-512.
+template <int K, bool kFromRegisters>
+__attribute__((target("avx512f"), always_inline)) inline void dense32(const float (*w)[32], const float* b,
+                                                                       const float* x, const __m512 (&in)[2],
+                                                                       __m512 (&h)[2]) {
   __m512 a[4][2];
   a[0][0] = _mm512_load_ps(b);
   a[0][1] = _mm512_load_ps(b + 16);
   for (int s = 1; s < 4; ++s) a[s][0] = a[s][1] = _mm512_setzero_ps();
 #pragma GCC unroll 32
   for (int k = 0; k < K; ++k) {
-    const __m512 v = in(k);
+    __m512 v;
+    if constexpr (kFromRegisters) v = _mm512_permutexvar_ps(_mm512_set1_epi32(k % 16), in[k / 16]);
+    else v = _mm512_set1_ps(x[k]);
     a[k % 4][0] = _mm512_fmadd_ps(v, _mm512_load_ps(w[k]), a[k % 4][0]);
     a[k % 4][1] = _mm512_fmadd_ps(v, _mm512_load_ps(w[k] + 16), a[k % 4][1]);
   }
   const __m512 zero = _mm512_setzero_ps();
-  h0 = _mm512_max_ps(zero, _mm512_add_ps(_mm512_add_ps(a[0][0], a[1][0]), _mm512_add_ps(a[2][0], a[3][0])));
-  h1 = _mm512_max_ps(zero, _mm512_add_ps(_mm512_add_ps(a[0][1], a[1][1]), _mm512_add_ps(a[2][1], a[3][1])));
+  for (int j = 0; j < 2; ++j)
+    h[j] = _mm512_max_ps(zero, _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), _mm512_add_ps(a[2][j], a[3][j])));
 }
 
 __attribute__((target("avx512f"), noinline)) void floor_forward(const Packed& p, const float* x, float* y) {
-  __m512 h0, h1, g0, g1;
-  dense32<16>(p.w1, p.b1, [&](int k) { return _mm512_set1_ps(x[k]); }, h0, h1);
-  dense32<32>(p.w2, p.b2, [&](int k) { return _mm512_permutexvar_ps(_mm512_set1_epi32(k % 16), k < 16 ? h0 : h1); },
-              g0, g1);
+  __m512 h1[2], h2[2];
+  dense32<16, false>(p.w1, p.b1, x, h1, h1);  // `in` unused
+  dense32<32, true>(p.w2, p.b2, nullptr, h1, h2);
   __m512 sum[4] = {_mm512_load_ps(p.b3), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
 #pragma GCC unroll 8
   for (int c = 0; c < 8; ++c) {
     const int k = (c % 4) * 4;  // lanes 4 i .. 4 i + 3 take input k + i
     const __m512i lanes = _mm512_set_epi32(k + 3, k + 3, k + 3, k + 3, k + 2, k + 2, k + 2, k + 2, k + 1, k + 1, k + 1,
                                            k + 1, k, k, k, k);
-    sum[c % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, c < 4 ? g0 : g1), _mm512_load_ps(p.w3[c]), sum[c % 4]);
+    sum[c % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, h2[c / 4]), _mm512_load_ps(p.w3[c]), sum[c % 4]);
   }
   const __m512 t = _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3]));
   const __m256 u = _mm256_add_ps(_mm512_castps512_ps256(t),
@@ -119,14 +109,19 @@ struct Timing {
 // Times `forward` (x -> y) back to back and chained through y[0] (scaled to nothing, so the values stay put).
 template <class Forward>
 Timing time_calls(float* x, const float* y, Forward&& forward) {
-  const double independent = best_us([&] {
-    forward();
-    asm volatile("" ::: "memory");
-  });
-  const double chained = best_us([&] {
-    forward();
-    x[0] = y[0] * 1e-30f + x[0];
-  });
+  constexpr int calls = 200000, loops = 10;
+  const double independent = kiln::bench::best_us(
+      [&] {
+        forward();
+        asm volatile("" ::: "memory");
+      },
+      calls, loops);
+  const double chained = kiln::bench::best_us(
+      [&] {
+        forward();
+        x[0] = y[0] * 1e-30f + x[0];
+      },
+      calls, loops);
   return {independent, chained};
 }
 

@@ -7,13 +7,14 @@
 //
 // `bench_env 1` (common.sh) runs it as the other benchmarks, with glibc's thresholds raised, so that the JIT
 // kernel's per-call buffers of large batches are not mapped afresh on every call.
+#include "best_us.hpp"
+
 #include <kiln/jit.hpp>
 #include <kiln/kiln.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -24,18 +25,7 @@ namespace {
 namespace nn = kiln::nn;
 using kiln::index_t;
 
-// The best, over 7 loops of `iterations` calls, of the time per call in us.
-template <class F>
-double best_us(F&& call, int iterations) {
-  double best = 1e300;
-  for (int loop = 0; loop < 7; ++loop) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < iterations; ++i) call();
-    const std::chrono::duration<double, std::micro> took = std::chrono::steady_clock::now() - start;
-    best = std::min(best, took.count() / iterations);
-  }
-  return best;
-}
+using kiln::bench::best_us;
 
 std::string us(double v) { return fmt::format("{:.{}f}", v, v < 1 ? 3 : v < 100 ? 2 : 0); }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the benchmarks and runs Kiln against libtorch (kiln_vs_torch) and Python PyTorch (bench_pytorch.py),
-# on 1 and 2 threads, each thread count in its own processes with OpenBLAS pinned to it; then prints one table
-# of medians and which of issue 15's goals this run meets (bench/goals.py). bench/README.md reports one run.
+# on 1 and 2 threads, each thread count in its own processes with OpenBLAS pinned to it, the JIT's compile
+# times and tiny's batch 1 against a hand-written floor (kiln_batch1_floor); then prints one table of medians
+# and which of issue 15's goals this run meets (bench/goals.py). bench/README.md reports one run.
 #
 #   bench/run.sh            # the full run (20-25 minutes on a 2-core machine: PyTorch's side runs once per
 #                           # OpenBLAS kernel set, about 4 minutes each)
