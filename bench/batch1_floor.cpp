@@ -1,7 +1,7 @@
 // How close batch 1 of tiny (16-32-32-4, ReLU) can come to reading its weights once (issue 15 asks for 1.2x),
 // on this CPU: the read itself (stream_bound.hpp, layer order, as goals.py takes it), a hand-written forward
 // that is the floor of any kernel (AVX-512, weights packed beforehand, every value in registers, no checks, no
-// call around it), and Kiln's model.forward through both backends. Each calls back to back with the same input
+// call around it), and Kiln's model.forward through both backends, each called back to back with the same input
 // ("independent": the CPU overlaps one call with the next) and chained (each call's input waits for the last
 // output, as in a control loop). The floor's output is checked against Kiln's, so it does all the work.
 //
