@@ -45,16 +45,17 @@ struct alignas(64) Packed {
 Packed pack(const kiln::TensorMap& state) {
   Packed p{};
   const kiln::Tensor &w1 = state.at("0.weight"), &w2 = state.at("2.weight"), &w3 = state.at("4.weight");
+  const kiln::Tensor &b1 = state.at("0.bias"), &b2 = state.at("2.bias"), &b3 = state.at("4.bias");
   for (int j = 0; j < 32; ++j) {
     for (int k = 0; k < 16; ++k) p.w1[k][j] = w1[j * 16 + k];
     for (int k = 0; k < 32; ++k) p.w2[k][j] = w2[j * 32 + k];
-    p.b1[j] = state.at("0.bias")[j];
-    p.b2[j] = state.at("2.bias")[j];
+    p.b1[j] = b1[j];
+    p.b2[j] = b2[j];
   }
   for (int c = 0; c < 8; ++c)
     for (int i = 0; i < 4; ++i)
       for (int o = 0; o < 4; ++o) p.w3[c][4 * i + o] = w3[o * 32 + 4 * c + i];
-  for (int o = 0; o < 4; ++o) p.b3[o] = state.at("4.bias")[o];
+  for (int o = 0; o < 4; ++o) p.b3[o] = b3[o];
   return p;
 }
 
