@@ -1,9 +1,11 @@
 // Where the fused kernel keeps its values (et/flow.hpp): which element-wise layers run as the epilogue of the
-// Linear before them, and that such a Linear never writes over its own input. The fused == unfused laws check
-// the numbers; these check that the plan is the one meant.
+// Linear before them, and that such a Linear never writes over its own input; and how it cuts a batch into tiles
+// (Tiling, et/fused.hpp). The fused == unfused laws check the numbers; these check that the plan is the one meant.
 #include "../support.hpp"
 
+#include <algorithm>
 #include <array>
+#include <vector>
 
 namespace nn = kiln::nn;
 namespace et = kiln::et;
@@ -44,4 +46,48 @@ TEST_CASE("flow: a Linear's output that another step reads is stored, not fused"
   CHECK(f.epilogue == std::array<bool, 2>{false, true});
   CHECK(f.output_direct);
   CHECK(f.slots == 0);
+}
+
+TEST_CASE("tiling: every row in one tile, the threads' shares within a row of each other", "[flow]") {
+  using et::detail::Tiling;
+  constexpr kiln::index_t block = et::linear_rows;
+  for (int threads : {1, 2, 3, 4})
+    for (kiln::index_t max_rows : {block, 10 * block, 20 * block, 40 * block})
+      for (kiln::index_t batch : {0, 1, 5, 6, 7, 12, 13, 24, 25, 64, 100, 255, 256, 257, 1000, 4096}) {
+        CAPTURE(threads, max_rows, batch);
+        const Tiling tiling(batch, max_rows, threads);
+        REQUIRE(tiling.slots() >= 1);
+        REQUIRE(tiling.slots() <= threads);
+        CHECK(tiling.begin(0) == 0);
+        CHECK(tiling.begin(tiling.count) == batch);
+        std::vector<kiln::index_t> slot_rows(static_cast<std::size_t>(tiling.slots()));
+        kiln::index_t largest = 0;
+        for (kiln::index_t t = 0; t < tiling.count; ++t) {
+          const kiln::index_t w = t / tiling.per_slot;
+          REQUIRE(tiling.rows(t) >= 0);
+          CHECK(tiling.rows(t) <= max_rows);
+          CHECK((tiling.begin(t) - tiling.slot_begin(w)) % block == 0);  // whole blocks but for a slot's last
+          slot_rows[static_cast<std::size_t>(w)] += tiling.rows(t);
+          largest = std::max(largest, tiling.rows(t));
+        }
+        CHECK(tiling.max_rows() == largest);
+        const auto [fewest, most] = std::minmax_element(slot_rows.begin(), slot_rows.end());
+        CHECK(*most - *fewest <= 1);
+        // run_tiles: each tile with rows once, on its own slot (slots run at once: one list each).
+        std::vector<std::vector<kiln::index_t>> ran(slot_rows.size());
+        tiling.run_tiles([&](kiln::index_t w, kiln::index_t t) { ran[static_cast<std::size_t>(w)].push_back(t); });
+        std::vector<kiln::index_t> got;
+        for (kiln::index_t t = 0; t < tiling.count; ++t)
+          if (tiling.rows(t) > 0) got.push_back(t);
+        std::vector<kiln::index_t> visited;
+        for (std::size_t w = 0; w < ran.size(); ++w)
+          for (kiln::index_t t : ran[w]) {
+            CHECK(t / tiling.per_slot == static_cast<kiln::index_t>(w));
+            visited.push_back(t);
+          }
+        CHECK(visited == got);
+      }
+  // The case that set the rule: 256 rows on 2 threads went 132 and 124 when dealt out in whole blocks.
+  const Tiling tiny_256(256, 20 * block, 2);
+  CHECK(tiny_256.slot_begin(1) == 128);
 }

@@ -243,10 +243,10 @@ class TrainPass {
     const std::size_t scratch_floats = l.activation_floats + static_cast<std::size_t>(l.grad_slots + 1) * slot_floats();
     std::array<bool, V> written_after{};
     tiling_.run_tiles([&](index_t w, index_t t) {
-      // Unless the last pass left them zero, worker w's buffer is zeroed by the thread that runs its first tile,
-      // t == w of the first segment walked back (the caller zeroing every worker's before the pass was a serial
+      // Unless the last pass left them zero, worker w's buffer is zeroed by the thread that runs its first tile
+      // of the first segment walked back (the caller zeroing every worker's before the pass was a serial
       // 2 MB memset per step on two threads, the Fashion-MNIST network at batch 64).
-      if (s + 1 == flow_.segments && t == w && w > 0 && zero_partials_) {
+      if (s + 1 == flow_.segments && t == tiling_.first_tile(w) && w > 0 && zero_partials_) {
         std::vector<float>& partial = tw_.partials[static_cast<std::size_t>(w - 1)];
         std::fill(partial.begin(), partial.end(), 0.0f);
       }
