@@ -137,8 +137,13 @@ struct Tiling {
   index_t first_tile(index_t w) const { return w * per_slot; }
   index_t begin(index_t t) const {
     if (count <= 1) return t == 0 ? 0 : batch;  // the small batches, where integer divisions show, and none
-    const index_t w = t / per_slot, i = t % per_slot, first = slot_begin(w), end = slot_begin(w + 1);
-    return std::min(end, first + (i * blocks_in(end - first) + per_slot - 1) / per_slot * linear_rows);
+    if (slot_count == 1) return tile_begin(t, count, 0, batch);  // one division, not four (1 thread: 0.7%)
+    const index_t w = t / per_slot;
+    return tile_begin(t - w * per_slot, per_slot, slot_begin(w), slot_begin(w + 1));
+  }
+  // Where tile i of `tiles` starts in a slot of rows [first, end).
+  static index_t tile_begin(index_t i, index_t tiles, index_t first, index_t end) {
+    return std::min(end, first + (i * blocks_in(end - first) + tiles - 1) / tiles * linear_rows);
   }
   index_t rows(index_t t) const { return begin(t + 1) - begin(t); }
   // The rows of the largest tile (a slot's first; none for an empty batch): what a tile's scratch must hold.
@@ -158,7 +163,7 @@ struct Tiling {
   void run_tiles(Body&& body) const {
     auto slot = [&](index_t w) {
       for (index_t t = first_tile(w); t < first_tile(w + 1); ++t)
-        if (rows(t) > 0) body(w, t);  // a slot with fewer blocks than tiles (small batches) has empty ones
+        if (slot_count == 1 || rows(t) > 0) body(w, t);  // a slot with fewer blocks than tiles has empty ones
     };
     if (slot_count > 1) parallel_for(slot_count, slot);  // on the pool when this tiling uses threads
     else if (count > 0) slot(0);
