@@ -119,8 +119,7 @@ namespace detail {
 // Tile t covers rows [begin(t), begin(t + 1)).
 struct Tiling {
   index_t batch = 0, slot_count = 1, per_slot = 0, count = 0;  // count: the tiles of all slots
-  int threads = 1;
-  Tiling(index_t batch_, index_t max_rows, int threads_) : batch(batch_), threads(threads_) {
+  Tiling(index_t batch_, index_t max_rows, int threads) : batch(batch_) {
     const index_t per_tile = std::max<index_t>(max_rows / linear_rows, 1);
     auto tiles_for = [&](index_t rows) { return (blocks_in(rows) + per_tile - 1) / per_tile; };
     // Split where every thread gets two blocks or more, or where one thread would run several tiles.
