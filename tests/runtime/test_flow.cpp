@@ -76,16 +76,16 @@ TEST_CASE("tiling: every row in one tile, the threads' shares within a row of ea
         // run_tiles: each tile with rows once, on its own slot (slots run at once: one list each).
         std::vector<std::vector<kiln::index_t>> ran(slot_rows.size());
         tiling.run_tiles([&](kiln::index_t w, kiln::index_t t) { ran[static_cast<std::size_t>(w)].push_back(t); });
-        std::vector<kiln::index_t> got;
+        std::vector<kiln::index_t> with_rows;
         for (kiln::index_t t = 0; t < tiling.count; ++t)
-          if (tiling.rows(t) > 0) got.push_back(t);
+          if (tiling.rows(t) > 0) with_rows.push_back(t);
         std::vector<kiln::index_t> visited;
         for (std::size_t w = 0; w < ran.size(); ++w)
           for (kiln::index_t t : ran[w]) {
             CHECK(t / tiling.per_slot == static_cast<kiln::index_t>(w));
             visited.push_back(t);
           }
-        CHECK(visited == got);
+        CHECK(visited == with_rows);
       }
   // The case that set the rule: 256 rows on 2 threads went 132 and 124 when dealt out in whole blocks.
   const Tiling tiny_256(256, 20 * block, 2);

@@ -145,12 +145,9 @@ struct Tiling {
     return std::min(end, first + (i * blocks_in(end - first) + tiles - 1) / tiles * linear_rows);
   }
   index_t rows(index_t t) const { return begin(t + 1) - begin(t); }
-  // The rows of the largest tile (a slot's first; none for an empty batch): what a tile's scratch must hold.
-  index_t max_rows() const {
-    index_t most = 0;
-    for (index_t w = 0; w < slot_count && count > 0; ++w) most = std::max(most, rows(first_tile(w)));
-    return most;
-  }
+  // The rows of the largest tile (the first: slot 0 is a largest slot, and a slot's first tile its largest; none
+  // for an empty batch): what a tile's scratch must hold.
+  index_t max_rows() const { return count > 0 ? rows(0) : 0; }
   // How many threads take part in run_tiles, each with its own fixed set of tiles.
   index_t slots() const { return slot_count; }
   // Runs body(slot, t) for every tile t with rows. Slot w takes its own tiles, first_tile(w) up to
