@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <vector>
 
 namespace nn = kiln::nn;
@@ -90,4 +91,26 @@ TEST_CASE("tiling: every row in one tile, the threads' shares within a row of ea
   // The case that set the rule: 256 rows on 2 threads went 132 and 124 when dealt out in whole blocks.
   const Tiling tiny_256(256, 20 * block, 2);
   CHECK(tiny_256.slot_begin(1) == 128);
+}
+
+TEST_CASE("tiling: evaluation's tiles grow where the weights outgrow L2, their values within half of it", "[flow]") {
+  const kiln::index_t l2 = et::detail::l2_cache_bytes();
+  CAPTURE(l2);
+  // 256 KiB of weights: within any L2 of at least that, so the usual tiles.
+  static constexpr nn::Sequential small{kiln::input<256>, nn::Linear<256, 128>{}, nn::ReLU{}, nn::Linear<128, 256>{}};
+  using Small = et::detail::Plan<std::remove_const_t<decltype(small)>>;
+  if (l2 >= 256 * 1024) CHECK(Small::eval_tile_rows(2) == Small::tile_rows);
+  // 16 MiB of weights: longer tiles (12 rows of 2048 floats usually), as long as 2 slots of them fit half of L2.
+  static constexpr nn::Sequential large{kiln::input<1024>, nn::Linear<1024, 2048>{}, nn::ReLU{},
+                                        nn::Linear<2048, 1024>{}};
+  using Large = et::detail::Plan<std::remove_const_t<decltype(large)>>;
+  const kiln::index_t rows = Large::eval_tile_rows(2), slot_bytes = Large::max_width() * 4;
+  CHECK(rows % et::linear_rows == 0);
+  CHECK(rows >= Large::tile_rows);
+  CHECK(rows <= Large::max_tile_rows);
+  if (rows > Large::tile_rows) CHECK(2 * rows * slot_bytes <= l2 / 2);
+  if (l2 < 16 * 1024 * 1024 && rows < Large::max_tile_rows)  // no longer tile would fit
+    CHECK(2 * (rows + et::linear_rows) * slot_bytes > l2 / 2);
+  // Fewer slots, longer tiles.
+  CHECK(Large::eval_tile_rows(1) >= rows);
 }

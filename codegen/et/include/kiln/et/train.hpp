@@ -95,7 +95,7 @@ class TrainPass {
   TrainPass(const TrainCall<Net>& call, Workspace<Net>& ws, TrainWorkspace<Net>& tw)
       : call_(call), fc_(call.forward), ws_(ws), tw_(tw), leaves_(leaf_values(fc_.net)),
         setup_(setup_call(fc_, leaf_values(fc_.net), ws)), flow_(*setup_.flow),
-        tiling_(P::tiling(fc_.net, fc_.batch, /*training_pass=*/true)),
+        tiling_(P::tiling(fc_.net, fc_.batch, P::train_tile_rows)),
         needs_(values_needing_grad(fc_.net, call.dx != nullptr, call.dx2 != nullptr)) {
     bind_gradients();
     zero_partials_ = !tw_.partials_zero;  // until this pass has added them up (a pass that throws leaves them dirty)
