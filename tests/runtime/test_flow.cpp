@@ -94,13 +94,13 @@ TEST_CASE("tiling: every row in one tile, the threads' shares within a row of ea
 }
 
 TEST_CASE("tiling: evaluation's tiles grow where the weights outgrow L2, their values within half of it", "[flow]") {
-  const kiln::index_t l2 = et::detail::l2_cache_bytes();
+  const kiln::index_t l2 = kiln::l2_cache_bytes();
   CAPTURE(l2);
   // 256 KiB of weights: within any L2 of at least that, so the usual tiles.
   static constexpr nn::Sequential small{kiln::input<256>, nn::Linear<256, 128>{}, nn::ReLU{}, nn::Linear<128, 256>{}};
   using Small = et::detail::Plan<std::remove_const_t<decltype(small)>>;
   if (l2 >= 256 * 1024) CHECK(Small::eval_tile_rows(2) == Small::tile_rows);
-  // 16 MiB of weights: longer tiles (12 rows of 2048 floats usually), as long as 2 slots of them fit half of L2.
+  // 16 MiB of weights: tiles longer than the usual 12 rows of 2048 floats, as long as 2 slots of them fit half of L2.
   static constexpr nn::Sequential large{kiln::input<1024>, nn::Linear<1024, 2048>{}, nn::ReLU{},
                                         nn::Linear<2048, 1024>{}};
   using Large = et::detail::Plan<std::remove_const_t<decltype(large)>>;

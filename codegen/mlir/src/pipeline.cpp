@@ -4,6 +4,7 @@
 #include "lowering.hpp"
 
 #include <kiln/mlir/compiler.hpp>
+#include <kiln/runtime/cpu.hpp>
 #include <kiln/runtime/error.hpp>
 
 #include <mlir/Dialect/Linalg/Transforms/Transforms.h>
@@ -34,7 +35,6 @@
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/TargetParser/Host.h>
 
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -365,16 +365,9 @@ void validate(const ir::Network& net) {
   else StepChecker(net).check();
 }
 
-constexpr std::int64_t kDefaultL2Bytes = 1 << 20;  // where the L2 is not known: Zen 4 and 5's, Skylake-SP's
-
-std::int64_t hostL2Bytes() {
-  const long bytes = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
-  return bytes > 0 ? bytes : kDefaultL2Bytes;
-}
-
 std::int64_t l2Bytes(const Target& target) {
   if (target.l2_bytes > 0) return target.l2_bytes;
-  return target.cpu.empty() && target.triple.empty() ? hostL2Bytes() : kDefaultL2Bytes;
+  return target.cpu.empty() && target.triple.empty() ? l2_cache_bytes() : default_l2_cache_bytes;
 }
 
 std::unique_ptr<llvm::TargetMachine> targetMachine(const Target& target);
@@ -454,7 +447,7 @@ Target host_target() {
     features += f.getValue() ? '+' : '-';
     features += f.getKey().str();
   }
-  return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features, hostL2Bytes()};
+  return {llvm::sys::getDefaultTargetTriple(), llvm::sys::getHostCPUName().str(), features, l2_cache_bytes()};
 }
 
 namespace {

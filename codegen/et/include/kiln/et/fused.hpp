@@ -24,6 +24,7 @@
 #include <kiln/et/evaluators.hpp>
 #include <kiln/et/flow.hpp>
 #include <kiln/et/shard.hpp>
+#include <kiln/runtime/cpu.hpp>
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/threads.hpp>
 
@@ -35,8 +36,6 @@
 #include <optional>
 #include <span>
 #include <vector>
-
-#include <unistd.h>
 
 namespace kiln::et {
 
@@ -168,15 +167,6 @@ struct Tiling {
   }
 };
 
-// The L2 cache's size on the CPU this runs on (1 MiB where the system does not say, as the JIT assumes).
-inline index_t l2_cache_bytes() {
-  static const index_t bytes = [] {
-    const long b = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return b > 0 ? static_cast<index_t>(b) : index_t{1} << 20;
-  }();
-  return bytes;
-}
-
 template <Network Net>
 struct Plan {
   using T = network_traits<Net>;
@@ -213,7 +203,8 @@ struct Plan {
   // A training pass's tiles are longer, slots of about 512 KiB: each tile's backward reads and writes every
   // weight's gradient (dW += dy^T x), a pass over the weights that longer tiles make fewer times. The Fashion-MNIST
   // network (Linear(784, 256) first) at batch 64, one thread, Zen 4: an epoch 0.700 -> 0.666 s in one tile of 64
-  // rows instead of two of 36 and 28; at 256, 0.638 -> 0.607 s. Evaluation gained nothing from longer tiles.
+  // rows instead of two of 36 and 28; at 256, 0.638 -> 0.607 s. Evaluation, with weights in L2, gained nothing from
+  // longer tiles (eval_tile_rows).
   static constexpr index_t train_tile_rows = rows_for(131072);
   // Evaluation's rows per tile: tile_rows, or more where the weights outgrow this CPU's L2. Every tile then reads
   // them from L3, and longer tiles read them fewer times, up to a tile whose values (its `slots` scratch slots)
