@@ -19,7 +19,7 @@ namespace kiln::et {
 
 // Packs A [out, in1, in2] as the Linear weight B [out * in2, in1] above.
 inline void pack_bilinear_weight(const float* a, index_t in1, index_t in2, index_t out, float* packed) {
-  thread_local std::vector<float> swapped;  // kept: packing follows every optimizer step
+  thread_local float_buffer swapped;  // kept: packing follows every optimizer step
   swapped.resize(static_cast<std::size_t>(out * in1 * in2));
   for (index_t o = 0; o < out; ++o)
     for (index_t i = 0; i < in1; ++i)
@@ -36,7 +36,7 @@ template <index_t kShortIn = 0>
 inline void bilinear_forward(const float* x1, const float* x2, index_t rows, index_t in1, index_t in2, index_t out,
                              const float* packed, const float* bias, float* y) {
   constexpr index_t block = 2 * linear_rows;
-  thread_local std::vector<float> t_buffer;
+  thread_local float_buffer t_buffer;
   if (t_buffer.size() < static_cast<std::size_t>(block * out * in2))
     t_buffer.resize(static_cast<std::size_t>(block * out * in2));
   float* t = t_buffer.data();

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -49,7 +50,7 @@ inline index_t row_size(const Shape& s) { return s.empty() || s[0] == 0 ? 0 : nu
 
 // Scratch rows for a node's child, per thread and per nesting depth so that nested nodes do not clash.
 inline float* scratch(int depth, std::size_t floats) {
-  thread_local std::vector<std::vector<float>> buffers;
+  thread_local std::vector<et::float_buffer> buffers;
   if (buffers.size() <= static_cast<std::size_t>(depth)) buffers.resize(static_cast<std::size_t>(depth) + 1);
   auto& b = buffers[static_cast<std::size_t>(depth)];
   if (b.size() < floats) b.resize(floats);
@@ -134,6 +135,9 @@ template <class E>
 struct LinearNode : Expression<LinearNode<E>> {
   E x;
   Tensor weight, bias;
+  // The packed weight, made with every call: a plain vector 15 floats longer, read from its first 64-byte boundary
+  // (aligned_packed). An et::float_buffer, allocated aligned, made glibc grow and trim its heap on every call of
+  // F::linear(x [256, 512], W [512, 512]) on the Intel Xeon (423 brk calls in place of 23; 1170 against 850 us).
   mutable std::vector<float> packed;
   LinearNode(E e, Tensor w, Tensor b) : x(std::move(e)), weight(std::move(w)), bias(std::move(b)) {
     const Shape s = x.shape();
@@ -151,14 +155,18 @@ struct LinearNode : Expression<LinearNode<E>> {
   }
   void prepare() const {
     x.prepare();
-    packed.resize(static_cast<std::size_t>(et::linear_packed_size(weight.size(1), weight.size(0))));
-    et::pack_linear_weight(weight.data(), weight.size(1), weight.size(0), packed.data());
+    packed.resize(static_cast<std::size_t>(et::linear_packed_size(weight.size(1), weight.size(0))) + 15);
+    et::pack_linear_weight(weight.data(), weight.size(1), weight.size(0), aligned_packed());
+  }
+  float* aligned_packed() const {
+    const auto at = reinterpret_cast<std::uintptr_t>(packed.data());
+    return packed.data() + (64 - at % 64) % 64 / sizeof(float);
   }
   int depth() const { return x.depth() + 1; }
   void rows(index_t r0, index_t n, float* out) const {
     const float* in = child_rows(x, r0, n, depth());
     const index_t inner = row_size(x.shape()) / weight.size(1);
-    et::linear_forward(in, n * inner, weight.size(1), weight.size(0), packed.data(),
+    et::linear_forward(in, n * inner, weight.size(1), weight.size(0), aligned_packed(),
                        bias.defined() ? bias.data() : nullptr, out);
   }
 };

@@ -61,9 +61,9 @@ struct ForwardCall {
 template <Network Net>
 struct Workspace {
   static constexpr std::size_t L = network_traits<Net>::leaf_count;
-  std::array<std::vector<float>, L> batchnorm;
+  std::array<float_buffer, L> batchnorm;
   std::array<LayerParams, L> batchnorm_params;
-  std::array<std::vector<float>, first_step_value + network_traits<Net>::step_count> stored;
+  std::array<float_buffer, first_step_value + network_traits<Net>::step_count> stored;
   // Per mode (eval, train): where the values live. It follows from the layers, which a model never changes, so
   // it is planned on the first call in that mode.
   std::optional<Flow<network_traits<Net>::step_count>> flows[2];
@@ -397,7 +397,7 @@ void run_segment(std::size_t s, const ForwardCall<Net>& call, const Leaves& leav
   const Flow<T::step_count>& flow = *setup.flow;
   const auto slot_floats = static_cast<std::size_t>(tiling.max_rows() * P::max_width());
   tiling.run_tiles([&](index_t, index_t t) {
-    thread_local std::vector<float> scratch;
+    thread_local float_buffer scratch;
     if (scratch.size() < static_cast<std::size_t>(flow.slots) * slot_floats)
       scratch.resize(static_cast<std::size_t>(flow.slots) * slot_floats);
     const index_t r0 = tiling.begin(t), rows = tiling.rows(t);

@@ -421,7 +421,7 @@ struct Eval<nn::Linear<In, Out, Bias>> {
                        const float* x, const float*, const float* dy, float* dx, index_t samples, const TileContext&) {
     const index_t rows = samples * (in.numel() / In);
     if (dx) linear_forward(dy, rows, Out, In, p.packed_weight_t, nullptr, dx);
-    thread_local std::vector<float> dy_t, x_packed;
+    thread_local float_buffer dy_t, x_packed;
     dy_t.resize(static_cast<std::size_t>(Out * rows));
     x_packed.resize(static_cast<std::size_t>(linear_packed_size(rows, In)));
     transpose_matrix(dy, rows, Out, dy_t.data());

@@ -66,9 +66,9 @@ struct TrainCall {
 
 template <Network Net>
 struct TrainWorkspace {
-  std::array<std::vector<float>, first_step_value + network_traits<Net>::step_count> grads;  // full-batch dL/d(value)
-  std::vector<float> grad_sum;                      // a batch-statistics BatchNorm's dL/dx, before it is added
-  std::vector<std::vector<float>> partials;         // per worker but the first: every parameter's gradient
+  std::array<float_buffer, first_step_value + network_traits<Net>::step_count> grads;  // full-batch dL/d(value)
+  float_buffer grad_sum;               // a batch-statistics BatchNorm's dL/dx, before it is added
+  std::vector<float_buffer> partials;  // per worker but the first: every parameter's gradient
   bool partials_zero = false;  // the last pass added the partials up and left them zero (zeroing them as it read)
 };
 
@@ -161,7 +161,7 @@ class TrainPass {
       if (p.grad.defined()) total += p.grad.numel();  // a buffer has no gradient (an undefined Tensor counts 1)
     tw_.partials.resize(workers > 1 ? workers - 1 : 0);  // worker w's is partials[w - 1]
     for (std::size_t w = 1; w < workers; ++w) {
-      std::vector<float>& partial = tw_.partials[w - 1];
+      float_buffer& partial = tw_.partials[w - 1];
       partial.resize(static_cast<std::size_t>(total));  // new elements are zero
       index_t offset = 0;
       for (const Parameter& p : call_.state)
@@ -247,10 +247,10 @@ class TrainPass {
       // of the first segment walked back (the caller zeroing every worker's before the pass was a serial
       // 2 MB memset per step on two threads, the Fashion-MNIST network at batch 64).
       if (s + 1 == flow_.segments && t == tiling_.first_tile(w) && w > 0 && zero_partials_) {
-        std::vector<float>& partial = tw_.partials[static_cast<std::size_t>(w - 1)];
+        float_buffer& partial = tw_.partials[static_cast<std::size_t>(w - 1)];
         std::fill(partial.begin(), partial.end(), 0.0f);
       }
-      thread_local std::vector<float> scratch;
+      thread_local float_buffer scratch;
       if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
       const TileContext ctx{fc_.training, fc_.shard.first_sample + tiling_.begin(t), fc_.seed, fc_.step, 0};
       Tile tile{w, tiling_.begin(t), tiling_.rows(t), ctx, scratch.data(), scratch.data() + l.activation_floats, written_};
@@ -397,7 +397,7 @@ class TrainPass {
       }
     parallel_for_chunks(sizes, [&](std::size_t k, index_t begin, index_t end) {
       float* target = targets[k];
-      for (std::vector<float>& partial_buffer : tw_.partials) {
+      for (float_buffer& partial_buffer : tw_.partials) {
         float* partial = partial_buffer.data() + offsets[k];
         for (index_t i = begin; i < end; ++i) {
           target[i] += partial[i];
