@@ -132,14 +132,15 @@ TEST_CASE("jit: Linears of a long K into outputs not a multiple of 16 == the exp
 
 // Bilinear with In2 a multiple of 16 runs both stages in blocks of 12 rows (contraction_to_vector.cpp,
 // BilinearToVector): batches of one block and a row or two (13, 14), a partial block (5, 29) and whole blocks (24), in eval
-// and train mode (whose kernel is the other function), against the expression-template kernel.
+// and train mode (whose kernel is the other function), against the expression-template kernel. Within a block, rows
+// past the 6-row tiles take a 3-row tile where 3 or 4 are left (3, 4, 9, 10, 15, 16), then one-row tiles.
 TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit]") {
   static constexpr nn::Sequential net{kiln::input<20>, kiln::input<32>, nn::Bilinear<20, 32, 7>{}, nn::Tanh{}};
   for (const bool training : {false, true}) {
     kiln::Model model{net, 8};
     model.train(training);
     auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("bilinear")));
-    for (const index_t batch : {1, 5, 13, 14, 24, 29}) {
+    for (const index_t batch : {1, 3, 4, 5, 9, 10, 13, 14, 15, 16, 24, 29}) {
       Tensor x1({batch, 20}), x2({batch, 32});
       for (index_t i = 0; i < x1.numel(); ++i) x1[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
       for (index_t i = 0; i < x2.numel(); ++i) x2[i] = static_cast<float>((i * 11) % 19) / 9.0f - 1.0f;

@@ -608,9 +608,14 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         }
         if (rest > 0) rowLoop(index(blocks * width), rest, lastLanes);
       };
-      // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less.
+      // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less. On a
+      // matrix (Bilinear's A[o], in L2 from one o to the next, so that a pass costs its FMAs more than its reads),
+      // all but the last 1 to 4, of which a 3-row tile takes the first 3 where there are. Bilinear(64, 48, 32) on
+      // the Intel Xeon, us at batch 3 / 4 / 9: 6.6-7.2 / 6.8-7.2 / 13.0-15.4 in 6-row passes, 4.2-4.5 / 5.8-6.4 /
+      // 10.5-11.2 so (the ET kernel 4.1-4.4 / 5.0-5.8 / 10.3-11.2); with 5 left, a 3-row tile and a pair of rows
+      // took longer than one 6-row pass (batch 5: 7.0-7.4 against 6.9-7.1).
       Value left = rewriter.create<arith::RemUIOp>(loc, M, index(kBroadcastRows));
-      Value fewLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ule, left, index(2));
+      Value fewLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ule, left, index(bt.matrix ? 4 : 2));
       Value mTiles = rewriter.create<arith::SelectOp>(loc, fewLeft, rewriter.create<arith::SubIOp>(loc, M, left), M);
       const int64_t blockRows = std::max<int64_t>(1, kL2Floats / std::max<int64_t>(K, 1) / kBroadcastRows) * kBroadcastRows;
       auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mTiles, index(blockRows));
@@ -621,15 +626,25 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mTiles),
                 kBroadcastRows, broadcastVectors);
       }
+      Value oneRows = mTiles;  // where the one-row tiles start
+      if (bt.matrix) {  // a 3-row tile at mTiles, where 3 or 4 rows are left (a loop of one step or none)
+        Value threeLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge,
+                                                         rewriter.create<arith::SubIOp>(loc, M, mTiles), index(3));
+        oneRows = rewriter.create<arith::AddIOp>(
+            loc, mTiles, rewriter.create<arith::SelectOp>(loc, threeLeft, index(3), index(0)));
+        columns(mTiles, oneRows, 3, broadcastVectors);
+      }
       // One row left, or two (`pair`: the one-row tile's sets of accumulators take the two rows in turn).
-      Value pair = K >= 2 ? rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, left, index(2)).getResult()
-                          : Value{};
+      Value oneRowsLeft = rewriter.create<arith::SubIOp>(loc, M, oneRows);
+      Value pair =
+          K >= 2 ? rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, oneRowsLeft, index(2)).getResult()
+                 : Value{};
       // A one-row tile on a matrix (Bilinear's A[o], K rows of nCols) is wider, its two sets as many accumulators
       // as a 6-row tile's: one pass along A's rows, where one-vector tiles (AVX2) read a strip of 16 columns in each
       // of nCols / 16 passes (Bilinear(64, 48, 32) at batch 1 on Zen 3: 5.0-5.4 -> 4.7 us). A packed panel is one
       // stream already.
       const int64_t oneRowVectors = kBroadcastRows * broadcastVectors / 2;
-      columns(mTiles, M, 1, bt.matrix ? oneRowVectors : broadcastVectors, pair);
+      columns(oneRows, M, 1, bt.matrix ? oneRowVectors : broadcastVectors, pair);
     }
 
     // A tile of mb rows x `vectors` vectors of 16 columns. One row takes its k round 4 sets of accumulators, for
