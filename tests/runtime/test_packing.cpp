@@ -1,10 +1,12 @@
 // The layouts the Linear kernels read, against their definitions: pack_linear_matrix through each of its paths
 // (in-register transposes, vector copies, the element loop for partial blocks, chunks of inputs for at most
 // linear_dot_out outputs), transpose_matrix, group_sums, the partial and repeating loads and stores, and the 16x16
-// (AVX-512) / 8x8 / 4x4 transpose_block itself. Every value is distinct, so a misplaced one shows.
+// (AVX-512) / 8x8 / 4x4 transpose_block itself. Every value is distinct, so a misplaced one shows. And the kernels'
+// own buffers (et::float_buffer) start on a cache line, as their vector loads need to be fast on Intel CPUs.
 #include "../support.hpp"
 
 #include <bit>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -154,4 +156,20 @@ TEST_CASE("packing: pack_linear_matrix equals its definition for W and W^T at ev
           }
       }
     }
+}
+
+TEST_CASE("packing: a float_buffer starts on a 64-byte boundary at every size, grown, copied and moved", "[packing]") {
+  auto aligned = [](const et::float_buffer& b) { return reinterpret_cast<std::uintptr_t>(b.data()) % 64 == 0; };
+  for (const std::size_t n : {1, 3, 17, 1000, 40000, 300000}) {
+    et::float_buffer b(n, 1.0f);
+    REQUIRE(aligned(b));
+    b.resize(3 * n + 1, 2.0f);
+    REQUIRE(aligned(b));
+    REQUIRE((b[0] == 1.0f && b[n - 1] == 1.0f && b[n] == 2.0f && b[3 * n] == 2.0f));
+    const et::float_buffer copy = b;
+    REQUIRE(aligned(copy));
+    REQUIRE(copy == b);
+    const et::float_buffer moved = std::move(b);
+    REQUIRE(aligned(moved));
+  }
 }
