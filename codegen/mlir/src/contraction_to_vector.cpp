@@ -576,7 +576,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // than 6 rows in all, its missing rows repeat the last: a 6-row pass over the weights where the ET kernel has a
     // tile of just the 3 to 5 rows left (tiles of each size would add to the code LLVM compiles). One row left over
     // takes a one-row tile, two rows one one-row tile whose sets of accumulators take the two rows in turn: less
-    // than a 6-row pass.
+    // than a 6-row pass. On a matrix (Bilinear's), 3 or 4 rows left take a 3-row tile, then the one-row tile.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t lastLanes = nCols % kLanes == 0 ? kLanes : nCols % kLanes;  // the outputs of the last vector
       // Tiles of mb rows x tileVectors vectors of 16 columns.
