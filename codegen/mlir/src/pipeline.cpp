@@ -35,7 +35,6 @@
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/TargetParser/Host.h>
 
-
 #include <fmt/format.h>
 
 #include <array>
