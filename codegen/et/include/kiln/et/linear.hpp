@@ -7,9 +7,9 @@
 // The micro-kernel keeps kRows x kBlocks accumulator vectors in registers; per input feature it loads kBlocks
 // weight vectors and broadcasts one x per row, so every weight load feeds kRows FMAs. The loops around it
 // walk groups of kBlocks blocks, then chunks of linear_chunk inputs (whose weights stay in cache while every
-// row block of the tile uses them), then row blocks. Each chunk's sum starts from zero and is added to y, so
-// rounding errors grow with the chunk length, not with In (this keeps a 784-wide layer within PyTorch's
-// 1e-5 even after a train-mode BatchNorm amplifies them).
+// row block of the tile uses them, prefetching the next chunk's: linear_prefetch_every), then row blocks. Each
+// chunk's sum starts from zero and is added to y, so rounding errors grow with the chunk length, not with In (this
+// keeps a 784-wide layer within PyTorch's 1e-5 even after a train-mode BatchNorm amplifies them).
 // A matrix of at most linear_dot_out outputs runs as dot products along the inputs instead (linear_dots): a block
 // of simd_width outputs would leave most of its lanes idle. Each of its packed vectors holds P outputs (Out rounded
 // up to 1, 2 or 4) for c = simd_width / P consecutive inputs (linear_dot_chunk): packed[q][o * c + j] =
@@ -63,6 +63,19 @@ inline constexpr int linear_dot_chunk(index_t out) { return simd_width / static_
 // on every call. Whether prefetching them this far ahead helps depends on the CPU's own prefetchers, so it is
 // chosen for the CPU the program runs on (linear_prefetch_weights).
 inline constexpr int linear_prefetch_bytes = 2048;
+// With several row blocks, the weights the next chunk reads are prefetched into L2 while the row blocks run through
+// this one, a cache line every this many inputs of a row block (linear_forward hands out the lines). A network whose
+// weights outgrow L2 reads each chunk from L3 in its first row block, at L3's latency, then from L2. Intel Xeon (2 MiB
+// L2), one thread, three runs, us at batch 256 / 4096: three Linear(512, 512) 2209-2270 / 36269-36957 -> 2019-2032 /
+// 34699-35518, mlp_norm 2359-2434 / 38027-39422 -> 2200-2267 / 35886-36336; every 1 or 4 inputs, or into L1 or L3
+// (prefetcht0, prefetcht2), no better.
+inline constexpr int linear_prefetch_every = 2;
+
+// Cache lines of weights for a tile to prefetch into L2 as it goes: `lines` lines from `start`.
+struct WeightsAhead {
+  const char* start = nullptr;
+  index_t lines = 0;
+};
 
 // True on Zen 5 (AMD family 26), where the hardware prefetcher alone fell behind: batch 1 mlp_norm (3 MB) 33-34
 // -> 29-30 us, resmlp 22 -> 19-20 us (1, 2 and 4 KiB ahead within noise of each other). On Zen 4 (family 25
@@ -166,10 +179,12 @@ inline void pack_linear_weight(const float* w, index_t in, index_t out, float* p
 // input). `first`: the chunk starts the sum (bias, or zero), and is stored; otherwise it is added to y.
 // `last`: the chunk ends the sum, and the stored vectors go through `epilogue`. kShortIn, where nonzero, is
 // both `in` and `count`, known at compile time (a layer of one chunk): the loop over inputs is unrolled.
-// With one row, inputs go round linear_one_row_sets accumulator sets: that many independent FMA chains.
+// With one row, inputs go round linear_one_row_sets accumulator sets: that many independent FMA chains. With more,
+// the first inputs prefetch the lines of `ahead`, one every linear_prefetch_every.
 template <int kRows, int kBlocks, index_t kShortIn, class Epilogue>
 inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp, index_t count_any, bool first,
-                                bool last, const float* bias, float* y, index_t out, index_t block0, Epilogue epilogue) {
+                                bool last, const float* bias, float* y, index_t out, index_t block0, Epilogue epilogue,
+                                WeightsAhead ahead) {
   const index_t in = kShortIn ? kShortIn : in_any, count = kShortIn ? kShortIn : count_any;
   vfloat acc[kRows][kBlocks];
 #pragma GCC unroll 8
@@ -205,14 +220,21 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
           acc[0][k] += broadcast(x[i + s]) * load(wp + ((i + s) * kBlocks + k) * simd_width);
     for (int k = 0; k < kBlocks; ++k) acc[0][k] = (acc[0][k] + more[0][k]) + (more[1][k] + more[2][k]);
   } else {
-    for (index_t i = 0; i < count; ++i) {
+    auto step = [&](index_t i) {
       vfloat w[kBlocks];
       for (int k = 0; k < kBlocks; ++k) w[k] = load(wp + (i * kBlocks + k) * simd_width);
       for (int r = 0; r < kRows; ++r) {
         const vfloat xr = broadcast(x[r * in + i]);
         for (int k = 0; k < kBlocks; ++k) acc[r][k] += xr * w[k];
       }
+    };
+    constexpr int every = linear_prefetch_every;
+    index_t i = 0;
+    for (index_t line = 0; line < ahead.lines && i + every <= count; ++line, i += every) {
+      __builtin_prefetch(ahead.start + line * 64, 0, 2);  // prefetcht1: into L2
+      for (int j = 0; j < every; ++j) step(i + j);
     }
+    for (; i < count; ++i) step(i);
   }
   // The tile's sums, through the epilogue where the chunk is the last, stored.
   auto sum = [&](int r, int k) {
@@ -248,12 +270,12 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
 template <int kBlocks, index_t kShortIn, class Epilogue, int... R>
 inline void linear_rows_dispatch(int rows, std::integer_sequence<int, R...>, const float* x, index_t in,
                                  const float* wp, index_t count, bool first, bool last, const float* bias, float* y,
-                                 index_t out, index_t block0, Epilogue epilogue) {
+                                 index_t out, index_t block0, Epilogue epilogue, WeightsAhead ahead) {
   // Only full tiles and one-row tiles (batch 1) take kShortIn: each takes its own copy of the kernel per layer
   // (compile time: a test of many random networks 27 -> 47 s with every tile's, 32 s with these), where the other
   // left-over rows share one per shape.
   ((rows == R + 1 ? linear_micro_kernel<R + 1, kBlocks, (R + 1 == linear_rows || R == 0 ? kShortIn : 0)>(
-                        x, in, wp, count, first, last, bias, y, out, block0, epilogue)
+                        x, in, wp, count, first, last, bias, y, out, block0, epilogue, ahead)
                   : void()),
    ...);
 }
@@ -261,10 +283,11 @@ inline void linear_rows_dispatch(int rows, std::integer_sequence<int, R...>, con
 template <index_t kShortIn, class Epilogue, int... B>
 inline void linear_dispatch(int rows, int blocks, std::integer_sequence<int, B...>, const float* x, index_t in,
                             const float* wp, index_t count, bool first, bool last, const float* bias, float* y,
-                            index_t out, index_t block0, Epilogue epilogue) {
-  ((blocks == B + 1 ? linear_rows_dispatch<B + 1, kShortIn>(rows, std::make_integer_sequence<int, linear_rows>{}, x,
-                                                            in, wp, count, first, last, bias, y, out, block0, epilogue)
-                    : void()),
+                            index_t out, index_t block0, Epilogue epilogue, WeightsAhead ahead) {
+  ((blocks == B + 1
+        ? linear_rows_dispatch<B + 1, kShortIn>(rows, std::make_integer_sequence<int, linear_rows>{}, x, in, wp, count,
+                                                first, last, bias, y, out, block0, epilogue, ahead)
+        : void()),
    ...);
 }
 
@@ -367,18 +390,32 @@ inline void linear_forward(const float* x, index_t rows, index_t in, index_t out
   if (out <= linear_dot_out) return linear_dots(x, rows, in, out, packed, bias, y, accumulate, epilogue);
   const index_t blocks = linear_blocks(out);
   const index_t groups = (blocks + linear_block_group - 1) / linear_block_group;
+  const index_t chunk = rows == 1 ? linear_one_row_chunk : linear_chunk;
+  const index_t row_blocks = (rows + linear_rows - 1) / linear_rows;
+  const float* const end = packed + blocks * in * simd_width;
+  auto first_block = [&](index_t g) { return (reverse ? groups - 1 - g : g) * linear_block_group; };
   for (index_t g = 0; g < groups; ++g) {
-    const index_t b0 = (reverse ? groups - 1 - g : g) * linear_block_group;
+    const index_t b0 = first_block(g);
     const int nb = static_cast<int>(std::min<index_t>(linear_block_group, blocks - b0));
-    const index_t chunk = rows == 1 ? linear_one_row_chunk : linear_chunk;
     for (index_t i0 = 0; i0 < in; i0 += chunk) {
       const index_t count = std::min(chunk, in - i0);
       const float* wp = packed + (b0 * in + i0 * nb) * simd_width;
+      // The next chunk's weights (the rest of this group's follow its first chunk), as many as this chunk's, a
+      // share of their cache lines to each row block.
+      const float* next = i0 + count < in     ? wp + count * nb * simd_width
+                          : g + 1 < groups ? packed + first_block(g + 1) * in * simd_width
+                                           : end;
+      const index_t next_bytes = std::min<index_t>(count * nb * simd_width, end - next) * sizeof(float);
+      const index_t next_lines = row_blocks > 1 ? (next_bytes + 63) / 64 : 0;
+      const index_t lines_per_block = (next_lines + row_blocks - 1) / row_blocks;
       for (index_t r0 = 0; r0 < rows; r0 += linear_rows) {
         const int nr = static_cast<int>(std::min<index_t>(linear_rows, rows - r0));
+        const index_t first_line = r0 / linear_rows * lines_per_block;
+        const WeightsAhead ahead{reinterpret_cast<const char*>(next) + first_line * 64,
+                                 std::clamp<index_t>(next_lines - first_line, 0, lines_per_block)};
         linear_dispatch<kShortIn>(nr, nb, std::make_integer_sequence<int, linear_block_group>{}, x + r0 * in + i0, in,
                                   wp, count, i0 == 0 && !accumulate, i0 + count == in, bias, y + r0 * out, out, b0,
-                                  epilogue);
+                                  epilogue, ahead);
       }
     }
   }
