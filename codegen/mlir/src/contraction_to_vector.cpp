@@ -11,11 +11,12 @@
 // activation, dropout, after linalg's elementwise fusion) is cloned onto the tile's rows as vector ops while the
 // sums are in registers, and stores the layer's output: the intermediate product never reaches memory. (After dot
 // products over a long K, a costly epilogue, GELU, Tanh, ..., runs instead on rows of the stored product, block of
-// rows by block of rows.) From K = 256 on, a
-// broadcast tile's k loop is a function of its own, which the Linears of one shape share (BroadcastLoop). The same
-// pass runs LayerNorm's and RMSNorm's statistics row by row (RowStatisticsToVector), Softmax's along a dim that is
-// not the last in vector registers (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks
-// through registers (TransposeToVector).
+// rows by block of rows.) A 6-row tile prefetches into L2, as its k loop goes, a share of the packed weights the
+// next column block reads (kAheadFloats). From K = 256 on, a broadcast tile's k loop is a function of its own, which
+// the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's and RMSNorm's statistics row by
+// row (RowStatisticsToVector), Softmax's along a dim that is not the last in vector registers
+// (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks through registers
+// (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -48,6 +49,12 @@ constexpr int64_t kBroadcastRows = 6;  // a broadcast tile's rows; its columns: 
 constexpr int64_t kBilinearRows = 12;  // Bilinear's rows per block: its [rows, O, J] intermediate stays in cache
 constexpr int64_t kAlternateFloats = 32 * 1024;  // from 128 KB of weights, every other call walks them backwards
 constexpr int64_t kOutlineK = 256;  // from this K, a broadcast tile's k loop is a function of its own (BroadcastLoop)
+// A 6-row tile's k loop prefetches into L2 the next column block's panel, a cache line per k (BroadcastLoop): a
+// network whose weights outgrow L2 reads each panel from L3 in its first tile, at L3's latency. Intel Xeon, one
+// thread, us at batch 32 / 256 (the ET kernel, prefetching likewise, 306-319 / 2247-2483 for mlp_norm): mlp_norm
+// 369-377 / 2297-2536 -> 317-350 / 2359-2563, resmlp 252-269 / 1725-1830 -> 235-239 / 1748-1813, resmlp6 814-829 /
+// 5031-5150 -> 696-745 / 5050-5355; a line every other k covered less of the panel at batch 32 (resmlp6 774-804).
+constexpr int64_t kAheadFloats = 16;
 
 // The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
 // identity map, every other input with the identity or the column-broadcast map (d0, d1) -> (d1), writing one
@@ -206,7 +213,8 @@ Value alternateCalls(OpBuilder& builder, Location loc) {
 
 // The k loop of a broadcast tile (ContractionToVector's broadcastTile): x[rows, k] * W^T[k, cols] summed over k in
 // [0, kEnd) by kStep from zero, in `sets` sets of mb x vectors accumulators (set s > 0 reads row setRows[s - 1] at
-// k + setK[s - 1]). W^T is a [K, N] matrix, or the packed weights' panel that starts at panelStart.
+// k + setK[s - 1]). W^T is a [K, N] matrix, or the packed weights' panel that starts at panelStart. With
+// aheadStart, each k prefetches into L2 the packed weights at min(aheadStart + k * kAheadFloats, aheadEnd).
 struct BroadcastLoop {
   Location loc;
   int64_t K, mb, vectors, sets;
@@ -214,6 +222,7 @@ struct BroadcastLoop {
   Value matrix;                        // W^T as a matrix, read at `cols`; or
   Value panels, panelStart;            // the packed weights and where the tile's panel starts
   SmallVector<Value> cols;
+  Value aheadStart = {}, aheadEnd = {};
 
   static VectorType lanes(OpBuilder& b) { return VectorType::get({kLanes}, b.getF32Type()); }
   static Value index(OpBuilder& b, Location loc, int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); }
@@ -233,6 +242,11 @@ struct BroadcastLoop {
     for (int64_t r = 0; r < mb; ++r) {
       Value x = b.create<vector::BroadcastOp>(loc, lanes(b), b.create<memref::LoadOp>(loc, a, ValueRange{xRows[r], k}));
       for (int64_t v = 0; v < vectors; ++v) next.push_back(b.create<vector::FMAOp>(loc, x, w[v], acc[r * vectors + v]));
+    }
+    if (aheadStart) {
+      Value at = b.create<arith::AddIOp>(loc, aheadStart, b.create<arith::MulIOp>(loc, k, index(b, loc, kAheadFloats)));
+      b.create<memref::PrefetchOp>(loc, panels, ValueRange{b.create<arith::MinUIOp>(loc, at, aheadEnd)},
+                                   /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
     }
     return next;
   }
@@ -261,6 +275,7 @@ struct BroadcastLoop {
   std::optional<SmallVector<Value>> call(OpBuilder& b, ArrayRef<Value> rows, ArrayRef<Value> setRows,
                                          ArrayRef<Value> setK, Value kEnd, Value kStep) const {
     SmallVector<Value> args{a, panels, panelStart};
+    if (aheadStart) args.append({aheadStart, aheadEnd});
     args.append(rows.begin(), rows.end());
     if (sets > 1) {
       args.append(setRows.begin(), setRows.end());
@@ -269,6 +284,7 @@ struct BroadcastLoop {
     }
     std::string name = "kiln_tile_" + std::to_string(mb) + "x" + std::to_string(vectors) + "_k" + std::to_string(K);
     if (sets > 1) name.append("_").append(std::to_string(sets)).append("sets");
+    if (aheadStart) name.append("_ahead");
     auto module = b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>();
     auto fn = module.lookupSymbol<func::FuncOp>(name);
     if (!fn) fn = outline(module, name, ValueRange(args).getTypes());
@@ -295,9 +311,11 @@ struct BroadcastLoop {
     const auto args = fn.getArguments();
     BroadcastLoop inside = *this;
     inside.a = args[0], inside.panels = args[1], inside.panelStart = args[2];
-    const SmallVector<Value> rows(args.slice(3, mb));
-    const int64_t more = sets - 1, bounds = 3 + mb + 2 * more;  // the other sets' rows and k, then kEnd and kStep
-    const SmallVector<Value> setRows(args.slice(3 + mb, more)), setK(args.slice(3 + mb + more, more));
+    const int64_t first = aheadStart ? 5 : 3;  // the first row's argument
+    if (aheadStart) inside.aheadStart = args[3], inside.aheadEnd = args[4];
+    const SmallVector<Value> rows(args.slice(first, mb));
+    const int64_t more = sets - 1, bounds = first + mb + 2 * more;  // the other sets' rows and k, then kEnd and kStep
+    const SmallVector<Value> setRows(args.slice(first + mb, more)), setK(args.slice(first + mb + more, more));
     b.create<func::ReturnOp>(loc, inside.build(b, rows, setRows, setK, sets > 1 ? args[bounds] : index(b, loc, K),
                                                sets > 1 ? args[bounds + 1] : index(b, loc, 1)));
     return fn;
@@ -375,7 +393,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm, broadcastVectors);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
       const bool alternateBlocks = K * N >= kAlternateFloats && N / (broadcastVectors * kLanes) >= 2;
-      const TileEmitter::Weights panels{.panels = packed, .panelsAt = packedAt};
+      const int64_t panelsEnd = packedAt + K * ((N + kLanes - 1) / kLanes * kLanes);
+      const TileEmitter::Weights panels{.panels = packed, .panelsAt = packedAt, .panelsEnd = panelsEnd};
       emit.broadcastColumns(M, N, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
     }
     if (epilogue) rewriter.eraseOp(epilogue);
@@ -565,7 +584,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     struct Weights {
       Value matrix = {};
       Value panels = {};
-      int64_t panelsAt = 0;
+      int64_t panelsAt = 0, panelsEnd = 0;
+    };
+    // The panel a 6-row tile prefetches a share of: its row block's first row, and the panel's first column (in
+    // the order the column blocks run: the next one).
+    struct NextPanel {
+      Value blockBegin, cols;  // null: none
     };
 
     // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (nCols a multiple of 16
@@ -583,7 +607,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, int64_t tileVectors, Value pair = {}) {
         const int64_t width = tileVectors * kLanes, blocks = nCols / width;
         const int64_t rest = (nCols % width + kLanes - 1) / kLanes;  // vectors of a last, narrower tile
-        auto rowLoop = [&](Value first, int64_t vectors, int64_t lanes = kLanes) {
+        auto rowLoop = [&](Value first, Value next, int64_t vectors, int64_t lanes = kLanes) {
           Value step = pair ? rewriter.create<arith::SelectOp>(loc, pair, index(2), index(1)).getResult() : index(mb);
           auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, step);
           OpBuilder::InsertionGuard guard(rewriter);
@@ -594,19 +618,27 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
             i = rewriter.create<arith::MinUIOp>(loc, i, lastStart);
             last = rewriter.create<arith::SubIOp>(loc, rowEnd, index(1));
           }
-          broadcastTile(i, mb, first, vectors, lanes, bt, last, pair);
+          broadcastTile(i, mb, first, vectors, lanes, bt, last, pair, NextPanel{rowBegin, next});
         };
         if (blocks > 0) {
           auto loop = rewriter.create<scf::ForOp>(loc, index(0), index(blocks * width), index(width));
           OpBuilder::InsertionGuard guard(rewriter);
           rewriter.setInsertionPointToStart(loop.getBody());
-          Value first = loop.getInductionVar();
-          if (reverse)  // (blocks - 1) * width - first
-            first = rewriter.create<arith::SelectOp>(
-                loc, reverse, rewriter.create<arith::SubIOp>(loc, index((blocks - 1) * width), first), first);
-          rowLoop(first, tileVectors);
+          // The block's first column and the next block's (past the blocks: the narrower tile's, or none).
+          Value first = loop.getInductionVar(), next = offset(first, width);
+          if (reverse) {  // (blocks - 1) * width - first
+            auto backwards = [&](Value col) -> Value {
+              return rewriter.create<arith::SubIOp>(loc, index((blocks - 1) * width), col);
+            };
+            Value nextIsBlock = rewriter.create<arith::AndIOp>(
+                loc, reverse,
+                rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ult, next, index(blocks * width)));
+            first = rewriter.create<arith::SelectOp>(loc, reverse, backwards(first), first);
+            next = rewriter.create<arith::SelectOp>(loc, nextIsBlock, backwards(next), next);
+          }
+          rowLoop(first, next, tileVectors);
         }
-        if (rest > 0) rowLoop(index(blocks * width), rest, lastLanes);
+        if (rest > 0) rowLoop(index(blocks * width), index(nCols), rest, lastLanes);
       };
       // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less. On a
       // matrix (Bilinear's A[o], in L2 from one o to the next, so that a pass costs its FMAs more than its reads),
@@ -656,7 +688,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // weights for two rows, with no more code. `last`, if set: rows past it read and write row `last` instead. The
     // last vector stores its first lastLanes lanes.
     void broadcastTile(Value i, int64_t mb, Value j, int64_t vectors, int64_t lastLanes, const Weights& bt,
-                       Value last = {}, Value pair = {}) {
+                       Value last = {}, Value pair = {}, NextPanel next = {}) {
       SmallVector<Value> rows, cols;
       for (int64_t r = 0; r < mb; ++r)
         rows.push_back(last && r > 0 ? rewriter.create<arith::MinUIOp>(loc, offset(i, r), last).getResult() : offset(i, r));
@@ -676,7 +708,20 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       Value panelStart = bt.panels ? rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
                                                                     rewriter.create<arith::MulIOp>(loc, j, index(K)))
                                    : Value{};
-      const BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
+      BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
+      if (bt.panels && next.cols && mb == kBroadcastRows) {
+        // This tile's share of the next panel: the row block's tile t takes K * kAheadFloats floats from its
+        // (t * K * kAheadFloats), up to the panel's end, or the weights' end (where there is none, their last line).
+        const int64_t width = vectors * kLanes;
+        Value tile = rewriter.create<arith::DivUIOp>(loc, rewriter.create<arith::SubIOp>(loc, i, next.blockBegin),
+                                                     index(mb));
+        Value panel = rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
+                                                     rewriter.create<arith::MulIOp>(loc, next.cols, index(K)));
+        loop.aheadStart = rewriter.create<arith::AddIOp>(
+            loc, panel, rewriter.create<arith::MulIOp>(loc, tile, index(K * kAheadFloats)));
+        loop.aheadEnd = rewriter.create<arith::SubIOp>(
+            loc, rewriter.create<arith::MinUIOp>(loc, offset(panel, K * width), index(bt.panelsEnd)), index(kLanes));
+      }
       // Up to K - K % sets, by `sets`, or with `pair`, by sets / 2.
       Value kEnd = index(K - K % sets), kStep = sets > 1 ? choose(sets / 2, sets) : index(1);
       std::optional<SmallVector<Value>> sums;
