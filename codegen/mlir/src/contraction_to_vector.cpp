@@ -636,9 +636,9 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
             first = rewriter.create<arith::SelectOp>(loc, reverse, backwards(first), first);
             next = rewriter.create<arith::SelectOp>(loc, nextIsBlock, backwards(next), next);
           }
-          rowLoop(first, next, tileVectors);
+          rowLoop(first, blocks + (rest > 0) > 1 ? next : Value{}, tileVectors);  // no next where it is the only one
         }
-        if (rest > 0) rowLoop(index(blocks * width), index(nCols), rest, lastLanes);
+        if (rest > 0) rowLoop(index(blocks * width), Value{}, rest, lastLanes);  // last in either order: no next
       };
       // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less. On a
       // matrix (Bilinear's A[o], in L2 from one o to the next, so that a pass costs its FMAs more than its reads),
@@ -705,9 +705,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         setRows.push_back(s % 2 ? rewriter.create<arith::AddIOp>(loc, i, choose(1, 0)).getResult() : i);
         setK.push_back(choose(s / 2, s));
       }
-      Value panelStart = bt.panels ? rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
-                                                                    rewriter.create<arith::MulIOp>(loc, j, index(K)))
-                                   : Value{};
+      // Where the panel of the column block at `col` starts in the packed weights.
+      auto panelAt = [&](Value col) -> Value {
+        return rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt), rewriter.create<arith::MulIOp>(loc, col, index(K)));
+      };
+      Value panelStart = bt.panels ? panelAt(j) : Value{};
       BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
       if (bt.panels && next.cols && mb == kBroadcastRows) {
         // This tile's share of the next panel: the row block's tile t takes K * kAheadFloats floats from its
@@ -715,8 +717,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         const int64_t width = vectors * kLanes;
         Value tile = rewriter.create<arith::DivUIOp>(loc, rewriter.create<arith::SubIOp>(loc, i, next.blockBegin),
                                                      index(mb));
-        Value panel = rewriter.create<arith::AddIOp>(loc, index(bt.panelsAt),
-                                                     rewriter.create<arith::MulIOp>(loc, next.cols, index(K)));
+        Value panel = panelAt(next.cols);
         loop.aheadStart = rewriter.create<arith::AddIOp>(
             loc, panel, rewriter.create<arith::MulIOp>(loc, tile, index(K * kAheadFloats)));
         loop.aheadEnd = rewriter.create<arith::SubIOp>(
