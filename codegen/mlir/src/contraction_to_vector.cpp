@@ -591,6 +591,12 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     struct NextPanel {
       Value blockBegin, cols;  // null: none
     };
+    // Rows [begin, end) in tiles of mb rows (with `pair`, a one-row tile's: see broadcastTile).
+    struct RowRange {
+      Value begin, end;
+      int64_t mb;
+      Value pair;
+    };
 
     // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (nCols a multiple of 16
     // for a matrix; packed panels are zero past nCols, and the lanes past it are not stored): rows in blocks that
@@ -600,14 +606,16 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     // than 6 rows in all, its missing rows repeat the last: a 6-row pass over the weights where the ET kernel has a
     // tile of just the 3 to 5 rows left (tiles of each size would add to the code LLVM compiles). One row left over
     // takes a one-row tile, two rows one one-row tile whose sets of accumulators take the two rows in turn: less
-    // than a 6-row pass. On a matrix (Bilinear's), 3 or 4 rows left take a 3-row tile, then the one-row tile.
+    // than a 6-row pass; on packed panels, in the last block of rows, each column block's after its 6-row tiles. On
+    // a matrix (Bilinear's), 3 or 4 rows left take a 3-row tile, then the one-row tile, after all the blocks.
     void broadcastColumns(Value M, int64_t nCols, const Weights& bt, Value reverse = {}) {
       const int64_t lastLanes = nCols % kLanes == 0 ? kLanes : nCols % kLanes;  // the outputs of the last vector
-      // Tiles of mb rows x tileVectors vectors of 16 columns.
-      auto columns = [&](Value rowBegin, Value rowEnd, int64_t mb, int64_t tileVectors, Value pair = {}) {
+      // Each column block of tileVectors vectors of 16 columns, through each range of rows in turn.
+      auto columns = [&](ArrayRef<RowRange> ranges, int64_t tileVectors) {
         const int64_t width = tileVectors * kLanes, blocks = nCols / width;
         const int64_t rest = (nCols % width + kLanes - 1) / kLanes;  // vectors of a last, narrower tile
-        auto rowLoop = [&](Value first, Value next, int64_t vectors, int64_t lanes = kLanes) {
+        auto rowLoop = [&](const RowRange& range, Value first, Value next, int64_t vectors, int64_t lanes) {
+          auto [rowBegin, rowEnd, mb, pair] = range;
           Value step = pair ? rewriter.create<arith::SelectOp>(loc, pair, index(2), index(1)).getResult() : index(mb);
           auto rows = rewriter.create<scf::ForOp>(loc, rowBegin, rowEnd, step);
           OpBuilder::InsertionGuard guard(rewriter);
@@ -636,9 +644,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
             first = rewriter.create<arith::SelectOp>(loc, reverse, backwards(first), first);
             next = rewriter.create<arith::SelectOp>(loc, nextIsBlock, backwards(next), next);
           }
-          rowLoop(first, blocks + (rest > 0) > 1 ? next : Value{}, tileVectors);  // no next where it is the only one
+          if (blocks + (rest > 0) == 1) next = {};  // the only block: no next
+          for (const RowRange& range : ranges) rowLoop(range, first, next, tileVectors, kLanes);
         }
-        if (rest > 0) rowLoop(index(blocks * width), Value{}, rest, lastLanes);  // last in either order: no next
+        if (rest > 0)  // last in either order: no next
+          for (const RowRange& range : ranges) rowLoop(range, index(blocks * width), Value{}, rest, lastLanes);
       };
       // Rows [0, mTiles) in 6-row tiles: all but the last one or two, which one-row tiles take for less. On a
       // matrix (Bilinear's A[o], in L2 from one o to the next, so that a pass costs its FMAs more than its reads),
@@ -650,33 +660,50 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       Value fewLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::ule, left, index(bt.matrix ? 4 : 2));
       Value mTiles = rewriter.create<arith::SelectOp>(loc, fewLeft, rewriter.create<arith::SubIOp>(loc, M, left), M);
       const int64_t blockRows = std::max<int64_t>(1, kL2Floats / std::max<int64_t>(K, 1) / kBroadcastRows) * kBroadcastRows;
+      // A one-row tile takes one row left, or two (`pair`: its sets of accumulators take the two rows in turn).
+      auto pairFrom = [&](Value oneRows) -> Value {
+        if (K < 2) return {};
+        Value oneRowsLeft = rewriter.create<arith::SubIOp>(loc, M, oneRows);
+        return rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, oneRowsLeft, index(2));
+      };
+      auto blockEnd = [&](Value begin) -> Value {
+        Value next = rewriter.create<arith::AddIOp>(loc, begin, index(blockRows));
+        return rewriter.create<arith::MinUIOp>(loc, next, mTiles);
+      };
+      if (bt.panels) {
+        // The rows past the 6-row tiles go with the last block of rows, column block by column block, while each
+        // panel is in L2: after all the blocks, they read every panel again, from beyond L2 where the weights do
+        // not stay there (Intel Xeon, JIT us at batch 8 / 14, best of 7 loops: two Linear(512, 512) 63-66 / 98-100
+        // -> 58-59 / 84-91, the ET kernel 50-54 / 78-84; mlp_norm at 8 147-148 -> 136-139). With no 6-row tile
+        // (M < 6) the loop still runs once, for them.
+        Value pair = pairFrom(mTiles);
+        auto loop = rewriter.create<scf::ForOp>(loc, index(0), rewriter.create<arith::MaxUIOp>(loc, mTiles, index(1)),
+                                                index(blockRows));
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(loop.getBody());
+        Value begin = loop.getInductionVar(), end = blockEnd(begin);
+        Value lastBlock = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, end, mTiles);
+        Value tailBegin = rewriter.create<arith::SelectOp>(loc, lastBlock, mTiles, M);
+        columns({RowRange{begin, end, kBroadcastRows, {}}, RowRange{tailBegin, M, 1, pair}}, broadcastVectors);
+        return;
+      }
       auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mTiles, index(blockRows));
       {
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(rowBlocks.getBody());
         Value begin = rowBlocks.getInductionVar();
-        columns(begin, rewriter.create<arith::MinUIOp>(loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mTiles),
-                kBroadcastRows, broadcastVectors);
+        columns({RowRange{begin, blockEnd(begin), kBroadcastRows, {}}}, broadcastVectors);
       }
-      Value oneRows = mTiles;  // where the one-row tiles start
-      if (bt.matrix) {  // a 3-row tile at mTiles, where 3 or 4 rows are left (a loop of one step or none)
-        Value threeLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge,
-                                                         rewriter.create<arith::SubIOp>(loc, M, mTiles), index(3));
-        oneRows = rewriter.create<arith::AddIOp>(
-            loc, mTiles, rewriter.create<arith::SelectOp>(loc, threeLeft, index(3), index(0)));
-        columns(mTiles, oneRows, 3, broadcastVectors);
-      }
-      // One row left, or two (`pair`: the one-row tile's sets of accumulators take the two rows in turn).
-      Value oneRowsLeft = rewriter.create<arith::SubIOp>(loc, M, oneRows);
-      Value pair =
-          K >= 2 ? rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, oneRowsLeft, index(2)).getResult()
-                 : Value{};
-      // A one-row tile on a matrix (Bilinear's A[o], K rows of nCols) is wider, its two sets as many accumulators
-      // as a 6-row tile's: one pass along A's rows, where one-vector tiles (AVX2) read a strip of 16 columns in each
-      // of nCols / 16 passes (Bilinear(64, 48, 32) at batch 1 on Zen 3: 5.0-5.4 -> 4.7 us). A packed panel is one
-      // stream already.
-      const int64_t oneRowVectors = kBroadcastRows * broadcastVectors / 2;
-      columns(oneRows, M, 1, bt.matrix ? oneRowVectors : broadcastVectors, pair);
+      // On a matrix, a 3-row tile at mTiles where 3 or 4 rows are left (a loop of one step or none), then the
+      // one-row tile. That is wider, its two sets as many accumulators as a 6-row tile's: one pass along A's rows,
+      // where one-vector tiles (AVX2) read a strip of 16 columns in each of nCols / 16 passes (Bilinear(64, 48, 32)
+      // at batch 1 on Zen 3: 5.0-5.4 -> 4.7 us).
+      Value threeLeft = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::uge,
+                                                       rewriter.create<arith::SubIOp>(loc, M, mTiles), index(3));
+      Value oneRows = rewriter.create<arith::AddIOp>(
+          loc, mTiles, rewriter.create<arith::SelectOp>(loc, threeLeft, index(3), index(0)));
+      columns({RowRange{mTiles, oneRows, 3, {}}}, broadcastVectors);
+      columns({RowRange{oneRows, M, 1, pairFrom(oneRows)}}, kBroadcastRows * broadcastVectors / 2);
     }
 
     // A tile of mb rows x `vectors` vectors of 16 columns. One row takes its k round 4 sets of accumulators, for
