@@ -17,7 +17,7 @@ TEST_CASE("threads: parallel_for runs every item exactly once", "[threads]") {
   for (int threads : {1, 2, 3, 5}) {
     kiln::set_num_threads(threads);
     CHECK(kiln::get_num_threads() == threads);
-    for (index_t count : {0, 1, 2, 3, 17, 1000}) {
+    for (index_t count : {0, 1, 2, 3, 17, 1000, 70000}) {  // 70000: more than one job's ticket counts (65535)
       std::vector<std::atomic<int>> runs(static_cast<std::size_t>(count));
       for (int repeat = 0; repeat < 20; ++repeat) kiln::parallel_for(count, [&](index_t i) { ++runs[static_cast<std::size_t>(i)]; });
       for (index_t i = 0; i < count; ++i) {
