@@ -5,7 +5,7 @@ table; by hand, on the files of a run:
 
   r=build-bench/bench-results
   /usr/bin/python3 bench/goals.py --kiln $r/kiln_vs_torch_t*.json --pytorch $r/pytorch_t*.json \\
-      --compile-time $r/jit_compile_time.txt --batch1-floor $r/batch1_floor.txt
+      --compile-time $r/jit_compile_time.txt --batch1-floor $r/batch1_floor.txt --pool-overhead $r/pool_overhead.txt
 
 The inference goals only: bench/train_vs_pytorch.sh prints the training ones. Kiln's kernels are `kiln` (the
 expression-template kernel, "ET") and `jit` (the MLIR JIT kernel, one thread only) in kiln_vs_torch's files.
@@ -74,6 +74,18 @@ def batch1_floor(path):
     return (float(found.group(1)), float(found.group(2))) if found else None
 
 
+def pool_overhead(path):
+    """kiln_pool_overhead's round trip (ns) and tiny's two threads against one, as run and as 128 rows plus a round
+    trip would give (x): (ns, x, x), or None."""
+    if not path:
+        return None
+    with open(path) as f:
+        text = f.read()
+    trip = re.search(r"round trip between two threads: ([0-9.]+) ns", text)
+    tiny = re.search(r"([0-9.]+)x one thread, where 128 rows plus a round trip would be ([0-9.]+)x", text)
+    return (float(trip.group(1)), float(tiny.group(1)), float(tiny.group(2))) if trip and tiny else None
+
+
 def span(values, fmt="{:.2f}"):
     if not values:
         return "no cases"
@@ -103,7 +115,7 @@ def faster_than(kernels, anchor):
     return ratios, misses
 
 
-def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms, floor):
+def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms, floor, pool=None):
     print(f"\nIssue 15's goals on this CPU ({cpu}), this run (ET: the expression-template kernel, JIT: the MLIR one):")
     ratios, misses = faster_than(kernels, lambda case, batch: best_torch(gb, py, case, batch)[0])
     report("no case slower than PyTorch at its best (x faster, ET and JIT)", ratios, misses, unit="x")
@@ -154,6 +166,9 @@ def print_goals(kernels, peaks, streams, cpu, gb, py, compile_ms, floor):
             if ratios[-1] < TWO_THREADS:
                 misses.append(f"{net} b{batch} ({ratios[-1]:.2f}x)")
     report(f"two threads >= {TWO_THREADS}x one thread at batches 256 and 4096 (ET)", ratios, misses, unit="x")
+    if pool:
+        print(f"  (kiln_pool_overhead: a cache line's round trip between the threads {pool[0]:.0f} ns; tiny at 256 "
+              f"{pool[1]:.2f}x there, one thread's 128 rows plus a round trip {pool[2]:.2f}x)")
 
 
 def main():
@@ -162,11 +177,12 @@ def main():
     p.add_argument("--pytorch", nargs="*", default=[], help="bench_pytorch.py --json files")
     p.add_argument("--compile-time", help="kiln_jit_compile_time's output")
     p.add_argument("--batch1-floor", help="kiln_batch1_floor's output")
+    p.add_argument("--pool-overhead", help="kiln_pool_overhead's output")
     args = p.parse_args()
     gb, _, _ = read_kiln_vs_torch(args.kiln)
     py, _, _ = read_pytorch(args.pytorch)
     print_goals(*read_kiln(args.kiln), gb, py, cold_compile_ms(args.compile_time),
-                batch1_floor(args.batch1_floor))
+                batch1_floor(args.batch1_floor), pool_overhead(args.pool_overhead))
 
 
 if __name__ == "__main__":

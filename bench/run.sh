@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the benchmarks and runs Kiln against libtorch (kiln_vs_torch) and Python PyTorch (bench_pytorch.py),
 # on 1 and 2 threads, each thread count in its own processes with OpenBLAS pinned to it, the JIT's compile
-# times and tiny's batch 1 against a hand-written floor (kiln_batch1_floor); then prints one table of medians
+# times, tiny's batch 1 against a hand-written floor (kiln_batch1_floor) and what two threads cost a small call
+# (kiln_pool_overhead); then prints one table of medians
 # and which of issue 15's goals this run meets (bench/goals.py). bench/README.md reports one run.
 #
 #   bench/run.sh            # the full run (20-25 minutes on a 2-core machine: PyTorch's side runs once per
@@ -50,7 +51,7 @@ echo "== build ($build)"
 install_bench_packages
 configure_bench_build "$build"
 cmake --build "$build" -j"${KILN_BENCH_JOBS:-2}" --target kiln_fma_peak kiln_vs_torch kiln_jit_compile_time \
-  kiln_batch1_floor
+  kiln_batch1_floor kiln_pool_overhead
 mkdir -p "$out"
 
 # ---- OpenBLAS for libtorch -------------------------------------------------------------------------------------
@@ -121,6 +122,11 @@ echo "== kiln_batch1_floor"
 wait_quiet
 "$build"/bench/kiln_batch1_floor | tee "$out/batch1_floor.txt"
 
+# ---- what two threads cost a small call -------------------------------------------------------------------------
+echo "== kiln_pool_overhead"
+wait_quiet
+"$build"/bench/kiln_pool_overhead | tee "$out/pool_overhead.txt"
+
 # ---- Python PyTorch --------------------------------------------------------------------------------------------
 py_json=()
 for t in 1 2; do
@@ -142,7 +148,7 @@ echo "   under its fastest OpenBLAS kernel set; oneDNN: the vendor ceiling)"
 $python bench/bench_pytorch.py --combine "${kiln_json[@]}" --json "${py_json[@]}" | tee "$out/summary.md"
 # ---- issue 15's goals, read off the files above ----------------------------------------------------------------
 $python bench/goals.py --kiln "${kiln_json[@]}" --pytorch "${py_json[@]}" --compile-time "$out/jit_compile_time.txt" \
-  --batch1-floor "$out/batch1_floor.txt" |
+  --batch1-floor "$out/batch1_floor.txt" --pool-overhead "$out/pool_overhead.txt" |
   tee "$out/goals.md"
 exit
 }
