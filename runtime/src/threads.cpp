@@ -10,10 +10,10 @@
 // Between jobs a worker spins for about 50 us before it sleeps on a condition variable, so that back-to-back
 // calls find it awake. Each line that the caller writes and a worker reads is a transfer between cores, so what a
 // job writes for the workers is one line (the ticket and the body), and the caller writes nothing shared on its
-// way out. Intel Xeon, two threads, items of 2.7 us: with the count on a line of its own, the items finished
-// counted from zero per job and the ticket closed at the end, a call took 700 ns more than its items, the caller's
-// item starting 260 ns after the call; now 560 and 95 (a round trip between the two cores: 125 ns), and tiny
-// (16-32-32-4) at batch 256 on two threads 3.7-3.9 -> 3.4-3.6 us.
+// way out. Intel Xeon, two threads, items of 2.7 us (bench/pool_overhead.cpp times such calls): with the count on
+// a line of its own, the items finished counted from zero per job and the ticket closed at the end, a call took
+// 700 ns more than its items, the caller's item starting 260 ns after the call; now 560 and 95 (a round trip
+// between the two cores: 125 ns), and tiny (16-32-32-4) at batch 256 on two threads 3.7-3.9 -> 3.4-3.6 us.
 #include <kiln/runtime/error.hpp>
 #include <kiln/runtime/threads.hpp>
 
