@@ -666,34 +666,28 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         Value oneRowsLeft = rewriter.create<arith::SubIOp>(loc, M, oneRows);
         return rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, oneRowsLeft, index(2));
       };
-      auto blockEnd = [&](Value begin) -> Value {
-        Value next = rewriter.create<arith::AddIOp>(loc, begin, index(blockRows));
-        return rewriter.create<arith::MinUIOp>(loc, next, mTiles);
-      };
-      if (bt.panels) {
-        // The rows past the 6-row tiles go with the last block of rows, column block by column block, while each
-        // panel is in L2: after all the blocks, they read every panel again, from beyond L2 where the weights do
-        // not stay there (Intel Xeon, JIT us at batch 8 / 14, best of 7 loops: two Linear(512, 512) 63-66 / 98-100
-        // -> 58-59 / 84-91, the ET kernel 50-54 / 78-84; mlp_norm at 8 147-148 -> 136-139). With no 6-row tile
-        // (M < 6) the loop still runs once, for them.
-        Value pair = pairFrom(mTiles);
-        auto loop = rewriter.create<scf::ForOp>(loc, index(0), rewriter.create<arith::MaxUIOp>(loc, mTiles, index(1)),
-                                                index(blockRows));
-        OpBuilder::InsertionGuard guard(rewriter);
-        rewriter.setInsertionPointToStart(loop.getBody());
-        Value begin = loop.getInductionVar(), end = blockEnd(begin);
-        Value lastBlock = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, end, mTiles);
-        Value tailBegin = rewriter.create<arith::SelectOp>(loc, lastBlock, mTiles, M);
-        columns({RowRange{begin, end, kBroadcastRows, {}}, RowRange{tailBegin, M, 1, pair}}, broadcastVectors);
-        return;
-      }
-      auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), mTiles, index(blockRows));
+      // The blocks of rows. On packed panels, the rows past the 6-row tiles go with the last block, column block by
+      // column block, while each panel is in L2: after all the blocks, they read every panel again, from beyond L2
+      // where the weights do not stay there (Intel Xeon, JIT us at batch 8 / 14, best of 7 loops: two
+      // Linear(512, 512) 63-66 / 98-100 -> 58-59 / 84-91, the ET kernel 50-54 / 78-84; mlp_norm at 8 147-148 ->
+      // 136-139). With no 6-row tile (M < 6) the loop still runs once, for them.
+      Value tailPair = bt.panels ? pairFrom(mTiles) : Value{};
+      Value blocksEnd = bt.panels ? rewriter.create<arith::MaxUIOp>(loc, mTiles, index(1)).getResult() : mTiles;
+      auto rowBlocks = rewriter.create<scf::ForOp>(loc, index(0), blocksEnd, index(blockRows));
       {
         OpBuilder::InsertionGuard guard(rewriter);
         rewriter.setInsertionPointToStart(rowBlocks.getBody());
         Value begin = rowBlocks.getInductionVar();
-        columns({RowRange{begin, blockEnd(begin), kBroadcastRows, {}}}, broadcastVectors);
+        Value end = rewriter.create<arith::MinUIOp>(
+            loc, rewriter.create<arith::AddIOp>(loc, begin, index(blockRows)), mTiles);
+        SmallVector<RowRange, 2> ranges{RowRange{begin, end, kBroadcastRows, {}}};
+        if (bt.panels) {
+          Value lastBlock = rewriter.create<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, end, mTiles);
+          ranges.push_back(RowRange{rewriter.create<arith::SelectOp>(loc, lastBlock, mTiles, M), M, 1, tailPair});
+        }
+        columns(ranges, broadcastVectors);
       }
+      if (bt.panels) return;
       // On a matrix, a 3-row tile at mTiles where 3 or 4 rows are left (a loop of one step or none), then the
       // one-row tile. That is wider, its two sets as many accumulators as a 6-row tile's: one pass along A's rows,
       // where one-vector tiles (AVX2) read a strip of 16 columns in each of nCols / 16 passes (Bilinear(64, 48, 32)
