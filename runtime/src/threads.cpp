@@ -175,7 +175,8 @@ class Pool {
   std::uint32_t generation_ = 0;  // the last job's, written under run_mutex_
   std::uint64_t finished_ = 0;    // the items of all jobs so far, written under run_mutex_
   // The ticket and the body share a line (one transfer brings a worker both); the items done, which workers
-  // write, and what workers only read between jobs (sleeping, quit) each have their own.
+  // write on every item, and the sleeping count and quit flag, which change only as workers sleep, wake or stop,
+  // each have their own.
   alignas(64) std::atomic<std::uint64_t> ticket_{0};
   std::atomic<const std::function<void(index_t)>*> body_{nullptr};
   alignas(64) std::atomic<std::uint64_t> done_{0};  // the items finished, all jobs together
