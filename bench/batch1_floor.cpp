@@ -10,7 +10,8 @@
 // loads a cycle); tiny's weights fit in L1, and the three layers run one after the other.
 //
 //   build-bench/bench/kiln_batch1_floor
-#include "best_us.hpp"
+#include "networks.hpp"
+#include "timing.hpp"
 #include "stream_bound.hpp"
 
 #include <kiln/jit.hpp>
@@ -28,8 +29,7 @@
 namespace nn = kiln::nn;
 namespace {
 
-constexpr nn::Sequential tiny{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}, nn::Linear<32, 32>{}, nn::ReLU{},
-                              nn::Linear<32, 4>{}};
+using kiln::bench::networks::tiny;
 
 #ifdef KILN_BENCH_X86
 // GCC 12's AVX-512 intrinsics start their results from _mm512_undefined_ps(), a self-initialised variable that

@@ -7,6 +7,7 @@
 //
 //   build-bench/bench/kiln_jit_compile_time [repetitions]
 #include "../codegen/mlir/tools/sample_networks.hpp"
+#include "timing.hpp"
 
 #include <kiln/jit.hpp>
 #include <kiln/mlir/compiler.hpp>
@@ -35,10 +36,7 @@ constexpr const auto& wide = kiln::samples::wide_network;
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using kiln::bench::median;
 
 kiln::jit::Options options(const std::filesystem::path& dir, bool disk, bool memory = false) {
   kiln::jit::Options o;

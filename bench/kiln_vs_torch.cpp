@@ -28,6 +28,7 @@
 //   build-bench/bench/kiln_vs_torch --benchmark_filter=_t1/ --benchmark_repetitions=5
 #include "cpu_name.hpp"
 #include "fma_peak.hpp"
+#include "networks.hpp"
 #include "quiet.hpp"
 #include "ratio_reporter.hpp"
 #include "stream_bound.hpp"
@@ -84,20 +85,7 @@ constexpr bool has_forward_unfused = requires(M& m, const kiln::Tensor& x, kiln:
 
 // ---- the networks ----------------------------------------------------------------------------------------------
 
-constexpr nn::Sequential mlp_s{kiln::input<784>,       nn::Linear<784, 256>{}, nn::ReLU{}, nn::Linear<256, 256>{},
-                               nn::ReLU{},             nn::Linear<256, 10>{},  nn::Softmax<1>{}};
-constexpr nn::Sequential mlp_norm{kiln::input<512>,      nn::Linear<512, 512>{}, nn::LayerNorm<512>{},
-                                  nn::ReLU{},            nn::Dropout{0.5f},      nn::Linear<512, 512>{},
-                                  nn::BatchNorm1d<512>{}, nn::Tanh{},            nn::Linear<512, 512>{},
-                                  nn::RMSNorm<512>{},    nn::Sigmoid{}};
-constexpr nn::Sequential tiny{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}, nn::Linear<32, 32>{}, nn::ReLU{},
-                              nn::Linear<32, 4>{}};
-constexpr nn::Sequential bilinear{kiln::input<64>, kiln::input<48>, nn::Bilinear<64, 48, 32>{}};
-// Residual MLPs: width 256, blocks LayerNorm -> Linear(256, 512) -> GELU -> Linear(512, 256) around a skip.
-constexpr nn::Residual resblock{nn::LayerNorm<256>{}, nn::Linear<256, 512>{}, nn::GELU{}, nn::Linear<512, 256>{}};
-constexpr nn::Sequential resmlp{kiln::input<64>, nn::Linear<64, 256>{}, resblock, resblock, nn::Linear<256, 10>{}};
-constexpr nn::Sequential resmlp6{kiln::input<64>, nn::Linear<64, 256>{}, resblock, resblock, resblock,
-                                 resblock,        resblock,              resblock, nn::Linear<256, 10>{}};
+using namespace kiln::bench::networks;  // Kiln's declarations; libtorch's follow
 
 // torch.nn.RMSNorm (PyTorch 2.4) for libtorch 1.13, which has none: eps = FLT_EPSILON as torch's default for
 // float32, and Kiln's.

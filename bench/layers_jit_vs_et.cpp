@@ -7,7 +7,7 @@
 //
 // `bench_env 1` (common.sh) runs it as the other benchmarks, with glibc's thresholds raised, so that the JIT
 // kernel's per-call buffers of large batches are not mapped afresh on every call.
-#include "best_us.hpp"
+#include "timing.hpp"
 
 #include <kiln/jit.hpp>
 #include <kiln/kiln.hpp>

@@ -8,7 +8,8 @@
 //      threads can at best take one thread's 128 rows plus a round trip.
 //
 //   kiln_pool_overhead
-#include "best_us.hpp"
+#include "networks.hpp"
+#include "timing.hpp"
 
 #include <kiln/kiln.hpp>
 
@@ -34,10 +35,7 @@ void pause() {
 
 double ns_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::nano>(b - a).count(); }
 
-double median(std::vector<double> v) {
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-  return v[v.size() / 2];
-}
+using kiln::bench::median;
 
 // Best of 5 rounds of 200000 round trips, ns each.
 double round_trip_ns() {
@@ -88,8 +86,7 @@ void pool_call() {
              median(total));
 }
 
-constexpr nn::Sequential tiny{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}, nn::Linear<32, 32>{}, nn::ReLU{},
-                              nn::Linear<32, 4>{}};
+using kiln::bench::networks::tiny;
 
 template <class Model>
 double tiny_us(Model& model, int threads, index_t batch) {

@@ -3,9 +3,10 @@
 // beside bench/train_epoch_pytorch.py and prints the ratio.
 //
 //   kiln_train_epoch --batch 64 --threads 1 --epochs 3
+#include "timing.hpp"
+
 #include <kiln/kiln.hpp>
 
-#include <algorithm>
 #include <chrono>
 
 namespace nn = kiln::nn;
@@ -44,9 +45,7 @@ int main(int argc, char** argv) try {
     }
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted[sorted.size() / 2];
+  const double median = kiln::bench::median(times);
   fmt::print("kiln epoch batch={} threads={}: median {:.3f} s, {:.0f} samples/s (epochs: {:.3f})\n", batch, threads,
              median, static_cast<double>(train.images.size(0)) / median, fmt::join(times, ", "));
   return 0;

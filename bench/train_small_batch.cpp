@@ -4,8 +4,8 @@
 //
 //   kiln_train_small_batch --epochs 5
 #include "small_batch_data.hpp"
+#include "timing.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -30,8 +30,7 @@ double dropout_draws_us(kiln::index_t batch) {
     }
     times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / 2000);
   }
-  std::sort(times.begin(), times.end());
-  return times[2];
+  return kiln::bench::median(times);
 }
 
 int main(int argc, char** argv) try {
@@ -63,9 +62,7 @@ int main(int argc, char** argv) try {
     }
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted[sorted.size() / 2];
+  const double median = kiln::bench::median(times);
   const double step_us = median / static_cast<double>(loader.batches()) * 1e6;
   fmt::print("kiln small-batch epoch ({} steps of {}): median {:.4f} s, {:.1f} us/step, last loss {:.4f} (epochs: {:.4f})\n",
              loader.batches(), batch, median, step_us, last_loss, fmt::join(times, ", "));
