@@ -2,7 +2,8 @@
 #
 # At build time, compiles the network `VARIABLE` (a constexpr kiln::nn::Sequential declared in `header`) to
 # <name>.o and <name>.h, and adds them to <target>: the object is linked in, the header is on its include path.
-# The target then needs no LLVM or MLIR at run time. TARGET_CPU defaults to the build machine's CPU.
+# The target then needs no LLVM or MLIR at run time; it links kiln::kiln, whose runtime gives the kernel its
+# intermediate buffers (kiln/runtime/kernel_buffers.hpp). TARGET_CPU defaults to the build machine's CPU.
 function(kiln_add_kernel target)
   cmake_parse_arguments(ARG "" "NETWORK;VARIABLE;NAME;TARGET_CPU" "" ${ARGN})
   foreach(required NETWORK VARIABLE NAME)
@@ -33,4 +34,5 @@ int main(int argc, char** argv) {
   target_sources(${target} PRIVATE "${dir}/${ARG_NAME}.o" "${dir}/${ARG_NAME}.h")
   set_source_files_properties("${dir}/${ARG_NAME}.o" PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
   target_include_directories(${target} PRIVATE "${dir}")
+  target_link_libraries(${target} PRIVATE kiln::kiln)
 endfunction()

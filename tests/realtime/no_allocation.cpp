@@ -1,7 +1,8 @@
 // Real-time use: after the first call, model.forward(x, y) into a preallocated y on one thread allocates nothing
 // and takes no lock, in eval and in train mode. This program counts both (counting.hpp) between two readings of
 // the counters. Built with KILN_REALTIME_JIT, it counts a JIT kernel's calls of the same model instead, at batches
-// whose buffers fit on its stack (32 KiB a call).
+// whose buffers fit on its stack (32 KiB a call) and at 256, whose buffers are on the heap: the runtime keeps them
+// from call to call (kiln/runtime/kernel_buffers.hpp).
 #include "counting.hpp"
 
 #include <kiln/kiln.hpp>
@@ -21,7 +22,7 @@ constexpr nn::Sequential net{kiln::input<12>, kiln::input<6>, nn::Bilinear<12, 6
                              nn::Linear<40, 5>{}, nn::Softmax<-1>{}};
 
 #ifdef KILN_REALTIME_JIT
-constexpr std::array<kiln::index_t, 3> batches{2, 8, 16};
+constexpr std::array<kiln::index_t, 4> batches{2, 8, 16, 256};
 #else
 constexpr std::array<kiln::index_t, 3> batches{2, 37, 256};  // BatchNorm1d in train mode needs 2 rows
 #endif

@@ -8,6 +8,7 @@
 #include <kiln_mlir_lowering_hash.hpp>
 #include <kiln/runtime/atomic_file.hpp>
 #include <kiln/runtime/error.hpp>
+#include <kiln/runtime/kernel_buffers.hpp>
 
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
@@ -54,10 +55,17 @@ std::shared_ptr<OrcKernel> link(const std::vector<std::string>& objects, const s
   };
   auto jit = llvm::orc::LLJITBuilder().create();
   if (!jit) return fail(jit.takeError());
-  // The kernel calls malloc and free for its intermediate buffers: resolve them in this process.
+  // The kernel calls memset from this process, and the runtime's kiln_buffer_alloc and kiln_buffer_free for its
+  // intermediate buffers, by address: a program linked with Kiln statically does not export them.
   auto process = llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess((*jit)->getDataLayout().getGlobalPrefix());
   if (!process) return fail(process.takeError());
   (*jit)->getMainJITDylib().addGenerator(std::move(*process));
+  llvm::orc::SymbolMap buffers;
+  buffers[(*jit)->mangleAndIntern("kiln_buffer_alloc")] = {llvm::orc::ExecutorAddr::fromPtr(&kiln_buffer_alloc),
+                                                          llvm::JITSymbolFlags::Exported};
+  buffers[(*jit)->mangleAndIntern("kiln_buffer_free")] = {llvm::orc::ExecutorAddr::fromPtr(&kiln_buffer_free),
+                                                         llvm::JITSymbolFlags::Exported};
+  if (auto e = (*jit)->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(buffers)))) return fail(std::move(e));
   for (const std::string& object : objects)
     if (auto e = (*jit)->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(object, "kiln-kernel.o"))) return fail(std::move(e));
   auto kernel = std::make_shared<OrcKernel>();

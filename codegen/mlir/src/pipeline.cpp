@@ -155,6 +155,24 @@ struct FreeAtReturnPass : PassWrapper<FreeAtReturnPass, OperationPass<ModuleOp>>
   }
 };
 
+// The heap buffers of FreeAtReturnPass come from the runtime's kiln_buffer_alloc and kiln_buffer_free
+// (kiln/runtime/kernel_buffers.hpp), which keep them from call to call on each thread, rather than from malloc and
+// free, which gave large ones back to the system at every call.
+struct KernelBuffersPass : PassWrapper<KernelBuffersPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(KernelBuffersPass)
+  StringRef getArgument() const final { return "kiln-kernel-buffers"; }
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    for (auto [from, to] : {std::pair{"malloc", "kiln_buffer_alloc"}, std::pair{"free", "kiln_buffer_free"}}) {
+      auto fn = module.lookupSymbol<LLVM::LLVMFuncOp>(from);
+      if (!fn) continue;
+      if (failed(SymbolTable::replaceAllSymbolUses(fn, StringAttr::get(&getContext(), to), module)))
+        return signalPassFailure();
+      fn.setSymName(to);
+    }
+  }
+};
+
 void initialise() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -405,6 +423,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
       .then(std::make_unique<MathApproximationPass>())
       .then("convert-vector-to-llvm,convert-math-to-llvm,finalize-memref-to-llvm,convert-arith-to-llvm,"
             "convert-index-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,reconcile-unrealized-casts")
+      .then(std::make_unique<KernelBuffersPass>())
       .then(backend::createEntryPointsPass(net, name, l2Bytes(target)))
       .run(*module);
   return module;
