@@ -23,7 +23,7 @@ void on_fresh_thread(F check) {
 }  // namespace
 
 TEST_CASE("kernel buffers: aligned, writable, and taken again by the thread's next call", "[kernel_buffers]") {
-  for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{100}, std::size_t{64} << 10, std::size_t{3} << 20})
+  for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{100}, std::size_t{65536}, std::size_t{3145728}})
     on_fresh_thread([bytes] {
       INFO("bytes " << bytes);
       void* a = kiln_buffer_alloc(bytes);

@@ -11,11 +11,11 @@
 // activation, dropout, after linalg's elementwise fusion) is cloned onto the tile's rows as vector ops while the
 // sums are in registers, and stores the layer's output: the intermediate product never reaches memory. (After dot
 // products over a long K, a costly epilogue, GELU, Tanh, ..., runs instead on rows of the stored product, block of
-// rows by block of rows.) A 6-row tile prefetches into L2, as its k loop goes, a share of the packed weights the
-// next column block reads (kAheadFloats). From K = 256 on, a broadcast tile's k loop is a function of its own, which
-// the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's and RMSNorm's statistics row by
-// row (RowStatisticsToVector), Softmax's along a dim that is not the last in vector registers
-// (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks through registers
+// rows by block of rows.) Where the weights outgrow L2, a 6-row tile prefetches into L2, as its k loop goes, a share
+// of the packed weights the next column block reads (kAheadFloats). From K = 256 on, a broadcast tile's k loop is a
+// function of its own, which the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's and
+// RMSNorm's statistics row by row (RowStatisticsToVector), Softmax's along a dim that is not the last in vector
+// registers (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks through registers
 // (TransposeToVector).
 #include "lowering.hpp"
 
@@ -54,6 +54,8 @@ constexpr int64_t kOutlineK = 256;  // from this K, a broadcast tile's k loop is
 // thread, us at batch 32 / 256 (the ET kernel, prefetching likewise, 306-319 / 2247-2483 for mlp_norm): mlp_norm
 // 369-377 / 2297-2536 -> 317-350 / 2359-2563, resmlp 252-269 / 1725-1830 -> 235-239 / 1748-1813, resmlp6 814-829 /
 // 5031-5150 -> 696-745 / 5050-5355; a line every other k covered less of the panel at batch 32 (resmlp6 774-804).
+// Where the weights stay in L2 (weightsStayInL2), the prefetches only cost: MLP-S (1.1 MB) at batch 4096 on the
+// Intel Xeon, JIT us, its Linear(784, 256) and ReLU 8838-8884 -> 8166-8303, the network 11959-12327 -> 11759-11887.
 constexpr int64_t kAheadFloats = 16;
 
 // The elementwise epilogue of a contraction: an all-parallel 2-D linalg.generic reading the product with the
@@ -323,10 +325,12 @@ struct BroadcastLoop {
 };
 
 struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
-  ContractionToVector(MLIRContext* ctx, RegisterTiles tiles)
-      : OpRewritePattern(ctx), broadcastVectors(tiles.panelColumns / kLanes), dotLanes(tiles.dotLanes) {}
+  ContractionToVector(MLIRContext* ctx, RegisterTiles tiles, int64_t l2Bytes)
+      : OpRewritePattern(ctx), broadcastVectors(tiles.panelColumns / kLanes), dotLanes(tiles.dotLanes),
+        l2Bytes(l2Bytes) {}
   int64_t broadcastVectors;  // vectors of kLanes columns in a broadcast tile
   int64_t dotLanes;          // lanes of a dot-product tile's partial sums
+  int64_t l2Bytes;           // the target's L2 cache
 
   LogicalResult matchAndRewrite(linalg::MatmulTransposeBOp mm, PatternRewriter& rewriter) const override {
     if (!mm.hasPureBufferSemantics()) return failure();
@@ -394,7 +398,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
       const bool alternateBlocks = K * N >= kAlternateFloats && N / (broadcastVectors * kLanes) >= 2;
       const int64_t panelsEnd = packedAt + K * ((N + kLanes - 1) / kLanes * kLanes);
-      const TileEmitter::Weights panels{.panels = packed, .panelsAt = packedAt, .panelsEnd = panelsEnd};
+      const TileEmitter::Weights panels{
+          .panels = packed, .panelsAt = packedAt, .panelsEnd = panelsEnd, .prefetch = !weightsStayInL2(packed)};
       emit.broadcastColumns(M, N, panels, alternateBlocks ? alternateCalls(rewriter, loc) : Value{});
     }
     if (epilogue) rewriter.eraseOp(epilogue);
@@ -410,6 +415,13 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     rewriter.setInsertionPointToStart(&op->getParentOfType<func::FuncOp>().getBody().front());
     auto type = MemRefType::get({kBroadcastRows, vectors * kLanes}, rewriter.getF32Type());
     return rewriter.create<memref::AllocaOp>(op->getLoc(), type, rewriter.getI64IntegerAttr(64));
+  }
+
+  // Whether all of the packed weights stay in L2 from one block of rows to the next, beside the values of the
+  // eval entry point's block of rows (a quarter of L2, entry_points.cpp): then no tile prefetches (kAheadFloats).
+  bool weightsStayInL2(Value packed) const {
+    auto type = cast<MemRefType>(packed.getType());
+    return type.hasStaticShape() && 4 * type.getNumElements() * static_cast<int64_t>(sizeof(float)) <= 3 * l2Bytes;
   }
 
   // The packed weights (build_network.cpp): the argument of op's function marked kPackedArgument; null if none.
@@ -585,6 +597,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       Value matrix = {};
       Value panels = {};
       int64_t panelsAt = 0, panelsEnd = 0;
+      bool prefetch = false;  // 6-row tiles prefetch the next panel
     };
     // The panel a 6-row tile prefetches a share of: its row block's first row, and the panel's first column (in
     // the order the column blocks run: the next one).
@@ -732,7 +745,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       };
       Value panelStart = bt.panels ? panelAt(j) : Value{};
       BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
-      if (bt.panels && next.cols && mb == kBroadcastRows) {
+      if (bt.prefetch && next.cols && mb == kBroadcastRows) {
         // This tile's share of the next panel: the row block's tile t takes K * kAheadFloats floats from its
         // (t * K * kAheadFloats), up to the panel's end, or the weights' end (where there is none, their last line).
         const int64_t width = vectors * kLanes;
@@ -1448,8 +1461,9 @@ struct ColumnReductionToVector : OpRewritePattern<linalg::GenericOp> {
 
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
   MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(ContractionToVectorPass)
-  explicit ContractionToVectorPass(RegisterTiles tiles) : tiles(tiles) {}
+  ContractionToVectorPass(RegisterTiles tiles, int64_t l2Bytes) : tiles(tiles), l2Bytes(l2Bytes) {}
   RegisterTiles tiles;
+  int64_t l2Bytes;
   StringRef getArgument() const final { return "kiln-contraction-to-vector"; }
   StringRef getDescription() const final { return "register-tiled vector code for matmuls and their epilogues"; }
   void getDependentDialects(DialectRegistry& registry) const override {
@@ -1458,7 +1472,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
   }
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateContractionToVectorPatterns(patterns, tiles);
+    populateContractionToVectorPatterns(patterns, tiles, l2Bytes);
     GreedyRewriteConfig config;
     config.strictMode = GreedyRewriteStrictness::ExistingOps;
     if (failed(applyPatternsAndFoldGreedily(getOperation(), std::move(patterns), config))) signalPassFailure();
@@ -1467,13 +1481,14 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 
 }  // namespace
 
-void populateContractionToVectorPatterns(RewritePatternSet& patterns, RegisterTiles tiles) {
-  patterns.add<ContractionToVector, BilinearToVector>(patterns.getContext(), tiles);
+void populateContractionToVectorPatterns(RewritePatternSet& patterns, RegisterTiles tiles, int64_t l2Bytes) {
+  patterns.add<ContractionToVector>(patterns.getContext(), tiles, l2Bytes);
+  patterns.add<BilinearToVector>(patterns.getContext(), tiles);
   patterns.add<RowStatisticsToVector, ColumnReductionToVector, TransposeToVector>(patterns.getContext());
 }
 
-std::unique_ptr<Pass> createContractionToVectorPass(RegisterTiles tiles) {
-  return std::make_unique<ContractionToVectorPass>(tiles);
+std::unique_ptr<Pass> createContractionToVectorPass(RegisterTiles tiles, int64_t l2Bytes) {
+  return std::make_unique<ContractionToVectorPass>(tiles, l2Bytes);
 }
 
 }  // namespace kiln::mlir_backend

@@ -65,7 +65,8 @@ std::shared_ptr<OrcKernel> link(const std::vector<std::string>& objects, const s
                                                           llvm::JITSymbolFlags::Exported};
   buffers[(*jit)->mangleAndIntern("kiln_buffer_free")] = {llvm::orc::ExecutorAddr::fromPtr(&kiln_buffer_free),
                                                          llvm::JITSymbolFlags::Exported};
-  if (auto e = (*jit)->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(buffers)))) return fail(std::move(e));
+  if (auto e = (*jit)->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(buffers))))
+    return fail(std::move(e));
   for (const std::string& object : objects)
     if (auto e = (*jit)->addObjectFile(llvm::MemoryBuffer::getMemBufferCopy(object, "kiln-kernel.o"))) return fail(std::move(e));
   auto kernel = std::make_shared<OrcKernel>();

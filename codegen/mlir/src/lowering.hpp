@@ -71,9 +71,9 @@ void checkLowering(const ir::Layer& layer);
 // linalg.generic that consumes it (its epilogue: bias, activation, dropout), becomes one register-tiled loop
 // nest of vector FMAs whose epilogue runs on the tile while it is in registers; so does Bilinear's first stage.
 // The packing's linalg.transpose becomes a call of one vectorised transpose function.
-// Its tiles are the target's (RegisterTiles).
-void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns, RegisterTiles tiles);
-std::unique_ptr<::mlir::Pass> createContractionToVectorPass(RegisterTiles tiles);
+// Its tiles are the target's (RegisterTiles); whether tiles prefetch weights depends on the target's L2 size.
+void populateContractionToVectorPatterns(::mlir::RewritePatternSet& patterns, RegisterTiles tiles, int64_t l2Bytes);
+std::unique_ptr<::mlir::Pass> createContractionToVectorPass(RegisterTiles tiles, int64_t l2Bytes);
 
 // Stage "llvm-dialect" (entry_points.cpp): the C entry points <name>_eval / <name>_train with the calling
 // convention of ir::KernelFn and <name>_pack with that of ir::PackFn, each unpacking the buffer array into the

@@ -412,7 +412,7 @@ OwningOpRef<ModuleOp> lowerModule(MLIRContext& ctx, const Diagnostics& diags, co
       // cse then canonicalize again: a Concat's slices, written in place, leave copies of a subview onto an
       // equal one, which are erased once cse has made them the same subview.
       .then("eliminate-empty-tensors,one-shot-bufferize,canonicalize,cse,canonicalize")
-      .then(backend::createContractionToVectorPass(tiles))
+      .then(backend::createContractionToVectorPass(tiles, l2Bytes(target)))
       .then(std::make_unique<FreeAtReturnPass>())
       .then("canonicalize,cse")
       .run(*module);
