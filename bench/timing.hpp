@@ -10,7 +10,6 @@ namespace kiln::bench {
 
 // The time of calls too short to time one by one: the best, over `loops` loops of `iterations` calls each, of
 // the time per call in microseconds (the best, not the median: the host slows loops, it never speeds them up).
-
 template <class F>
 double best_us(F&& call, int iterations, int loops = 7) {
   double best = 1e300;
