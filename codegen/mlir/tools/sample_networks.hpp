@@ -38,6 +38,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["linear"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 4>{}});
   m["linear-relu"] = ir::describe(nn::Sequential{kiln::input<20>, nn::Linear<20, 4>{}, nn::ReLU{}});
   m["linear-gelu"] = ir::describe(nn::Sequential{kiln::input<80>, nn::Linear<80, 4>{}, nn::GELU{}});
+  m["linear-gelu-wide"] = ir::describe(nn::Sequential{kiln::input<64>, nn::Linear<64, 112>{}, nn::GELU{}});
   m["linear-short-k"] = ir::describe(nn::Sequential{kiln::input<16>, nn::Linear<16, 32>{}, nn::ReLU{}});
   m["linear-in-l2"] = ir::describe(nn::Sequential{kiln::input<256>, nn::Linear<256, 128>{}, nn::ReLU{}});
   m["bilinear"] = ir::describe(nn::Sequential{kiln::input<5>, kiln::input<7>, nn::Bilinear<5, 7, 3>{}});
