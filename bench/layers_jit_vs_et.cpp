@@ -73,4 +73,7 @@ int main(int argc, char** argv) {
   run("Linear(32, 4)", nn::Sequential{kiln::input<32>, nn::Linear<32, 4>{}}, batches);
   run("Linear(32, 8)", nn::Sequential{kiln::input<32>, nn::Linear<32, 8>{}}, batches);
   run("Linear(512, 512)", nn::Sequential{kiln::input<512>, nn::Linear<512, 512>{}}, batches);
+  // The residual MLPs' first Linear of a block, alone and with its GELU: what the GELU costs each kernel.
+  run("Linear(256, 512)", nn::Sequential{kiln::input<256>, nn::Linear<256, 512>{}}, batches);
+  run("Linear(256, 512), GELU", nn::Sequential{kiln::input<256>, nn::Linear<256, 512>{}, nn::GELU{}}, batches);
 }
