@@ -392,8 +392,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
     if (dots) {
       emit.dotProducts(M, N, packed, packedAt, lateEpilogue ? &late : nullptr);
     } else {
-      // A costly epilogue runs once per tile, in a loop over its vectors stored in a scratch tile, instead of
-      // once per vector (24 copies of Tanh's polynomial per Linear made the 13-layer network's compile 25% longer).
+      // A costly epilogue runs once per tile, in a loop over the rows of a scratch tile, instead of once per
+      // vector (24 copies of Tanh's polynomial per Linear made the 13-layer network's compile 25% longer).
       if (emit.epilogue && isCostlyEpilogue(emit.epilogue)) emit.scratch = scratchTile(rewriter, mm, broadcastVectors);
       // Large weights in two column blocks or more: every other call takes the blocks last to first.
       const bool alternateBlocks = K * N >= kAlternateFloats && N / (broadcastVectors * kLanes) >= 2;
@@ -804,7 +804,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
                                                             ArrayRef<int64_t>{1});
     }
 
-    // The tile's sums (rows x vectors) into the scratch tile, then the epilogue on each of its vectors in a loop,
+    // The tile's sums (rows x vectors) into the scratch tile, then the epilogue on it in a loop over its rows,
     // stored to the output at `rows`, columns [j, j + 16 * vectors), but for the last vector's lanes past lastLanes.
     void storeThroughEpilogueLoop(ArrayRef<Value> acc, ArrayRef<Value> rows, Value j, int64_t vectors,
                                   int64_t lastLanes) {
