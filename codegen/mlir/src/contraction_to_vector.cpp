@@ -824,16 +824,11 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
         Value col = rewriter.create<arith::AddIOp>(loc, j, c);
         rewriter.create<vector::StoreOp>(loc, applyEpilogue(sums, row, col, width), out, ValueRange{row, col});
       };
-      // A row of whole vectors at once, as one vector<16 * vectors>: LLVM splits it into `vectors` independent
-      // chains side by side, as the expression-template kernel runs its math on packs of four vectors.
-      if (lastLanes == kLanes) return apply(index(0), vectors * kLanes);
-      const int64_t full = vectors - 1;
-      if (full > 0) {
-        auto cols = rewriter.create<scf::ForOp>(loc, index(0), index(full * kLanes), index(kLanes));
-        OpBuilder::InsertionGuard inner(rewriter);
-        rewriter.setInsertionPointToStart(cols.getBody());
-        apply(cols.getInductionVar(), kLanes);
-      }
+      // A row's whole vectors at once, as one vector<16 * full>: LLVM splits it into `full` independent chains
+      // side by side, as the expression-template kernel runs its math on packs of four vectors; then a last,
+      // partial vector on its own.
+      const int64_t full = lastLanes == kLanes ? vectors : vectors - 1;
+      if (full > 0) apply(index(0), full * kLanes);
       if (full < vectors) apply(index(full * kLanes), lastLanes);
     }
 
