@@ -184,6 +184,21 @@ def gen_kinks(shape):
     return x
 
 
+def gen_nonfinite_spread(shape):
+    """gen_nonfinite's values, spread along a sample instead of at its start (for rows longer than 64 values,
+    whose Softmax max the kernels take in four chains of 16 lanes): sample 0 has NaN at 41, +Inf at 17 and -Inf at
+    60, samples 2, 3 and 4 (mod 6) NaN at 50, +Inf at 33 and -Inf at 9, sample 5 NaN at 22 and 63."""
+    x = torch.randn(shape) * 1.5
+    flat = x.view(shape[0], -1)
+    nan, inf = float("nan"), float("inf")
+    for r in range(shape[0]):
+        specials = {0: [(41, nan), (17, inf), (60, -inf)], 2: [(50, nan)], 3: [(33, inf)], 4: [(9, -inf)],
+                    5: [(22, nan), (63, nan)]}
+        for col, v in specials.get(r % 6, []):
+            flat[r, col % flat.shape[1]] = v
+    return x
+
+
 def gen_nonfinite(shape):
     """randn, with NaN, +Inf and -Inf in some samples: sample 0 has all three (at 0, 1, 2), sample 1 none,
     samples 2, 3 and 4 one each (NaN at 3, +Inf at 5, -Inf at 7), and so on every 6 samples. The values sit at
@@ -388,6 +403,9 @@ CASES = [
     ("log_softmax_wide", lambda: S(nn.LogSoftmax(dim=-1)), [(40,)], gen_large),
     ("nonfinite_softmax_wide", lambda: S(nn.Softmax(dim=-1)), [(40,)], gen_nonfinite),
     ("nonfinite_log_softmax_wide", lambda: S(nn.LogSoftmax(dim=-1)), [(40,)], gen_nonfinite),
+    # Rows of 67: four chains of 16 lanes, then a vector of 3 (the MLIR kernel), NaN and Inf in any chain.
+    ("nonfinite_softmax_long", lambda: S(nn.Softmax(dim=-1)), [(67,)], gen_nonfinite_spread),
+    ("nonfinite_log_softmax_long", lambda: S(nn.LogSoftmax(dim=-1)), [(67,)], gen_nonfinite_spread),
 ]
 
 

@@ -209,8 +209,9 @@ def make_grad_case(idx, name, builder, shapes, datadir, outdir):
                 else:
                     tensors[key] = f32(v)
             # A finite difference is no check across a kink (gen_kinks puts inputs exactly on them; autograd's
-            # gradient there is the reference, as PyTorch defines it) nor at NaN and Inf (gen_nonfinite).
-            if B == 3 and mg.CASES[idx][3] not in (mg.gen_kinks, mg.gen_nonfinite):
+            # gradient there is the reference, as PyTorch defines it) nor at NaN and Inf (gen_nonfinite, and
+            # gen_nonfinite_spread).
+            if B == 3 and mg.CASES[idx][3] not in (mg.gen_kinks, mg.gen_nonfinite, mg.gen_nonfinite_spread):
                 max_fd = max(max_fd, fd_check(model, inputs, grad_out, mode == "train", dropout_seed, g, name))
     if omitted:
         meta["omitted"] = ",".join(omitted)

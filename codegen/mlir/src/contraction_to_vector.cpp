@@ -1076,17 +1076,22 @@ bool readsIndices(linalg::GenericOp g) {
   return llvm::any_of(g.getRegion().front().getOperations(), [](Operation& op) { return isa<linalg::IndexOp>(op); });
 }
 
-// How a reduction's payload combines its output's value (the accumulator) with the next term: acc + t or
-// maximumf(acc, t), either operand order (both commute, NaN and signed zeros included); none if it is not one.
+// How a reduction's payload combines its output's value (the accumulator) with the next term t: acc + t (either
+// operand order), or t > acc ? t : acc, the largest term but NaN (Softmax's max, build_network.cpp's softmaxMax:
+// a maxnumf, but for which of -0 and +0 it keeps); none if it is neither.
 std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
   Block& body = g.getRegion().front();
   Operation* combine = body.getTerminator()->getOperand(0).getDefiningOp();
   BlockArgument acc = body.getArgument(g.getDpsInitOperand(0)->getOperandNumber());
-  if (!combine || combine->getNumOperands() != 2 || !acc.hasOneUse() ||
-      (combine->getOperand(0) != acc && combine->getOperand(1) != acc))
-    return {};
-  if (isa<arith::AddFOp>(combine)) return vector::CombiningKind::ADD;
-  if (isa<arith::MaximumFOp>(combine)) return vector::CombiningKind::MAXIMUMF;
+  if (auto add = dyn_cast_or_null<arith::AddFOp>(combine))
+    if (acc.hasOneUse() && (add.getLhs() == acc || add.getRhs() == acc)) return vector::CombiningKind::ADD;
+  if (auto select = dyn_cast_or_null<arith::SelectOp>(combine)) {
+    auto greater = select.getCondition().getDefiningOp<arith::CmpFOp>();
+    const bool onlyCompared = llvm::all_of(acc.getUsers(), [&](Operation* u) { return u == greater || u == select; });
+    if (greater && greater.getPredicate() == arith::CmpFPredicate::OGT && greater.getLhs() == select.getTrueValue() &&
+        greater.getRhs() == acc && select.getFalseValue() == acc && onlyCompared)
+      return vector::CombiningKind::MAXNUMF;
+  }
   return {};
 }
 
@@ -1337,7 +1342,7 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       Value buffer = w.getDpsInitOperand(0)->get();
       const vector::CombiningKind kind = *combiningKind(w);
       auto element = cast<FloatType>(cast<MemRefType>(buffer.getType()).getElementType());
-      const bool max = kind == vector::CombiningKind::MAXIMUMF;
+      const bool max = kind == vector::CombiningKind::MAXNUMF;
       Value start = b.create<arith::ConstantOp>(
           loc, DenseElementsAttr::get(lanes(element), max ? APFloat::getInf(element.getFloatSemantics(), true)
                                                           : APFloat::getZero(element.getFloatSemantics())));
@@ -1357,9 +1362,23 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       }
       partial[0] = forColumns(
           S, partial[0], [&](Value c, Value mask, Value acc) { return payload(w, c, mask, acc); }, chained);
-      auto combine = [&](Value x, Value y) { return vector::makeArithReduction(b, loc, kind, x, y); };
+      auto combine = [&](Value x, Value y) {
+        return max ? largerNotNaN(b, loc, x, y) : vector::makeArithReduction(b, loc, kind, x, y);
+      };
       Value all = chained > 0 ? combine(combine(partial[0], partial[1]), combine(partial[2], partial[3])) : partial[0];
-      value[buffer] = b.create<vector::ReductionOp>(loc, kind, all, value.lookup(buffer), arith::FastMathFlags::reassoc);
+      Value fill = value.lookup(buffer);
+      value[buffer] = max ? combine(fill, laneTree(all, combine))
+                          : b.create<vector::ReductionOp>(loc, kind, all, fill, arith::FastMathFlags::reassoc);
+    }
+    // combine over v's lanes as a tree, lane l with l + 8, then with l + 4, l + 2 and l + 1, as the ET kernel's
+    // lane_tree: vector.reduction of maxnumf became a chain of 16 scalar steps, three instructions each.
+    Value laneTree(Value v, function_ref<Value(Value, Value)> combine) {
+      for (int64_t half = kRowLanes / 2; half >= 1; half /= 2) {
+        SmallVector<int64_t> down;
+        for (int64_t l = 0; l < kRowLanes; ++l) down.push_back((l + half) % kRowLanes);
+        v = combine(v, b.create<vector::ShuffleOp>(loc, v, v, down));
+      }
+      return b.create<vector::ExtractOp>(loc, v, ArrayRef<int64_t>{0});
     }
     // w's values along this row into its scratch row.
     void computeRow(linalg::GenericOp w, int64_t S) {

@@ -51,6 +51,10 @@ int64_t packedOffset(const ir::Network& net, std::size_t layer);
                           ::llvm::ArrayRef<int64_t> sizes, ::llvm::ArrayRef<int64_t> strides);
 ::mlir::Value rowMajorView(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value flat, int64_t offset,
                            ::llvm::ArrayRef<int64_t> sizes);
+// t > acc ? t : acc, so that from acc = -inf a run of them gives the largest value but NaN (Softmax's max, where
+// that is enough: build_network.cpp); x86's maxps. combiningKind (contraction_to_vector.cpp) knows a reduction
+// of this form.
+::mlir::Value largerNotNaN(::mlir::OpBuilder& b, ::mlir::Location loc, ::mlir::Value acc, ::mlir::Value t);
 // The attribute that marks the function argument holding the packed weights, and the one that gives a
 // linalg.matmul_transpose_b its weights' offset in it.
 inline constexpr char kPackedArgument[] = "kiln.packed_weights";

@@ -10,22 +10,21 @@
 
 namespace kiln::et {
 
-// The largest of xs[0], xs[inner], ..., xs[(length - 1) * inner]; NaN if one of them is NaN, as PyTorch's max.
+// The largest of xs[0], xs[inner], ..., xs[(length - 1) * inner] but NaN (NaN only if xs[0] is). PyTorch's max is
+// NaN where a value is, but Softmax's needs not be: exp(NaN - max) is NaN, and the sum takes it to every value of
+// the row, as PyTorch's NaN max does; -0 and +0 as the max give the same outputs. In vectors that is x86's maxps
+// (vmax), one instruction, where carrying NaN took three more (the MLIR kernel's softmax max does the same:
+// build_network.cpp, largerNotNaN).
 inline float strided_max(const float* xs, index_t length, index_t inner) {
   float m = xs[0];
-  for (index_t k = 1; k < length; ++k) {
-    const float v = xs[k * inner];
-    m = v > m || v != v ? v : m;
-  }
+  for (index_t k = 1; k < length; ++k) m = xs[k * inner] > m ? xs[k * inner] : m;
   return m;
 }
 
-// Lane by lane, the larger of m and v, NaN where either is (a NaN in m stays: v > NaN is false).
-inline vfloat vmax_nan(vfloat m, vfloat v) { return ((v > m) | (v != v)) ? v : m; }
 // strided_max on each of n lanes.
 inline vfloat strided_max_block(const float* xs, index_t length, index_t inner, index_t n) {
   vfloat m = load_first(xs, n);
-  for (index_t k = 1; k < length; ++k) m = vmax_nan(m, load_first(xs + k * inner, n));
+  for (index_t k = 1; k < length; ++k) m = vmax(load_first(xs + k * inner, n), m);
   return m;
 }
 // Along a dim that is not the last (inner > 1), the values of one position of the inner dims lie `inner`
@@ -47,9 +46,9 @@ inline float max_vectors(const float* x, index_t n) {
   if (n < simd_width) return strided_max(x, n, 1);
   vfloat m = load(x);
   index_t i = simd_width;
-  for (; i + simd_width <= n; i += simd_width) m = vmax_nan(m, load(x + i));
-  if (i < n) m = vmax_nan(m, load(x + n - simd_width));
-  return lane_tree(m, vmax_nan);
+  for (; i + simd_width <= n; i += simd_width) m = vmax(load(x + i), m);
+  if (i < n) m = vmax(load(x + n - simd_width), m);
+  return lane_tree(m, [](vfloat a, vfloat b) { return vmax(b, a); });
 }
 
 // Sum of exp(x[i] - m) over x[0, n), in simd_width partial sums.
