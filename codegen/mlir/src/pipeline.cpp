@@ -533,6 +533,11 @@ std::string optimizeAndEmit(llvm::Module& module, const Target& target, Stage st
   }
   module.setDataLayout(tm->createDataLayout());
   module.setTargetTriple(tm->getTargetTriple().str());
+  // LLVM's loop vectoriser takes vectors of 256 bits where the CPU has 512 (the clock of early AVX-512 CPUs
+  // drops on them): the loops it vectorises (a generic that no pattern of contraction_to_vector.cpp rewrites,
+  // as the exp of Softmax along an inner dim) ran 8 lanes at a time where the kernels' own vector code runs 16.
+  for (llvm::Function& f : module)
+    if (!f.isDeclaration()) f.addFnAttr("prefer-vector-width", "512");
   optimize(module, *tm, timing);
   std::string out;
   llvm::raw_string_ostream os(out);

@@ -51,6 +51,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["log-softmax"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::LogSoftmax<-1>{}});
   m["softmax-last"] = ir::describe(nn::Sequential{kiln::input<40>, nn::Softmax<-1>{}});
   m["softmax-inner"] = ir::describe(nn::Sequential{kiln::input<5, 20>, nn::Softmax<1>{}});
+  m["softmax-inner-wide"] = ir::describe(nn::Sequential{kiln::input<8, 32>, nn::Softmax<1>{}});
   m["gelu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::GELU{}});
   m["leaky-relu"] = ir::describe(nn::Sequential{kiln::input<8>, nn::LeakyReLU{.negative_slope = 0.25f}});
   m["flatten"] = ir::describe(nn::Sequential{kiln::input<2, 3, 4>, nn::Flatten{}, nn::Unflatten<1, 4, 6>{}});
