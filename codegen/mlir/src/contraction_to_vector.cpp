@@ -1077,7 +1077,7 @@ bool readsIndices(linalg::GenericOp g) {
 }
 
 // How a reduction's payload combines its output's value (the accumulator) with the next term t: acc + t (either
-// operand order), or t > acc ? t : acc, the largest term but NaN (Softmax's max, build_network.cpp's softmaxMax:
+// operand order), or t > acc ? t : acc, the largest term but NaN (Softmax's max, build_network.cpp's largerNotNaN:
 // a maxnumf, but for which of -0 and +0 it keeps); none if it is neither.
 std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
   Block& body = g.getRegion().front();
