@@ -7,7 +7,7 @@
 // The micro-kernel keeps kRows x kBlocks accumulator vectors in registers; per input feature it loads kBlocks
 // weight vectors and broadcasts one x per row, so every weight load feeds kRows FMAs. The loops around it
 // walk groups of kBlocks blocks, then chunks of linear_chunk inputs (whose weights stay in cache while every
-// row block of the tile uses them, prefetching the next chunk's: linear_prefetch_every), then row blocks. Each
+// row block of the tile uses them, prefetching the next chunk's: WeightsAhead), then row blocks. Each
 // chunk's sum starts from zero and is added to y, so rounding errors grow with the chunk length, not with In (this
 // keeps a 784-wide layer within PyTorch's 1e-5 even after a train-mode BatchNorm amplifies them).
 // A matrix of at most linear_dot_out outputs runs as dot products along the inputs instead (linear_dots): a block
@@ -64,14 +64,13 @@ inline constexpr int linear_dot_chunk(index_t out) { return simd_width / static_
 // chosen for the CPU the program runs on (linear_prefetch_weights).
 inline constexpr int linear_prefetch_bytes = 2048;
 // With several row blocks, the weights the next chunk reads are prefetched into L2 while the row blocks run through
-// this one, a cache line every this many inputs of a row block (linear_forward hands out the lines). A network whose
-// weights outgrow L2 reads each chunk from L3 in its first row block, at L3's latency, then from L2. Intel Xeon (2 MiB
-// L2), one thread, three runs, us at batch 256 / 4096: three Linear(512, 512) 2209-2270 / 36269-36957 -> 2019-2032 /
-// 34699-35518, mlp_norm 2359-2434 / 38027-39422 -> 2200-2267 / 35886-36336; every 1 or 4 inputs, or into L1 or L3
-// (prefetcht0, prefetcht2), no better.
-inline constexpr int linear_prefetch_every = 2;
-
-// Cache lines of weights for a tile to prefetch into L2 as it goes: `lines` lines from `start`.
+// this one: linear_forward hands each row block a share of their cache lines, which its tile prefetches before its
+// loop over inputs. A network whose weights outgrow L2 reads each chunk from L3 in its first row block, at L3's
+// latency, then from L2. Intel Xeon (2 MiB L2), one thread, us at batch 256 / 4096: three Linear(512, 512)
+// 2209-2270 / 36269-36957 -> 2019-2032 / 34699-35518, mlp_norm 2359-2434 / 38027-39422 -> 2200-2267 / 35886-36336
+// (with a line every 2 inputs; every 1 or 4, or into L1 or L3, no better). Spread over the loop, the prefetches
+// split it in two, and the unrolled loop of a short layer (kShortIn) with it: on Zen 3 (AVX2, 512 KiB L2) Bilinear
+// at 256 went 600-720 -> 860-1180 us, MLP-S 1640-1840 -> 1970-2170; all before the loop, 600-640 and 1640-1760.
 struct WeightsAhead {
   const char* start = nullptr;
   index_t lines = 0;
@@ -180,7 +179,7 @@ inline void pack_linear_weight(const float* w, index_t in, index_t out, float* p
 // `last`: the chunk ends the sum, and the stored vectors go through `epilogue`. kShortIn, where nonzero, is
 // both `in` and `count`, known at compile time (a layer of one chunk): the loop over inputs is unrolled.
 // With one row, inputs go round linear_one_row_sets accumulator sets: that many independent FMA chains. With more,
-// the first inputs prefetch the lines of `ahead`, one every linear_prefetch_every.
+// the lines of `ahead` are prefetched first.
 template <int kRows, int kBlocks, index_t kShortIn, class Epilogue>
 inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp, index_t count_any, bool first,
                                 bool last, const float* bias, float* y, index_t out, index_t block0, Epilogue epilogue,
@@ -220,21 +219,15 @@ inline void linear_micro_kernel(const float* x, index_t in_any, const float* wp,
           acc[0][k] += broadcast(x[i + s]) * load(wp + ((i + s) * kBlocks + k) * simd_width);
     for (int k = 0; k < kBlocks; ++k) acc[0][k] = (acc[0][k] + more[0][k]) + (more[1][k] + more[2][k]);
   } else {
-    auto step = [&](index_t i) {
+    for (index_t line = 0; line < ahead.lines; ++line) __builtin_prefetch(ahead.start + line * 64, 0, 2);  // into L2
+    for (index_t i = 0; i < count; ++i) {
       vfloat w[kBlocks];
       for (int k = 0; k < kBlocks; ++k) w[k] = load(wp + (i * kBlocks + k) * simd_width);
       for (int r = 0; r < kRows; ++r) {
         const vfloat xr = broadcast(x[r * in + i]);
         for (int k = 0; k < kBlocks; ++k) acc[r][k] += xr * w[k];
       }
-    };
-    constexpr int every = linear_prefetch_every;
-    index_t i = 0;
-    for (index_t line = 0; line < ahead.lines && i + every <= count; ++line, i += every) {
-      __builtin_prefetch(ahead.start + line * 64, 0, 2);  // prefetcht1: into L2
-      for (int j = 0; j < every; ++j) step(i + j);
     }
-    for (; i < count; ++i) step(i);
   }
   // The tile's sums, through the epilogue where the chunk is the last, stored.
   auto sum = [&](int r, int k) {
