@@ -111,8 +111,20 @@ class FunctionBuilder {
     for (const Step& s : stepsOf(net_)) values.push_back(lowerStep(s, values));
     Value y = values.size() > first_step_value ? values.back() : values[0];
     // The output, then the updated running statistics: written after the whole forward has read the old ones.
-    b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, y, entry.getArguments().back(), true,
-                                                           true);
+    Value out = entry.getArguments().back();
+    if (auto rows = y.getDefiningOp<tensor::CollapseShapeOp>(); rows && rows.getSrc().getDefiningOp()) {
+      // The last step worked on rows in a shape of their own (collapseRows): it writes into the output in that
+      // shape. Empty tensor elimination does not see through a reshape: it would write a buffer of its own,
+      // copied into the output after it. (The view comes first, where the step's empty tensor can use it.)
+      y = rows.getSrc();
+      OpBuilder::InsertionGuard guard(b_);
+      b_.setInsertionPointToStart(&entry);
+      SmallVector<OpFoldResult> sizes{OpFoldResult(n_)};
+      for (int64_t size : rows.getSrcType().getShape().drop_front()) sizes.push_back(b_.getIndexAttr(size));
+      out = b_.create<memref::ExpandShapeOp>(loc_, rows.getSrcType().getShape(), out, rows.getReassociationIndices(),
+                                             sizes);
+    }
+    b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, y, out, true, true);
     for (auto& [value, memref] : pendingWrites_)
       b_.create<bufferization::MaterializeInDestinationOp>(loc_, TypeRange{}, value, memref, true, true);
     b_.create<func::ReturnOp>(loc_);
@@ -387,7 +399,8 @@ class FunctionBuilder {
   }
 
   // ---- Softmax along one per-sample dim: exp(x - max) / sum(exp(x - max)); LogSoftmax: x - max - log(sum) ---
-  // Along the last dim, on rows (rowSoftmax); along another, on x viewed as [N, A, S, B].
+  // Along the last dim, on rows (rowSoftmax); along another, on x viewed as [N, A, S, B], which
+  // RowStatisticsToVector runs for 16 positions of B at a time, e in a scratch block of S x 16 values.
   Value softmax(const ir::Layer& l, Value x, bool log) {
     const int axis = static_cast<int>(attr(l, "axis"));
     const int64_t A = l.in.product(0, axis), S = l.in.sizes[axis], B = l.in.product(axis + 1, l.in.rank);

@@ -13,10 +13,9 @@
 // products over a long K, a costly epilogue, GELU, Tanh, ..., runs instead on rows of the stored product, block of
 // rows by block of rows.) Where the weights outgrow L2, a 6-row tile prefetches into L2, as its k loop goes, a share
 // of the packed weights the next column block reads (kAheadFloats). From K = 256 on, a broadcast tile's k loop is a
-// function of its own, which the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's and
-// RMSNorm's statistics row by row (RowStatisticsToVector), Softmax's along a dim that is not the last in vector
-// registers (ColumnReductionToVector), and makes the packing's transposes 16 x 16 blocks through registers
-// (TransposeToVector).
+// function of its own, which the Linears of one shape share (BroadcastLoop). The same pass runs LayerNorm's,
+// RMSNorm's and Softmax's statistics and outputs row by row (RowStatisticsToVector), and makes the packing's
+// transposes 16 x 16 blocks through registers (TransposeToVector).
 #include "lowering.hpp"
 
 #include <mlir/Dialect/Arith/IR/Arith.h>
@@ -1095,29 +1094,35 @@ std::optional<vector::CombiningKind> combiningKind(linalg::GenericOp g) {
   return {};
 }
 
-// LayerNorm's, RMSNorm's and Softmax's forward (build_network.cpp, norm and rowSoftmax), rows of S values at a
-// time. A consumer (an all-parallel generic whose last loop runs along a row) reads per-row statistics; each
-// comes from row reductions (a linalg.fill, then a generic whose one reduction is the last loop, a sum or a max)
-// and per-row maps of those (all-parallel generics over the rows). As loops, each would be a pass over the whole
-// batch and every reduction a chain of scalar operations through memory. Here, row by row while the row is in
-// L1: the reductions as 16 partial sums or maxima in a vector register (masked for the last S % 16 values), the
-// maps on scalars, then the consumer 16 values at a time.
+// LayerNorm's, RMSNorm's and Softmax's forward (build_network.cpp, norm, rowSoftmax and softmax), rows of S values
+// at a time. A consumer (an all-parallel generic) reads per-row statistics; each comes from row reductions (a
+// linalg.fill, then a generic whose one reduction runs along the row, a sum or a max) and per-row maps of those
+// (all-parallel generics over the rows). As loops, each would be a pass over the whole batch and every reduction a
+// chain of scalar operations through memory. Here, row by row while the row is in L1. Where the rows run along
+// the last loop: the reductions as 16 partial sums or maxima in a vector register (masked for the last S % 16
+// values), the maps on scalars, then the consumer 16 values at a time. Where they run along another loop
+// (Softmax along an inner dim, `along` below), 16 rows side by side, one a lane, 16 positions of the last loop:
+// the reductions step by step along the rows in vectors (each lane's terms in order, as the ET kernel's), the maps
+// on those vectors, then the consumer step by step.
 struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   using OpRewritePattern::OpRewritePattern;
   static constexpr int64_t kRowLanes = 16;
+  struct Row;
 
   // The ops that compute the consumer's per-row operands, the buffers they write, and among those the rows of
-  // values computed from a row's statistics (Softmax's exp(x - max)), which the rewrite keeps in a scratch row.
+  // values computed from a row's statistics (Softmax's exp(x - max)), which the rewrite keeps in a scratch row;
+  // the loop the rows run along.
   struct Statistics {
     SmallVector<Operation*> ops;
     SmallVector<Value> buffers;
     SmallVector<Value> rowBuffers;
+    unsigned along = 0;
   };
 
   static bool allParallel(linalg::GenericOp g) { return g.getNumParallelLoops() == g.getNumLoops(); }
-  // The map of a per-row value in a generic of `loops` loops: the loops but the last.
-  static AffineMap perRowMap(unsigned loops, MLIRContext* ctx) {
-    return AffineMap::getMultiDimIdentityMap(loops, ctx).getMajorSubMap(loops - 1);
+  // The map of a per-row value in a generic of `loops` loops whose rows run along loop `along`: the other loops.
+  static AffineMap perRowMap(unsigned loops, unsigned along, MLIRContext* ctx) {
+    return AffineMap::getMultiDimIdentityMap(loops, ctx).dropResult(along);
   }
   // The linalg ops that write `buffer`, in their order, if it is allocated in `block`; none otherwise.
   static SmallVector<Operation*> writersOf(Value buffer, Block* block) {
@@ -1132,9 +1137,10 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     llvm::sort(writers, [](Operation* a, Operation* b) { return a->isBeforeInBlock(b); });
     return writers;
   }
-  static bool isRowReduction(linalg::GenericOp g, unsigned loops) {
+  static bool isRowReduction(linalg::GenericOp g, unsigned loops, unsigned along) {
     return g.getNumLoops() == loops && g.getNumReductionLoops() == 1 &&
-           g.getIteratorTypesArray().back() == utils::IteratorType::reduction && g.getNumDpsInits() == 1 &&
+           g.getIteratorTypesArray()[along] == utils::IteratorType::reduction && g.getNumDpsInits() == 1 &&
+           g.getMatchingIndexingMap(g.getDpsInitOperand(0)) == perRowMap(loops, along, g.getContext()) &&
            combiningKind(g) && !readsIndices(g);
   }
   static bool isRowMap(linalg::GenericOp g, unsigned loops) {
@@ -1150,14 +1156,14 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
 
   // The generic that writes `buffer` row by row from its rows' statistics (reading at least one per row), if
   // that is what writes it.
-  static linalg::GenericOp rowValuesWriter(Value buffer, Block* block, unsigned loops) {
+  static linalg::GenericOp rowValuesWriter(Value buffer, Block* block, unsigned loops, unsigned along) {
     const SmallVector<Operation*> writers = writersOf(buffer, block);
     auto writer = writers.size() == 1 ? dyn_cast<linalg::GenericOp>(writers[0]) : linalg::GenericOp{};
     if (!writer || writer.getNumLoops() != loops || !allParallel(writer) || writer.getNumDpsInits() != 1 ||
         !writer.getMatchingIndexingMap(writer.getDpsInitOperand(0)).isIdentity() ||
         writer.payloadUsesValueFromOperand(writer.getDpsInitOperand(0)))
       return {};
-    const AffineMap perRow = perRowMap(loops, buffer.getContext());
+    const AffineMap perRow = perRowMap(loops, along, buffer.getContext());
     const bool readsStatistics = llvm::any_of(writer.getDpsInputOperands(), [&](OpOperand* in) {
       return writer.getMatchingIndexingMap(in) == perRow;
     });
@@ -1171,11 +1177,12 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     for (OpOperand* in : g.getDpsInputOperands()) {
       const AffineMap m = g.getMatchingIndexingMap(in);
       Value buffer = in->get();
-      if (m == perRowMap(loops, g.getContext())) {
+      linalg::GenericOp writer;
+      if (m == perRowMap(loops, stats.along, g.getContext())) {
         if (!collect(buffer, g->getBlock(), loops, stats)) return false;
       } else if (m == all && llvm::is_contained(stats.rowBuffers, buffer)) {
         continue;
-      } else if (linalg::GenericOp writer = m == all ? rowValuesWriter(buffer, g->getBlock(), loops) : linalg::GenericOp{}) {
+      } else if (m == all && (writer = rowValuesWriter(buffer, g->getBlock(), loops, stats.along))) {
         if (!collectInputs(writer, loops, stats)) return false;
         stats.ops.push_back(writer);
         stats.buffers.push_back(buffer);
@@ -1196,7 +1203,7 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     auto fill = writers.size() == 2 ? dyn_cast<linalg::FillOp>(writers[0]) : linalg::FillOp{};
     auto writer = dyn_cast<linalg::GenericOp>(writers.back());
     if (!writer || (writers.size() == 2 && !fill)) return false;
-    const bool reduction = fill && isRowReduction(writer, loops);
+    const bool reduction = fill && isRowReduction(writer, loops, stats.along);
     if (!reduction && (fill || !isRowMap(writer, loops))) return false;
     const bool inputsCollected =
         reduction ? collectInputs(writer, loops, stats)
@@ -1209,15 +1216,29 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     return true;
   }
 
+  // The loop the consumer's rows run along: the last, if an operand is per row that way; otherwise one between the
+  // first (the batch) and the last that an operand's map leaves out.
+  static std::optional<unsigned> rowsAlong(linalg::GenericOp g) {
+    const unsigned loops = g.getNumLoops();
+    for (unsigned along = loops - 1; along >= 1; --along)
+      for (OpOperand* in : g.getDpsInputOperands())
+        if (g.getMatchingIndexingMap(in) == perRowMap(loops, along, g.getContext())) return along;
+    return {};
+  }
+
   // The consumer's per-row operands and what computes them, if `g` is such a consumer and nothing else reads
   // them or writes memory in between.
   static FailureOr<Statistics> statisticsOf(linalg::GenericOp g) {
     const unsigned loops = g.getNumLoops();
     if (!g.hasPureBufferSemantics() || loops < 2 || !allParallel(g) || g.getNumDpsInits() != 1) return failure();
     OpOperand* out = g.getDpsInitOperand(0);
-    if (!isRowVectors(out->get(), g.getMatchingIndexingMap(out), loops) || g.payloadUsesValueFromOperand(out))
+    const std::optional<unsigned> along = rowsAlong(g);
+    if (!along || !isRowVectors(out->get(), g.getMatchingIndexingMap(out), loops) || g.payloadUsesValueFromOperand(out))
       return failure();
+    auto outType = cast<MemRefType>(out->get().getType());
+    if (outType.isDynamicDim(*along) || outType.isDynamicDim(loops - 1)) return failure();
     Statistics stats;
+    stats.along = *along;
     if (!collectInputs(g, loops, stats) || stats.ops.empty()) return failure();
     llvm::sort(stats.ops, [](Operation* a, Operation* b) { return a->isBeforeInBlock(b); });
     for (Value buffer : stats.buffers)
@@ -1231,33 +1252,12 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
   LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& rewriter) const override {
     FailureOr<Statistics> stats = statisticsOf(g);
     if (failed(stats)) return failure();
-    Location loc = g.getLoc();
     rewriter.setInsertionPoint(g);
-    Value out = g.getDpsInitOperand(0)->get();
-    const unsigned loops = g.getNumLoops();
-    const int64_t S = cast<MemRefType>(out.getType()).getDimSize(loops - 1);
     {
       OpBuilder::InsertionGuard guard(rewriter);
-      Row row{rewriter, loc};
-      for (Value buffer : stats->rowBuffers) {
-        auto element = cast<MemRefType>(buffer.getType()).getElementType();
-        row.scratch[buffer] = rewriter.create<memref::AllocOp>(loc, MemRefType::get({S}, element), rewriter.getI64IntegerAttr(64));
-      }
-      for (unsigned d = 0; d + 1 < loops; ++d) {
-        auto f = rewriter.create<scf::ForOp>(loc, row.index(0), rewriter.create<memref::DimOp>(loc, out, d), row.index(1));
-        rewriter.setInsertionPointToStart(f.getBody());
-        row.at.push_back(f.getInductionVar());
-      }
-      for (Operation* op : stats->ops) {
-        if (auto fill = dyn_cast<linalg::FillOp>(op)) row.value[fill.getDpsInitOperand(0)->get()] = fill.value();
-        else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) row.reduce(w, S);
-        else if (w.getNumLoops() == loops) row.computeRow(w, S);
-        else row.map(w);
-      }
-      row.forColumns(S, {}, [&](Value c, Value mask, Value) {
-        row.store(row.payload(g, c, mask), out, c, mask);
-        return Value{};
-      });
+      Row row{rewriter, g.getLoc()};
+      if (stats->along + 1 == g.getNumLoops()) alongLastLoop(g, *stats, row);
+      else alongInnerLoop(g, *stats, row);
     }
     rewriter.eraseOp(g);
     for (Operation* op : llvm::reverse(stats->ops)) rewriter.eraseOp(op);
@@ -1265,15 +1265,97 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     return success();
   }
 
+  // Rows along the last loop: a loop over each other loop, then per row its statistics and the consumer along it.
+  static void alongLastLoop(linalg::GenericOp g, const Statistics& stats, Row& row) {
+    Value out = g.getDpsInitOperand(0)->get();
+    const unsigned loops = g.getNumLoops();
+    const int64_t S = cast<MemRefType>(out.getType()).getDimSize(loops - 1);
+    for (Value buffer : stats.rowBuffers) row.scratch[buffer] = row.scratchBuffer(buffer, {S});
+    for (unsigned d = 0; d + 1 < loops; ++d) row.at.push_back(row.loop(out, d));
+    for (Operation* op : stats.ops) {
+      if (auto fill = dyn_cast<linalg::FillOp>(op)) row.value[fill.getDpsInitOperand(0)->get()] = fill.value();
+      else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) row.reduce(w, S);
+      else if (w.getNumLoops() == loops) row.computeRow(w, S);
+      else row.map(w);
+    }
+    row.forColumns(S, {}, [&](Value c, Value mask, Value) {
+      row.store(row.payload(g, c, mask), out, c, mask);
+      return Value{};
+    });
+  }
+
+  // Rows along another loop: a loop over each loop but that one and the last, then 16 rows side by side at a
+  // time (16 positions of the last loop), their statistics as vectors, and the consumer step by step along them.
+  static void alongInnerLoop(linalg::GenericOp g, const Statistics& stats, Row& row) {
+    Value out = g.getDpsInitOperand(0)->get();
+    auto outType = cast<MemRefType>(out.getType());
+    const unsigned loops = g.getNumLoops();
+    const int64_t S = outType.getDimSize(stats.along);
+    row.along = stats.along;
+    for (Value buffer : stats.rowBuffers) row.scratch[buffer] = row.scratchBuffer(buffer, {S, kRowLanes});
+    for (unsigned d = 0; d + 1 < loops; ++d) row.at.push_back(d == stats.along ? Value{} : row.loop(out, d));
+    row.forColumns(outType.getDimSize(loops - 1), {}, [&](Value c, Value mask, Value) {
+      for (Operation* op : stats.ops) {
+        if (auto fill = dyn_cast<linalg::FillOp>(op)) {
+          Value start = fill.value();
+          row.value[fill.getDpsInitOperand(0)->get()] =
+              row.b.create<vector::BroadcastOp>(row.loc, row.lanes(start.getType()), start);
+        } else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) {
+          Value buffer = w.getDpsInitOperand(0)->get();
+          row.value[buffer] = row.forSteps(S, row.value.lookup(buffer), [&](Value acc) { return row.payload(w, c, mask, acc); });
+        } else if (w.getNumLoops() == loops) {
+          Value scratch = row.scratch.lookup(w.getDpsInitOperand(0)->get());
+          row.forSteps(S, {}, [&](Value) {
+            row.b.create<vector::StoreOp>(row.loc, row.payload(w, c, mask), scratch, row.scratchIndices());
+            return Value{};
+          });
+        } else {
+          row.map(w);
+        }
+      }
+      row.forSteps(S, {}, [&](Value) {
+        row.store(row.payload(g, c, mask), out, c, mask);
+        return Value{};
+      });
+      return Value{};
+    });
+  }
+
   // One row's code: its indices (at), its statistics (value: per buffer), and the vector code along it.
+  // Along an inner loop (`along` set), "this row" is 16 rows side by side: at[along] is the step along them, their
+  // values are vectors, and a scratch buffer is [S, 16].
   struct Row {
     PatternRewriter& b;
     Location loc;
     SmallVector<Value> at{};
     DenseMap<Value, Value> value{};    // per-row buffer -> this row's value
     DenseMap<Value, Value> scratch{};  // row-values buffer -> the [S] buffer holding this row's
+    std::optional<unsigned> along{};
 
     Value index(int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); }
+    // An scf.for over dim d of `buffer`, the insertion point moved into it; returns its induction variable.
+    Value loop(Value buffer, unsigned d) {
+      auto f = b.create<scf::ForOp>(loc, index(0), b.create<memref::DimOp>(loc, buffer, d), index(1));
+      b.setInsertionPointToStart(f.getBody());
+      return f.getInductionVar();
+    }
+    Value scratchBuffer(Value buffer, ArrayRef<int64_t> shape) {
+      auto element = cast<MemRefType>(buffer.getType()).getElementType();
+      return b.create<memref::AllocOp>(loc, MemRefType::get(shape, element), b.getI64IntegerAttr(64));
+    }
+    // Where this step's values are in a scratch buffer along an inner loop.
+    SmallVector<Value> scratchIndices() { return {at[*along], index(0)}; }
+    // acc = f(acc) at each step s of S along an inner loop (at[along] = s meanwhile); acc may be null.
+    Value forSteps(int64_t S, Value acc, function_ref<Value(Value)> f) {
+      auto steps = b.create<scf::ForOp>(loc, index(0), index(S), index(1), acc ? ValueRange{acc} : ValueRange{},
+                                        [&](OpBuilder& inner, Location, Value s, ValueRange carried) {
+                                          at[*along] = s;
+                                          Value next = f(acc ? carried[0] : Value{});
+                                          inner.create<scf::YieldOp>(loc, next ? ValueRange{next} : ValueRange{});
+                                        });
+      at[*along] = Value{};
+      return acc ? steps.getResult(0) : Value{};
+    }
     SmallVector<Value> indices(Value c) {
       SmallVector<Value> i = at;
       i.push_back(c);
@@ -1318,7 +1400,8 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       for (OpOperand* in : g.getDpsInputOperands()) {
         const AffineMap m = g.getMatchingIndexingMap(in);
         const bool column = m.getNumResults() == 1 && m.getResult(0) == b.getAffineDimExpr(loops - 1);
-        Value v = scratch.count(in->get()) ? load(scratch.lookup(in->get()), ValueRange{c}, mask)
+        Value v = scratch.count(in->get()) ? (along ? load(scratch.lookup(in->get()), scratchIndices(), {})
+                                                   : load(scratch.lookup(in->get()), ValueRange{c}, mask))
                   : m.getNumResults() == loops ? load(in->get(), indices(c), mask)
                   : column                   ? load(in->get(), ValueRange{c}, mask)
                                              : value.lookup(in->get());
@@ -1390,90 +1473,21 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
         return Value{};
       });
     }
-    // w's payload on this row's statistics.
+    // w's payload on this row's statistics (vectors along an inner loop).
     void map(linalg::GenericOp w) {
       IRMapping m;
       Block& body = w.getRegion().front();
       for (OpOperand* in : w.getDpsInputOperands()) m.map(body.getArgument(in->getOperandNumber()), value.lookup(in->get()));
-      for (Operation& op : body.without_terminator()) b.clone(op, m);
-      value[w.getDpsInitOperand(0)->get()] = m.lookupOrDefault(body.getTerminator()->getOperand(0));
+      Value result;
+      if (along) {
+        result = vectorizePayload(b, loc, body, m, kRowLanes, [](int64_t) -> Value { return {}; });
+      } else {
+        for (Operation& op : body.without_terminator()) b.clone(op, m);
+        result = m.lookupOrDefault(body.getTerminator()->getOperand(0));
+      }
+      value[w.getDpsInitOperand(0)->get()] = result;
     }
   };
-};
-
-// Softmax's and LogSoftmax's statistics along a dim that is not the last (build_network.cpp, softmax): a sum or a
-// max over loop r of one f32 input, for every position of the other loops, the last of which runs along
-// contiguous values. As loops, r runs outside the last loop, and each of its steps loads and stores every
-// partial result: S chains of dependent operations through memory. Here, for each 16 positions along the last
-// loop, the partial results stay in a vector register while r runs, in the same order (the same bits).
-struct ColumnReductionToVector : OpRewritePattern<linalg::GenericOp> {
-  using OpRewritePattern::OpRewritePattern;
-
-  // The reduction loop of `g`, if `g` is such a reduction.
-  static std::optional<unsigned> reductionLoop(linalg::GenericOp g) {
-    const unsigned loops = g.getNumLoops();
-    if (!g.hasPureBufferSemantics() || loops < 2 || g.getNumReductionLoops() != 1 || g.getNumDpsInputs() != 1 ||
-        g.getNumDpsInits() != 1 || !combiningKind(g) || readsIndices(g))
-      return {};
-    SmallVector<unsigned> reductions;
-    g.getReductionDims(reductions);
-    const unsigned r = reductions[0];
-    OpOperand* in = g.getDpsInputOperand(0);
-    OpOperand* out = g.getDpsInitOperand(0);
-    auto inType = dyn_cast<MemRefType>(in->get().getType());
-    auto outType = dyn_cast<MemRefType>(out->get().getType());
-    if (r + 1 == loops || !inType || !outType || !inType.getElementType().isF32() ||
-        !outType.getElementType().isF32() || inType.isDynamicDim(loops - 1) || !isLastMemrefDimUnitStride(inType) ||
-        !isLastMemrefDimUnitStride(outType) || !g.getMatchingIndexingMap(in).isIdentity() ||
-        g.getMatchingIndexingMap(out) != g.getMatchingIndexingMap(in).dropResult(r))
-      return {};
-    return r;
-  }
-
-  LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& b) const override {
-    const std::optional<unsigned> r = reductionLoop(g);
-    if (!r) return failure();
-    emitLoops(b, g, *r);
-    b.eraseOp(g);
-    return success();
-  }
-
- private:
-  // The loops that replace g (before it), r's innermost: rows of the output's last dim, each row's indices
-  // (every loop's but r's and the last's) in a RowStatisticsToVector::Row, whose loads, stores and loop over
-  // columns (full vectors, then the rest masked) they share.
-  static void emitLoops(PatternRewriter& b, linalg::GenericOp g, unsigned r) {
-    OpBuilder::InsertionGuard guard(b);
-    Value x = g.getDpsInputOperand(0)->get(), y = g.getDpsInitOperand(0)->get();
-    Block& body = g.getRegion().front();
-    const unsigned loops = g.getNumLoops();
-    RowStatisticsToVector::Row row{b, g.getLoc()};
-    for (unsigned d = 0; d + 1 < loops; ++d) {
-      if (d == r) continue;
-      auto f = b.create<scf::ForOp>(row.loc, row.index(0), b.create<memref::DimOp>(row.loc, y, row.at.size()),
-                                    row.index(1));
-      b.setInsertionPointToStart(f.getBody());
-      row.at.push_back(f.getInductionVar());
-    }
-    // 16 positions from c (`mask`: the first of them only): their partial results through the loop over r.
-    row.forColumns(cast<MemRefType>(x.getType()).getDimSize(loops - 1), {}, [&](Value c, Value mask, Value) {
-      Value start = row.load(y, row.indices(c), mask);
-      auto steps = b.create<scf::ForOp>(
-          row.loc, row.index(0), b.create<memref::DimOp>(row.loc, x, r), row.index(1), ValueRange{start},
-          [&](OpBuilder& inner, Location loc, Value k, ValueRange acc) {
-            SmallVector<Value> inAt = row.indices(c);
-            inAt.insert(inAt.begin() + r, k);
-            IRMapping map;
-            map.map(body.getArgument(0), row.load(x, inAt, mask));
-            map.map(body.getArgument(1), acc[0]);
-            Value next = vectorizePayload(inner, loc, body, map, RowStatisticsToVector::kRowLanes,
-                                          [](int64_t) -> Value { return {}; });
-            inner.create<scf::YieldOp>(loc, next);
-          });
-      row.store(steps.getResult(0), y, c, mask);
-      return Value{};
-    });
-  }
 };
 
 struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationPass<ModuleOp>> {
@@ -1501,7 +1515,7 @@ struct ContractionToVectorPass : PassWrapper<ContractionToVectorPass, OperationP
 void populateContractionToVectorPatterns(RewritePatternSet& patterns, RegisterTiles tiles, int64_t l2Bytes) {
   patterns.add<ContractionToVector>(patterns.getContext(), tiles, l2Bytes);
   patterns.add<BilinearToVector>(patterns.getContext(), tiles);
-  patterns.add<RowStatisticsToVector, ColumnReductionToVector, TransposeToVector>(patterns.getContext());
+  patterns.add<RowStatisticsToVector, TransposeToVector>(patterns.getContext());
 }
 
 std::unique_ptr<Pass> createContractionToVectorPass(RegisterTiles tiles, int64_t l2Bytes) {
