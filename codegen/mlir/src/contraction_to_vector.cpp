@@ -1296,22 +1296,12 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     for (unsigned d = 0; d + 1 < loops; ++d) row.at.push_back(d == stats.along ? Value{} : row.loop(out, d));
     row.forColumns(outType.getDimSize(loops - 1), {}, [&](Value c, Value mask, Value) {
       for (Operation* op : stats.ops) {
-        if (auto fill = dyn_cast<linalg::FillOp>(op)) {
-          Value start = fill.value();
-          row.value[fill.getDpsInitOperand(0)->get()] =
-              row.b.create<vector::BroadcastOp>(row.loc, row.lanes(start.getType()), start);
-        } else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) {
-          Value buffer = w.getDpsInitOperand(0)->get();
-          row.value[buffer] = row.forSteps(S, row.value.lookup(buffer), [&](Value acc) { return row.payload(w, c, mask, acc); });
-        } else if (w.getNumLoops() == loops) {
-          Value scratch = row.scratch.lookup(w.getDpsInitOperand(0)->get());
-          row.forSteps(S, {}, [&](Value) {
-            row.b.create<vector::StoreOp>(row.loc, row.payload(w, c, mask), scratch, row.scratchIndices());
-            return Value{};
-          });
-        } else {
-          row.map(w);
-        }
+        if (auto fill = dyn_cast<linalg::FillOp>(op))
+          row.value[fill.getDpsInitOperand(0)->get()] = row.lanes(fill.value());
+        else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1)
+          row.reduceSteps(w, S, c, mask);
+        else if (w.getNumLoops() == loops) row.computeSteps(w, S, c, mask);
+        else row.map(w);
       }
       row.forSteps(S, {}, [&](Value) {
         row.store(row.payload(g, c, mask), out, c, mask);
@@ -1362,6 +1352,7 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       return i;
     }
     VectorType lanes(Type element) { return VectorType::get({kRowLanes}, element); }
+    Value lanes(Value scalar) { return b.create<vector::BroadcastOp>(loc, lanes(scalar.getType()), scalar); }
     Value load(Value buffer, ValueRange i, Value mask) {
       Type element = cast<MemRefType>(buffer.getType()).getElementType();
       if (!mask) return b.create<vector::LoadOp>(loc, lanes(element), buffer, i);
@@ -1462,6 +1453,19 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
         v = combine(v, b.create<vector::ShuffleOp>(loc, v, v, down));
       }
       return b.create<vector::ExtractOp>(loc, v, ArrayRef<int64_t>{0});
+    }
+    // Along an inner loop: the reduction w over the S steps of these rows, from the fill's vector, a chain per lane.
+    void reduceSteps(linalg::GenericOp w, int64_t S, Value c, Value mask) {
+      Value buffer = w.getDpsInitOperand(0)->get();
+      value[buffer] = forSteps(S, value.lookup(buffer), [&](Value acc) { return payload(w, c, mask, acc); });
+    }
+    // Along an inner loop: w's values at each of the S steps of these rows into its scratch block.
+    void computeSteps(linalg::GenericOp w, int64_t S, Value c, Value mask) {
+      Value block = scratch.lookup(w.getDpsInitOperand(0)->get());
+      forSteps(S, {}, [&](Value) {
+        b.create<vector::StoreOp>(loc, payload(w, c, mask), block, scratchIndices());
+        return Value{};
+      });
     }
     // w's values along this row into its scratch row.
     void computeRow(linalg::GenericOp w, int64_t S) {
