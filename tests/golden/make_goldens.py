@@ -406,6 +406,11 @@ CASES = [
     # Rows of 67: four chains of 16 lanes, then a vector of 3 (the MLIR kernel), NaN and Inf in any chain.
     ("nonfinite_softmax_long", lambda: S(nn.Softmax(dim=-1)), [(67,)], gen_nonfinite_spread),
     ("nonfinite_log_softmax_long", lambda: S(nn.LogSoftmax(dim=-1)), [(67,)], gen_nonfinite_spread),
+    # Along a dim between others ([N, 3, 5, 20] over the 5): 16 positions of the 20 side by side, then 4 masked.
+    ("softmax_inner", lambda: S(nn.Softmax(dim=2)), [(3, 5, 20)], gen_randn),
+    ("log_softmax_inner", lambda: S(nn.LogSoftmax(dim=2)), [(3, 5, 20)], gen_large),
+    ("nonfinite_softmax_inner", lambda: S(nn.Softmax(dim=2)), [(3, 5, 20)], gen_nonfinite),
+    ("nonfinite_log_softmax_inner", lambda: S(nn.LogSoftmax(dim=2)), [(3, 5, 20)], gen_nonfinite),
 ]
 
 
