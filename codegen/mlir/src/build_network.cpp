@@ -112,7 +112,7 @@ class FunctionBuilder {
     Value y = values.size() > first_step_value ? values.back() : values[0];
     // The output, then the updated running statistics: written after the whole forward has read the old ones.
     Value out = entry.getArguments().back();
-    if (auto rows = y.getDefiningOp<tensor::CollapseShapeOp>(); rows && rows.getSrc().getDefiningOp()) {
+    if (auto rows = y.getDefiningOp<tensor::CollapseShapeOp>()) {
       // The last step worked on rows in a shape of their own (collapseRows): it writes into the output in that
       // shape. Empty tensor elimination does not see through a reshape: it would write a buffer of its own,
       // copied into the output after it. (The view comes first, where the step's empty tensor can use it.)

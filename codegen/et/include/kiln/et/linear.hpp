@@ -70,7 +70,7 @@ inline constexpr int linear_prefetch_bytes = 2048;
 // 2209-2270 / 36269-36957 -> 2019-2032 / 34699-35518, mlp_norm 2359-2434 / 38027-39422 -> 2200-2267 / 35886-36336
 // (with a line every 2 inputs; every 1 or 4, or into L1 or L3, no better). Spread over the loop, the prefetches
 // split it in two, and the unrolled loop of a short layer (kShortIn) with it: on Zen 3 (AVX2, 512 KiB L2) Bilinear
-// at 256 went 600-720 -> 860-1180 us, MLP-S 1640-1840 -> 1970-2170; all before the loop, 600-640 and 1640-1760.
+// at 256 went 600-720 -> 860-1180 us, MLP-S 1640-1840 -> 1970-2170; all before the loop, 600-650 and 1640-1760.
 struct WeightsAhead {
   const char* start = nullptr;
   index_t lines = 0;
