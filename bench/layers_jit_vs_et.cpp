@@ -76,4 +76,8 @@ int main(int argc, char** argv) {
   // The residual MLPs' first Linear of a block, alone and with its GELU: what the GELU costs each kernel.
   run("Linear(256, 512)", nn::Sequential{kiln::input<256>, nn::Linear<256, 512>{}}, batches);
   run("Linear(256, 512), GELU", nn::Sequential{kiln::input<256>, nn::Linear<256, 512>{}, nn::GELU{}}, batches);
+  // Elementwise layers with no Linear to fuse into: alone, and before one.
+  run("GELU, 256", nn::Sequential{kiln::input<256>, nn::GELU{}}, batches);
+  run("ReLU, 8", nn::Sequential{kiln::input<8>, nn::ReLU{}}, batches);
+  run("Tanh, Linear(64, 64)", nn::Sequential{kiln::input<64>, nn::Tanh{}, nn::Linear<64, 64>{}}, batches);
 }
