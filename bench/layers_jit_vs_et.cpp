@@ -37,20 +37,29 @@ kiln::Tensor batch_of(index_t batch, kiln::Dims dims) {
 
 template <class Net>
 void run(const char* name, const Net& net, const std::vector<index_t>& batches) {
+  using Traits = kiln::network_traits<Net>;
   auto model = kiln::Model(net);
   model.eval();
   auto kernel = kiln::jit::compile(model);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 2.0f);
   for (index_t batch : batches) {
-    kiln::Tensor x = batch_of(batch, kiln::network_traits<Net>::input_dims);
-    kiln::Tensor y_et = batch_of(batch, kiln::network_traits<Net>::output_dims);
-    kiln::Tensor y_jit = batch_of(batch, kiln::network_traits<Net>::output_dims);
+    kiln::Tensor x = batch_of(batch, Traits::input_dims);
+    kiln::Tensor x2 = batch_of(Traits::input_count == 2 ? batch : 0, Traits::input2_dims);
+    kiln::Tensor y_et = batch_of(batch, Traits::output_dims);
+    kiln::Tensor y_jit = batch_of(batch, Traits::output_dims);
     for (float& v : x.values()) v = normal(rng);
-    const double values = static_cast<double>(x.numel()) + static_cast<double>(y_et.numel());
+    for (float& v : x2.values()) v = normal(rng);
+    const double values = static_cast<double>(x.numel() + x2.numel()) + static_cast<double>(y_et.numel());
     const int iterations = static_cast<int>(std::clamp(2e6 / values, 3.0, 100000.0));
-    const double et = best_us([&] { model.forward(x, y_et); }, iterations);
-    const double jit = best_us([&] { kernel.forward(x, y_jit); }, iterations);
+    double et = 0, jit = 0;
+    if constexpr (Traits::input_count == 2) {
+      et = best_us([&] { model.forward(x, x2, y_et); }, iterations);
+      jit = best_us([&] { kernel.forward(x, x2, y_jit); }, iterations);
+    } else {
+      et = best_us([&] { model.forward(x, y_et); }, iterations);
+      jit = best_us([&] { kernel.forward(x, y_jit); }, iterations);
+    }
     fmt::print("| {} | {} | {} | {} | {:.2f} |\n", name, batch, us(et), us(jit), jit / et);
   }
 }
@@ -80,4 +89,7 @@ int main(int argc, char** argv) {
   run("GELU, 256", nn::Sequential{kiln::input<256>, nn::GELU{}}, batches);
   run("ReLU, 8", nn::Sequential{kiln::input<8>, nn::ReLU{}}, batches);
   run("Tanh, Linear(64, 64)", nn::Sequential{kiln::input<64>, nn::Tanh{}, nn::Linear<64, 64>{}}, batches);
+  // Bilinear whose second input is not a multiple of 16 wide, beside one that is.
+  run("Bilinear(64, 48, 32)", nn::Sequential{kiln::input<64>, kiln::input<48>, nn::Bilinear<64, 48, 32>{}}, batches);
+  run("Bilinear(64, 40, 32)", nn::Sequential{kiln::input<64>, kiln::input<40>, nn::Bilinear<64, 40, 32>{}}, batches);
 }

@@ -130,24 +130,38 @@ TEST_CASE("jit: Linears of a long K into outputs not a multiple of 16 == the exp
   }
 }
 
-// Bilinear with In2 a multiple of 16 runs both stages in blocks of 12 rows (contraction_to_vector.cpp,
-// BilinearToVector): batches of one block and a row or two (13, 14), a partial block (5, 29) and whole blocks (24), in eval
-// and train mode (whose kernel is the other function), against the expression-template kernel. Within a block, rows
-// past the 6-row tiles take a 3-row tile where 3 or 4 are left (3, 4, 9, 10, 15, 16), then one-row tiles.
-TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit]") {
-  static constexpr nn::Sequential net{kiln::input<20>, kiln::input<32>, nn::Bilinear<20, 32, 7>{}, nn::Tanh{}};
+namespace {
+
+// Bilinear(20, J, 7) runs both stages in blocks of 12 rows (contraction_to_vector.cpp, BilinearToVector): batches
+// of one block and a row or two (13, 14), a partial block (5, 29) and whole blocks (24), in eval and train mode
+// (whose kernel is the other function), against the expression-template kernel. Within a block, rows past the
+// 6-row tiles take a 3-row tile where 3 or 4 are left (3, 4, 9, 10, 15, 16), then one-row tiles. J = 32 is two
+// vectors of 16; of J = 40 and J = 7 the last vector is read masked (in A's last row it would read past A's end).
+template <int J>
+void check_bilinear_blocks() {
+  static constexpr nn::Sequential net{kiln::input<20>, kiln::input<J>, nn::Bilinear<20, J, 7>{}, nn::Tanh{}};
   for (const bool training : {false, true}) {
     kiln::Model model{net, 8};
     model.train(training);
     auto jit = kiln::jit::compile(model, fresh_options(true, temp_cache("bilinear")));
     for (const index_t batch : {1, 3, 4, 5, 9, 10, 13, 14, 15, 16, 24, 29}) {
-      Tensor x1({batch, 20}), x2({batch, 32});
+      Tensor x1({batch, 20}), x2({batch, J});
       for (index_t i = 0; i < x1.numel(); ++i) x1[i] = static_cast<float>((i * 37) % 23) / 7.0f - 1.5f;
       for (index_t i = 0; i < x2.numel(); ++i) x2[i] = static_cast<float>((i * 11) % 19) / 9.0f - 1.0f;
       kiln::testing::check_close(jit(x1, x2), model(x1, x2),
-                                 "batch " + std::to_string(batch) + (training ? ", train" : ", eval"), 2e-5, 4e-6);
+                                 "J " + std::to_string(J) + ", batch " + std::to_string(batch) +
+                                     (training ? ", train" : ", eval"),
+                                 2e-5, 4e-6);
     }
   }
+}
+
+}  // namespace
+
+TEST_CASE("jit: Bilinear in row blocks == the expression-template kernel", "[jit]") {
+  check_bilinear_blocks<32>();
+  check_bilinear_blocks<40>();
+  check_bilinear_blocks<7>();
 }
 
 // The eval kernel runs on blocks of rows (entry_points.cpp: the widest layer's output a quarter of L2, in

@@ -217,6 +217,8 @@ Value alternateCalls(OpBuilder& builder, Location loc) {
 // [0, kEnd) by kStep from zero, in `sets` sets of mb x vectors accumulators (set s > 0 reads row setRows[s - 1] at
 // k + setK[s - 1]). W^T is a [K, N] matrix, or the packed weights' panel that starts at panelStart. With
 // aheadStart, each k prefetches into L2 the packed weights at min(aheadStart + k * kAheadFloats, aheadEnd).
+// The last vector has lastLanes columns: a matrix's are read masked (past them, its last row would read past its
+// end), a panel's are zero past them.
 struct BroadcastLoop {
   Location loc;
   int64_t K, mb, vectors, sets;
@@ -225,6 +227,7 @@ struct BroadcastLoop {
   Value panels, panelStart;            // the packed weights and where the tile's panel starts
   SmallVector<Value> cols;
   Value aheadStart = {}, aheadEnd = {};
+  int64_t lastLanes = kLanes;
 
   static VectorType lanes(OpBuilder& b) { return VectorType::get({kLanes}, b.getF32Type()); }
   static Value index(OpBuilder& b, Location loc, int64_t v) { return b.create<arith::ConstantIndexOp>(loc, v); }
@@ -233,7 +236,7 @@ struct BroadcastLoop {
   SmallVector<Value> step(OpBuilder& b, Value k, ValueRange acc, ArrayRef<Value> xRows) const {
     SmallVector<Value> w, next;
     if (matrix)
-      for (Value c : cols) w.push_back(b.create<vector::LoadOp>(loc, lanes(b), matrix, ValueRange{k, c}));
+      for (int64_t v = 0; v < vectors; ++v) w.push_back(matrixVector(b, k, v));
     else {  // the panel's row k: panelStart + k * 16 * vectors
       Value row = b.create<arith::AddIOp>(loc, panelStart, b.create<arith::MulIOp>(loc, k, index(b, loc, vectors * kLanes)));
       for (int64_t v = 0; v < vectors; ++v) {
@@ -251,6 +254,16 @@ struct BroadcastLoop {
                                    /*isWrite=*/false, /*localityHint=*/2, /*isDataCache=*/true);
     }
     return next;
+  }
+
+  // W^T[k, cols[v]:+16] of the matrix, zero past lastLanes in the last vector.
+  Value matrixVector(OpBuilder& b, Value k, int64_t v) const {
+    if (v + 1 < vectors || lastLanes == kLanes)
+      return b.create<vector::LoadOp>(loc, lanes(b), matrix, ValueRange{k, cols[v]});
+    Value mask = b.create<vector::CreateMaskOp>(loc, VectorType::get({kLanes}, b.getI1Type()),
+                                                ValueRange{index(b, loc, lastLanes)});
+    Value zeros = b.create<arith::ConstantOp>(loc, DenseElementsAttr::get(lanes(b), 0.0f));
+    return b.create<vector::MaskedLoadOp>(loc, lanes(b), matrix, ValueRange{k, cols[v]}, mask, zeros);
   }
 
   // The loop, here: sets * mb * vectors sums.
@@ -611,8 +624,8 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       Value pair;
     };
 
-    // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (nCols a multiple of 16
-    // for a matrix; packed panels are zero past nCols, and the lanes past it are not stored): rows in blocks that
+    // Columns [0, nCols) of a [M, K] x [K, nCols] product, bt being the [K, nCols] operand (a matrix is read
+    // masked past nCols, packed panels are zero past it, and the lanes past it are not stored): rows in blocks that
     // stay in L2 while every column block passes (last to first on the calls where `reverse` is true), in tiles of 6
     // rows x broadcastVectors vectors of 16 columns. A block's last tile, if fewer than 6 rows are left, ends at the
     // block's end: it computes again rows the tile before computed (the same sums, stored again), and with fewer
@@ -745,6 +758,7 @@ struct ContractionToVector : OpRewritePattern<linalg::MatmulTransposeBOp> {
       };
       Value panelStart = bt.panels ? panelAt(j) : Value{};
       BroadcastLoop loop{loc, K, mb, vectors, sets, a, bt.matrix, bt.panels, panelStart, cols};
+      loop.lastLanes = lastLanes;
       if (bt.prefetch && next.cols && mb == kBroadcastRows) {
         // This tile's share of the next panel: the row block's tile t takes K * kAheadFloats floats from its
         // (t * K * kAheadFloats), up to the panel's end, or the weights' end (where there is none, their last line).
@@ -915,7 +929,7 @@ struct TransposeToVector : OpRewritePattern<linalg::TransposeOp> {
 // Bilinear's first stage (build_network.cpp): T[n, o, j] = sum_i x1[n, i] A[o, i, j], a linalg.generic over
 // (n, o, i, j) that reads A's rows [o, i, :] along j. For every o that is x1 [N, K] times A[o] [K, J], whose
 // rows are already the layout broadcast products read: the same tiles as a short-K Linear, on views of A and T,
-// with no copy of the weights. J must be a multiple of 16 (otherwise the generic is left to the loop lowering).
+// with no copy of the weights (the last J % 16 columns read masked).
 // Where T is read only by the second stage, both stages run in blocks of rows (rowBlocks).
 struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
   BilinearToVector(MLIRContext* ctx, RegisterTiles tiles)
@@ -958,8 +972,6 @@ struct BilinearToVector : OpRewritePattern<linalg::GenericOp> {
     if (!xType.getLayout().isIdentity() || !tType.getLayout().isIdentity() || !aType.hasStaticShape() ||
         xType.isDynamicDim(1))
       return failure();
-    const int64_t J = aType.getDimSize(2);
-    if (J % kLanes != 0) return failure();
     // T must start from zero (a fill of 0 before the generic, which the tiles make unnecessary: they store
     // whole sums) and have no other writer. Read only by the second stage, it becomes one row block's.
     linalg::FillOp fill;
