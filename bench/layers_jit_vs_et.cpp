@@ -88,6 +88,9 @@ int main(int argc, char** argv) {
   // Elementwise layers with no Linear to fuse into: alone, and before one.
   run("GELU, 256", nn::Sequential{kiln::input<256>, nn::GELU{}}, batches);
   run("ReLU, 8", nn::Sequential{kiln::input<8>, nn::ReLU{}}, batches);
+  run("ReLU, 12", nn::Sequential{kiln::input<12>, nn::ReLU{}}, batches);
+  run("ReLU, 3", nn::Sequential{kiln::input<3>, nn::ReLU{}}, batches);
+  run("BatchNorm1d on [32, 3]", nn::Sequential{kiln::input<32, 3>, nn::BatchNorm1d<32>{}}, batches);
   run("Tanh, Linear(64, 64)", nn::Sequential{kiln::input<64>, nn::Tanh{}, nn::Linear<64, 64>{}}, batches);
   // Bilinear whose second input is not a multiple of 16 wide, beside one that is.
   run("Bilinear(64, 48, 32)", nn::Sequential{kiln::input<64>, kiln::input<48>, nn::Bilinear<64, 48, 32>{}}, batches);

@@ -57,6 +57,7 @@ inline std::map<std::string, ir::Network> sample_networks() {
   m["flatten"] = ir::describe(nn::Sequential{kiln::input<2, 3, 4>, nn::Flatten{}, nn::Unflatten<1, 4, 6>{}});
   m["dropout"] = ir::describe(nn::Sequential{kiln::input<8>, nn::Dropout{0.25f}});
   m["batchnorm"] = ir::describe(nn::Sequential{kiln::input<4, 3>, nn::BatchNorm1d<4>{}});
+  m["batchnorm-rows"] = ir::describe(nn::Sequential{kiln::input<16, 8>, nn::BatchNorm1d<16>{}});
   m["layernorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::LayerNorm<4>{}});
   m["rmsnorm"] = ir::describe(nn::Sequential{kiln::input<3, 4>, nn::RMSNorm<4>{}});
   m["layernorm-relu"] = ir::describe(nn::Sequential{kiln::input<20>, nn::LayerNorm<20>{}, nn::ReLU{}});
