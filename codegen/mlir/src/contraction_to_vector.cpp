@@ -1284,17 +1284,14 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
     const unsigned loops = g.getNumLoops();
     const int64_t S = cast<MemRefType>(out.getType()).getDimSize(loops - 1);
     for (Value buffer : stats.rowBuffers) row.scratch[buffer] = row.scratchBuffer(buffer, {S});
-    for (unsigned d = 0; d + 1 < loops; ++d) row.at.push_back(row.loop(out, d));
+    row.loopOverRows(out);
     for (Operation* op : stats.ops) {
       if (auto fill = dyn_cast<linalg::FillOp>(op)) row.value[fill.getDpsInitOperand(0)->get()] = fill.value();
       else if (auto w = cast<linalg::GenericOp>(op); w.getNumReductionLoops() == 1) row.reduce(w, S);
       else if (w.getNumLoops() == loops) row.computeRow(w, S);
       else row.map(w);
     }
-    row.forColumns(S, {}, [&](Value c, Value mask, Value) {
-      row.store(row.payload(g, c, mask), out, c, mask);
-      return Value{};
-    });
+    row.writeRow(g, out, S);
   }
 
   // Rows along another loop: a loop over each loop but that one and the last, then 16 rows side by side at a
@@ -1341,6 +1338,11 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       auto f = b.create<scf::ForOp>(loc, index(0), b.create<memref::DimOp>(loc, buffer, d), index(1));
       b.setInsertionPointToStart(f.getBody());
       return f.getInductionVar();
+    }
+    // A loop over each dim of `buffer` but the last (at: their induction variables), the insertion point inside.
+    void loopOverRows(Value buffer) {
+      for (int64_t d = 0; d + 1 < cast<MemRefType>(buffer.getType()).getRank(); ++d)
+        at.push_back(loop(buffer, static_cast<unsigned>(d)));
     }
     Value scratchBuffer(Value buffer, ArrayRef<int64_t> shape) {
       auto element = cast<MemRefType>(buffer.getType()).getElementType();
@@ -1405,6 +1407,13 @@ struct RowStatisticsToVector : OpRewritePattern<linalg::GenericOp> {
       }
       if (m.isFunctionOfDim(m.getNumDims() - 1)) return load(buffer, i, mask);
       return b.create<memref::LoadOp>(loc, buffer, i);
+    }
+    // g's payload along this row of S values into `out`, 16 at a time.
+    void writeRow(linalg::GenericOp g, Value out, int64_t S) {
+      forColumns(S, {}, [&](Value c, Value mask, Value) {
+        store(payload(g, c, mask), out, c, mask);
+        return Value{};
+      });
     }
     // g's payload at columns c..c+15 of the row: rows of values from their scratch row, per-row statistics this
     // row's values, any other operand read through its map; `acc` (when given) stands for its output's value.
@@ -1530,8 +1539,8 @@ struct ElementwiseToVector : OpRewritePattern<linalg::GenericOp> {
   // m reads dims in increasing order, the last loop (if at all) as its last: each row's values are consecutive.
   static bool isOrderedProjection(AffineMap m) {
     if (!m.isProjectedPermutation()) return false;
-    for (unsigned r = 0; r < m.getNumResults(); ++r)
-      if (r > 0 && m.getDimPosition(r) <= m.getDimPosition(r - 1)) return false;
+    for (unsigned r = 1; r < m.getNumResults(); ++r)
+      if (m.getDimPosition(r) <= m.getDimPosition(r - 1)) return false;
     return true;
   }
   static bool isFloatBuffer(Value v) {
@@ -1560,16 +1569,12 @@ struct ElementwiseToVector : OpRewritePattern<linalg::GenericOp> {
   LogicalResult matchAndRewrite(linalg::GenericOp g, PatternRewriter& rewriter) const override {
     if (!isElementwise(g)) return failure();
     Value out = g.getDpsInitOperand(0)->get();
-    const unsigned loops = g.getNumLoops();
     rewriter.setInsertionPoint(g);
     {
       OpBuilder::InsertionGuard guard(rewriter);
       Row row{rewriter, g.getLoc()};
-      for (unsigned d = 0; d + 1 < loops; ++d) row.at.push_back(row.loop(out, d));
-      row.forColumns(cast<MemRefType>(out.getType()).getDimSize(loops - 1), {}, [&](Value c, Value mask, Value) {
-        row.store(row.payload(g, c, mask), out, c, mask);
-        return Value{};
-      });
+      row.loopOverRows(out);
+      row.writeRow(g, out, cast<MemRefType>(out.getType()).getDimSize(g.getNumLoops() - 1));
     }
     rewriter.eraseOp(g);
     return success();
